@@ -1,0 +1,31 @@
+# One-command setup, run and test. Needs only python3 (>= 3.11), gcc and make.
+PYTHON ?= python3
+VENV   := .venv
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test colcon-check clean
+
+$(STAMP): requirements.txt setup.py package.xml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybrid_mpc_ros needs Python >= 3.11, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip==26.3
+	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job: a simulated run through real ROS 2 nodes.
+run: setup
+	$(VENV)/bin/hybrid-mpc demo
+
+## The whole test suite (linters included).
+test: setup
+	$(VENV)/bin/python -m pytest -ra test
+
+## Build with colcon in a scratch workspace and check the install layout ros2 run/launch rely on.
+colcon-check: setup
+	bash scripts/colcon_check.sh
+
+clean:
+	rm -rf $(VENV) build install log
