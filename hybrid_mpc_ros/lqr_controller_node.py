@@ -1,0 +1,127 @@
+"""ROS 2 node ``lqr_controller``: the hover LQR of :mod:`hybrid_mpc_ros.lqr` as a node.
+
+Event-driven: every ``odom`` message (nav_msgs/Odometry) is answered with exactly one
+``rotor_speeds_cmd`` (std_msgs/Float64MultiArray, 4 rotor speeds in rad/s). That is what
+the simulator's lockstep mode expects (one command advances it one period), and in
+realtime mode the controller simply runs at the simulator's odometry rate. The callback
+only decodes, calls the core controller and encodes, so this node is also the "trivial
+controller" of ``hybrid-mpc bench sim``.
+
+ROS parameters of the node:
+
+* ``target_position`` (3 doubles, m): hover target in the odom frame; may change live.
+* ``max_position_error`` (double, m): saturation of the position error; may change live.
+* ``period_s`` (double, s, read-only): control period the gain is designed for; it must
+  equal the simulator's ``period_s``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from nav_msgs.msg import Odometry
+import numpy as np
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_msgs.msg import Float64MultiArray
+
+from hybrid_mpc_ros.lqr import DEFAULT_MAX_POSITION_ERROR, LQRController
+from hybrid_mpc_ros.ros_msgs import odometry_to_state, rotor_command
+
+NODE_NAME = 'lqr_controller'
+DEFAULT_TARGET = (-6.0, -3.5, 0.0)
+QOS_DEPTH = 10
+
+
+class LQRControllerNode(Node):
+    """Answers each odometry message with the LQR's rotor-speed command."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self.declare_parameter('period_s', 0.1, ParameterDescriptor(
+            description='control period the LQR gain is designed for [s]; must equal the '
+                        "simulator's period_s",
+            read_only=True,
+            floating_point_range=[FloatingPointRange(from_value=1e-3, to_value=1.0)]))
+        self.declare_parameter('target_position', list(DEFAULT_TARGET), ParameterDescriptor(
+            description='hover target position [x, y, z] in the odom frame [m]'))
+        self.declare_parameter('max_position_error', DEFAULT_MAX_POSITION_ERROR,
+                               ParameterDescriptor(
+                                   description='saturation of the position error fed to the '
+                                               'LQR, keeps large steps gentle [m]',
+                                   floating_point_range=[FloatingPointRange(
+                                       from_value=0.01, to_value=1000.0)]))
+        target = self.get_parameter('target_position').value
+        reason = _target_problem(target)
+        if reason:
+            raise ValueError(f'parameter target_position: {reason}')
+        self._controller = LQRController(
+            dt=self.get_parameter('period_s').value, target_position=target,
+            max_position_error=self.get_parameter('max_position_error').value)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._publisher = self.create_publisher(Float64MultiArray, 'rotor_speeds_cmd', QOS_DEPTH)
+        self._subscription = self.create_subscription(Odometry, 'odom', self._on_odom,
+                                                      QOS_DEPTH)
+        self.get_logger().info(
+            f'LQR ready: period {self._controller.dt} s, target {list(target)} m, '
+            f'closed-loop spectral radius {self._controller.spectral_radius:.4f}')
+
+    def _on_odom(self, msg: Odometry) -> None:
+        try:
+            x = odometry_to_state(msg)
+        except ValueError as exc:
+            self.get_logger().warning(f'ignoring odometry: {exc}', throttle_duration_sec=1.0)
+            return
+        self._publisher.publish(rotor_command(self._controller.command(x)))
+
+    def _validate_parameters(self, parameters) -> SetParametersResult:
+        for parameter in parameters:
+            if parameter.name == 'target_position':
+                reason = _target_problem(parameter.value)
+                if reason:
+                    return SetParametersResult(successful=False,
+                                               reason=f'target_position: {reason}')
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters) -> None:
+        for parameter in parameters:
+            if parameter.name == 'target_position':
+                self._controller.set_target(parameter.value)
+                self.get_logger().info(f'new target {list(parameter.value)} m')
+            elif parameter.name == 'max_position_error':
+                self._controller.max_position_error = float(parameter.value)
+
+
+def _target_problem(value) -> str:
+    """Why ``value`` is not a valid target position, or '' when it is."""
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return f'must be 3 doubles, got {value!r}'
+    if array.shape != (3,):
+        return f'must be 3 doubles [x, y, z], got {len(array.reshape(-1))} values'
+    if not all(math.isfinite(item) for item in array):
+        return f'must be finite, got {list(array)}'
+    return ''
+
+
+def main(args=None):
+    """Run the node until Ctrl-C or shutdown (console script ``lqr_controller_node``)."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = LQRControllerNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()
