@@ -1,0 +1,274 @@
+"""``hybrid-mpc demo``: the simulator and the LQR controller flying through real ROS 2 nodes.
+
+Both nodes run as separate processes (:func:`hybrid_mpc_ros.processes.start_node`) on a
+private ``ROS_DOMAIN_ID`` with discovery kept on loopback; this process watches ``odom``
+and ``rotor_speeds_cmd`` like any other node would. :class:`ClosedLoop` is the reusable
+part (the benchmark uses it too): start the pair, observe, stop both cleanly.
+
+Simulated time is the odometry stamp (the simulator stamps with its own clock, which starts
+at 0). In lockstep mode the loop runs as fast as the two processes can exchange messages.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from hybrid_mpc_ros import processes
+
+DEFAULT_PERIOD_S = 0.1
+STOP_TIMEOUT_S = 5.0
+
+
+class DemoError(RuntimeError):
+    """The closed loop could not run: a node died or odometry did not come."""
+
+
+@dataclass
+class OdomSample:
+    """One odometry message as seen by the observer."""
+
+    wall_s: float          # time.perf_counter() at reception
+    sim_s: float           # header stamp [s]
+    msg: object            # the nav_msgs/Odometry message itself
+
+
+class ClosedLoop:
+    """Simulator and LQR controller processes plus an in-process observer node.
+
+    A context manager: entering starts both nodes and the observer; leaving stops them
+    (SIGINT first) whatever happened. ``clock_mode`` is ``'lockstep'`` or ``'realtime'``;
+    ``observer_qos`` is the observer's QoS depth (an int, reliable) or a QoS profile.
+    """
+
+    def __init__(self, target=(-6.0, -3.5, 0.0), clock_mode: str = 'lockstep',
+                 period_s: float = DEFAULT_PERIOD_S, observer_qos=100,
+                 watch_commands: bool = True, log_dir: str | None = None,
+                 domain_id: int | None = None):
+        if clock_mode not in ('lockstep', 'realtime'):
+            raise ValueError(f"clock_mode must be 'lockstep' or 'realtime', got {clock_mode!r}")
+        self.target = tuple(float(v) for v in target)
+        self.clock_mode = clock_mode
+        self.period_s = float(period_s)
+        self.domain_id = processes.free_domain_id() if domain_id is None else int(domain_id)
+        self.log_dir = log_dir or tempfile.mkdtemp(prefix='hybrid_mpc_demo_')
+        self.samples: deque[OdomSample] = deque()
+        self.last_command = None
+        self._observer_qos = observer_qos
+        self._watch_commands = watch_commands
+        self._nodes: dict[str, processes.NodeProcess] = {}
+        self._context = None
+        self._node = None
+        self._executor = None
+
+    def __enter__(self) -> 'ClosedLoop':
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        env = processes.ros_env(self.domain_id)
+        # this process joins the same private, loopback-only domain as its children
+        for name in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE'):
+            os.environ[name] = env[name]
+        lockstep = self.clock_mode == 'lockstep'
+        self._nodes['simulator'] = processes.start_node(
+            'simulator_node', params={'period_s': self.period_s, 'clock_mode': self.clock_mode},
+            env=env, log_path=os.path.join(self.log_dir, 'simulator.log'))
+        self._nodes['controller'] = processes.start_node(
+            'lqr_controller_node',
+            params={'period_s': self.period_s, 'target_position': list(self.target),
+                    'use_sim_time': lockstep},
+            env=env, log_path=os.path.join(self.log_dir, 'lqr_controller.log'))
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
+        from nav_msgs.msg import Odometry
+        from std_msgs.msg import Float64MultiArray
+        self._context = rclpy.Context()
+        # Python's own SIGINT handling (KeyboardInterrupt) drives the clean shutdown
+        rclpy.init(context=self._context, domain_id=self.domain_id,
+                   signal_handler_options=SignalHandlerOptions.NO)
+        self._node = rclpy.create_node('hybrid_mpc_observer', context=self._context,
+                                       start_parameter_services=False)
+        self._node.create_subscription(Odometry, 'odom', self._on_odom, self._observer_qos)
+        if self._watch_commands:
+            self._node.create_subscription(Float64MultiArray, 'rotor_speeds_cmd',
+                                           self._on_command, self._observer_qos)
+        self._executor = SingleThreadedExecutor(context=self._context)
+        self._executor.add_node(self._node)
+
+    def _on_odom(self, msg) -> None:
+        stamp = msg.header.stamp
+        self.samples.append(OdomSample(time.perf_counter(), stamp.sec + 1e-9 * stamp.nanosec,
+                                       msg))
+
+    def _on_command(self, msg) -> None:
+        self.last_command = msg
+
+    def check_nodes(self) -> None:
+        """Raise :class:`DemoError` with the node's log tail if a node process has exited."""
+        for name, node in self._nodes.items():
+            if not node.alive():
+                tail = '\n'.join(node.log_text().splitlines()[-25:])
+                raise DemoError(f'the {name} node exited with status {node.returncode} '
+                                f'(log {node.log_path}):\n{tail}')
+
+    def spin_once(self, timeout_s: float = 0.1) -> None:
+        """Handle at most one pending message, waiting up to ``timeout_s``."""
+        self._executor.spin_once(timeout_sec=timeout_s)
+
+    def latest_sample(self) -> OdomSample | None:
+        """Take every message already received, without waiting; the newest, or None."""
+        count = -1
+        while len(self.samples) != count:
+            count = len(self.samples)
+            self.spin_once(0.0)
+        latest = self.samples[-1] if self.samples else None
+        self.samples.clear()
+        return latest
+
+    def next_sample(self, timeout_s: float) -> OdomSample:
+        """Next odometry sample, spinning as needed; :class:`DemoError` after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        checked = time.monotonic()
+        while not self.samples:
+            now = time.monotonic()
+            if now > deadline:
+                self.check_nodes()
+                raise DemoError(f'no odometry on domain {self.domain_id} for {timeout_s:g} s '
+                                f'(node logs in {self.log_dir})')
+            if now - checked > 0.5:
+                self.check_nodes()
+                checked = now
+            self.spin_once(min(0.1, max(0.0, deadline - now)))
+        return self.samples.popleft()
+
+    def close(self) -> None:
+        """Stop the observer and both node processes (idempotent)."""
+        if self._executor is not None:
+            self._executor.shutdown(timeout_sec=1.0)
+            self._executor = None
+        if self._node is not None:
+            self._node.destroy_node()
+            self._node = None
+        if self._context is not None:
+            self._context.try_shutdown()
+            self._context = None
+        # controller first, so the simulator does not republish into a missing peer
+        for name in ('controller', 'simulator'):
+            node = self._nodes.pop(name, None)
+            if node is not None:
+                node.stop(timeout=STOP_TIMEOUT_S)
+
+
+def _progress_line(sim_s: float, x: np.ndarray, target: np.ndarray, command) -> str:
+    distance = float(np.linalg.norm(x[0:3] - target))
+    roll, pitch, yaw = np.degrees(x[6:9])
+    line = (f't={sim_s:6.1f} s  pos=({x[0]:7.3f}, {x[1]:7.3f}, {x[2]:7.3f}) m  '
+            f'dist={distance:7.3f} m  rpy=({roll:6.1f}, {pitch:6.1f}, {yaw:6.1f}) deg')
+    if command is not None and len(command.data) == 4:
+        line += '  rotors=(' + ', '.join(f'{w:5.1f}' for w in command.data) + ') rad/s'
+    return line
+
+
+def fly(seconds: float, target, clock_mode: str = 'lockstep', odom_timeout_s: float = 30.0,
+        out=sys.stdout) -> dict:
+    """Fly ``seconds`` of simulated time towards ``target`` (3,) [m]; return the summary.
+
+    Prints a progress line per simulated second to ``out``. Raises :class:`DemoError` when
+    a node dies, no odometry arrives within ``odom_timeout_s`` wall seconds, or simulated
+    time stops advancing for that long.
+    """
+    from hybrid_mpc_ros.ros_msgs import odometry_to_state
+    target = np.asarray(target, dtype=float)
+    with ClosedLoop(target, clock_mode=clock_mode) as loop:
+        print(f'demo: simulator ({clock_mode}) and LQR controller on ROS_DOMAIN_ID '
+              f'{loop.domain_id}, target {target.tolist()} m, {seconds:g} s simulated; '
+              f'node logs in {loop.log_dir}', file=out, flush=True)
+        started = time.perf_counter()
+        first = loop.next_sample(odom_timeout_s)
+        x = odometry_to_state(first.msg)
+        print(f'first odometry after {first.wall_s - started:.2f} s wall', file=out, flush=True)
+        print(_progress_line(first.sim_s, x, target, loop.last_command), file=out, flush=True)
+        initial_error = float(np.linalg.norm(x[0:3] - target))
+        max_tilt = float(np.degrees(np.abs(x[6:8]).max()))
+        last = first
+        next_report = math.floor(first.sim_s + 1e-6) + 1.0
+        advanced_wall = time.monotonic()
+        while last.sim_s < seconds - 1e-6:
+            sample = loop.next_sample(odom_timeout_s)
+            if sample.sim_s > last.sim_s:
+                advanced_wall = time.monotonic()
+            elif time.monotonic() - advanced_wall > odom_timeout_s:
+                loop.check_nodes()
+                raise DemoError(f'simulated time stuck at {last.sim_s:.2f} s for '
+                                f'{odom_timeout_s:g} s: is the controller answering? '
+                                f'(node logs in {loop.log_dir})')
+            last = sample
+            x = odometry_to_state(sample.msg)
+            max_tilt = max(max_tilt, float(np.degrees(np.abs(x[6:8]).max())))
+            if sample.sim_s >= next_report - 1e-6:
+                print(_progress_line(sample.sim_s, x, target, loop.last_command), file=out,
+                      flush=True)
+                next_report = math.floor(sample.sim_s + 1e-6) + 1.0
+        loop.check_nodes()
+    steps = round((last.sim_s - first.sim_s) / loop.period_s)
+    wall = last.wall_s - first.wall_s
+    return {
+        'command': 'demo',
+        'clock_mode': clock_mode,
+        'domain_id': loop.domain_id,
+        'target': target.tolist(),
+        'sim_time_s': round(last.sim_s, 9),
+        'final_position': [round(float(v), 6) for v in x[0:3]],
+        'final_attitude_deg': [round(float(v), 3) for v in np.degrees(x[6:9])],
+        'initial_error_m': round(initial_error, 6),
+        'final_error_m': round(float(np.linalg.norm(x[0:3] - target)), 6),
+        'max_tilt_deg': round(max_tilt, 3),
+        'steps': steps,
+        'wall_time_s': round(wall, 4),
+        'steps_per_wall_s': round(steps / wall, 2) if wall > 0 else None,
+    }
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(seconds: float = 20.0, target=(-6.0, -3.5, 0.0), realtime: bool = False,
+         odom_timeout_s: float = 30.0) -> int:
+    """Run the demo for the CLI: progress, summary, JSON last line; the exit status."""
+    # SIGTERM takes the same clean path as Ctrl-C: children are stopped in ClosedLoop.close
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        summary = fly(seconds, target, 'realtime' if realtime else 'lockstep', odom_timeout_s)
+    except DemoError as exc:
+        print(f'hybrid-mpc demo: error: {exc}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('hybrid-mpc demo: interrupted; nodes stopped', file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f'done: t={summary["sim_time_s"]:.1f} s, final error {summary["final_error_m"]:.4f} m '
+          f'(from {summary["initial_error_m"]:.3f} m), max tilt {summary["max_tilt_deg"]:.1f} '
+          f'deg; {summary["steps"]} steps in {summary["wall_time_s"]:.2f} s wall = '
+          f'{summary["steps_per_wall_s"]} steps per wall second ({summary["clock_mode"]})')
+    print(json.dumps(summary), flush=True)
+    return 0
