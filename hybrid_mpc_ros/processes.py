@@ -1,0 +1,230 @@
+"""Starting and stopping the package's nodes as separate processes (tests and the CLI).
+
+Each node runs as ``python -m hybrid_mpc_ros.<module> --ros-args ...``, exactly what
+``ros2 run`` would start, with its output in a log file. Every environment made here keeps
+DDS discovery on the loopback interface (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and
+can pin a ``ROS_DOMAIN_ID`` so concurrent runs on one machine do not see each other.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import weakref
+
+from hybrid_mpc_ros.config import flatten
+
+PACKAGE = 'hybrid_mpc_ros'
+_LIVE = weakref.WeakSet()
+
+
+def ros_env(domain_id: int | None = None, base: dict | None = None) -> dict:
+    """Return a copy of ``base`` (default ``os.environ``) set up for a local-only ROS process.
+
+    Sets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, ``PYTHONUNBUFFERED=1`` and, when
+    ``domain_id`` is given, ``ROS_DOMAIN_ID``.
+    """
+    env = dict(os.environ if base is None else base)
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['PYTHONUNBUFFERED'] = '1'
+    if domain_id is not None:
+        if not 0 <= int(domain_id) <= 232:
+            raise ValueError(f'ROS_DOMAIN_ID must be in 0..232, got {domain_id}')
+        env['ROS_DOMAIN_ID'] = str(int(domain_id))
+    return env
+
+
+def free_domain_id() -> int:
+    """Pick a ROS domain id in 1..100 from the process id and randomness, to isolate a run."""
+    return 1 + (os.getpid() + random.SystemRandom().randrange(100)) % 100
+
+
+def format_param_value(value) -> str:
+    """Format a parameter value as the YAML text ``--ros-args -p name:=value`` expects.
+
+    Booleans become ``true``/``false``; floats keep a decimal point (``1.0``) so ROS types
+    them as doubles; lists become ``[a, b]`` (a list mixing ints and floats is made all
+    floats, since ROS arrays are homogeneous); strings are quoted when YAML would
+    otherwise read them as something else.
+    """
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _format_float(value)
+    if isinstance(value, str):
+        return _format_string(value)
+    if hasattr(value, 'tolist'):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+        if any(isinstance(item, float) for item in items) and all(
+                isinstance(item, (int, float)) and not isinstance(item, bool) for item in items):
+            items = [float(item) for item in items]
+        return '[' + ', '.join(format_param_value(item) for item in items) + ']'
+    raise TypeError(f'cannot pass a {type(value).__name__} as a ROS parameter: {value!r}')
+
+
+def _format_float(value: float) -> str:
+    if math.isnan(value):
+        return '.nan'
+    if math.isinf(value):
+        return '.inf' if value > 0 else '-.inf'
+    text = repr(value)
+    if 'e' in text and '.' not in text.split('e')[0]:
+        mantissa, exponent = text.split('e')
+        text = f'{mantissa}.0e{exponent}'
+    return text
+
+
+def _format_string(value: str) -> str:
+    import yaml
+    if value and yaml.safe_load(value) == value and not any(
+            char in value for char in ' ,[]{}:#&*!|>\'"%@`'):
+        return value
+    return "'" + value.replace("'", "''") + "'"
+
+
+class NodeProcess:
+    """One node running in its own process; a context manager that stops it on exit.
+
+    ``command`` is the full argument list, ``log_path`` the file holding the process's
+    stdout and stderr. With ``kill_with_parent`` (Linux) the node receives SIGTERM when the
+    thread that started it ends, so a crashed test run leaves no stray nodes behind; start
+    long-lived nodes from the main thread.
+    """
+
+    def __init__(self, command: list[str], env: dict | None = None,
+                 log_path: str | None = None, kill_with_parent: bool = True):
+        self.command = list(command)
+        if log_path is None:
+            handle, log_path = tempfile.mkstemp(prefix=f'{PACKAGE}_', suffix='.log')
+            os.close(handle)
+        self.log_path = str(log_path)
+        self._log = open(self.log_path, 'wb')
+        self._process = subprocess.Popen(
+            self.command, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if kill_with_parent and _PRCTL is not None else None)
+        _LIVE.add(self)
+
+    @property
+    def pid(self) -> int:
+        """Process id of the node."""
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit status (negative: killed by that signal), or ``None`` while running."""
+        return self._process.poll()
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self._process.poll() is None
+
+    def log_text(self) -> str:
+        """Everything the node has written to stdout and stderr so far."""
+        if not self._log.closed:
+            self._log.flush()
+        with open(self.log_path, encoding='utf-8', errors='replace') as stream:
+            return stream.read()
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """Stop the node: SIGINT, then SIGTERM, then SIGKILL, ``timeout`` s apart; exit status."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            if self._process.poll() is not None:
+                break
+            try:
+                self._process.send_signal(sig)
+                self._process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                continue
+            except ProcessLookupError:
+                break
+        self._process.wait()
+        self._log.close()
+        _LIVE.discard(self)
+        return self._process.returncode
+
+    def __enter__(self) -> 'NodeProcess':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = 'running' if self.alive() else f'exited {self.returncode}'
+        return f'<NodeProcess pid={self.pid} {state} log={self.log_path}>'
+
+
+def node_command(module: str, params: dict | None = None, params_file: str | None = None,
+                 remaps: dict | None = None, node_name: str | None = None) -> list[str]:
+    """Build the argument list running ``hybrid_mpc_ros.<module>`` with these ROS arguments.
+
+    Nested ``params`` groups are flattened to dotted names (``{'plant': {'mass': 1.0}}``
+    gives ``plant.mass``). Command-line ``-p`` values override the ``params_file``.
+    """
+    module = module if module.startswith(PACKAGE + '.') else f'{PACKAGE}.{module}'
+    command = [sys.executable, '-m', module, '--ros-args']
+    if node_name:
+        command += ['-r', f'__node:={node_name}']
+    if params_file:
+        command += ['--params-file', os.fspath(params_file)]
+    for name, value in flatten(params or {}).items():
+        command += ['-p', f'{name}:={format_param_value(value)}']
+    for source, target in (remaps or {}).items():
+        command += ['-r', f'{source}:={target}']
+    return command
+
+
+def start_node(module: str, params: dict | None = None, params_file: str | None = None,
+               remaps: dict | None = None, node_name: str | None = None,
+               env: dict | None = None, log_path: str | None = None,
+               kill_with_parent: bool = True) -> NodeProcess:
+    """Start ``python -m hybrid_mpc_ros.<module> --ros-args ...`` and return its process.
+
+    ``env`` defaults to :func:`ros_env` of the current environment; a given ``env`` that
+    does not set ``ROS_AUTOMATIC_DISCOVERY_RANGE`` gets ``LOCALHOST`` (and unbuffered
+    Python output) added, so discovery leaves the machine only when asked to. See
+    :func:`node_command` for the arguments and :class:`NodeProcess` for the rest.
+    """
+    if env is None:
+        env = ros_env()
+    else:
+        env = dict(env)
+        env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+        env.setdefault('PYTHONUNBUFFERED', '1')
+    command = node_command(module, params, params_file, remaps, node_name)
+    return NodeProcess(command, env=env, log_path=log_path, kill_with_parent=kill_with_parent)
+
+
+def _load_prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# resolved here, not in the child: dlopen between fork and exec can deadlock when the
+# parent has other threads (DDS always does)
+_PRCTL = _load_prctl() if sys.platform == 'linux' else None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # runs in the child between fork and exec: ask Linux for SIGTERM when the parent goes
+    _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for process in list(_LIVE):
+        process.stop(timeout=2.0)
