@@ -1,0 +1,303 @@
+"""The MPC policy: an acados OCP on the nominal model, with exact sensitivities.
+
+Formulation (SPEC section 2), horizon N, nominal dynamics ``x+ = A x + B u + c``::
+
+    min   sum_{k<N} |x_k - x_ref|^2_Q + |u_k - u_ref|^2_R + |x_N - x_ref|^2_P
+          + sum_{k=1..N} sum_i (rho2 s_ki^2 + rho1 s_ki)          (soft state bounds)
+    s.t.  x_0 = measured state,  u_min <= u_k <= u_max (hard),
+          x_lb - s_k <= x_k[soft] <= x_ub + s_k, s_k >= 0
+
+with ``(Q, R, P)`` from theta (:mod:`theta`). In acados terms: discrete dynamics, a
+LINEAR_LS cost with ``W = blkdiag(2Q, 2R)`` and ``W_e = 2P`` (acados halves the norm), slack
+weights ``Z = 2 rho2`` and ``z = rho1``, one SQP-RTI iteration with HPIPM; for this
+linear-quadratic problem a single QP solve is the exact optimum. theta, the reference and
+the initial state are runtime data: changing them never regenerates code.
+
+The sensitivities come from :mod:`condensed_qp` (implicit differentiation of the QP's
+KKT conditions with the active set read from the acados solution).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+import hashlib
+import math
+import time
+
+import numpy as np
+
+from hybrid_mpc_ros import acados_env
+from hybrid_mpc_ros import theta as th
+from hybrid_mpc_ros.condensed_qp import CondensedQP, condense
+from hybrid_mpc_ros.config import ConfigError
+from hybrid_mpc_ros.nominal_model import AffineModel
+from hybrid_mpc_ros.quadcopter import NU, NX, QuadParams
+
+SOFT_IDX = tuple(range(3, NX))       # velocities, Euler angles, body rates
+_V, _ANG, _RATE = 2.0, math.pi / 4, math.pi / 8
+
+# acados status codes (acados_c/ocp_nlp_interface): 0 success, 1 NaN, 2 max iter,
+# 3 min step, 4 QP failure, 5 ready (RTI preparation only)
+STATUS_TEXT = {0: 'success', 1: 'NaN detected', 2: 'maximum iterations reached',
+               3: 'minimum step size', 4: 'QP solver failed', 5: 'not solved yet'}
+
+
+@dataclass(frozen=True)
+class MPCConfig:
+    """Static MPC configuration (changing it means new generated code)."""
+
+    horizon: int = 12
+    dt: float = 0.1
+    u_min: float = QuadParams().omega_min
+    u_max: float = QuadParams().omega_max
+    x_lb: tuple = (-_V,) * 3 + (-_ANG,) * 3 + (-_RATE,) * 3
+    x_ub: tuple = (_V,) * 3 + (_ANG,) * 3 + (_RATE,) * 3
+    u_offset: float = QuadParams().hover_speed   # acados works with u - u_offset (scaling)
+    slack_quadratic: float = 25.0
+    slack_linear: float = 25.0
+    qp_tol: float = 1e-10
+    qp_iter_max: int = 100
+    hpipm_mode: str = 'BALANCE'
+    qp_warm_start: int = 0
+    active_tol_u: float = 1e-6     # rad/s: an input this close to a bound is held there
+    active_tol_x: float = 1e-7     # state units: a soft bound this close is at its kink
+
+    def __post_init__(self):
+        if self.horizon < 1:
+            raise ConfigError(f'horizon must be >= 1, got {self.horizon}')
+        if not self.dt > 0:
+            raise ConfigError(f'dt must be > 0, got {self.dt}')
+        if not self.u_max > self.u_min:
+            raise ConfigError('u_max must exceed u_min')
+        if len(self.x_lb) != len(SOFT_IDX) or len(self.x_ub) != len(SOFT_IDX):
+            raise ConfigError(f'x_lb/x_ub need {len(SOFT_IDX)} entries (states 3..11)')
+        if any(lo >= hi for lo, hi in zip(self.x_lb, self.x_ub)):
+            raise ConfigError('every soft state bound needs x_lb < x_ub')
+
+
+def default_reference(params: QuadParams | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's target: ``x_ref = (-6, -3.5, 0, 0, ...)`` (12,), ``u_ref`` = hover (4,)."""
+    params = params or QuadParams()
+    x_ref = np.zeros(NX)
+    x_ref[:3] = (-6.0, -3.5, 0.0)
+    return x_ref, params.hover_input
+
+
+@dataclass
+class MPCSolution:
+    """What one :meth:`MPCPolicy.solve` returns.
+
+    ``u`` (4,) is always finite and within the input bounds. When ``ok`` is False the
+    solver failed (``status``, ``message``) and ``u`` is the fallback input (the reference
+    input, clipped); the caller decides what to do (the controller node, for example,
+    publishes it and reports the failure).
+    """
+
+    u: np.ndarray
+    ok: bool
+    status: int
+    message: str
+    solve_ms: float
+    qp_iter: int = 0
+    active: dict = field(default_factory=dict)
+
+
+class MPCPolicy:
+    """``u = MPC(x; theta)`` with ``sensitivities() -> (du/dx 4x12, du/dtheta 4x94)``.
+
+    Narrow interface used by the tuner and the controller node: ``solve(x)``,
+    ``sensitivities()``, ``set_theta(theta)``, ``set_reference(x_ref, u_ref)``, ``theta``,
+    ``last`` (the last :class:`MPCSolution`) and ``timings``.
+    """
+
+    def __init__(self, model: AffineModel, config: MPCConfig | None = None,
+                 theta: np.ndarray | None = None, x_ref=None, u_ref=None):
+        self.model = model
+        self.config = config or MPCConfig()
+        if abs(model.dt - self.config.dt) > 1e-12:
+            raise ConfigError(f'nominal model dt {model.dt} differs from MPC dt {self.config.dt}')
+        cfg = self.config
+        default_x, default_u = default_reference()
+        self.x_ref = np.array(default_x if x_ref is None else x_ref, dtype=float)
+        self.u_ref = np.array(default_u if u_ref is None else u_ref, dtype=float)
+        self._u_off = np.full(NU, cfg.u_offset)
+        self._u_lb = np.full(NU, cfg.u_min)
+        self._u_ub = np.full(NU, cfg.u_max)
+        self.qp = CondensedQP(*condense([model.A] * cfg.horizon, [model.B] * cfg.horizon,
+                                        [model.c] * cfg.horizon),
+                              NX, NU, np.array(SOFT_IDX), np.array(cfg.x_lb),
+                              np.array(cfg.x_ub), self._u_lb, self._u_ub,
+                              cfg.slack_quadratic, cfg.slack_linear)
+        start = time.perf_counter()
+        self.solver = acados_env.cached_ocp_solver(self.formulation_key(), self._make_ocp)
+        self.timings = {'build_s': time.perf_counter() - start}
+        self._u_stack = np.zeros(cfg.horizon * NU)
+        self._x0 = np.zeros(NX)
+        self._sens = None
+        self.last: MPCSolution | None = None
+        self.theta = th.initial_theta(model.A, model.B) if theta is None else None
+        self.set_theta(self.theta if theta is None else theta)
+        self.set_reference(self.x_ref, self.u_ref)
+
+    # ---------------------------------------------------------------- formulation
+    def formulation_key(self) -> str:
+        """Hash of everything that is compiled into the solver."""
+        digest = hashlib.sha256()
+        for arr in (self.model.A, self.model.B, self.model.c):
+            digest.update(np.ascontiguousarray(arr).tobytes())
+        description = dict(asdict(self.config), model=digest.hexdigest(), kind='affine',
+                           soft_idx=SOFT_IDX, version=3)
+        return acados_env.formulation_key(description)
+
+    def _make_ocp(self, code_dir: str):
+        """Build the AcadosOcp (only called when the solver is not cached)."""
+        import casadi as ca
+        at = acados_env.acados_template()
+        cfg, mdl = self.config, self.model
+        ocp = at.AcadosOcp()
+        model = at.AcadosModel()
+        model.name = 'hmpc_' + self.formulation_key()[:10]
+        x = ca.SX.sym('x', NX)
+        u = ca.SX.sym('u', NU)
+        model.x, model.u = x, u
+        # the solver's input is du = u - u_offset: rotor speeds sit near 620 rad/s and an
+        # interior-point QP reaches a far tighter absolute accuracy on deviations from hover
+        model.disc_dyn_expr = (ca.DM(mdl.A) @ x + ca.DM(mdl.B) @ u
+                               + ca.DM(mdl.c + mdl.B @ self._u_off))
+        ocp.model = model
+        ocp.dims.N = cfg.horizon
+        ny = NX + NU
+        ocp.cost.cost_type = 'LINEAR_LS'
+        ocp.cost.cost_type_e = 'LINEAR_LS'
+        ocp.cost.Vx = np.vstack([np.eye(NX), np.zeros((NU, NX))])
+        ocp.cost.Vu = np.vstack([np.zeros((NX, NU)), np.eye(NU)])
+        ocp.cost.Vx_e = np.eye(NX)
+        ocp.cost.W = np.eye(ny)
+        ocp.cost.W_e = np.eye(NX)
+        ocp.cost.yref = np.zeros(ny)
+        ocp.cost.yref_e = np.zeros(NX)
+        n_soft = len(SOFT_IDX)
+        cons = ocp.constraints
+        cons.x0 = np.zeros(NX)
+        cons.idxbu = np.arange(NU)
+        cons.lbu, cons.ubu = self._u_lb - self._u_off, self._u_ub - self._u_off
+        cons.idxbx = np.array(SOFT_IDX)
+        cons.lbx, cons.ubx = np.array(cfg.x_lb), np.array(cfg.x_ub)
+        cons.idxsbx = np.arange(n_soft)
+        cons.idxbx_e = np.array(SOFT_IDX)
+        cons.lbx_e, cons.ubx_e = np.array(cfg.x_lb), np.array(cfg.x_ub)
+        cons.idxsbx_e = np.arange(n_soft)
+        for suffix in ('', '_e'):
+            setattr(ocp.cost, 'Zl' + suffix, np.full(n_soft, 2.0 * cfg.slack_quadratic))
+            setattr(ocp.cost, 'Zu' + suffix, np.full(n_soft, 2.0 * cfg.slack_quadratic))
+            setattr(ocp.cost, 'zl' + suffix, np.full(n_soft, cfg.slack_linear))
+            setattr(ocp.cost, 'zu' + suffix, np.full(n_soft, cfg.slack_linear))
+        opts = ocp.solver_options
+        # acados multiplies stage costs (slacks included) by the time step; with discrete
+        # dynamics the step is only that factor, so unit steps keep the cost as written
+        opts.tf = float(cfg.horizon)
+        opts.integrator_type = 'DISCRETE'
+        opts.nlp_solver_type = 'SQP_RTI'
+        opts.qp_solver = 'PARTIAL_CONDENSING_HPIPM'
+        opts.hpipm_mode = cfg.hpipm_mode
+        opts.qp_solver_warm_start = cfg.qp_warm_start
+        opts.qp_solver_iter_max = cfg.qp_iter_max
+        opts.qp_solver_tol_stat = cfg.qp_tol
+        opts.qp_solver_tol_eq = cfg.qp_tol
+        opts.qp_solver_tol_ineq = cfg.qp_tol
+        opts.qp_solver_tol_comp = cfg.qp_tol
+        opts.hessian_approx = 'GAUSS_NEWTON'
+        opts.print_level = 0
+        ocp.code_export_directory = code_dir
+        return ocp
+
+    # ---------------------------------------------------------------- runtime data
+    def set_theta(self, theta: np.ndarray) -> None:
+        """Use new cost parameters theta (94,); raises ValueError if not finite."""
+        theta = np.array(theta, dtype=float)
+        if theta.shape != (th.N_THETA,):
+            raise ValueError(f'theta must have {th.N_THETA} entries, got {theta.shape}')
+        if not np.all(np.isfinite(theta)):
+            raise ValueError('theta has non-finite entries: ' + ', '.join(
+                th.names()[i] for i in np.flatnonzero(~np.isfinite(theta))))
+        q_mat, r_mat, p_mat = th.weights(theta)
+        w_stage = np.zeros((NX + NU, NX + NU))
+        w_stage[:NX, :NX] = 2.0 * q_mat
+        w_stage[NX:, NX:] = 2.0 * r_mat
+        for k in range(self.config.horizon):
+            self.solver.cost_set(k, 'W', w_stage)
+        self.solver.cost_set(self.config.horizon, 'W', 2.0 * p_mat)
+        self.qp.set_theta(theta)
+        self.theta = theta
+        self._sens = None
+
+    def set_reference(self, x_ref: np.ndarray, u_ref: np.ndarray | None = None) -> None:
+        """Track ``x_ref`` (12,) with input reference ``u_ref`` (4,, default unchanged)."""
+        x_ref = np.array(x_ref, dtype=float)
+        u_ref = self.u_ref if u_ref is None else np.array(u_ref, dtype=float)
+        if x_ref.shape != (NX,) or u_ref.shape != (NU,):
+            raise ValueError('x_ref must have 12 and u_ref 4 entries')
+        if not (np.all(np.isfinite(x_ref)) and np.all(np.isfinite(u_ref))):
+            raise ValueError('reference has non-finite entries')
+        self.x_ref, self.u_ref = x_ref, u_ref
+        yref = np.concatenate([x_ref, u_ref - self._u_off])
+        for k in range(self.config.horizon):
+            self.solver.set(k, 'yref', yref)
+        self.solver.set(self.config.horizon, 'yref', x_ref)
+        self._sens = None
+
+    # ---------------------------------------------------------------- solving
+    def solve(self, x: np.ndarray) -> MPCSolution:
+        """First input of the MPC plan from state x (12,); see :class:`MPCSolution`."""
+        x = np.asarray(x, dtype=float)
+        self._sens = None
+        fallback = np.clip(self.u_ref, self._u_lb, self._u_ub)
+        if x.shape != (NX,) or not np.all(np.isfinite(x)):
+            self.last = MPCSolution(fallback, False, -1, 'state is malformed or non-finite',
+                                    0.0)
+            return self.last
+        solver, horizon = self.solver, self.config.horizon
+        solver.set(0, 'lbx', x)
+        solver.set(0, 'ubx', x)
+        start = time.perf_counter()
+        status = solver.solve()
+        solve_ms = (time.perf_counter() - start) * 1e3
+        u_stack = self._u_stack
+        for k in range(horizon):
+            u_stack[k * NU:(k + 1) * NU] = solver.get(k, 'u')
+        u_stack += self.config.u_offset
+        u0 = u_stack[:NU].copy()
+        stats = solver.get_stats('statistics')       # SQP-RTI rows: iter, qp_stat, qp_iter
+        qp_status, qp_iter = int(stats[1, -1]), int(stats[2, -1])
+        if status == 0 and qp_status != 0:
+            status = 4          # acados' RTI reports success even when HPIPM did not converge
+        ok = status == 0 and bool(np.all(np.isfinite(u_stack)))
+        if ok:
+            # HPIPM is an interior-point method: its iterate may sit ~tol inside a bound
+            u0 = np.clip(u0, self._u_lb, self._u_ub)
+            message = 'success'
+        else:
+            message = (f'acados status {status}: {STATUS_TEXT.get(status, "unknown")} '
+                       f'(HPIPM status {qp_status} after {qp_iter} iterations)')
+            u0 = fallback
+            solver.reset()
+        self._x0 = x.copy()
+        self.last = MPCSolution(u0, ok, int(status), message, solve_ms, qp_iter=qp_iter)
+        return self.last
+
+    def sensitivities(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(du/dx (4x12), du/dtheta (4x94))`` of the last successful :meth:`solve`."""
+        if self.last is None or not self.last.ok:
+            raise RuntimeError('sensitivities need a successful solve first')
+        if self._sens is None:
+            cfg = self.config
+            active = self.qp.active_set(self._x0, self._u_stack, cfg.active_tol_u,
+                                        cfg.active_tol_x)
+            self._sens = self.qp.sensitivities(self._x0, self._u_stack, self.x_ref,
+                                               self.u_ref, active)
+            self.last.active = active.summary()
+        return self._sens
+
+    def plan(self) -> np.ndarray:
+        """The last solution's input plan, shape (N, 4)."""
+        return self._u_stack.reshape(self.config.horizon, NU).copy()
