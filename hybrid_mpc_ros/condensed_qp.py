@@ -75,14 +75,14 @@ class ActiveSet:
     kinks: np.ndarray
 
     def summary(self) -> dict:
-        """Counts, for diagnostics."""
+        """Count the active constraints, for diagnostics."""
         return {'inputs_at_bounds': int(self.fixed_inputs.sum()),
                 'states_violating': int(self.violated.size),
                 'states_at_bounds': int(self.kinks.size)}
 
 
 def independent_rows(rows: np.ndarray, labels: np.ndarray, rel_tol: float = 1e-9) -> np.ndarray:
-    """The ``labels`` of a maximal linearly independent subset of ``rows`` (m x n).
+    """Return the ``labels`` of a maximal linearly independent subset of ``rows`` (m x n).
 
     Constraints held active whose rows (restricted to the free inputs) depend on others
     are implied by them; keeping them would make the KKT matrix singular. QR with column

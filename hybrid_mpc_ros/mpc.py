@@ -76,7 +76,7 @@ class MPCConfig:
 
 
 def default_reference(params: QuadParams | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's target: ``x_ref = (-6, -3.5, 0, 0, ...)`` (12,), ``u_ref`` = hover (4,)."""
+    """Return the paper's target ``x_ref = (-6, -3.5, 0, ...)`` (12,) and hover ``u_ref`` (4,)."""
     params = params or QuadParams()
     x_ref = np.zeros(NX)
     x_ref[:3] = (-6.0, -3.5, 0.0)
@@ -299,5 +299,5 @@ class MPCPolicy:
         return self._sens
 
     def plan(self) -> np.ndarray:
-        """The last solution's input plan, shape (N, 4)."""
+        """Return the last solution's input plan, shape (N, 4)."""
         return self._u_stack.reshape(self.config.horizon, NU).copy()

@@ -220,7 +220,7 @@ class Quadcopter:
         return np.asarray(jx), np.asarray(ju)
 
     def hover_state(self, position=(0.0, 0.0, 0.0), yaw: float = 0.0) -> np.ndarray:
-        """A hover equilibrium at ``position`` with ``yaw``, shape (12,)."""
+        """Return a hover equilibrium at ``position`` with ``yaw``, shape (12,)."""
         x = np.zeros(NX)
         x[0:3] = position
         x[8] = yaw

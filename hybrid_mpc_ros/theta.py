@@ -46,7 +46,7 @@ def names() -> list[str]:
 
 
 def split(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Views ``(p_Q (12,), p_R (4,), p_P (78,))`` of ``theta`` (94,)."""
+    """Return views ``(p_Q (12,), p_R (4,), p_P (78,))`` of ``theta`` (94,)."""
     theta = np.asarray(theta, dtype=float)
     if theta.shape != (N_THETA,):
         raise ValueError(f'theta must have shape ({N_THETA},), got {theta.shape}')
@@ -54,7 +54,7 @@ def split(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def lower_factor(p_p: np.ndarray) -> np.ndarray:
-    """The lower-triangular ``L`` (12x12) holding ``p_P`` (78,)."""
+    """Return the lower-triangular ``L`` (12x12) holding ``p_P`` (78,)."""
     out = np.zeros((NX, NX))
     out[TRIL] = p_p
     return out
@@ -69,7 +69,7 @@ def weights(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def from_weights(q_diag: np.ndarray, r_diag: np.ndarray, p_matrix: np.ndarray) -> np.ndarray:
-    """theta (94,) reproducing diagonal ``Q``, ``R`` and a symmetric positive definite ``P``."""
+    """Return theta (94,) reproducing diagonal ``Q``, ``R`` and a positive definite ``P``."""
     q_diag, r_diag = np.asarray(q_diag, float), np.asarray(r_diag, float)
     if np.any(q_diag <= EPS) or np.any(r_diag <= EPS):
         raise ValueError('Q and R diagonals must exceed 1e-6')
@@ -78,7 +78,7 @@ def from_weights(q_diag: np.ndarray, r_diag: np.ndarray, p_matrix: np.ndarray) -
 
 
 def initial_theta(a_matrix: np.ndarray, b_matrix: np.ndarray) -> np.ndarray:
-    """The paper's start: Q = Qc, R = Rc, P from the DARE of ``(A 12x12, B 12x4, Qc, Rc)``."""
+    """Return the paper's start: Q = Qc, R = Rc, P from the DARE of (A, B, Qc, Rc)."""
     p_dare = scipy.linalg.solve_discrete_are(a_matrix, b_matrix, np.diag(QC_DIAG),
                                              np.diag(RC_DIAG))
     return from_weights(QC_DIAG, RC_DIAG, 0.5 * (p_dare + p_dare.T))

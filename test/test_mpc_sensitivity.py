@@ -1,0 +1,194 @@
+"""The acados MPC policy and its sensitivities, against finite differences and quadprog."""
+
+import time
+
+import numpy as np
+import pytest
+
+from hybrid_mpc_ros import theta as th
+from hybrid_mpc_ros.condensed_qp import CondensedQP, condense
+from hybrid_mpc_ros.mpc import MPCConfig, MPCPolicy, SOFT_IDX
+from hybrid_mpc_ros.nominal_model import linearised_model
+from hybrid_mpc_ros.quadcopter import NU, NX, Quadcopter
+from hybrid_mpc_ros.reference_qp import solve_reference
+
+N_POINTS = 50
+
+
+@pytest.fixture(scope='module')
+def policy():
+    return MPCPolicy(linearised_model(Quadcopter()))
+
+
+def _random_point(rng, policy, theta0):
+    spread = np.concatenate([np.full(3, 1.0), np.full(3, 0.6), np.full(3, 0.2), np.full(3, 0.15)])
+    x = policy.x_ref + spread * rng.normal(size=NX)
+    theta = theta0 * (1.0 + 0.3 * rng.normal(size=th.N_THETA))
+    return x, theta
+
+
+def _active_key(policy, x):
+    sol = policy.solve(x)
+    assert sol.ok, sol.message
+    cfg = policy.config
+    act = policy.qp.active_set(x, policy._u_stack, cfg.active_tol_u, cfg.active_tol_x)
+    return (tuple(np.flatnonzero(act.fixed_inputs)), tuple(act.violated), tuple(act.kinks))
+
+
+def _fd_jacobians(policy, x, theta):
+    """Central differences of the solver itself; None if a perturbation changes the active set."""
+    policy.set_theta(theta)
+    key = _active_key(policy, x)
+    fd_x = np.empty((NU, NX))
+    for i in range(NX):
+        h = 1e-5
+        e = np.zeros(NX)
+        e[i] = h
+        ups, downs = [], []
+        for sign, store in ((1, ups), (-1, downs)):
+            if _active_key(policy, x + sign * e) != key:
+                return None
+            store.append(policy.last.u)
+        fd_x[:, i] = (ups[0] - downs[0]) / (2 * h)
+    fd_t = np.empty((NU, th.N_THETA))
+    for i in range(th.N_THETA):
+        h = 1e-5 * max(1.0, abs(theta[i]))
+        outs = []
+        for sign in (1, -1):
+            t = theta.copy()
+            t[i] += sign * h
+            policy.set_theta(t)
+            if _active_key(policy, x) != key:
+                policy.set_theta(theta)
+                return None
+            outs.append(policy.last.u)
+        fd_t[:, i] = (outs[0] - outs[1]) / (2 * h)
+    policy.set_theta(theta)
+    return fd_x, fd_t
+
+
+def _rel_err(analytic, numeric):
+    return np.max(np.abs(analytic - numeric)) / max(np.max(np.abs(numeric)), 1e-12)
+
+
+def test_sensitivities_match_finite_differences_at_50_points(policy):
+    rng = np.random.default_rng(2026)
+    theta0 = policy.theta.copy()
+    worst_x = worst_t = 0.0
+    checked = with_constraints = 0
+    for _ in range(4 * N_POINTS):
+        x, theta = _random_point(rng, policy, theta0)
+        fd = _fd_jacobians(policy, x, theta)
+        if fd is None:
+            continue                 # too close to an active-set change for central differences
+        policy.set_theta(theta)
+        assert policy.solve(x).ok
+        du_dx, du_dtheta = policy.sensitivities()
+        worst_x = max(worst_x, _rel_err(du_dx, fd[0]))
+        worst_t = max(worst_t, _rel_err(du_dtheta, fd[1]))
+        with_constraints += any(policy.last.active.values())
+        checked += 1
+        if checked == N_POINTS:
+            break
+    policy.set_theta(theta0)
+    print(f'checked {checked} points ({with_constraints} with active constraints): '
+          f'max rel err du/dx {worst_x:.2e}, du/dtheta {worst_t:.2e}')
+    assert checked == N_POINTS
+    assert with_constraints >= 5       # the active-set handling is really exercised
+    assert worst_x < 1e-4 and worst_t < 1e-4
+
+
+def test_acados_agrees_with_an_independent_qp_solver(policy):
+    rng = np.random.default_rng(11)
+    theta0 = policy.theta.copy()
+    worst = 0.0
+    for _ in range(N_POINTS):
+        x, theta = _random_point(rng, policy, theta0)
+        policy.set_theta(theta)
+        assert policy.solve(x).ok
+        reference = solve_reference(policy.qp, x, policy.x_ref, policy.u_ref)
+        worst = max(worst, np.max(np.abs(reference - policy.plan().reshape(-1))))
+    policy.set_theta(theta0)
+    print(f'max |u_acados - u_quadprog| = {worst:.2e} rad/s')
+    assert worst < 1e-6
+
+
+def test_weakly_active_bound_follows_the_documented_rule(policy):
+    """An input exactly at its bound with a zero multiplier counts as active (held there)."""
+    model = policy.model
+    cfg = policy.config
+    horizon = cfg.horizon
+
+    def make_qp(u_ub0):
+        qp = CondensedQP(*condense([model.A] * horizon, [model.B] * horizon,
+                                   [model.c] * horizon),
+                         NX, NU, np.array(SOFT_IDX), np.array(cfg.x_lb), np.array(cfg.x_ub),
+                         np.full(NU, -1e4), np.full(NU, 1e4),
+                         cfg.slack_quadratic, cfg.slack_linear)
+        qp.u_ub[0] = u_ub0
+        qp.set_theta(policy.theta)
+        return qp
+
+    x0 = policy.x_ref.copy()
+    x0[0] += 0.5                           # displaced along x: rotor speeds differ
+    free = solve_reference(make_qp(1e4), x0, policy.x_ref, policy.u_ref)
+    qp = make_qp(free[0])                  # bound placed exactly at the unconstrained optimum
+    u_stack = solve_reference(qp, x0, policy.x_ref, policy.u_ref)
+    np.testing.assert_allclose(u_stack, free, atol=1e-8)
+    active = qp.active_set(x0, u_stack, 1e-6, 1e-7)
+    assert active.fixed_inputs[0]          # at the bound => held, whatever its multiplier
+    du_dx, _ = qp.sensitivities(x0, u_stack, policy.x_ref, policy.u_ref, active)
+    assert np.all(du_dx[0] == 0.0)
+    # find a state direction that pushes u_0[0] up, into the bound, and one that pulls it off
+    free_qp = make_qp(1e4)
+    du_free, _ = free_qp.sensitivities(x0, free, policy.x_ref, policy.u_ref,
+                                       free_qp.active_set(x0, free, 1e-6, 1e-7))
+    direction = du_free[0] / np.linalg.norm(du_free[0])
+    h = 1e-4
+
+    def u0(x):
+        return solve_reference(qp, x, policy.x_ref, policy.u_ref)[:NU]
+
+    into = (u0(x0 + h * direction) - u0(x0)) / h        # stays on the bound
+    off = (u0(x0) - u0(x0 - h * direction)) / h         # leaves the bound
+    np.testing.assert_allclose(du_dx @ direction, into, atol=1e-5)
+    assert np.max(np.abs(du_dx @ direction - off)) > 1e-3
+
+
+def test_cached_solver_builds_fast_and_theta_is_runtime_data(policy):
+    start = time.perf_counter()
+    again = MPCPolicy(policy.model)
+    assert time.perf_counter() - start < 0.5
+    x = policy.x_ref + 0.3
+    u_a = again.solve(x).u
+    theta = again.theta.copy()
+    theta[th.SLICE_R] *= 3.0               # heavier input weights: a gentler command
+    again.set_theta(theta)
+    u_b = again.solve(x).u
+    assert np.max(np.abs(u_a - u_b)) > 1e-3
+    np.testing.assert_allclose(
+        again.plan().reshape(-1), solve_reference(again.qp, x, again.x_ref, again.u_ref),
+        atol=1e-6)
+
+
+def test_bad_state_and_bad_theta_are_reported_not_used(policy):
+    sol = policy.solve(np.full(NX, np.nan))
+    assert not sol.ok and 'non-finite' in sol.message
+    assert np.all(np.isfinite(sol.u)) and np.all((sol.u >= 0) & (sol.u <= 630))
+    with pytest.raises(RuntimeError):
+        policy.sensitivities()
+    before = policy.theta.copy()
+    bad = before.copy()
+    bad[3] = np.inf
+    with pytest.raises(ValueError, match=r'p_Q\[3\]'):
+        policy.set_theta(bad)
+    np.testing.assert_array_equal(policy.theta, before)
+
+
+def test_solver_failure_is_a_status_not_a_garbage_input(policy):
+    starved = MPCPolicy(policy.model, MPCConfig(qp_iter_max=2))
+    sol = starved.solve(policy.x_ref + np.concatenate([np.full(6, 1.0), np.zeros(6)]))
+    assert not sol.ok and sol.status == 4 and 'HPIPM' in sol.message
+    np.testing.assert_array_equal(sol.u, np.clip(starved.u_ref, 0.0, 630.0))
+    with pytest.raises(RuntimeError):
+        starved.sensitivities()
