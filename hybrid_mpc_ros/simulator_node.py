@@ -14,6 +14,7 @@ Interfaces (relative names, so the node can be namespaced and remapped):
   with the simulation time, and ``/clock`` (``rosgraph_msgs/Clock``) with that same time,
   so nodes with ``use_sim_time`` follow the simulator in either clock mode (as Gazebo
   does). Simulation time starts at 0 and never goes backwards, not even on reset.
+  ``/clock`` is global by ROS convention: run one simulator per ROS domain.
 * publishes ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``) at 1 Hz wall time.
 * serves ``~/reset`` (``std_srvs/Trigger``): back to ``initial_state``, hover command
   held, the reset state published at once.
@@ -44,10 +45,7 @@ from nav_msgs.msg import Odometry
 import numpy as np
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock as ClockMsg
@@ -55,6 +53,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from hybrid_mpc_ros.config import ConfigError
+from hybrid_mpc_ros.processes import run_node
 from hybrid_mpc_ros.quadcopter import NX, PARAM_DESCRIPTIONS, Quadcopter, QuadParams
 from hybrid_mpc_ros.ros_msgs import parse_rotor_command, state_to_odometry
 
@@ -314,21 +313,7 @@ class SimulatorNode(Node):
 
 def main(args=None) -> int:
     """Run the simulator node until SIGINT/SIGTERM; exit status 1 on a configuration error."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimulatorNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ConfigError, ParameterException) as exc:
-        print(f'{NODE_NAME}: invalid configuration: {exc}', file=sys.stderr)
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SimulatorNode, NODE_NAME, args)
 
 
 if __name__ == '__main__':

@@ -68,8 +68,8 @@ class Driver:
     def wait_ready(self):
         """Wait for a first odometry (startup or lockstep re-publish) and a matched command."""
         ready = self.probe.spin_until(
-            lambda: self.odoms and self.publisher.get_subscription_count() > 0 or (
-                not self.process.alive()), START_TIMEOUT)
+            lambda: (bool(self.odoms) and self.publisher.get_subscription_count() > 0)
+            or not self.process.alive(), START_TIMEOUT)
         assert ready and self.process.alive(), \
             f'simulator not ready within {START_TIMEOUT} s:\n{self.process.log_text()}'
         return self.state()
