@@ -45,6 +45,36 @@ def _run_bench_sim(args: argparse.Namespace) -> int:
     return bench.main_sim(steps=args.steps, warmup_steps=args.warmup)
 
 
+def _run_identify(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros import identification, paths
+    import os
+    out = args.out or os.path.join(paths.source_config_dir(), 'nominal_model.npz')
+    return identification.main(out=out, seed=args.seed, trajectories=args.trajectories,
+                               plant_file=args.plant_file)
+
+
+def _run_bench_mpc(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros import bench_mpc
+    return bench_mpc.main(steps=args.steps, fd_steps=args.fd_steps, model_file=args.model)
+
+
+def _add_identify(commands) -> None:
+    parser = commands.add_parser(
+        'identify', help='fit the affine nominal model from closed-loop plant data',
+        description='Collect seeded, excited closed-loop trajectories near the target on the '
+                    'simulated plant, fit x+ = A x + B u + c by least squares, report held-out '
+                    'prediction errors and write the model (NPZ with a YAML header).')
+    parser.add_argument('--out', default=None,
+                        help='output file (default: config/nominal_model.npz of the checkout)')
+    parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
+    parser.add_argument('--trajectories', type=_positive_int, default=100,
+                        help='training trajectories (default: %(default)s)')
+    parser.add_argument('--plant-file', default=None,
+                        help='ROS parameter file with plant constants under plant: '
+                             '(default: the paper\'s plant)')
+    parser.set_defaults(handler=_run_identify)
+
+
 def _add_demo(commands) -> None:
     parser = commands.add_parser(
         'demo', help='fly the quadcopter simulator with the LQR controller (ROS 2 nodes)',
@@ -81,6 +111,18 @@ def _add_bench(commands) -> None:
     sim.add_argument('--warmup', type=_positive_int, default=50,
                      help='lockstep steps to let pass before timing (default: %(default)s)')
     sim.set_defaults(handler=_run_bench_sim)
+    mpc = targets.add_parser(
+        'mpc', help='MPC solve and sensitivity timings, accuracy and memory',
+        description='Closed-loop MPC steps on the plant: solve and solve+sensitivity times, '
+                    'the same sensitivities by finite differences of the solver, an '
+                    'independent QP solve, the sensitivity error and memory growth.')
+    mpc.add_argument('--steps', type=_positive_int, default=100000,
+                     help='closed-loop steps to time (default: %(default)s)')
+    mpc.add_argument('--fd-steps', type=_positive_int, default=50,
+                     help='steps at which finite differences are timed (default: %(default)s)')
+    mpc.add_argument('--model', default=None,
+                     help='nominal model file (default: config/nominal_model.npz)')
+    mpc.set_defaults(handler=_run_bench_mpc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         description='Hybrid model-based / zeroth-order tuning of an MPC, with ROS 2 nodes.')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
     _add_demo(commands)
+    _add_identify(commands)
     _add_bench(commands)
     return parser
 

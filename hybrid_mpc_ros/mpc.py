@@ -28,7 +28,7 @@ import numpy as np
 
 from hybrid_mpc_ros import acados_env
 from hybrid_mpc_ros import theta as th
-from hybrid_mpc_ros.condensed_qp import CondensedQP, condense
+from hybrid_mpc_ros.condensed_qp import ActiveSet, CondensedQP, condense
 from hybrid_mpc_ros.config import ConfigError
 from hybrid_mpc_ros.nominal_model import AffineModel
 from hybrid_mpc_ros.quadcopter import NU, NX, QuadParams
@@ -285,14 +285,17 @@ class MPCPolicy:
         self.last = MPCSolution(u0, ok, int(status), message, solve_ms, qp_iter=qp_iter)
         return self.last
 
+    def active_set(self) -> ActiveSet:
+        """Active constraints of the last successful :meth:`solve` (see :mod:`condensed_qp`)."""
+        if self.last is None or not self.last.ok:
+            raise RuntimeError('the active set needs a successful solve first')
+        cfg = self.config
+        return self.qp.active_set(self._x0, self._u_stack, cfg.active_tol_u, cfg.active_tol_x)
+
     def sensitivities(self) -> tuple[np.ndarray, np.ndarray]:
         """``(du/dx (4x12), du/dtheta (4x94))`` of the last successful :meth:`solve`."""
-        if self.last is None or not self.last.ok:
-            raise RuntimeError('sensitivities need a successful solve first')
         if self._sens is None:
-            cfg = self.config
-            active = self.qp.active_set(self._x0, self._u_stack, cfg.active_tol_u,
-                                        cfg.active_tol_x)
+            active = self.active_set()
             self._sens = self.qp.sensitivities(self._x0, self._u_stack, self.x_ref,
                                                self.u_ref, active)
             self.last.active = active.summary()
@@ -301,3 +304,48 @@ class MPCPolicy:
     def plan(self) -> np.ndarray:
         """Return the last solution's input plan, shape (N, 4)."""
         return self._u_stack.reshape(self.config.horizon, NU).copy()
+
+
+def finite_difference_sensitivities(policy: MPCPolicy, x: np.ndarray, step: float = 1e-5):
+    """Central differences of ``policy.solve`` at state x (12,) and its current theta.
+
+    Returns ``(du/dx (4x12), du/dtheta (4x94), same_active_set)``; ``same_active_set`` is
+    False when some perturbation changed the active set (the differences then straddle a
+    kink of the policy and are not a derivative). theta steps are ``step * max(1, |theta_i|)``.
+    Costs 2 * (12 + 94) solves; the policy is left at its original theta.
+    """
+    theta = policy.theta.copy()
+
+    def solve_key(state):
+        sol = policy.solve(state)
+        if not sol.ok:
+            raise RuntimeError(f'finite differences: solve failed ({sol.message})')
+        act = policy.active_set()
+        return sol.u, (act.fixed_inputs.tobytes(), act.violated.tobytes(), act.kinks.tobytes())
+
+    _, key = solve_key(x)
+    same = True
+    fd_x = np.empty((NU, NX))
+    for i in range(NX):
+        e = np.zeros(NX)
+        e[i] = step
+        (u_up, k_up), (u_dn, k_dn) = solve_key(x + e), solve_key(x - e)
+        same &= k_up == key and k_dn == key
+        fd_x[:, i] = (u_up - u_dn) / (2 * step)
+    fd_t = np.empty((NU, th.N_THETA))
+    try:
+        for i in range(th.N_THETA):
+            h = step * max(1.0, abs(theta[i]))
+            outs = []
+            for sign in (1.0, -1.0):
+                perturbed = theta.copy()
+                perturbed[i] += sign * h
+                policy.set_theta(perturbed)
+                u, k = solve_key(x)
+                same &= k == key
+                outs.append(u)
+            fd_t[:, i] = (outs[0] - outs[1]) / (2 * h)
+    finally:
+        policy.set_theta(theta)
+    policy.solve(x)
+    return fd_x, fd_t, bool(same)

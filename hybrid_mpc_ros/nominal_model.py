@@ -60,6 +60,7 @@ class AffineModel:
         try:
             np.savez(tmp, A=self.A, B=self.B, c=self.c,
                      header=np.array(yaml.safe_dump(header, sort_keys=False)))
+            os.chmod(tmp, 0o644)           # mkstemp creates 0600; this is a shared data file
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

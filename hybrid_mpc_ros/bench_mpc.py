@@ -1,0 +1,122 @@
+"""``hybrid-mpc bench mpc``: speed, accuracy and memory of the MPC policy.
+
+Closed-loop episodes on the simulated plant (paper scenario: from hover at the origin to
+the target, 200 steps, then reset), timing per step ``solve`` and ``solve + sensitivities``;
+at ``fd_steps`` states of the first episode, the same sensitivities by central differences
+of the solver and an independent QP solve (quadprog). A benchmark: it measures and prints,
+with a JSON object as the last line; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from hybrid_mpc_ros import paths
+from hybrid_mpc_ros.mpc import finite_difference_sensitivities, MPCPolicy
+from hybrid_mpc_ros.nominal_model import AffineModel
+from hybrid_mpc_ros.quadcopter import Quadcopter
+from hybrid_mpc_ros.reference_qp import solve_reference
+
+EPISODE_STEPS = 200
+
+
+def rss_mb() -> float:
+    """Resident set size of this process [MiB] (Linux /proc)."""
+    with open('/proc/self/statm') as stream:
+        pages = int(stream.read().split()[1])
+    return pages * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+
+
+def _percentile_ms(samples, q) -> float:
+    return float(np.percentile(np.asarray(samples) * 1e3, q))
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main(steps: int = 100000, fd_steps: int = 50, model_file: str | None = None) -> int:
+    """Run the benchmark and print its JSON summary last; returns 0."""
+    model = AffineModel.load(model_file or paths.config_file('nominal_model.npz'))
+    policy = MPCPolicy(model)
+    plant = Quadcopter(dt=model.dt)
+    x0 = plant.hover_state()
+
+    # accuracy and finite-difference cost on the first episode
+    fd_times, ref_times, errors, skipped = [], [], [], 0
+    x = x0.copy()
+    stride = max(1, EPISODE_STEPS // fd_steps)
+    for t in range(EPISODE_STEPS):
+        sol = policy.solve(x)
+        if t % stride == 0 and len(fd_times) < fd_steps and sol.ok:
+            du_dx, du_dtheta = policy.sensitivities()
+            start = time.perf_counter()
+            fd_x, fd_t, same = finite_difference_sensitivities(policy, x)
+            fd_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            solve_reference(policy.qp, x, policy.x_ref, policy.u_ref)
+            ref_times.append(time.perf_counter() - start)
+            if same:
+                errors.append(max(np.max(np.abs(a - n)) / max(np.max(np.abs(n)), 1e-12)
+                                  for a, n in ((du_dx, fd_x), (du_dtheta, fd_t))))
+            else:
+                skipped += 1
+        x = plant.step(x, sol.u)
+    _log(f'finite differences at {len(fd_times)} states ({skipped} straddle an active-set '
+         'change and are left out of the error)')
+
+    # timing and memory over `steps` closed-loop steps
+    solve_s, step_s, failures = [], [], 0
+    x = x0.copy()
+    warmup = min(1000, steps // 10)
+    rss_start = None
+    report_every = max(1, steps // 10)
+    wall = time.perf_counter()
+    for k in range(steps + warmup):
+        if k == warmup:
+            rss_start = rss_mb()
+        if k % EPISODE_STEPS == 0:
+            x = x0.copy()
+        t0 = time.perf_counter()
+        sol = policy.solve(x)
+        t1 = time.perf_counter()
+        if sol.ok:
+            policy.sensitivities()
+        else:
+            failures += 1
+        t2 = time.perf_counter()
+        if k >= warmup:
+            solve_s.append(t1 - t0)
+            step_s.append(t2 - t0)
+            done = k - warmup + 1
+            if done % report_every == 0:
+                _log(f'{done}/{steps} steps, {time.perf_counter() - wall:.0f} s, '
+                     f'step p50 {_percentile_ms(step_s, 50):.3f} ms')
+        x = plant.step(x, sol.u)
+    rss_growth = rss_mb() - rss_start
+
+    result = {
+        'steps': steps,
+        'solve_ms_p50': _percentile_ms(solve_s, 50),
+        'solve_ms_p99': _percentile_ms(solve_s, 99),
+        'step_ms_p50': _percentile_ms(step_s, 50),
+        'step_ms_p99': _percentile_ms(step_s, 99),
+        'fd_step_ms_p50': _percentile_ms(fd_times, 50) if fd_times else None,
+        'reference_solve_ms_p50': _percentile_ms(ref_times, 50) if ref_times else None,
+        'sens_max_rel_err': max(errors) if errors else None,
+        'sens_points': len(errors),
+        'rss_growth_mb': rss_growth,
+        'solver_failures': failures,
+        'build_s': policy.timings['build_s'],
+    }
+    if result['fd_step_ms_p50']:
+        result['fd_speedup'] = result['fd_step_ms_p50'] / result['step_ms_p50']
+    for key, value in result.items():
+        print(f'{key:24s} {value}')
+    print(json.dumps(result))
+    return 0
