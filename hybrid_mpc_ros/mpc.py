@@ -247,6 +247,16 @@ class MPCPolicy:
         self._sens = None
 
     # ---------------------------------------------------------------- solving
+    def reset(self) -> None:
+        """Forget the solver's iterate (warm start), e.g. before an episode.
+
+        After a reset a sequence of solves depends only on the states, theta and the
+        reference, so episodes rerun bit for bit.
+        """
+        self.solver.reset()
+        self._sens = None
+        self.last = None
+
     def solve(self, x: np.ndarray) -> MPCSolution:
         """First input of the MPC plan from state x (12,); see :class:`MPCSolution`."""
         x = np.asarray(x, dtype=float)
