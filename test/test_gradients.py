@@ -1,0 +1,147 @@
+"""Closed-loop cost, model-based and zeroth-order gradients, schedules (no ROS)."""
+
+import numpy as np
+import pytest
+
+from hybrid_mpc_ros import paths
+from hybrid_mpc_ros import theta as th
+from hybrid_mpc_ros.episode import rollout
+from hybrid_mpc_ros.gradients import (hybrid_direction, model_based_gradient,
+                                      sample_unit_sphere, zeroth_order_gradient)
+from hybrid_mpc_ros.mpc import default_reference, MPCPolicy
+from hybrid_mpc_ros.nominal_model import AffineModel
+from hybrid_mpc_ros.objective import ClosedLoopCost
+from hybrid_mpc_ros.quadcopter import Quadcopter
+from hybrid_mpc_ros.schedules import check_conditions, eta_schedule, Schedule
+
+STEPS = 40
+
+
+@pytest.fixture(scope='module')
+def setup():
+    model = AffineModel.load(paths.config_file('nominal_model.npz'))
+    policy = MPCPolicy(model)
+    plant = Quadcopter(dt=model.dt)
+    x_ref, u_ref = default_reference()
+    return model, policy, plant, ClosedLoopCost(x_ref, u_ref)
+
+
+def test_cost_parts_on_a_hand_made_trajectory():
+    cost = ClosedLoopCost(np.zeros(12), np.zeros(4))
+    x = np.zeros((3, 12))
+    x[0, 0] = 1.0                       # stage: Qc[0] = 1
+    x[2, 6] = 1.0                       # terminal roll: Pc[6] = 1000, and 1 - pi/4 outside X
+    u = np.ones((2, 4))                 # Rc = 0.01 each
+    tracking, violation = cost.parts(x, u)
+    assert tracking == pytest.approx(1.0 + 8 * 0.01 + 1000.0)
+    assert violation == pytest.approx(300.0 * (1.0 - np.pi / 4))
+
+
+def test_rollout_reruns_bit_for_bit(setup):
+    _, policy, plant, _ = setup
+    first = rollout(plant.step, policy, plant.hover_state(), STEPS)
+    again = rollout(plant.step, policy, plant.hover_state(), STEPS)
+    first.validate()
+    assert np.array_equal(first.x, again.x) and np.array_equal(first.du_dtheta, again.du_dtheta)
+
+
+def test_model_based_gradient_with_the_exact_model_matches_finite_differences(setup):
+    """g = f (the plant's own Jacobians): J_C is the exact gradient of C(theta)."""
+    _, policy, plant, cost = setup
+    theta0 = policy.theta.copy()
+    x0 = plant.hover_state()
+    record = rollout(plant.step, policy, x0, STEPS)
+    assert record.failures == 0
+    exact = model_based_gradient(record, cost, plant.jacobians)
+
+    def closed_loop_cost(theta):
+        policy.set_theta(theta)
+        return cost(rollout(plant.step, policy, x0, STEPS, sensitivities=False))
+
+    fd = np.empty(th.N_THETA)
+    try:
+        for i in range(th.N_THETA):
+            h = 1e-5 * max(1.0, abs(theta0[i]))
+            e = np.zeros(th.N_THETA)
+            e[i] = h
+            fd[i] = (closed_loop_cost(theta0 + e) - closed_loop_cost(theta0 - e)) / (2 * h)
+    finally:
+        policy.set_theta(theta0)
+    rel = np.linalg.norm(exact - fd) / np.linalg.norm(fd)
+    print(f'model-based gradient (exact model) vs central differences: rel err {rel:.2e}')
+    assert rel < 1e-3
+
+
+def test_nominal_model_gradient_is_close_but_not_exact(setup):
+    model, policy, plant, cost = setup
+    record = rollout(plant.step, policy, plant.hover_state(), STEPS)
+    exact = model_based_gradient(record, cost, plant.jacobians)
+    nominal = model_based_gradient(record, cost, model.jacobians)
+    rel = np.linalg.norm(nominal - exact) / np.linalg.norm(exact)
+    assert 1e-4 < rel < 0.5        # model error shows, but the direction is informative
+    assert nominal @ exact > 0
+
+
+def test_zeroth_order_estimate_is_unbiased_on_a_quadratic():
+    """E[G_zo] = grad C for quadratic C (sphere smoothing leaves its gradient unchanged).
+
+    Each component of the estimator has standard deviation ~|grad| (n = 94), so over M
+    draws the mean's error is ~|grad|/sqrt(M); we allow 5 sample standard errors per
+    component (a false failure has probability ~6e-5 over all 94 components).
+    """
+    rng = np.random.default_rng(5)
+    n = th.N_THETA
+    root = rng.normal(size=(n, n)) / np.sqrt(n)
+    hess = root @ root.T + np.eye(n)
+    lin = rng.normal(size=n)
+
+    def quadratic(theta):
+        return 0.5 * theta @ hess @ theta + lin @ theta
+
+    theta = rng.normal(size=n)
+    grad = hess @ theta + lin
+    delta, draws = 1e-2, 20000
+    base = quadratic(theta)
+    samples = np.empty((draws, n))
+    for i in range(draws):
+        v = sample_unit_sphere(rng, n)
+        samples[i] = zeroth_order_gradient(quadratic(theta + delta * v), base, v, delta)
+    mean = samples.mean(axis=0)
+    stderr = samples.std(axis=0, ddof=1) / np.sqrt(draws)
+    assert np.all(np.abs(mean - grad) < 5 * stderr)
+    assert np.linalg.norm(mean - grad) / np.linalg.norm(grad) < 0.1
+    # a biased estimator (here: scaled by 1.1) is caught by the same tolerance
+    assert not np.all(np.abs(1.1 * mean - grad) < 5 * stderr)
+
+
+def test_unit_sphere_samples_are_unit_and_isotropic():
+    rng = np.random.default_rng(0)
+    vs = np.array([sample_unit_sphere(rng, 10) for _ in range(20000)])
+    np.testing.assert_allclose(np.linalg.norm(vs, axis=1), 1.0)
+    np.testing.assert_allclose(vs.T @ vs / len(vs), np.eye(10) / 10, atol=0.01)
+
+
+def test_hybrid_direction_mixes_and_skips():
+    g, j = np.ones(3), np.full(3, 3.0)
+    np.testing.assert_allclose(hybrid_direction(g, j, 0.25), 0.75 * g + 0.25 * j)
+    np.testing.assert_allclose(hybrid_direction(None, j, 1.0), j)
+    np.testing.assert_allclose(hybrid_direction(g, None, 0.0), g)
+    with pytest.raises(ValueError):
+        hybrid_direction(g, j, 1.5)
+
+
+def test_schedules_meet_the_convergence_conditions_where_they_should():
+    alpha = Schedule()
+    assert alpha(1) == pytest.approx(5e-5 * 2 / 2 ** 0.75)
+    for gamma in (0.5, 0.75):
+        assert all(check_conditions(alpha, eta_schedule(gamma)).values())
+    # gamma = 0.25: alpha eta ~ log(k)/k, whose sum diverges (the boundary case)
+    assert not check_conditions(alpha, eta_schedule(0.25))['sum_alpha_eta_converges']
+    # eta = 1 (pure model-based) never discards the model; eta = 0 trivially does
+    assert not check_conditions(alpha, eta_schedule(constant=1.0))['sum_alpha_eta_converges']
+    assert all(check_conditions(alpha, eta_schedule(constant=0.0)).values())
+    # the spec's formula read literally does not let alpha decay
+    literal = check_conditions(Schedule('literal'), eta_schedule(0.5))
+    assert not literal['sum_alpha_sq_converges']
+    assert not check_conditions(Schedule('constant', scale=1e-3),
+                                eta_schedule(0.5))['sum_alpha_sq_converges']
