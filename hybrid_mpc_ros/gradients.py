@@ -45,7 +45,7 @@ def model_based_gradient(record: EpisodeRecord, cost: ClosedLoopCost,
 
 
 def sample_unit_sphere(rng: np.random.Generator, dim: int) -> np.ndarray:
-    """A direction (dim,) uniform on the unit sphere (normalised Gaussian)."""
+    """Draw a direction (dim,) uniform on the unit sphere (normalised Gaussian)."""
     v = rng.standard_normal(dim)
     return v / np.linalg.norm(v)
 

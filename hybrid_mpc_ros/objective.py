@@ -64,4 +64,3 @@ class ClosedLoopCost:
                                        - (x < self.x_lb).astype(float))
         gu = 2.0 * self.rc * (u - self.u_ref)
         return gx, gu
-
