@@ -90,7 +90,8 @@ class MPCSolution:
     ``u`` (4,) is always finite and within the input bounds. When ``ok`` is False the
     solver failed (``status``, ``message``) and ``u`` is the fallback input (the reference
     input, clipped); the caller decides what to do (the controller node, for example,
-    publishes it and reports the failure).
+    publishes it and reports the failure). ``solve_ms`` is the wall time of the solver call,
+    setting the initial state and reading the plan included.
     """
 
     u: np.ndarray
@@ -113,21 +114,22 @@ class MPCPolicy:
     def __init__(self, model: AffineModel, config: MPCConfig | None = None,
                  theta: np.ndarray | None = None, x_ref=None, u_ref=None):
         self.model = model
-        self.config = config or MPCConfig()
-        if abs(model.dt - self.config.dt) > 1e-12:
-            raise ConfigError(f'nominal model dt {model.dt} differs from MPC dt {self.config.dt}')
-        cfg = self.config
-        default_x, default_u = default_reference()
+        config = config or MPCConfig()
+        if abs(model.dt - config.dt) > 1e-12:
+            raise ConfigError(f'nominal model dt {model.dt} differs from MPC dt {config.dt}')
+        self._start(config, th.initial_theta(model.A, model.B) if theta is None else theta,
+                    default_reference(), x_ref, u_ref)
+
+    def _start(self, config: MPCConfig, theta: np.ndarray, default_ref, x_ref, u_ref) -> None:
+        """Set up what every model kind shares: references, bounds, QP, solver, theta."""
+        self.config = cfg = config
+        default_x, default_u = default_ref
         self.x_ref = np.array(default_x if x_ref is None else x_ref, dtype=float)
         self.u_ref = np.array(default_u if u_ref is None else u_ref, dtype=float)
         self._u_off = np.full(NU, cfg.u_offset)
         self._u_lb = np.full(NU, cfg.u_min)
         self._u_ub = np.full(NU, cfg.u_max)
-        self.qp = CondensedQP(*condense([model.A] * cfg.horizon, [model.B] * cfg.horizon,
-                                        [model.c] * cfg.horizon),
-                              NX, NU, np.array(SOFT_IDX), np.array(cfg.x_lb),
-                              np.array(cfg.x_ub), self._u_lb, self._u_ub,
-                              cfg.slack_quadratic, cfg.slack_linear)
+        self._init_qp()
         start = time.perf_counter()
         self.solver = acados_env.cached_ocp_solver(self.formulation_key(), self._make_ocp)
         self.timings = {'build_s': time.perf_counter() - start}
@@ -135,9 +137,25 @@ class MPCPolicy:
         self._x0 = np.zeros(NX)
         self._sens = None
         self.last: MPCSolution | None = None
-        self.theta = th.initial_theta(model.A, model.B) if theta is None else None
-        self.set_theta(self.theta if theta is None else theta)
+        self.theta = theta
+        self.set_theta(theta)
         self.set_reference(self.x_ref, self.u_ref)
+
+    def condensed_qp(self, a_list, b_list, c_list) -> CondensedQP:
+        """Build the MPC's QP for affine stage dynamics ``x+ = A_k x + B_k u + c_k`` (k < N).
+
+        ``a_list[k]`` (12x12), ``b_list[k]`` (12x4), ``c_list[k]`` (12,), in absolute
+        rotor speeds; bounds and slack weights from the configuration, theta not yet set.
+        """
+        cfg = self.config
+        return CondensedQP(*condense(a_list, b_list, c_list), NX, NU, np.array(SOFT_IDX),
+                           np.array(cfg.x_lb), np.array(cfg.x_ub), self._u_lb, self._u_ub,
+                           cfg.slack_quadratic, cfg.slack_linear)
+
+    def _init_qp(self) -> None:
+        """Build the QP used for active sets and sensitivities (fixed for an affine model)."""
+        mdl, horizon = self.model, self.config.horizon
+        self.qp = self.condensed_qp([mdl.A] * horizon, [mdl.B] * horizon, [mdl.c] * horizon)
 
     # ---------------------------------------------------------------- formulation
     def formulation_key(self) -> str:
@@ -153,7 +171,7 @@ class MPCPolicy:
         """Build the AcadosOcp (only called when the solver is not cached)."""
         import casadi as ca
         at = acados_env.acados_template()
-        cfg, mdl = self.config, self.model
+        cfg = self.config
         ocp = at.AcadosOcp()
         model = at.AcadosModel()
         model.name = 'hmpc_' + self.formulation_key()[:10]
@@ -162,8 +180,7 @@ class MPCPolicy:
         model.x, model.u = x, u
         # the solver's input is du = u - u_offset: rotor speeds sit near 620 rad/s and an
         # interior-point QP reaches a far tighter absolute accuracy on deviations from hover
-        model.disc_dyn_expr = (ca.DM(mdl.A) @ x + ca.DM(mdl.B) @ u
-                               + ca.DM(mdl.c + mdl.B @ self._u_off))
+        model.disc_dyn_expr = self._dynamics_expr(x, u)
         ocp.model = model
         ocp.dims.N = cfg.horizon
         ny = NX + NU
@@ -211,6 +228,12 @@ class MPCPolicy:
         ocp.code_export_directory = code_dir
         return ocp
 
+    def _dynamics_expr(self, x, u):
+        """Next state (CasADi, 12) from state x (12) and solver input ``u - u_offset`` (4)."""
+        import casadi as ca
+        mdl = self.model
+        return ca.DM(mdl.A) @ x + ca.DM(mdl.B) @ u + ca.DM(mdl.c + mdl.B @ self._u_off)
+
     # ---------------------------------------------------------------- runtime data
     def set_theta(self, theta: np.ndarray) -> None:
         """Use new cost parameters theta (94,); raises ValueError if not finite."""
@@ -227,9 +250,13 @@ class MPCPolicy:
         for k in range(self.config.horizon):
             self.solver.cost_set(k, 'W', w_stage)
         self.solver.cost_set(self.config.horizon, 'W', 2.0 * p_mat)
-        self.qp.set_theta(theta)
         self.theta = theta
+        self._qp_set_theta(theta)
         self._sens = None
+
+    def _qp_set_theta(self, theta: np.ndarray) -> None:
+        """Pass theta (94,) to the QP used for sensitivities."""
+        self.qp.set_theta(theta)
 
     def set_reference(self, x_ref: np.ndarray, u_ref: np.ndarray | None = None) -> None:
         """Track ``x_ref`` (12,) with input reference ``u_ref`` (4,, default unchanged)."""
@@ -266,19 +293,11 @@ class MPCPolicy:
             self.last = MPCSolution(fallback, False, -1, 'state is malformed or non-finite',
                                     0.0)
             return self.last
-        solver, horizon = self.solver, self.config.horizon
-        solver.set(0, 'lbx', x)
-        solver.set(0, 'ubx', x)
         start = time.perf_counter()
-        status = solver.solve()
+        status, qp_status, qp_iter = self._run_solver(x)
         solve_ms = (time.perf_counter() - start) * 1e3
         u_stack = self._u_stack
-        for k in range(horizon):
-            u_stack[k * NU:(k + 1) * NU] = solver.get(k, 'u')
-        u_stack += self.config.u_offset
         u0 = u_stack[:NU].copy()
-        stats = solver.get_stats('statistics')       # SQP-RTI rows: iter, qp_stat, qp_iter
-        qp_status, qp_iter = int(stats[1, -1]), int(stats[2, -1])
         if status == 0 and qp_status != 0:
             status = 4          # acados' RTI reports success even when HPIPM did not converge
         ok = status == 0 and bool(np.all(np.isfinite(u_stack)))
@@ -290,10 +309,26 @@ class MPCPolicy:
             message = (f'acados status {status}: {STATUS_TEXT.get(status, "unknown")} '
                        f'(HPIPM status {qp_status} after {qp_iter} iterations)')
             u0 = fallback
-            solver.reset()
+            self.solver.reset()
         self._x0 = x.copy()
         self.last = MPCSolution(u0, ok, int(status), message, solve_ms, qp_iter=qp_iter)
         return self.last
+
+    def _run_solver(self, x: np.ndarray) -> tuple[int, int, int]:
+        """Solve from state x (12,): ``(acados status, HPIPM status, HPIPM iterations)``.
+
+        Leaves the input plan in absolute rotor speeds in ``self._u_stack`` (N*4,).
+        """
+        solver = self.solver
+        solver.set(0, 'lbx', x)
+        solver.set(0, 'ubx', x)
+        status = solver.solve()
+        u_stack = self._u_stack
+        for k in range(self.config.horizon):
+            u_stack[k * NU:(k + 1) * NU] = solver.get(k, 'u')
+        u_stack += self.config.u_offset
+        stats = solver.get_stats('statistics')       # SQP-RTI rows: iter, qp_stat, qp_iter
+        return status, int(stats[1, -1]), int(stats[2, -1])
 
     def active_set(self) -> ActiveSet:
         """Active constraints of the last successful :meth:`solve` (see :mod:`condensed_qp`)."""
