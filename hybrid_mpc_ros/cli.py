@@ -75,6 +75,38 @@ def _add_identify(commands) -> None:
     parser.set_defaults(handler=_run_identify)
 
 
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros import reproduce
+    return reproduce.main(out=args.out, iterations=args.iterations, steps=args.steps,
+                          seed=args.seed, runs=args.runs, workers=args.workers,
+                          model_file=args.model)
+
+
+def _add_reproduce(commands) -> None:
+    from hybrid_mpc_ros.reproduce import RUNS
+    parser = commands.add_parser(
+        'reproduce', help="reproduce the paper's quadcopter experiment (all methods)",
+        description='Tune the MPC from the paper\'s initialisation with the zeroth-order, '
+                    'model-based and hybrid (gamma 0.25/0.5/0.75) gradients and the '
+                    'exact-model reference, in parallel processes; write CSVs, figures, a '
+                    'markdown table and a JSON summary (last line). Reruns resume from the '
+                    'checkpoints in --out.')
+    parser.add_argument('--out', default='results/reproduce',
+                        help='output directory (default: %(default)s)')
+    parser.add_argument('--iterations', type=_positive_int, default=200,
+                        help='iterations per run (default: %(default)s)')
+    parser.add_argument('--steps', type=_positive_int, default=200,
+                        help='closed-loop steps per episode, T (default: %(default)s)')
+    parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
+    parser.add_argument('--runs', nargs='+', choices=list(RUNS), default=None,
+                        help='which runs (default: all)')
+    parser.add_argument('--workers', type=_positive_int, default=None,
+                        help='parallel processes (default: number of cores)')
+    parser.add_argument('--model', default=None,
+                        help='nominal model file (default: config/nominal_model.npz)')
+    parser.set_defaults(handler=_run_reproduce)
+
+
 def _add_demo(commands) -> None:
     parser = commands.add_parser(
         'demo', help='fly the quadcopter simulator with the LQR controller (ROS 2 nodes)',
@@ -133,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
     _add_demo(commands)
     _add_identify(commands)
+    _add_reproduce(commands)
     _add_bench(commands)
     return parser
 

@@ -1,0 +1,225 @@
+"""``hybrid-mpc reproduce``: the paper's quadcopter experiment, all methods, with plots.
+
+Runs from the paper's initialisation (Q = Qc, R = Rc, P from the DARE of the identified
+model): zeroth-order (eta = 0), model-based (eta = 1), hybrid with gamma in {0.25, 0.5,
+0.75}, and the reference tuned with the exact model (exact closed-loop gradients from the
+plant's own Jacobians). Independent runs go to separate processes so both cores work.
+
+Writes into ``--out``: per run ``<run>.csv`` and ``<run>.checkpoint.json``; ``learning_curves.png``
+(tracking cost and constraint violation against iteration, like the paper's Figure 1);
+``trajectories.png`` (positions and attitudes, hybrid-trained vs exact-model-tuned, like
+its Figure 2); ``results.md`` (a table); and prints a JSON summary as the last line.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import csv
+import json
+import multiprocessing
+import os
+import sys
+import time
+
+import numpy as np
+
+from hybrid_mpc_ros import paths
+from hybrid_mpc_ros.episode import rollout
+from hybrid_mpc_ros.mpc import default_reference, MPCPolicy
+from hybrid_mpc_ros.nominal_model import AffineModel
+from hybrid_mpc_ros.objective import ClosedLoopCost
+from hybrid_mpc_ros.quadcopter import Quadcopter
+from hybrid_mpc_ros.tuning import (load_checkpoint, simulated_episodes, Tuner, TuningConfig)
+
+PAPER = {'hybrid_final_cost': 1111.71, 'exact_model_cost': 1103.04}
+RUNS = {
+    'zeroth_order': {'method': 'zeroth_order'},
+    'model_based': {'method': 'model_based'},
+    'hybrid_g0.25': {'method': 'hybrid', 'gamma': 0.25},
+    'hybrid_g0.5': {'method': 'hybrid', 'gamma': 0.5},
+    'hybrid_g0.75': {'method': 'hybrid', 'gamma': 0.75},
+    'exact_model': {'method': 'exact_model'},
+}
+CSV_FIELDS = ('iteration', 'cost', 'tracking', 'violation', 'grad_model_norm', 'grad_zo_norm',
+              'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s')
+
+
+def _setup(model_file: str):
+    model = AffineModel.load(model_file)
+    policy = MPCPolicy(model)
+    plant = Quadcopter(dt=model.dt)
+    cost = ClosedLoopCost(*default_reference())
+    return model, policy, plant, cost
+
+
+def run_one(name: str, overrides: dict, iterations: int, steps: int, seed: int,
+            model_file: str, out: str) -> dict:
+    """Run (or resume) one tuning run in this process; returns its summary."""
+    model, policy, plant, cost = _setup(model_file)
+    x0 = plant.hover_state()
+    config = TuningConfig(iterations=iterations, seed=seed, **overrides)
+    checkpoint = os.path.join(out, f'{name}.checkpoint.json')
+    state = None
+    if os.path.exists(checkpoint):
+        saved_config, state = load_checkpoint(checkpoint)
+        if saved_config.to_dict() != config.to_dict():
+            state = None                  # a different experiment: start afresh
+    jacobians = plant.jacobians if config.method == 'exact_model' else model.jacobians
+    start = time.perf_counter()
+
+    def progress(row):
+        k = row['iteration']
+        if k == 1 or k % 10 == 0 or k == iterations:
+            print(f'[{name:13s}] iteration {k:4d}/{iterations}  cost {row["cost"]:10.2f}  '
+                  f'violation {row["violation"]:8.2f}  {time.perf_counter() - start:6.1f} s',
+                  file=sys.stderr, flush=True)
+
+    episodes = simulated_episodes(plant.step, policy, x0, steps)
+    tuner = Tuner(config, episodes, jacobians, cost, policy.theta.copy(), checkpoint,
+                  progress, state)
+    final_state = tuner.run()
+    final = episodes(final_state.theta, False)
+    tracking, violation = cost.parts(final.x, final.u)
+    history = final_state.history
+    with open(os.path.join(out, f'{name}.csv'), 'w', newline='') as stream:
+        writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+    np.savez(os.path.join(out, f'{name}.final.npz'), theta=final_state.theta, x=final.x,
+             u=final.u)
+    return {'name': name, 'final_cost': tracking + violation, 'final_tracking': tracking,
+            'final_violation': violation, 'initial_cost': history[0]['cost'],
+            'costs': [row['cost'] for row in history] + [tracking + violation],
+            'tracking': [row['tracking'] for row in history] + [tracking],
+            'violation': [row['violation'] for row in history] + [violation],
+            'wall_s': sum(row['wall_s'] for row in history),
+            'solver_failures': sum(row['solver_failures'] for row in history)}
+
+
+def iters_to_fraction(costs: list[float], fraction: float = 0.9) -> int | None:
+    """First iteration (1-based) at which ``fraction`` of the total improvement is reached."""
+    total = costs[0] - costs[-1]
+    if not total > 0:
+        return None
+    for k, value in enumerate(costs, start=1):
+        if costs[0] - value >= fraction * total:
+            return k
+    return None
+
+
+def _plots(results: dict, out: str) -> list[str]:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    written = []
+    fig, (ax_c, ax_v) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, res in results.items():
+        its = np.arange(1, len(res['costs']) + 1)
+        ax_c.plot(its, res['tracking'], label=name)
+        ax_v.plot(its, res['violation'], label=name)
+    ax_c.set(xlabel='iteration', ylabel='tracking cost', title='closed-loop tracking cost')
+    ax_v.set(xlabel='iteration', ylabel='300 x constraint violation',
+             title='constraint violation')
+    ax_c.legend(fontsize=8)
+    for ax in (ax_c, ax_v):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = os.path.join(out, 'learning_curves.png')
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    hybrids = [n for n in results if n.startswith('hybrid')]
+    compare = ([min(hybrids, key=lambda n: results[n]['final_cost'])] if hybrids else [])
+    compare += [n for n in ('exact_model',) if n in results]
+    if compare:
+        fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True)
+        labels = ['p_x [m]', 'p_y [m]', 'p_z [m]', 'roll [rad]', 'pitch [rad]', 'yaw [rad]']
+        for name in compare:
+            data = np.load(os.path.join(out, f'{name}.final.npz'))
+            t = np.arange(data['x'].shape[0]) * 0.1
+            for i, ax in enumerate(axes.flat):
+                ax.plot(t, data['x'][:, i if i < 3 else i + 3], label=name)
+                ax.set_ylabel(labels[i])
+        for ax in axes[1]:
+            ax.set_xlabel('time [s]')
+        for ax in axes.flat:
+            ax.grid(alpha=0.3)
+        axes[0, 0].legend(fontsize=8)
+        fig.suptitle('closed loop with the final parameters')
+        fig.tight_layout()
+        path = os.path.join(out, 'trajectories.png')
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main(out: str = 'results/reproduce', iterations: int = 200, steps: int = 200,
+         seed: int = 0, runs: list[str] | None = None, workers: int | None = None,
+         model_file: str | None = None) -> int:
+    """Run the experiment; print progress, a table and the JSON summary last."""
+    os.makedirs(out, exist_ok=True)
+    model_file = model_file or paths.config_file('nominal_model.npz')
+    names = runs or list(RUNS)
+    unknown = sorted(set(names) - set(RUNS))
+    if unknown:
+        raise SystemExit(f'unknown runs {unknown}; choose from {list(RUNS)}')
+    _setup(model_file)      # generate/compile the solver once before the workers start
+    workers = workers or min(len(names), os.cpu_count() or 1)
+    print(f'running {len(names)} tuning runs x {iterations} iterations on {workers} '
+          f'processes; output in {out}', file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    results = {}
+    context = multiprocessing.get_context('spawn')
+    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        jobs = {pool.submit(run_one, name, RUNS[name], iterations, steps, seed, model_file,
+                            out): name for name in names}
+        for job in futures.as_completed(jobs):
+            res = job.result()
+            results[res['name']] = res
+            print(f'[{res["name"]:13s}] done: final cost {res["final_cost"]:.2f} '
+                  f'({res["wall_s"]:.0f} s)', file=sys.stderr, flush=True)
+    results = {name: results[name] for name in names}
+    figures = _plots(results, out)
+    summary = _summary(results, iterations, steps, time.perf_counter() - start)
+    table = _table(results, summary)
+    with open(os.path.join(out, 'results.md'), 'w') as stream:
+        stream.write(table + '\n')
+    print(table)
+    for path in figures:
+        print(f'wrote {path}')
+    print(json.dumps(summary))
+    return 0
+
+
+def _summary(results: dict, iterations: int, steps: int, wall_s: float) -> dict:
+    final = {name: res['final_cost'] for name, res in results.items()}
+    reference = final.get('exact_model')
+    hybrids = {n: c for n, c in final.items() if n.startswith('hybrid')}
+    gap = None
+    if reference and hybrids:
+        gap = 100.0 * (min(hybrids.values()) - reference) / reference
+    return {'final_cost': final, 'reference_cost': reference, 'hybrid_gap_pct': gap,
+            'initial_cost': next(iter(results.values()))['initial_cost'],
+            'iters_to_90pct': {n: iters_to_fraction(r['costs']) for n, r in results.items()},
+            'run_wall_s': {n: r['wall_s'] for n, r in results.items()},
+            'solver_failures': {n: r['solver_failures'] for n, r in results.items()},
+            'iterations': iterations, 'episode_steps': steps, 'wall_s': wall_s,
+            'paper': PAPER}
+
+
+def _table(results: dict, summary: dict) -> str:
+    lines = ['| run | initial cost | final cost | final violation | iterations to 90 % '
+             '| run time [s] |', '|---|---:|---:|---:|---:|---:|']
+    for name, res in results.items():
+        k90 = summary['iters_to_90pct'][name]
+        lines.append(f'| {name} | {res["initial_cost"]:.2f} | {res["final_cost"]:.2f} | '
+                     f'{res["final_violation"]:.2f} | {k90 if k90 else "-"} | '
+                     f'{res["wall_s"]:.0f} |')
+    if summary['hybrid_gap_pct'] is not None:
+        lines.append('')
+        lines.append(f'Best hybrid vs exact-model reference: '
+                     f'{summary["hybrid_gap_pct"]:+.2f} % (paper: '
+                     f'{100 * (PAPER["hybrid_final_cost"] / PAPER["exact_model_cost"] - 1):+.2f} '
+                     f'%, {PAPER["hybrid_final_cost"]} vs {PAPER["exact_model_cost"]}).')
+    return '\n'.join(lines)
