@@ -24,7 +24,6 @@ import time
 import numpy as np
 
 from hybrid_mpc_ros import paths
-from hybrid_mpc_ros.episode import rollout
 from hybrid_mpc_ros.mpc import default_reference, MPCPolicy
 from hybrid_mpc_ros.nominal_model import AffineModel
 from hybrid_mpc_ros.objective import ClosedLoopCost

@@ -57,7 +57,7 @@ class TuningConfig:
             raise ValueError('iterations must be >= 1 and delta > 0')
 
     def eta(self) -> Schedule:
-        """The mixing schedule of this method."""
+        """Return the mixing schedule of this method."""
         if self.method == 'hybrid':
             return eta_schedule(self.gamma)
         return eta_schedule(constant=0.0 if self.method == 'zeroth_order' else 1.0)
@@ -194,7 +194,7 @@ class Tuner:
 
 
 def simulated_episodes(plant_step, policy, x0: np.ndarray, steps: int) -> EpisodeRunner:
-    """An episode runner on the simulated plant: sets theta, resets, rolls out."""
+    """Build an episode runner on the simulated plant: set theta, reset, roll out."""
     def run(theta: np.ndarray, sensitivities: bool) -> EpisodeRecord:
         policy.set_theta(theta)
         return rollout(plant_step, policy, x0, steps, sensitivities)
