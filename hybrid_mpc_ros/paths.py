@@ -42,5 +42,5 @@ def config_file(name: str) -> str:
 
 
 def source_config_dir() -> str:
-    """The ``config`` directory of the source checkout (where ``identify`` writes)."""
+    """Return the ``config`` directory of the source checkout (where ``identify`` writes)."""
     return _SOURCE_CONFIG
