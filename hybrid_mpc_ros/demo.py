@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from hybrid_mpc_ros import processes
+from hybrid_mpc_ros import paths, processes
 
 DEFAULT_PERIOD_S = 0.1
 STOP_TIMEOUT_S = 5.0
@@ -48,17 +48,20 @@ class ClosedLoop:
     A context manager: entering starts both nodes and the observer; leaving stops them
     (SIGINT first) whatever happened. ``clock_mode`` is ``'lockstep'`` or ``'realtime'``;
     ``observer_qos`` is the observer's QoS depth (an int, reliable) or a QoS profile.
+    Entering raises :class:`DemoError` if the simulator's odometry does not arrive within
+    ``startup_timeout_s`` wall seconds.
     """
 
     def __init__(self, target=(-6.0, -3.5, 0.0), clock_mode: str = 'lockstep',
                  period_s: float = DEFAULT_PERIOD_S, observer_qos=100,
                  watch_commands: bool = True, log_dir: str | None = None,
-                 domain_id: int | None = None):
+                 domain_id: int | None = None, startup_timeout_s: float = 30.0):
         if clock_mode not in ('lockstep', 'realtime'):
             raise ValueError(f"clock_mode must be 'lockstep' or 'realtime', got {clock_mode!r}")
         self.target = tuple(float(v) for v in target)
         self.clock_mode = clock_mode
         self.period_s = float(period_s)
+        self.startup_timeout_s = float(startup_timeout_s)
         self.domain_id = processes.free_domain_id() if domain_id is None else int(domain_id)
         self.log_dir = log_dir or tempfile.mkdtemp(prefix='hybrid_mpc_demo_')
         self.samples: deque[OdomSample] = deque()
@@ -87,14 +90,36 @@ class ClosedLoop:
         for name in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE'):
             os.environ[name] = env[name]
         lockstep = self.clock_mode == 'lockstep'
+        try:
+            simulator_file = paths.config_file('simulator.yaml')
+            controller_file = paths.config_file('lqr_controller.yaml')
+        except FileNotFoundError as exc:
+            raise DemoError(str(exc)) from exc
+        self._start_observer()
+        # The same parameter files as the launch file; options given here override them.
+        # The controller starts only once the observer sees the simulator's odometry: in
+        # lockstep nothing advances before the first command, so the observer (and the
+        # demo's printout) sees the whole flight from t = 0.
         self._nodes['simulator'] = processes.start_node(
-            'simulator_node', params={'period_s': self.period_s, 'clock_mode': self.clock_mode},
+            'simulator_node', params_file=simulator_file,
+            params={'period_s': self.period_s, 'clock_mode': self.clock_mode,
+                    'use_sim_time': lockstep},
             env=env, log_path=os.path.join(self.log_dir, 'simulator.log'))
+        deadline = time.monotonic() + self.startup_timeout_s
+        while not self.samples:
+            if time.monotonic() > deadline:
+                self.check_nodes()
+                raise DemoError(f'no odometry from the simulator on domain {self.domain_id} '
+                                f'within {self.startup_timeout_s:g} s (log {self.log_dir})')
+            self.spin_once(0.1)
+            self.check_nodes()
         self._nodes['controller'] = processes.start_node(
-            'lqr_controller_node',
+            'lqr_controller_node', params_file=controller_file,
             params={'period_s': self.period_s, 'target_position': list(self.target),
                     'use_sim_time': lockstep},
             env=env, log_path=os.path.join(self.log_dir, 'lqr_controller.log'))
+
+    def _start_observer(self) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
@@ -197,24 +222,27 @@ def fly(seconds: float, target, clock_mode: str = 'lockstep', odom_timeout_s: fl
     """
     from hybrid_mpc_ros.ros_msgs import odometry_to_state
     target = np.asarray(target, dtype=float)
-    with ClosedLoop(target, clock_mode=clock_mode) as loop:
-        print(f'demo: simulator ({clock_mode}) and LQR controller on ROS_DOMAIN_ID '
-              f'{loop.domain_id}, target {target.tolist()} m, {seconds:g} s simulated; '
-              f'node logs in {loop.log_dir}', file=out, flush=True)
-        started = time.perf_counter()
+    print(f'demo: starting the simulator ({clock_mode}) and the LQR controller, target '
+          f'{target.tolist()} m, {seconds:g} s simulated', file=out, flush=True)
+    started = time.perf_counter()
+    with ClosedLoop(target, clock_mode=clock_mode, startup_timeout_s=odom_timeout_s) as loop:
         first = loop.next_sample(odom_timeout_s)
+        print(f'simulator up after {first.wall_s - started:.2f} s wall on ROS_DOMAIN_ID '
+              f'{loop.domain_id}; node logs in {loop.log_dir}', file=out, flush=True)
         x = odometry_to_state(first.msg)
-        print(f'first odometry after {first.wall_s - started:.2f} s wall', file=out, flush=True)
         print(_progress_line(first.sim_s, x, target, loop.last_command), file=out, flush=True)
         initial_error = float(np.linalg.norm(x[0:3] - target))
         max_tilt = float(np.degrees(np.abs(x[6:8]).max()))
         last = first
+        moving = None   # first sample after simulated time advanced: the rate starts there
         next_report = math.floor(first.sim_s + 1e-6) + 1.0
         advanced_wall = time.monotonic()
         while last.sim_s < seconds - 1e-6:
             sample = loop.next_sample(odom_timeout_s)
             if sample.sim_s > last.sim_s:
                 advanced_wall = time.monotonic()
+                if moving is None:
+                    moving = sample
             elif time.monotonic() - advanced_wall > odom_timeout_s:
                 loop.check_nodes()
                 raise DemoError(f'simulated time stuck at {last.sim_s:.2f} s for '
@@ -228,8 +256,9 @@ def fly(seconds: float, target, clock_mode: str = 'lockstep', odom_timeout_s: fl
                       flush=True)
                 next_report = math.floor(sample.sim_s + 1e-6) + 1.0
         loop.check_nodes()
-    steps = round((last.sim_s - first.sim_s) / loop.period_s)
-    wall = last.wall_s - first.wall_s
+    moving = moving or last
+    rate_steps = round((last.sim_s - moving.sim_s) / loop.period_s)
+    wall = last.wall_s - moving.wall_s
     return {
         'command': 'demo',
         'clock_mode': clock_mode,
@@ -241,9 +270,9 @@ def fly(seconds: float, target, clock_mode: str = 'lockstep', odom_timeout_s: fl
         'initial_error_m': round(initial_error, 6),
         'final_error_m': round(float(np.linalg.norm(x[0:3] - target)), 6),
         'max_tilt_deg': round(max_tilt, 3),
-        'steps': steps,
+        'steps': round((last.sim_s - first.sim_s) / loop.period_s),
         'wall_time_s': round(wall, 4),
-        'steps_per_wall_s': round(steps / wall, 2) if wall > 0 else None,
+        'steps_per_wall_s': round(rate_steps / wall, 2) if wall > 0 else None,
     }
 
 
@@ -268,7 +297,7 @@ def main(seconds: float = 20.0, target=(-6.0, -3.5, 0.0), realtime: bool = False
         signal.signal(signal.SIGTERM, previous)
     print(f'done: t={summary["sim_time_s"]:.1f} s, final error {summary["final_error_m"]:.4f} m '
           f'(from {summary["initial_error_m"]:.3f} m), max tilt {summary["max_tilt_deg"]:.1f} '
-          f'deg; {summary["steps"]} steps in {summary["wall_time_s"]:.2f} s wall = '
-          f'{summary["steps_per_wall_s"]} steps per wall second ({summary["clock_mode"]})')
+          f'deg; {summary["steps"]} steps, {summary["steps_per_wall_s"]} steps per wall second '
+          f'({summary["clock_mode"]}, from the first step on)')
     print(json.dumps(summary), flush=True)
     return 0

@@ -1,0 +1,76 @@
+"""Launch the quadcopter simulator and the LQR controller: the ``hybrid-mpc demo`` pair.
+
+Usage::
+
+    ros2 launch hybrid_mpc_ros demo.launch.py
+    ros2 launch hybrid_mpc_ros demo.launch.py clock_mode:=realtime
+    ros2 launch hybrid_mpc_ros demo.launch.py namespace:=quad1
+
+Parameters come from ``config/simulator.yaml`` and ``config/lqr_controller.yaml`` of the
+installed package (override with ``simulator_params:=`` / ``controller_params:=``). In
+``lockstep`` mode (the default) the simulator advances one period per command and is the
+``/clock`` source, so both nodes get ``use_sim_time`` true; pass ``use_sim_time:=false``
+to override.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = 'hybrid_mpc_ros'
+
+
+def generate_launch_description():
+    """Build the launch description: arguments, simulator node, LQR controller node."""
+    clock_mode = LaunchConfiguration('clock_mode')
+    use_sim_time = ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool)
+    namespace = LaunchConfiguration('namespace')
+    arguments = [
+        DeclareLaunchArgument(
+            'clock_mode', default_value='lockstep', choices=['lockstep', 'realtime'],
+            description="simulator clock: 'lockstep' (one period per command, as fast as "
+                        "the controller answers) or 'realtime'"),
+        DeclareLaunchArgument(
+            'use_sim_time',
+            default_value=PythonExpression(
+                ["'true' if '", clock_mode, "' == 'lockstep' else 'false'"]),
+            description='follow the /clock the simulator publishes (default: true in '
+                        'lockstep mode)'),
+        DeclareLaunchArgument(
+            'namespace', default_value='',
+            description='namespace for both nodes (their topics are relative)'),
+        DeclareLaunchArgument(
+            'simulator_params',
+            default_value=PathJoinSubstitution(
+                [FindPackageShare(PACKAGE), 'config', 'simulator.yaml']),
+            description='ROS parameter file of the quadcopter_simulator node'),
+        DeclareLaunchArgument(
+            'controller_params',
+            default_value=PathJoinSubstitution(
+                [FindPackageShare(PACKAGE), 'config', 'lqr_controller.yaml']),
+            description='ROS parameter file of the lqr_controller node'),
+    ]
+    simulator = Node(
+        package=PACKAGE,
+        executable='simulator_node',
+        name='quadcopter_simulator',
+        namespace=namespace,
+        output='screen',
+        emulate_tty=True,
+        parameters=[LaunchConfiguration('simulator_params'),
+                    {'clock_mode': clock_mode, 'use_sim_time': use_sim_time}],
+    )
+    controller = Node(
+        package=PACKAGE,
+        executable='lqr_controller_node',
+        name='lqr_controller',
+        namespace=namespace,
+        output='screen',
+        emulate_tty=True,
+        parameters=[LaunchConfiguration('controller_params'),
+                    {'use_sim_time': use_sim_time}],
+    )
+    return LaunchDescription(arguments + [simulator, controller])
