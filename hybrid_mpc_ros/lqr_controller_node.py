@@ -13,6 +13,9 @@ ROS parameters of the node:
 * ``max_position_error`` (double, m): saturation of the position error; may change live.
 * ``period_s`` (double, s, read-only): control period the gain is designed for; it must
   equal the simulator's ``period_s``.
+
+Odometry with non-finite content gets no reply (a warning is logged): commanding anything
+from a broken estimate would be a guess.
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ def _target_problem(value) -> str:
     if array.shape != (3,):
         return f'must be 3 doubles [x, y, z], got {len(array.reshape(-1))} values'
     if not all(math.isfinite(item) for item in array):
-        return f'must be finite, got {list(array)}'
+        return f'must be finite, got {array.tolist()}'
     return ''
 
 
