@@ -111,16 +111,24 @@ def _plots(results: dict, out: str) -> list[str]:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     written = []
-    fig, (ax_c, ax_v) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_c, ax_z, ax_v) = plt.subplots(1, 3, figsize=(15, 4.2))
+    finals = [res['costs'][-1] for res in results.values()]
+    start_cost = next(iter(results.values()))['costs'][0]
     for name, res in results.items():
         its = np.arange(1, len(res['costs']) + 1)
-        ax_c.plot(its, res['tracking'], label=name)
+        ax_c.semilogy(its, res['tracking'], label=name)
+        ax_z.plot(its, res['costs'], label=name)
         ax_v.plot(its, res['violation'], label=name)
-    ax_c.set(xlabel='iteration', ylabel='tracking cost', title='closed-loop tracking cost')
+    ax_c.set(xlabel='iteration', ylabel='tracking cost (log scale)',
+             title='closed-loop tracking cost')
+    span = max(start_cost - min(finals), 1.0)
+    ax_z.set_ylim(min(finals) - 0.1 * span, start_cost + 0.3 * span)
+    ax_z.set(xlabel='iteration', ylabel='C = tracking + violation',
+             title='closed-loop cost C, zoomed on start-to-best')
     ax_v.set(xlabel='iteration', ylabel='300 x constraint violation',
              title='constraint violation')
     ax_c.legend(fontsize=8)
-    for ax in (ax_c, ax_v):
+    for ax in (ax_c, ax_z, ax_v):
         ax.grid(alpha=0.3)
     fig.tight_layout()
     path = os.path.join(out, 'learning_curves.png')
