@@ -80,16 +80,15 @@ def ros_lockstep(steps: int, warmup_steps: int = 50, timeout_s: float = 30.0,
         deadline = time.monotonic() + timeout_s
         while True:
             time.sleep(poll_s)
+            loop.check_nodes()
             latest = loop.latest_sample()
             if latest is not None:
                 deadline = time.monotonic() + timeout_s
                 if latest.sim_s >= end_sim:
                     break
             elif time.monotonic() > deadline:
-                loop.check_nodes()
-                raise DemoError(f'lockstep loop stalled for {timeout_s:g} s')
-            else:
-                loop.check_nodes()
+                raise DemoError(f'lockstep loop stalled for {timeout_s:g} s '
+                                f'(node logs in {loop.log_dir})')
         end = loop.next_sample(timeout_s)
         loop.check_nodes()
         domain_id = loop.domain_id

@@ -27,6 +27,7 @@ from hybrid_mpc_ros import paths, processes
 
 DEFAULT_PERIOD_S = 0.1
 STOP_TIMEOUT_S = 5.0
+NODE_CHECK_PERIOD_S = 0.5
 
 
 class DemoError(RuntimeError):
@@ -72,6 +73,7 @@ class ClosedLoop:
         self._context = None
         self._node = None
         self._executor = None
+        self._last_check = time.monotonic()
 
     def __enter__(self) -> 'ClosedLoop':
         try:
@@ -169,20 +171,28 @@ class ClosedLoop:
         return latest
 
     def next_sample(self, timeout_s: float) -> OdomSample:
-        """Next odometry sample, spinning as needed; :class:`DemoError` after ``timeout_s``."""
+        """Next odometry sample, spinning as needed; :class:`DemoError` after ``timeout_s``.
+
+        Also raises :class:`DemoError` when a node process has exited (checked twice a
+        second, also while samples keep coming: in realtime mode the simulator runs on
+        after the controller died).
+        """
         deadline = time.monotonic() + timeout_s
-        checked = time.monotonic()
         while not self.samples:
             now = time.monotonic()
             if now > deadline:
                 self.check_nodes()
                 raise DemoError(f'no odometry on domain {self.domain_id} for {timeout_s:g} s '
                                 f'(node logs in {self.log_dir})')
-            if now - checked > 0.5:
-                self.check_nodes()
-                checked = now
+            self._check_nodes_now_and_then(now)
             self.spin_once(min(0.1, max(0.0, deadline - now)))
+        self._check_nodes_now_and_then(time.monotonic())
         return self.samples.popleft()
+
+    def _check_nodes_now_and_then(self, now: float) -> None:
+        if now - self._last_check >= NODE_CHECK_PERIOD_S:
+            self._last_check = now
+            self.check_nodes()
 
     def close(self) -> None:
         """Stop the observer and both node processes (idempotent)."""
