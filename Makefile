@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test colcon-check clean
+.PHONY: setup run demo test colcon-check clean
 
 $(STAMP): requirements.txt setup.py package.xml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybrid_mpc_ros needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -15,8 +15,12 @@ $(STAMP): requirements.txt setup.py package.xml
 
 setup: $(STAMP)
 
-## The main job: a simulated run through real ROS 2 nodes.
+## The main job: the simulated tuning experiment (all methods of the paper, ~3-4 min on 2 cores).
 run: setup
+	$(VENV)/bin/hybrid-mpc reproduce --out results/reproduce
+
+## The simulator and a controller as real ROS 2 nodes in separate processes.
+demo: setup
 	$(VENV)/bin/hybrid-mpc demo
 
 ## The whole test suite (linters included).
