@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -47,8 +48,10 @@ class ClosedLoop:
     """Simulator and LQR controller processes plus an in-process observer node.
 
     A context manager: entering starts both nodes and the observer; leaving stops them
-    (SIGINT first) whatever happened. ``clock_mode`` is ``'lockstep'`` or ``'realtime'``;
-    ``observer_qos`` is the observer's QoS depth (an int, reliable) or a QoS profile.
+    (SIGINT first) whatever happened. Node logs go to ``log_dir`` (default: a new temporary
+    directory, deleted on leaving without an exception, kept for diagnosis otherwise).
+    ``clock_mode`` is ``'lockstep'`` or ``'realtime'``; ``observer_qos`` is the observer's
+    QoS depth (an int, reliable) or a QoS profile.
     Entering raises :class:`DemoError` if the simulator's odometry does not arrive within
     ``startup_timeout_s`` wall seconds.
     """
@@ -64,6 +67,8 @@ class ClosedLoop:
         self.period_s = float(period_s)
         self.startup_timeout_s = float(startup_timeout_s)
         self.domain_id = processes.free_domain_id() if domain_id is None else int(domain_id)
+        # a log directory made here is removed again when the run ends without an error
+        self._own_log_dir = log_dir is None
         self.log_dir = log_dir or tempfile.mkdtemp(prefix='hybrid_mpc_demo_')
         self.samples: deque[OdomSample] = deque()
         self.last_command = None
@@ -83,8 +88,10 @@ class ClosedLoop:
             raise
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
         self.close()
+        if exc_type is None and self._own_log_dir:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def _start(self) -> None:
         env = processes.ros_env(self.domain_id)
@@ -238,7 +245,8 @@ def fly(seconds: float, target, clock_mode: str = 'lockstep', odom_timeout_s: fl
     with ClosedLoop(target, clock_mode=clock_mode, startup_timeout_s=odom_timeout_s) as loop:
         first = loop.next_sample(odom_timeout_s)
         print(f'simulator up after {first.wall_s - started:.2f} s wall on ROS_DOMAIN_ID '
-              f'{loop.domain_id}; node logs in {loop.log_dir}', file=out, flush=True)
+              f'{loop.domain_id}; node logs in {loop.log_dir} (kept on failure)', file=out,
+              flush=True)
         x = odometry_to_state(first.msg)
         print(_progress_line(first.sim_s, x, target, loop.last_command), file=out, flush=True)
         initial_error = float(np.linalg.norm(x[0:3] - target))
