@@ -21,16 +21,16 @@ from a broken estimate would be a guess.
 from __future__ import annotations
 
 import math
+import sys
 
 from nav_msgs.msg import Odometry
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 
 from hybrid_mpc_ros.lqr import DEFAULT_MAX_POSITION_ERROR, LQRController
+from hybrid_mpc_ros.processes import run_node
 from hybrid_mpc_ros.ros_msgs import odometry_to_state, rotor_command
 
 NODE_NAME = 'lqr_controller'
@@ -111,20 +111,10 @@ def _target_problem(value) -> str:
     return ''
 
 
-def main(args=None):
-    """Run the node until Ctrl-C or shutdown (console script ``lqr_controller_node``)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = LQRControllerNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    """Run the node until SIGINT/SIGTERM (console script ``lqr_controller_node``)."""
+    return run_node(LQRControllerNode, NODE_NAME, args)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

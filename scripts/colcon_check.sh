@@ -26,6 +26,6 @@ for f in "$here"/config/*.yaml; do need "$prefix/share/hybrid_mpc_ros/config/$(b
 ( set +u; . "$ws/install/setup.sh"; "$prefix/lib/hybrid_mpc_ros/hybrid-mpc" --help > "$ws/help.txt" ) \
   && echo "ok       lib/hybrid_mpc_ros/hybrid-mpc --help runs from the colcon install" \
   || { echo "FAILED   hybrid-mpc --help from the colcon install"; cat "$ws/help.txt"; fail=1; }
-( set +u; . "$ws/install/setup.sh"; python3 -c "from ament_index_python.packages import get_package_share_directory as g; print(g('hybrid_mpc_ros'))" ) \
+( set +u; . "$ws/install/setup.sh"; "$venv/bin/python" -c "from ament_index_python.packages import get_package_share_directory as g; print(g('hybrid_mpc_ros'))" ) \
   || { echo "FAILED   ament index lookup"; fail=1; }
 exit $fail
