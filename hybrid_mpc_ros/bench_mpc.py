@@ -40,11 +40,29 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def main(steps: int = 100000, fd_steps: int = 50, model_file: str | None = None) -> int:
+def _policies(kind: str, model_file: str | None):
+    """Return ``(timed policy, policy for the accuracy checks)`` of the given kind.
+
+    The nonlinear kind's accuracy is checked on a converged twin (up to 100 RTI iterations
+    sharing the compiled solver): with one iteration per call each solve depends on the
+    previous one through the warm start, and central differences would measure that.
+    """
+    if kind == 'affine':
+        model = AffineModel.load(model_file or paths.config_file('nominal_model.npz'))
+        policy = MPCPolicy(model)
+        return policy, policy
+    from hybrid_mpc_ros.mpc_nonlinear import NonlinearMPCConfig, NonlinearMPCPolicy
+    timed = NonlinearMPCPolicy()
+    converged = NonlinearMPCPolicy(config=NonlinearMPCConfig(rti_iterations=100,
+                                                             rti_tol=1e-9))
+    return timed, converged
+
+
+def main(steps: int = 100000, fd_steps: int = 50, model_file: str | None = None,
+         kind: str = 'affine') -> int:
     """Run the benchmark and print its JSON summary last; returns 0."""
-    model = AffineModel.load(model_file or paths.config_file('nominal_model.npz'))
-    policy = MPCPolicy(model)
-    plant = Quadcopter(dt=model.dt)
+    policy, checked = _policies(kind, model_file)
+    plant = Quadcopter(dt=policy.config.dt)
     x0 = plant.hover_state()
 
     # accuracy and finite-difference cost on the first episode
@@ -52,14 +70,14 @@ def main(steps: int = 100000, fd_steps: int = 50, model_file: str | None = None)
     x = x0.copy()
     stride = max(1, EPISODE_STEPS // fd_steps)
     for t in range(EPISODE_STEPS):
-        sol = policy.solve(x)
+        sol = checked.solve(x)
         if t % stride == 0 and len(fd_times) < fd_steps and sol.ok:
-            du_dx, du_dtheta = policy.sensitivities()
+            du_dx, du_dtheta = checked.sensitivities()
             start = time.perf_counter()
-            fd_x, fd_t, same = finite_difference_sensitivities(policy, x)
+            fd_x, fd_t, same = finite_difference_sensitivities(checked, x)
             fd_times.append(time.perf_counter() - start)
             start = time.perf_counter()
-            solve_reference(policy.qp, x, policy.x_ref, policy.u_ref)
+            solve_reference(checked.qp, x, checked.x_ref, checked.u_ref)
             ref_times.append(time.perf_counter() - start)
             if same:
                 errors.append(max(np.max(np.abs(a - n)) / max(np.max(np.abs(n)), 1e-12)
@@ -102,6 +120,7 @@ def main(steps: int = 100000, fd_steps: int = 50, model_file: str | None = None)
     rss_growth = rss_mb() - rss_start
 
     result = {
+        'kind': kind,
         'steps': steps,
         'solve_ms_p50': _percentile_ms(solve_s, 50),
         'solve_ms_p99': _percentile_ms(solve_s, 99),

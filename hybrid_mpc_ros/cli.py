@@ -55,7 +55,8 @@ def _run_identify(args: argparse.Namespace) -> int:
 
 def _run_bench_mpc(args: argparse.Namespace) -> int:
     from hybrid_mpc_ros import bench_mpc
-    return bench_mpc.main(steps=args.steps, fd_steps=args.fd_steps, model_file=args.model)
+    return bench_mpc.main(steps=args.steps, fd_steps=args.fd_steps, model_file=args.model,
+                          kind=args.kind)
 
 
 def _add_identify(commands) -> None:
@@ -154,6 +155,9 @@ def _add_bench(commands) -> None:
                      help='steps at which finite differences are timed (default: %(default)s)')
     mpc.add_argument('--model', default=None,
                      help='nominal model file (default: config/nominal_model.npz)')
+    mpc.add_argument('--kind', choices=('affine', 'nonlinear'), default='affine',
+                     help='nominal model kind: the identified affine model, or the '
+                          'nonlinear physics model solved by SQP-RTI (default: affine)')
     mpc.set_defaults(handler=_run_bench_mpc)
 
 

@@ -26,6 +26,12 @@ def test_bench_mpc_reports_every_key():
     assert summary['solver_failures'] == 0
 
 
+def test_bench_mpc_runs_the_nonlinear_kind():
+    summary, _ = _run('bench', 'mpc', '--kind', 'nonlinear', '--steps', '200',
+                      '--fd-steps', '1')
+    assert summary['kind'] == 'nonlinear' and summary['step_ms_p50'] > 0
+
+
 def test_identify_writes_a_loadable_model(tmp_path):
     out = tmp_path / 'model.npz'
     summary, result = _run('identify', '--out', str(out), '--trajectories', '10')

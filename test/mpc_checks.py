@@ -1,0 +1,20 @@
+"""Checks shared by the tests of both MPC kinds."""
+
+import numpy as np
+
+from hybrid_mpc_ros import theta as th
+from hybrid_mpc_ros.reference_qp import solve_reference
+
+
+def assert_theta_is_runtime_data(policy):
+    """A changed theta changes the command at once, and the QP solved is still the right one."""
+    x = policy.x_ref + 0.3
+    u_a = policy.solve(x).u
+    theta = policy.theta.copy()
+    theta[th.SLICE_R] *= 3.0               # heavier input weights: a gentler command
+    policy.set_theta(theta)
+    u_b = policy.solve(x).u
+    assert np.max(np.abs(u_a - u_b)) > 1e-3
+    np.testing.assert_allclose(
+        policy.plan().reshape(-1), solve_reference(policy.qp, x, policy.x_ref, policy.u_ref),
+        atol=1e-6)
