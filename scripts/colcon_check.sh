@@ -21,11 +21,16 @@ for exe in simulator_node lqr_controller_node hybrid-mpc; do need "$prefix/lib/h
 need "$prefix/share/ament_index/resource_index/packages/hybrid_mpc_ros"
 need "$prefix/share/hybrid_mpc_ros/package.xml"
 for f in "$here"/launch/*.launch.py; do need "$prefix/share/hybrid_mpc_ros/launch/$(basename "$f")"; done
-for f in "$here"/config/*.yaml; do need "$prefix/share/hybrid_mpc_ros/config/$(basename "$f")"; done
+for f in "$here"/config/*.yaml "$here"/config/*.npz; do need "$prefix/share/hybrid_mpc_ros/config/$(basename "$f")"; done
 # what `ros2 run hybrid_mpc_ros hybrid-mpc --help` would execute, with the workspace sourced
 ( set +u; . "$ws/install/setup.sh"; "$prefix/lib/hybrid_mpc_ros/hybrid-mpc" --help > "$ws/help.txt" ) \
   && echo "ok       lib/hybrid_mpc_ros/hybrid-mpc --help runs from the colcon install" \
   || { echo "FAILED   hybrid-mpc --help from the colcon install"; cat "$ws/help.txt"; fail=1; }
+# the installed tool finds the shipped nominal model through the ament index and runs the MPC
+( set +u; . "$ws/install/setup.sh"; cd "$ws"; "$prefix/lib/hybrid_mpc_ros/hybrid-mpc" bench mpc \
+    --steps 20 --fd-steps 1 > "$ws/bench.txt" 2>&1 ) \
+  && echo "ok       lib/hybrid_mpc_ros/hybrid-mpc bench mpc runs from the colcon install" \
+  || { echo "FAILED   hybrid-mpc bench mpc from the colcon install"; tail -20 "$ws/bench.txt"; fail=1; }
 ( set +u; . "$ws/install/setup.sh"; "$venv/bin/python" -c "from ament_index_python.packages import get_package_share_directory as g; print(g('hybrid_mpc_ros'))" ) \
   || { echo "FAILED   ament index lookup"; fail=1; }
 exit $fail
