@@ -43,8 +43,9 @@ CSV_FIELDS = ('iteration', 'cost', 'tracking', 'violation', 'grad_model_norm', '
               'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s')
 
 
-def _setup(model_file: str):
-    model = AffineModel.load(model_file)
+def paper_setup(model_file: str | None = None):
+    """Return the paper's scenario: ``(nominal model, MPC policy, plant, closed-loop cost)``."""
+    model = AffineModel.load(model_file or paths.config_file('nominal_model.npz'))
     policy = MPCPolicy(model)
     plant = Quadcopter(dt=model.dt)
     cost = ClosedLoopCost(*default_reference())
@@ -54,7 +55,7 @@ def _setup(model_file: str):
 def run_one(name: str, overrides: dict, iterations: int, steps: int, seed: int,
             model_file: str, out: str) -> dict:
     """Run (or resume) one tuning run in this process; returns its summary."""
-    model, policy, plant, cost = _setup(model_file)
+    model, policy, plant, cost = paper_setup(model_file)
     x0 = plant.hover_state()
     config = TuningConfig(iterations=iterations, seed=seed, **overrides)
     checkpoint = os.path.join(out, f'{name}.checkpoint.json')
@@ -171,7 +172,7 @@ def main(out: str = 'results/reproduce', iterations: int = 200, steps: int = 200
     unknown = sorted(set(names) - set(RUNS))
     if unknown:
         raise SystemExit(f'unknown runs {unknown}; choose from {list(RUNS)}')
-    _setup(model_file)      # generate/compile the solver once before the workers start
+    paper_setup(model_file)  # generate/compile the solver once before the workers start
     workers = workers or min(len(names), os.cpu_count() or 1)
     print(f'running {len(names)} tuning runs x {iterations} iterations on {workers} '
           f'processes; output in {out}', file=sys.stderr, flush=True)

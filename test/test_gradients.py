@@ -3,15 +3,12 @@
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros import paths
 from hybrid_mpc_ros import theta as th
 from hybrid_mpc_ros.episode import rollout
 from hybrid_mpc_ros.gradients import (hybrid_direction, model_based_gradient,
                                       sample_unit_sphere, zeroth_order_gradient)
-from hybrid_mpc_ros.mpc import default_reference, MPCPolicy
-from hybrid_mpc_ros.nominal_model import AffineModel
 from hybrid_mpc_ros.objective import ClosedLoopCost
-from hybrid_mpc_ros.quadcopter import Quadcopter
+from hybrid_mpc_ros.reproduce import paper_setup
 from hybrid_mpc_ros.schedules import check_conditions, eta_schedule, Schedule
 
 STEPS = 40
@@ -19,11 +16,7 @@ STEPS = 40
 
 @pytest.fixture(scope='module')
 def setup():
-    model = AffineModel.load(paths.config_file('nominal_model.npz'))
-    policy = MPCPolicy(model)
-    plant = Quadcopter(dt=model.dt)
-    x_ref, u_ref = default_reference()
-    return model, policy, plant, ClosedLoopCost(x_ref, u_ref)
+    return paper_setup()
 
 
 def test_cost_parts_on_a_hand_made_trajectory():

@@ -8,22 +8,16 @@ import sys
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros import paths
 from hybrid_mpc_ros import tuning
-from hybrid_mpc_ros.mpc import default_reference, MPCPolicy
-from hybrid_mpc_ros.nominal_model import AffineModel
-from hybrid_mpc_ros.objective import ClosedLoopCost
 from hybrid_mpc_ros.quadcopter import Quadcopter
+from hybrid_mpc_ros.reproduce import paper_setup
 
 STEPS = 25
 
 
 @pytest.fixture(scope='module')
 def setup():
-    model = AffineModel.load(paths.config_file('nominal_model.npz'))
-    policy = MPCPolicy(model)
-    plant = Quadcopter(dt=model.dt)
-    cost = ClosedLoopCost(*default_reference())
+    model, policy, plant, cost = paper_setup()
     episodes = tuning.simulated_episodes(plant.step, policy, plant.hover_state(), STEPS)
     return model, policy, episodes, cost
 
