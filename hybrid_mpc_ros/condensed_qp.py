@@ -230,19 +230,13 @@ class CondensedQP:
                                     + n_mat[cols] * d_n[rows, None]).T
         return out
 
-    def gradient(self, x0, u_stack, x_ref, u_ref, active: ActiveSet) -> np.ndarray:
-        """Gradient of J wrt U (N*nu,) on the smooth branch given by ``active``."""
+    def tracking_gradient(self, x0, u_stack, x_ref, u_ref) -> np.ndarray:
+        """Gradient (N*nu,) of the tracking part of J (slack penalties excluded) at U."""
         horizon = self.horizon
-        xs = self.states(x0, u_stack)
-        dev = (xs - np.tile(x_ref, horizon)).reshape(horizon, self.nx)
+        dev = (self.states(x0, u_stack) - np.tile(x_ref, horizon)).reshape(horizon, self.nx)
         weighted = np.empty_like(dev)
         weighted[:-1] = dev[:-1] @ self.q_mat
         weighted[-1] = self.p_mat @ dev[-1]
-        grad = 2.0 * self.gam.T @ weighted.reshape(-1)
-        grad += 2.0 * np.tile(np.diag(self.r_mat), horizon) * (
-            u_stack - np.tile(u_ref, horizon))
-        if active.violated.size:
-            viol = active.violation_sign * (xs[active.violated] - active.violation_bound)
-            grad += self.gam[active.violated].T @ (
-                active.violation_sign * (2.0 * self.rho2 * viol + self.rho1))
-        return grad
+        return (2.0 * self.gam.T @ weighted.reshape(-1)
+                + 2.0 * np.tile(np.diag(self.r_mat), horizon)
+                * (u_stack - np.tile(u_ref, horizon)))

@@ -16,19 +16,13 @@ from hybrid_mpc_ros.condensed_qp import CondensedQP
 def solve_reference(qp: CondensedQP, x0: np.ndarray, x_ref: np.ndarray,
                     u_ref: np.ndarray) -> np.ndarray:
     """Optimal input plan U (N*nu,) of the QP for state x0 (nx,), at ``qp``'s theta."""
-    horizon, nx, nu = qp.horizon, qp.nx, qp.nu
+    horizon, nu = qp.horizon, qp.nu
     n_u = horizon * nu
     soft = np.flatnonzero(np.isfinite(qp.x_ub))          # rows of X with soft bounds
     n_s = soft.size
     # variables z = (U, s_up, s_lo); J = |X - Xr|^2_Qbar + |U - Ur|^2_Rbar + slack terms
     hess_u = qp.hess_theta                              # 2 (Gamma' Qbar Gamma + Rbar)
-    free_x = qp.phi @ x0 + qp.w - np.tile(x_ref, horizon)
-    dev = free_x.reshape(horizon, nx)
-    weighted = np.empty_like(dev)
-    weighted[:-1] = dev[:-1] @ qp.q_mat
-    weighted[-1] = qp.p_mat @ dev[-1]
-    lin_u = 2.0 * qp.gam.T @ weighted.reshape(-1) - 2.0 * np.tile(
-        np.diag(qp.r_mat), horizon) * np.tile(u_ref, horizon)
+    lin_u = qp.tracking_gradient(x0, np.zeros(n_u), x_ref, u_ref)   # linear term at U = 0
     n_z = n_u + 2 * n_s
     hess = np.zeros((n_z, n_z))
     hess[:n_u, :n_u] = hess_u
