@@ -74,6 +74,15 @@ class MPCConfig:
         if any(lo >= hi for lo, hi in zip(self.x_lb, self.x_ub)):
             raise ConfigError('every soft state bound needs x_lb < x_ub')
 
+    def state_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the state constraint set X as full bounds ``(lb (12,), ub (12,))``.
+
+        Unbounded states (positions) get -inf / +inf.
+        """
+        lb, ub = np.full(NX, -np.inf), np.full(NX, np.inf)
+        lb[list(SOFT_IDX)], ub[list(SOFT_IDX)] = self.x_lb, self.x_ub
+        return lb, ub
+
 
 def default_reference(params: QuadParams | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return the paper's target ``x_ref = (-6, -3.5, 0, ...)`` (12,) and hover ``u_ref`` (4,)."""

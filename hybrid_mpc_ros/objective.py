@@ -13,16 +13,17 @@ subgradient ``+-w_viol`` on strictly violated components and 0 elsewhere.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import math
 
 import numpy as np
 
 from hybrid_mpc_ros import theta as th
 from hybrid_mpc_ros.episode import EpisodeRecord
+from hybrid_mpc_ros.mpc import MPCConfig
 
 
-def _default_lb() -> np.ndarray:
-    return np.array([-np.inf] * 3 + [-2.0] * 3 + [-math.pi / 4] * 3 + [-math.pi / 8] * 3)
+def _box(side: int) -> np.ndarray:
+    # the cost penalises leaving the MPC's own state constraint set X
+    return MPCConfig().state_box()[side]
 
 
 @dataclass
@@ -34,8 +35,8 @@ class ClosedLoopCost:
     qc: np.ndarray = field(default_factory=lambda: th.QC_DIAG.copy())     # diagonal (12,)
     rc: np.ndarray = field(default_factory=lambda: th.RC_DIAG.copy())     # diagonal (4,)
     pc: np.ndarray = field(default_factory=lambda: th.PC_DIAG.copy())     # diagonal (12,)
-    x_lb: np.ndarray = field(default_factory=_default_lb)
-    x_ub: np.ndarray = field(default_factory=lambda: -_default_lb())
+    x_lb: np.ndarray = field(default_factory=lambda: _box(0))
+    x_ub: np.ndarray = field(default_factory=lambda: _box(1))
     violation_weight: float = 300.0
 
     def parts(self, x: np.ndarray, u: np.ndarray) -> tuple[float, float]:
