@@ -26,9 +26,9 @@ setup(
     tests_require=['pytest'],
     entry_points={
         'console_scripts': [
-            'simulator_node = hybrid_mpc_ros.simulator_node:main',
-            'lqr_controller_node = hybrid_mpc_ros.lqr_controller_node:main',
-            'hybrid-mpc = hybrid_mpc_ros.cli:main',
+            'simulator_node = hybrid_mpc_ros.ros.simulator_node:main',
+            'lqr_controller_node = hybrid_mpc_ros.ros.lqr_controller_node:main',
+            'hybrid-mpc = hybrid_mpc_ros.tools.cli:main',
         ],
     },
 )

@@ -3,7 +3,7 @@
 Before any test runs, this process's environment gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=
 LOCALHOST`` and its own ``ROS_DOMAIN_ID`` (``HYBRID_MPC_TEST_DOMAIN_ID`` overrides the
 random pick), so DDS traffic stays on loopback and concurrent test runs do not mix. Nodes
-started with :func:`hybrid_mpc_ros.processes.start_node` inherit both.
+started with :func:`hybrid_mpc_ros.tools.processes.start_node` inherit both.
 
 Fixtures: ``rclpy_context`` (rclpy initialised once per session, on first use) and
 ``ros_node`` (a :class:`ProbeNode`: a test-side node with helpers that spin its own
@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from hybrid_mpc_ros import processes
+from hybrid_mpc_ros.tools import processes
 
 _NODE_COUNTER = itertools.count()
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from hybrid_mpc_ros import theta as th
-from hybrid_mpc_ros.reference_qp import solve_reference
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.mpc.reference_qp import solve_reference
 
 
 def assert_theta_is_runtime_data(policy):

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros import acados_env
+from hybrid_mpc_ros.core.mpc import acados_env
 
 
 def _tiny_ocp(code_dir, horizon=5):

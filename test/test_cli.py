@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros.cli import build_parser, strip_ros_args
-from hybrid_mpc_ros.lqr import LQRController
-from hybrid_mpc_ros.processes import ros_env
-from hybrid_mpc_ros.quadcopter import Quadcopter
+from hybrid_mpc_ros.tools.cli import build_parser, strip_ros_args
+from hybrid_mpc_ros.core.model.lqr import LQRController
+from hybrid_mpc_ros.tools.processes import ros_env
+from hybrid_mpc_ros.core.model.quadcopter import Quadcopter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(os.path.dirname(sys.executable), 'hybrid-mpc')

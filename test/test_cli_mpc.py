@@ -6,11 +6,11 @@ import sys
 
 import numpy as np
 
-from hybrid_mpc_ros.nominal_model import AffineModel
+from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 
 
 def _run(*args, timeout=300):
-    result = subprocess.run([sys.executable, '-m', 'hybrid_mpc_ros.cli', *args],
+    result = subprocess.run([sys.executable, '-m', 'hybrid_mpc_ros.tools.cli', *args],
                             capture_output=True, text=True, timeout=timeout, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1]), result

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros import frames
-from hybrid_mpc_ros.quadcopter import rotation_world_from_body
+from hybrid_mpc_ros.core.model import frames
+from hybrid_mpc_ros.core.model.quadcopter import rotation_world_from_body
 
 
 def _random_state(rng):

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros import theta as th
-from hybrid_mpc_ros.episode import rollout
-from hybrid_mpc_ros.gradients import (hybrid_direction, model_based_gradient,
-                                      sample_unit_sphere, zeroth_order_gradient)
-from hybrid_mpc_ros.objective import ClosedLoopCost
-from hybrid_mpc_ros.reproduce import paper_setup
-from hybrid_mpc_ros.schedules import check_conditions, eta_schedule, Schedule
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.learning.episode import rollout
+from hybrid_mpc_ros.core.learning.gradients import (hybrid_direction, model_based_gradient,
+                                                    sample_unit_sphere, zeroth_order_gradient)
+from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
+from hybrid_mpc_ros.tools.reproduce import paper_setup
+from hybrid_mpc_ros.core.learning.schedules import check_conditions, eta_schedule, Schedule
 
 STEPS = 40
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from hybrid_mpc_ros import paths
-from hybrid_mpc_ros.identification import identify, IdentificationSettings
-from hybrid_mpc_ros.nominal_model import AffineModel, linearised_model
-from hybrid_mpc_ros.quadcopter import QuadParams, Quadcopter
+from hybrid_mpc_ros.core import paths
+from hybrid_mpc_ros.core.model.identification import identify, IdentificationSettings
+from hybrid_mpc_ros.core.model.nominal_model import AffineModel, linearised_model
+from hybrid_mpc_ros.core.model.quadcopter import QuadParams, Quadcopter
 
 
 def test_identification_is_seeded_and_close_to_the_local_linearisation():

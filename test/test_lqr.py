@@ -12,9 +12,9 @@ import os
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros.config import ConfigError
-from hybrid_mpc_ros.lqr import LQRController, discrete_lqr, wrap_angle
-from hybrid_mpc_ros.quadcopter import Quadcopter, QuadParams
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.model.lqr import LQRController, discrete_lqr, wrap_angle
+from hybrid_mpc_ros.core.model.quadcopter import Quadcopter, QuadParams
 
 TARGET = (-6.0, -3.5, 0.0)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,7 +130,7 @@ def test_weights_and_target_validation(quad):
 
 def test_controller_node_is_a_thin_shell():
     """The node only translates messages: the control law lives in lqr.py."""
-    path = os.path.join(ROOT, 'hybrid_mpc_ros', 'lqr_controller_node.py')
+    path = os.path.join(ROOT, 'hybrid_mpc_ros', 'ros', 'lqr_controller_node.py')
     with open(path, encoding='utf-8') as stream:
         tree = ast.parse(stream.read())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)

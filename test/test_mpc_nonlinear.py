@@ -16,14 +16,14 @@ from mpc_checks import assert_theta_is_runtime_data
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros import acados_env
-from hybrid_mpc_ros import theta as th
-from hybrid_mpc_ros.config import ConfigError
-from hybrid_mpc_ros.mpc import finite_difference_sensitivities
-from hybrid_mpc_ros.mpc_nonlinear import (formulation_description, NonlinearMPCConfig,
-                                          NonlinearMPCPolicy)
-from hybrid_mpc_ros.quadcopter import NU, NX, Quadcopter, QuadParams
-from hybrid_mpc_ros.reference_qp import solve_reference
+from hybrid_mpc_ros.core.mpc import acados_env
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.mpc.policy import finite_difference_sensitivities
+from hybrid_mpc_ros.core.mpc.nonlinear import (formulation_description, NonlinearMPCConfig,
+                                               NonlinearMPCPolicy)
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX, Quadcopter, QuadParams
+from hybrid_mpc_ros.core.mpc.reference_qp import solve_reference
 
 EPISODE = 200
 CONVERGED = NonlinearMPCConfig(rti_iterations=100, rti_tol=1e-9)   # same compiled solver

@@ -6,12 +6,13 @@ from mpc_checks import assert_theta_is_runtime_data
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros import theta as th
-from hybrid_mpc_ros.condensed_qp import CondensedQP, condense
-from hybrid_mpc_ros.mpc import finite_difference_sensitivities, MPCConfig, MPCPolicy, SOFT_IDX
-from hybrid_mpc_ros.nominal_model import linearised_model
-from hybrid_mpc_ros.quadcopter import NU, NX, Quadcopter
-from hybrid_mpc_ros.reference_qp import solve_reference
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.mpc.condensed_qp import CondensedQP, condense
+from hybrid_mpc_ros.core.mpc.policy import (finite_difference_sensitivities, MPCConfig,
+                                            MPCPolicy, SOFT_IDX)
+from hybrid_mpc_ros.core.model.nominal_model import linearised_model
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX, Quadcopter
+from hybrid_mpc_ros.core.mpc.reference_qp import solve_reference
 
 N_POINTS = 50
 

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros.config import ConfigError
-from hybrid_mpc_ros.quadcopter import NU, NX, QuadParams, Quadcopter
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX, QuadParams, Quadcopter
 
 
 @pytest.fixture(scope='module')

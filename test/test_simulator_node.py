@@ -1,7 +1,7 @@
 """The real simulator node, run in its own process and talked to over DDS.
 
-Each test starts ``python -m hybrid_mpc_ros.simulator_node`` through
-:func:`hybrid_mpc_ros.processes.start_node` in this session's private ROS domain (see
+Each test starts ``python -m hybrid_mpc_ros.ros.simulator_node`` through
+:func:`hybrid_mpc_ros.tools.processes.start_node` in this session's private ROS domain (see
 ``conftest.py``) and checks what comes back against :class:`Quadcopter` directly.
 """
 
@@ -20,9 +20,9 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from hybrid_mpc_ros import processes
-from hybrid_mpc_ros.quadcopter import Quadcopter, QuadParams
-from hybrid_mpc_ros.ros_msgs import odometry_to_state, parse_rotor_command, rotor_command
+from hybrid_mpc_ros.tools import processes
+from hybrid_mpc_ros.core.model.quadcopter import Quadcopter, QuadParams
+from hybrid_mpc_ros.ros.msgs import odometry_to_state, parse_rotor_command, rotor_command
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
 CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -40,7 +40,7 @@ def simulator(rclpy_context):
     started = []
 
     def start(**kwargs):
-        process = processes.start_node('simulator_node', **kwargs)
+        process = processes.start_node('ros.simulator_node', **kwargs)
         started.append(process)
         return process
 
@@ -257,7 +257,7 @@ def test_lockstep_round_trip_is_fast(simulator, ros_node):
 
 
 def test_invalid_configuration_exits_with_a_clear_message(rclpy_context):
-    with processes.start_node('simulator_node', params={'clock_mode': 'warp'}) as sim:
+    with processes.start_node('ros.simulator_node', params={'clock_mode': 'warp'}) as sim:
         deadline = time.monotonic() + START_TIMEOUT
         while sim.alive() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -283,9 +283,9 @@ def test_parameter_values_are_formatted_as_ros_yaml():
 
 def test_node_command_and_environment():
     command = processes.node_command(
-        'simulator_node', params={'period_s': 0.05, 'plant': {'mass': 0.5}},
+        'ros.simulator_node', params={'period_s': 0.05, 'plant': {'mass': 0.5}},
         params_file='/tmp/p.yaml', remaps={'odom': '/quad/odom'}, node_name='sim')
-    assert command[1:4] == ['-m', 'hybrid_mpc_ros.simulator_node', '--ros-args']
+    assert command[1:4] == ['-m', 'hybrid_mpc_ros.ros.simulator_node', '--ros-args']
     assert command[4:] == ['-r', '__node:=sim', '--params-file', '/tmp/p.yaml',
                            '-p', 'period_s:=0.05', '-p', 'plant.mass:=0.5',
                            '-r', 'odom:=/quad/odom']

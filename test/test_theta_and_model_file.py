@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from hybrid_mpc_ros import theta as th
-from hybrid_mpc_ros.config import ConfigError
-from hybrid_mpc_ros.nominal_model import AffineModel, linearised_model
-from hybrid_mpc_ros.quadcopter import Quadcopter
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.model.nominal_model import AffineModel, linearised_model
+from hybrid_mpc_ros.core.model.quadcopter import Quadcopter
 
 
 def test_layout_sizes_and_names():

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros import tuning
-from hybrid_mpc_ros.quadcopter import Quadcopter
-from hybrid_mpc_ros.reproduce import paper_setup
+from hybrid_mpc_ros.core.learning import tuning
+from hybrid_mpc_ros.core.model.quadcopter import Quadcopter
+from hybrid_mpc_ros.tools.reproduce import paper_setup
 
 STEPS = 25
 
@@ -85,7 +85,7 @@ def test_tuning_lowers_the_closed_loop_cost(setup):
 def test_reproduce_command_writes_everything(tmp_path):
     out = tmp_path / 'rep'
     result = subprocess.run(
-        [sys.executable, '-m', 'hybrid_mpc_ros.cli', 'reproduce', '--out', str(out),
+        [sys.executable, '-m', 'hybrid_mpc_ros.tools.cli', 'reproduce', '--out', str(out),
          '--iterations', '2', '--steps', '15', '--runs', 'hybrid_g0.5', 'exact_model'],
         capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -23,12 +23,13 @@ import time
 
 import numpy as np
 
-from hybrid_mpc_ros import paths
-from hybrid_mpc_ros.mpc import default_reference, MPCPolicy
-from hybrid_mpc_ros.nominal_model import AffineModel
-from hybrid_mpc_ros.objective import ClosedLoopCost
-from hybrid_mpc_ros.quadcopter import Quadcopter
-from hybrid_mpc_ros.tuning import (load_checkpoint, simulated_episodes, Tuner, TuningConfig)
+from hybrid_mpc_ros.core import paths
+from hybrid_mpc_ros.core.mpc.policy import default_reference, MPCPolicy
+from hybrid_mpc_ros.core.model.nominal_model import AffineModel
+from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
+from hybrid_mpc_ros.core.model.quadcopter import Quadcopter
+from hybrid_mpc_ros.core.learning.tuning import (load_checkpoint, simulated_episodes, Tuner,
+                                                 TuningConfig)
 
 PAPER = {'hybrid_final_cost': 1111.71, 'exact_model_cost': 1103.04}
 RUNS = {

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from hybrid_mpc_ros import theta as th
+from hybrid_mpc_ros.core.mpc import theta as th
 
 
 def condense(a_list, b_list, c_list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

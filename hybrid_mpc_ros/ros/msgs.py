@@ -18,8 +18,8 @@ from nav_msgs.msg import Odometry
 import numpy as np
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
-from hybrid_mpc_ros.frames import odometry_arrays_to_state, state_to_odometry_arrays
-from hybrid_mpc_ros.quadcopter import NU
+from hybrid_mpc_ros.core.model.frames import odometry_arrays_to_state, state_to_odometry_arrays
+from hybrid_mpc_ros.core.model.quadcopter import NU
 
 ROTOR_COMMAND_LABEL = 'rotor_speed_rad_s'
 

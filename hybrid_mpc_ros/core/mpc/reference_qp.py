@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import quadprog
 
-from hybrid_mpc_ros.condensed_qp import CondensedQP
+from hybrid_mpc_ros.core.mpc.condensed_qp import CondensedQP
 
 
 def solve_reference(qp: CondensedQP, x0: np.ndarray, x_ref: np.ndarray,

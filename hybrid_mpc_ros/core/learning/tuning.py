@@ -26,12 +26,13 @@ from typing import Callable
 
 import numpy as np
 
-from hybrid_mpc_ros import theta as th
-from hybrid_mpc_ros.episode import EpisodeRecord, rollout
-from hybrid_mpc_ros.gradients import (hybrid_direction, Jacobians, model_based_gradient,
-                                      sample_unit_sphere, zeroth_order_gradient)
-from hybrid_mpc_ros.objective import ClosedLoopCost
-from hybrid_mpc_ros.schedules import eta_schedule, Schedule
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.learning.episode import EpisodeRecord, rollout
+from hybrid_mpc_ros.core.learning.gradients import (
+    hybrid_direction, Jacobians, model_based_gradient, sample_unit_sphere,
+    zeroth_order_gradient)
+from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
+from hybrid_mpc_ros.core.learning.schedules import eta_schedule, Schedule
 
 METHODS = ('hybrid', 'model_based', 'zeroth_order', 'exact_model')
 CHECKPOINT_VERSION = 1

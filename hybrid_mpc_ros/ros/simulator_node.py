@@ -1,6 +1,6 @@
 """ROS 2 node ``quadcopter_simulator``: the true plant, standing in for a real vehicle.
 
-A thin shell over :class:`hybrid_mpc_ros.quadcopter.Quadcopter`.
+A thin shell over :class:`hybrid_mpc_ros.core.model.quadcopter.Quadcopter`.
 
 Interfaces (relative names, so the node can be namespaced and remapped):
 
@@ -10,7 +10,7 @@ Interfaces (relative names, so the node can be namespaced and remapped):
   speeds outside ``[plant.omega_min, plant.omega_max]`` are clamped and counted. Until
   the first command arrives the hover input is held.
 * publishes ``odom`` (``nav_msgs/Odometry``, pose in ``world_frame_id`` (ENU), twist in
-  ``body_frame_id`` (FLU); see :mod:`hybrid_mpc_ros.frames`) after every step, stamped
+  ``body_frame_id`` (FLU); see :mod:`hybrid_mpc_ros.core.model.frames`) after every step, stamped
   with the simulation time, and ``/clock`` (``rosgraph_msgs/Clock``) with that same time,
   so nodes with ``use_sim_time`` follow the simulator in either clock mode (as Gazebo
   does). Simulation time starts at 0 and never goes backwards, not even on reset.
@@ -52,10 +52,10 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from hybrid_mpc_ros.config import ConfigError
-from hybrid_mpc_ros.processes import run_node
-from hybrid_mpc_ros.quadcopter import NX, PARAM_DESCRIPTIONS, Quadcopter, QuadParams
-from hybrid_mpc_ros.ros_msgs import parse_rotor_command, state_to_odometry
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.tools.processes import run_node
+from hybrid_mpc_ros.core.model.quadcopter import NX, PARAM_DESCRIPTIONS, Quadcopter, QuadParams
+from hybrid_mpc_ros.ros.msgs import parse_rotor_command, state_to_odometry
 
 NODE_NAME = 'quadcopter_simulator'
 CLOCK_MODES = ('lockstep', 'realtime')

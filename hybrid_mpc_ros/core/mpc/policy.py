@@ -26,12 +26,12 @@ import time
 
 import numpy as np
 
-from hybrid_mpc_ros import acados_env
-from hybrid_mpc_ros import theta as th
-from hybrid_mpc_ros.condensed_qp import ActiveSet, CondensedQP, condense
-from hybrid_mpc_ros.config import ConfigError
-from hybrid_mpc_ros.nominal_model import AffineModel
-from hybrid_mpc_ros.quadcopter import NU, NX, QuadParams
+from hybrid_mpc_ros.core.mpc import acados_env
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.mpc.condensed_qp import ActiveSet, CondensedQP, condense
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.model.nominal_model import AffineModel
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX, QuadParams
 
 SOFT_IDX = tuple(range(3, NX))       # velocities, Euler angles, body rates
 _V, _ANG, _RATE = 2.0, math.pi / 4, math.pi / 8

@@ -26,9 +26,9 @@ import time
 
 import numpy as np
 
-from hybrid_mpc_ros.demo import ClosedLoop, DemoError
-from hybrid_mpc_ros.lqr import LQRController
-from hybrid_mpc_ros.quadcopter import Quadcopter
+from hybrid_mpc_ros.tools.demo import ClosedLoop, DemoError
+from hybrid_mpc_ros.core.model.lqr import LQRController
+from hybrid_mpc_ros.core.model.quadcopter import Quadcopter
 
 PERIOD_S = 0.1
 

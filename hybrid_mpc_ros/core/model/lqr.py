@@ -2,7 +2,7 @@
 
 It is the simple stabilising controller of the package: the "trivial controller" of the
 speed benchmark and the demo, and a baseline to compare the MPC with. The plant
-:class:`~hybrid_mpc_ros.quadcopter.Quadcopter` is linearised at hover (its
+:class:`~hybrid_mpc_ros.core.model.quadcopter.Quadcopter` is linearised at hover (its
 ``jacobians``), and the gain comes from the discrete algebraic Riccati equation::
 
     P = A' P A - A' P B (R + B' P B)^-1 B' P A + Q,     K = (R + B' P B)^-1 B' P A
@@ -33,8 +33,8 @@ import math
 import numpy as np
 import scipy.linalg
 
-from hybrid_mpc_ros.config import ConfigError
-from hybrid_mpc_ros.quadcopter import NU, NX, Quadcopter, QuadParams
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX, Quadcopter, QuadParams
 
 YAW_INDEX = 8
 DEFAULT_MAX_POSITION_ERROR = 2.0

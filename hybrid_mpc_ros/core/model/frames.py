@@ -1,6 +1,6 @@
 """Frame and attitude conversions between the model state and odometry (ROS-free).
 
-Conventions (see :mod:`hybrid_mpc_ros.quadcopter`): the model already follows REP-103.
+Conventions (see :mod:`hybrid_mpc_ros.core.model.quadcopter`): the model already follows REP-103.
 Its world frame is z-up and is published as the ENU frame ``odom``; its body frame is
 x-forward, y-left, z-up and is published as the FLU frame ``base_link``. Attitude in the
 model is Z-Y-X Euler angles (roll ``phi``, pitch ``theta``, yaw ``psi``) with world-from-body
@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from hybrid_mpc_ros.quadcopter import NX, rotation_world_from_body
+from hybrid_mpc_ros.core.model.quadcopter import NX, rotation_world_from_body
 
 
 def euler_to_quaternion(roll: float, pitch: float, yaw: float) -> np.ndarray:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import weakref
 
-from hybrid_mpc_ros.config import ConfigError, flatten
+from hybrid_mpc_ros.core.config import ConfigError, flatten
 
 PACKAGE = 'hybrid_mpc_ros'
 _LIVE = weakref.WeakSet()

@@ -1,6 +1,6 @@
 """``hybrid-mpc demo``: the simulator and the LQR controller flying through real ROS 2 nodes.
 
-Both nodes run as separate processes (:func:`hybrid_mpc_ros.processes.start_node`) on a
+Both nodes run as separate processes (:func:`hybrid_mpc_ros.tools.processes.start_node`) on a
 private ``ROS_DOMAIN_ID`` with discovery kept on loopback; this process watches ``odom``
 and ``rotor_speeds_cmd`` like any other node would. :class:`ClosedLoop` is the reusable
 part (the benchmark uses it too): start the pair, observe, stop both cleanly.
@@ -24,7 +24,8 @@ import time
 
 import numpy as np
 
-from hybrid_mpc_ros import paths, processes
+from hybrid_mpc_ros.core import paths
+from hybrid_mpc_ros.tools import processes
 
 DEFAULT_PERIOD_S = 0.1
 STOP_TIMEOUT_S = 5.0
@@ -110,7 +111,7 @@ class ClosedLoop:
         # lockstep nothing advances before the first command, so the observer (and the
         # demo's printout) sees the whole flight from t = 0.
         self._nodes['simulator'] = processes.start_node(
-            'simulator_node', params_file=simulator_file,
+            'ros.simulator_node', params_file=simulator_file,
             params={'period_s': self.period_s, 'clock_mode': self.clock_mode,
                     'use_sim_time': lockstep},
             env=env, log_path=os.path.join(self.log_dir, 'simulator.log'))
@@ -123,7 +124,7 @@ class ClosedLoop:
             self.spin_once(0.1)
             self.check_nodes()
         self._nodes['controller'] = processes.start_node(
-            'lqr_controller_node', params_file=controller_file,
+            'ros.lqr_controller_node', params_file=controller_file,
             params={'period_s': self.period_s, 'target_position': list(self.target),
                     'use_sim_time': lockstep},
             env=env, log_path=os.path.join(self.log_dir, 'lqr_controller.log'))
@@ -237,7 +238,7 @@ def fly(seconds: float, target, clock_mode: str = 'lockstep', odom_timeout_s: fl
     a node dies, no odometry arrives within ``odom_timeout_s`` wall seconds, or simulated
     time stops advancing for that long.
     """
-    from hybrid_mpc_ros.ros_msgs import odometry_to_state
+    from hybrid_mpc_ros.ros.msgs import odometry_to_state
     target = np.asarray(target, dtype=float)
     print(f'demo: starting the simulator ({clock_mode}) and the LQR controller, target '
           f'{target.tolist()} m, {seconds:g} s simulated', file=out, flush=True)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hybrid_mpc_ros import theta as th
-from hybrid_mpc_ros.episode import EpisodeRecord
-from hybrid_mpc_ros.mpc import MPCConfig
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.learning.episode import EpisodeRecord
+from hybrid_mpc_ros.core.mpc.policy import MPCConfig
 
 
 def _box(side: int) -> np.ndarray:

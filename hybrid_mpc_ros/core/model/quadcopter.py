@@ -41,7 +41,7 @@ from typing import Mapping
 import casadi as ca
 import numpy as np
 
-from hybrid_mpc_ros.config import ConfigError, load_node_params
+from hybrid_mpc_ros.core.config import ConfigError, load_node_params
 
 NX = 12
 NU = 4

@@ -6,8 +6,9 @@ import os
 import sys
 
 PACKAGE = 'hybrid_mpc_ros'
-_SOURCE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              'config')
+# this file is <checkout>/hybrid_mpc_ros/core/paths.py
+_SOURCE_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'config')
 
 
 def config_dirs() -> list[str]:

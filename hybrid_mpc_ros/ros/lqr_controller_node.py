@@ -1,4 +1,4 @@
-"""ROS 2 node ``lqr_controller``: the hover LQR of :mod:`hybrid_mpc_ros.lqr` as a node.
+"""ROS 2 node ``lqr_controller``: the hover LQR of :mod:`hybrid_mpc_ros.core.model.lqr` as a node.
 
 Event-driven: every ``odom`` message (nav_msgs/Odometry) is answered with exactly one
 ``rotor_speeds_cmd`` (std_msgs/Float64MultiArray, 4 rotor speeds in rad/s). That is what
@@ -29,9 +29,9 @@ from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParam
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 
-from hybrid_mpc_ros.lqr import DEFAULT_MAX_POSITION_ERROR, LQRController
-from hybrid_mpc_ros.processes import run_node
-from hybrid_mpc_ros.ros_msgs import odometry_to_state, rotor_command
+from hybrid_mpc_ros.core.model.lqr import DEFAULT_MAX_POSITION_ERROR, LQRController
+from hybrid_mpc_ros.tools.processes import run_node
+from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
 
 NODE_NAME = 'lqr_controller'
 DEFAULT_TARGET = (-6.0, -3.5, 0.0)

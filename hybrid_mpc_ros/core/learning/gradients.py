@@ -13,8 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from hybrid_mpc_ros.episode import EpisodeRecord
-from hybrid_mpc_ros.objective import ClosedLoopCost
+from hybrid_mpc_ros.core.learning.episode import EpisodeRecord
+from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
 
 Jacobians = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 

@@ -14,8 +14,8 @@ import tempfile
 import numpy as np
 import yaml
 
-from hybrid_mpc_ros.config import ConfigError
-from hybrid_mpc_ros.quadcopter import NU, NX, Quadcopter
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX, Quadcopter
 
 
 @dataclass

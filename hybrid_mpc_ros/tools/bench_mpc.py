@@ -16,11 +16,11 @@ import time
 
 import numpy as np
 
-from hybrid_mpc_ros import paths
-from hybrid_mpc_ros.mpc import finite_difference_sensitivities, MPCPolicy
-from hybrid_mpc_ros.nominal_model import AffineModel
-from hybrid_mpc_ros.quadcopter import Quadcopter
-from hybrid_mpc_ros.reference_qp import solve_reference
+from hybrid_mpc_ros.core import paths
+from hybrid_mpc_ros.core.mpc.policy import finite_difference_sensitivities, MPCPolicy
+from hybrid_mpc_ros.core.model.nominal_model import AffineModel
+from hybrid_mpc_ros.core.model.quadcopter import Quadcopter
+from hybrid_mpc_ros.core.mpc.reference_qp import solve_reference
 
 EPISODE_STEPS = 200
 
@@ -51,7 +51,7 @@ def _policies(kind: str, model_file: str | None):
         model = AffineModel.load(model_file or paths.config_file('nominal_model.npz'))
         policy = MPCPolicy(model)
         return policy, policy
-    from hybrid_mpc_ros.mpc_nonlinear import NonlinearMPCConfig, NonlinearMPCPolicy
+    from hybrid_mpc_ros.core.mpc.nonlinear import NonlinearMPCConfig, NonlinearMPCPolicy
     timed = NonlinearMPCPolicy()
     converged = NonlinearMPCPolicy(config=NonlinearMPCConfig(rti_iterations=100,
                                                              rti_tol=1e-9))

@@ -13,9 +13,9 @@ import sys
 
 import numpy as np
 
-from hybrid_mpc_ros.lqr import LQRController
-from hybrid_mpc_ros.nominal_model import AffineModel
-from hybrid_mpc_ros.quadcopter import NU, NX, QuadParams, Quadcopter
+from hybrid_mpc_ros.core.model.lqr import LQRController
+from hybrid_mpc_ros.core.model.nominal_model import AffineModel
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX, QuadParams, Quadcopter
 
 GROUPS = {'position': slice(0, 3), 'velocity': slice(3, 6), 'attitude': slice(6, 9),
           'rates': slice(9, 12)}

@@ -51,12 +51,12 @@ import math
 
 import numpy as np
 
-from hybrid_mpc_ros import acados_env
-from hybrid_mpc_ros import theta as th
-from hybrid_mpc_ros.condensed_qp import CondensedQP
-from hybrid_mpc_ros.config import ConfigError
-from hybrid_mpc_ros.mpc import default_reference, MPCConfig, MPCPolicy, SOFT_IDX
-from hybrid_mpc_ros.quadcopter import NU, QuadParams, Quadcopter
+from hybrid_mpc_ros.core.mpc import acados_env
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.mpc.condensed_qp import CondensedQP
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.mpc.policy import default_reference, MPCConfig, MPCPolicy, SOFT_IDX
+from hybrid_mpc_ros.core.model.quadcopter import NU, QuadParams, Quadcopter
 
 # fields that only change what Python does between solver calls: not part of the cache key
 RUNTIME_FIELDS = ('rti_iterations', 'rti_tol')

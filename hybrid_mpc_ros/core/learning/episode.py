@@ -12,8 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from hybrid_mpc_ros import theta as th
-from hybrid_mpc_ros.quadcopter import NU, NX
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX
 
 
 @dataclass
@@ -61,7 +61,7 @@ def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
             x0: np.ndarray, steps: int, sensitivities: bool = True) -> EpisodeRecord:
     """Run ``policy`` on the true system ``plant_step(x, u) -> x+`` for ``steps`` steps.
 
-    ``policy`` has the :class:`~hybrid_mpc_ros.mpc.MPCPolicy` interface; it is reset
+    ``policy`` has the :class:`~hybrid_mpc_ros.core.mpc.policy.MPCPolicy` interface; it is reset
     first so an episode depends only on (theta, x0) and reruns bit for bit.
     """
     x = np.array(x0, dtype=float)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from hybrid_mpc_ros.quadcopter import NU, NX
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX
 
 EPS = 1e-6
 N_Q = NX

@@ -35,18 +35,19 @@ def _positive_int(text: str) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from hybrid_mpc_ros import demo
+    from hybrid_mpc_ros.tools import demo
     return demo.main(seconds=args.seconds, target=tuple(args.target),
                      realtime=args.realtime, odom_timeout_s=args.odom_timeout)
 
 
 def _run_bench_sim(args: argparse.Namespace) -> int:
-    from hybrid_mpc_ros import bench
+    from hybrid_mpc_ros.tools import bench
     return bench.main_sim(steps=args.steps, warmup_steps=args.warmup)
 
 
 def _run_identify(args: argparse.Namespace) -> int:
-    from hybrid_mpc_ros import identification, paths
+    from hybrid_mpc_ros.core.model import identification
+    from hybrid_mpc_ros.core import paths
     import os
     out = args.out or os.path.join(paths.source_config_dir(), 'nominal_model.npz')
     return identification.main(out=out, seed=args.seed, trajectories=args.trajectories,
@@ -54,7 +55,7 @@ def _run_identify(args: argparse.Namespace) -> int:
 
 
 def _run_bench_mpc(args: argparse.Namespace) -> int:
-    from hybrid_mpc_ros import bench_mpc
+    from hybrid_mpc_ros.tools import bench_mpc
     return bench_mpc.main(steps=args.steps, fd_steps=args.fd_steps, model_file=args.model,
                           kind=args.kind)
 
@@ -77,14 +78,14 @@ def _add_identify(commands) -> None:
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
-    from hybrid_mpc_ros import reproduce
+    from hybrid_mpc_ros.tools import reproduce
     return reproduce.main(out=args.out, iterations=args.iterations, steps=args.steps,
                           seed=args.seed, runs=args.runs, workers=args.workers,
                           model_file=args.model)
 
 
 def _add_reproduce(commands) -> None:
-    from hybrid_mpc_ros.reproduce import RUNS
+    from hybrid_mpc_ros.tools.reproduce import RUNS
     parser = commands.add_parser(
         'reproduce', help="reproduce the paper's quadcopter experiment (all methods)",
         description='Tune the MPC from the paper\'s initialisation with the zeroth-order, '

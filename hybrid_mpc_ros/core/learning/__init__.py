@@ -1,0 +1,1 @@
+"""Policy optimisation: episodes, closed-loop cost, gradient estimates, schedules, tuning."""

@@ -1,0 +1,1 @@
+"""The MPC: theta, the acados policy, KKT sensitivities, the reference QP, acados set-up."""

@@ -1,0 +1,1 @@
+"""What users run: the ``hybrid-mpc`` command, reproduction, benchmarks, demo, node processes."""
