@@ -1,0 +1,211 @@
+"""One control step of the MPC controller, with the safe behaviour a vehicle needs (ROS-free).
+
+:class:`SafeController` wraps an MPC policy (the :class:`~hybrid_mpc_ros.core.mpc.policy.
+MPCPolicy` interface: ``solve``, ``sensitivities``, ``plan``, ``reset``) and turns every
+call of :meth:`SafeController.step` into a command that is always finite and within the
+rotor bounds, whatever happens:
+
+==========================  =========================================================
+situation                   command (``mode``)
+==========================  =========================================================
+solve succeeded             the MPC's first input (``mpc``), with its sensitivities
+solve failed, the previous  the previous plan shifted by one step per failure, i.e.
+plan is recent enough       ``u_{k+j}`` of the last successful plan after j failures
+                            (``shifted_plan``), at most ``max_plan_steps`` failures
+more consecutive failures   the failsafe input (``failsafe``)
+than that, or no plan yet
+odometry older than         the failsafe input (``failsafe``); the solver is not run
+``odom_timeout_s``, or a
+non-finite state
+==========================  =========================================================
+
+The failsafe input is open-loop: all rotors at the same speed, giving
+``failsafe_thrust_fraction`` of the hover thrust of the reference input (thrust grows
+with the square of rotor speed, so the speed is ``sqrt(fraction) * mean(u_ref)``). Equal
+speeds make no roll, pitch or yaw torque, so the vehicle keeps its attitude and, with a
+fraction below 1, descends slowly. It is the least harmful thing to do without a state
+estimate or a plan; a real vehicle's flight controller should take over from there.
+
+The controller recovers by itself: the next step whose odometry is fresh and whose solve
+succeeds is a normal MPC step again. :attr:`SafeController.counters` counts what
+happened, for diagnostics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import math
+
+import numpy as np
+
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX
+from hybrid_mpc_ros.core.mpc import theta as th
+
+MODES = ('mpc', 'shifted_plan', 'failsafe')
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """When the controller stops trusting its inputs, and what it does then.
+
+    ``odom_timeout_s`` [s]: odometry older than this switches to the failsafe.
+    ``max_plan_steps``: consecutive solver failures bridged with the previous plan
+    (0: none; at most horizon - 1). ``failsafe_thrust_fraction``: total thrust of the
+    failsafe input as a fraction of the reference (hover) thrust, in [0, 1.5].
+    """
+
+    odom_timeout_s: float
+    max_plan_steps: int
+    failsafe_thrust_fraction: float
+
+    def __post_init__(self):
+        if not (math.isfinite(self.odom_timeout_s) and self.odom_timeout_s > 0.0):
+            raise ConfigError(f'odom_timeout_s must be > 0 s, got {self.odom_timeout_s}')
+        if int(self.max_plan_steps) != self.max_plan_steps or self.max_plan_steps < 0:
+            raise ConfigError(f'max_plan_steps must be an integer >= 0, '
+                              f'got {self.max_plan_steps}')
+        if not (math.isfinite(self.failsafe_thrust_fraction)
+                and 0.0 <= self.failsafe_thrust_fraction <= 1.5):
+            raise ConfigError('failsafe_thrust_fraction must lie in [0, 1.5], got '
+                              f'{self.failsafe_thrust_fraction}')
+
+
+@dataclass
+class StepResult:
+    """What one :meth:`SafeController.step` decided.
+
+    ``u`` (4,) rotor speeds [rad/s], always finite and within the bounds. ``mode`` is one
+    of :data:`MODES`; ``status`` the solver status (0 success, -1 not solved, >0 acados
+    failure); ``solve_ms`` the solver time (0 when not solved). ``du_dx`` (4x12) and
+    ``du_dtheta`` (4x94) are the policy's sensitivities when ``mode == 'mpc'`` and they
+    could be computed, zeros otherwise (``sensitivities_ok`` says which). ``reason`` says
+    why the step was not a plain MPC step ('' when it was). The arrays belong to the
+    caller: the controller never changes them afterwards.
+    """
+
+    u: np.ndarray
+    mode: str
+    status: int
+    solve_ms: float
+    du_dx: np.ndarray
+    du_dtheta: np.ndarray
+    sensitivities_ok: bool
+    reason: str = ''
+
+
+@dataclass
+class Counters:
+    """What happened since start (for diagnostics)."""
+
+    steps: int = 0
+    solver_failures: int = 0
+    sensitivity_failures: int = 0
+    shifted_plan_steps: int = 0
+    failsafe_steps: int = 0
+    stale_odometry_steps: int = 0
+    consecutive_failures: int = 0
+    last_reason: str = ''
+    modes: dict = field(default_factory=lambda: {mode: 0 for mode in MODES})
+
+
+class SafeController:
+    """The MPC policy plus shifted-plan fallback, failsafe and output guarding.
+
+    ``policy`` has the MPC policy interface; ``safety`` is a :class:`SafetyConfig`;
+    ``u_min``/``u_max`` [rad/s] are the rotor bounds every command is kept in.
+    """
+
+    def __init__(self, policy, safety: SafetyConfig, u_min: float, u_max: float):
+        if not u_max > u_min:
+            raise ConfigError(f'rotor bounds need u_min < u_max, got [{u_min}, {u_max}]')
+        horizon = policy.config.horizon
+        if safety.max_plan_steps > horizon - 1:
+            raise ConfigError(f'max_plan_steps {safety.max_plan_steps} exceeds what a plan '
+                              f'of horizon {horizon} holds ({horizon - 1})')
+        self.policy = policy
+        self.safety = safety
+        self.u_min, self.u_max = float(u_min), float(u_max)
+        self.counters = Counters()
+        self._plan = None                # (N, 4) of the last successful solve
+        self._zero_dx = np.zeros((NU, NX))
+        self._zero_dtheta = np.zeros((NU, th.N_THETA))
+
+    @property
+    def failsafe_input(self) -> np.ndarray:
+        """The failsafe rotor speeds (4,) [rad/s] for the policy's current ``u_ref``."""
+        hover = float(np.mean(self.policy.u_ref))
+        speed = math.sqrt(self.safety.failsafe_thrust_fraction) * hover
+        return np.full(NU, min(max(speed, self.u_min), self.u_max))
+
+    def reset(self) -> None:
+        """Forget the last plan and the solver's warm start (e.g. before an episode)."""
+        self.policy.reset()
+        self._plan = None
+        self.counters.consecutive_failures = 0
+
+    def step(self, x: np.ndarray, odom_age_s: float = 0.0) -> StepResult:
+        """Command for state x (12,) measured ``odom_age_s`` seconds ago; see the module doc."""
+        if not odom_age_s <= self.safety.odom_timeout_s:     # also catches NaN
+            self.counters.stale_odometry_steps += 1
+            return self._failsafe(f'odometry is {odom_age_s:.3f} s old (timeout '
+                                  f'{self.safety.odom_timeout_s:g} s)', -1, 0.0)
+        x = np.asarray(x, dtype=float)
+        if x.shape != (NX,) or not np.all(np.isfinite(x)):
+            # no plan step can be trusted to fit a state nobody knows
+            return self._failsafe('state is malformed or non-finite', -1, 0.0)
+        sol = self.policy.solve(x)
+        if sol.ok and self._valid(sol.u):
+            return self._mpc_step(sol)
+        self.counters.solver_failures += 1
+        self.counters.consecutive_failures += 1
+        failures = self.counters.consecutive_failures
+        reason = f'solver failed ({sol.message})' if not sol.ok else \
+            f'solver returned an invalid input {sol.u.tolist()}'
+        if self._plan is not None and failures <= self.safety.max_plan_steps:
+            u = self._plan[failures]
+            if self._valid(u):
+                self.counters.shifted_plan_steps += 1
+                return self._result(u, 'shifted_plan', sol.status, sol.solve_ms,
+                                    f'{reason}; using step {failures} of the last plan')
+        return self._failsafe(f'{reason}; {failures} consecutive failures', sol.status,
+                              sol.solve_ms)
+
+    def _mpc_step(self, sol) -> StepResult:
+        self.counters.consecutive_failures = 0
+        self._plan = self.policy.plan()
+        try:
+            du_dx, du_dtheta = self.policy.sensitivities()
+            sens_ok = bool(np.all(np.isfinite(du_dx)) and np.all(np.isfinite(du_dtheta)))
+        except (np.linalg.LinAlgError, RuntimeError, ValueError):
+            sens_ok = False
+        if sens_ok:
+            return self._result(sol.u, 'mpc', sol.status, sol.solve_ms, '',
+                                du_dx.copy(), du_dtheta.copy())
+        # the command is fine; only the derivative is missing, which the tuner must know
+        self.counters.sensitivity_failures += 1
+        return self._result(sol.u, 'mpc', sol.status, sol.solve_ms,
+                            'sensitivities could not be computed')
+
+    def _failsafe(self, reason: str, status: int, solve_ms: float) -> StepResult:
+        self.counters.failsafe_steps += 1
+        # a plan older than a failsafe stretch is no plan to return to
+        self._plan = None
+        return self._result(self.failsafe_input, 'failsafe', status, solve_ms, reason)
+
+    def _result(self, u, mode, status, solve_ms, reason, du_dx=None,
+                du_dtheta=None) -> StepResult:
+        counters = self.counters
+        counters.steps += 1
+        counters.modes[mode] += 1
+        if reason:
+            counters.last_reason = reason
+        ok = du_dx is not None
+        # the last line of defence: every command leaves here finite and within bounds
+        u = np.clip(np.asarray(u, dtype=float), self.u_min, self.u_max)
+        return StepResult(u, mode, int(status), float(solve_ms),
+                          du_dx if ok else self._zero_dx.copy(),
+                          du_dtheta if ok else self._zero_dtheta.copy(), ok, reason)
+
+    def _valid(self, u: np.ndarray) -> bool:
+        return bool(u.shape == (NU,) and np.all(np.isfinite(u)))

@@ -1,0 +1,141 @@
+"""The controller's control step: MPC, shifted plan on a solver failure, failsafe, recovery.
+
+Real acados solves throughout. A solver failure is forced through the state, as it can
+happen on a vehicle after an odometry jump: a position error of 100 km makes the QP so
+badly scaled that HPIPM stops (acados status 4), from a cold or a warm start, while the
+nominal state solves. (Errors of 0.3 to 10 km fail or not depending on the warm start.)
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from hybrid_mpc_ros.core import paths
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.model.nominal_model import AffineModel
+from hybrid_mpc_ros.core.mpc.policy import MPCPolicy
+from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
+
+SAFETY = SafetyConfig(odom_timeout_s=0.3, max_plan_steps=2, failsafe_thrust_fraction=0.81)
+U_MIN, U_MAX = 0.0, 630.0
+
+
+@pytest.fixture(scope='module')
+def policy():
+    return MPCPolicy(AffineModel.load(paths.config_file('nominal_model.npz')))
+
+
+@pytest.fixture
+def controller(policy):
+    ctrl = SafeController(policy, SAFETY, U_MIN, U_MAX)
+    ctrl.reset()
+    return ctrl
+
+
+def _bad_state(policy):
+    x = policy.x_ref.copy()
+    x[0] += 1e5
+    return x
+
+
+def test_a_normal_step_is_the_policy_with_its_sensitivities(controller, policy):
+    x = np.zeros(12)
+    result = controller.step(x)
+    assert result.mode == 'mpc' and result.status == 0 and result.sensitivities_ok
+    policy.reset()
+    expected = policy.solve(x).u
+    du_dx, du_dtheta = policy.sensitivities()
+    np.testing.assert_array_equal(result.u, expected)
+    np.testing.assert_array_equal(result.du_dx, du_dx)
+    np.testing.assert_array_equal(result.du_dtheta, du_dtheta)
+    # the result owns its arrays: later steps do not change them
+    kept = result.du_dtheta.copy()
+    controller.step(x + 0.1)
+    np.testing.assert_array_equal(result.du_dtheta, kept)
+
+
+def test_a_solver_failure_uses_the_previous_plan_shifted_then_the_failsafe(
+        controller, policy):
+    x = np.zeros(12)
+    good = controller.step(x)
+    plan = policy.plan()
+    assert good.mode == 'mpc'
+    first = controller.step(_bad_state(policy))
+    assert first.status != 0 and first.mode == 'shifted_plan'
+    np.testing.assert_array_equal(first.u, plan[1])
+    assert not first.sensitivities_ok and not first.du_dtheta.any()
+    second = controller.step(_bad_state(policy))
+    assert second.mode == 'shifted_plan'
+    np.testing.assert_array_equal(second.u, plan[2])
+    third = controller.step(_bad_state(policy))      # beyond max_plan_steps = 2
+    assert third.mode == 'failsafe' and 'consecutive failures' in third.reason
+    hover = np.mean(policy.u_ref)
+    np.testing.assert_allclose(third.u, np.full(4, math.sqrt(0.81) * hover))
+    # the cause clears: the next step is a normal MPC step again
+    recovered = controller.step(x)
+    assert recovered.mode == 'mpc' and recovered.status == 0
+    counters = controller.counters
+    assert counters.solver_failures == 3 and counters.shifted_plan_steps == 2
+    assert counters.failsafe_steps == 1 and counters.consecutive_failures == 0
+
+
+def test_a_failure_without_a_previous_plan_goes_to_the_failsafe(controller, policy):
+    result = controller.step(_bad_state(policy))
+    assert result.mode == 'failsafe' and result.status != 0
+
+
+def test_stale_odometry_gives_the_failsafe_without_solving(controller):
+    result = controller.step(np.zeros(12), odom_age_s=0.31)
+    assert result.mode == 'failsafe' and result.status == -1 and result.solve_ms == 0.0
+    assert 'old' in result.reason
+    assert controller.step(np.zeros(12), odom_age_s=float('nan')).mode == 'failsafe'
+    assert controller.step(np.zeros(12), odom_age_s=0.29).mode == 'mpc'
+    assert controller.counters.stale_odometry_steps == 2
+
+
+def test_a_non_finite_state_gives_the_failsafe(controller):
+    x = np.zeros(12)
+    controller.step(x)
+    x[4] = np.nan
+    result = controller.step(x)
+    assert result.mode == 'failsafe' and 'non-finite' in result.reason
+
+
+def test_every_command_is_finite_and_within_the_bounds(controller, policy):
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        x = rng.normal(scale=[5, 5, 5, 3, 3, 3, 1, 1, 1, 2, 2, 2])
+        if rng.random() < 0.2:
+            x[rng.integers(12)] = rng.choice([np.nan, np.inf, 1e6])
+        result = controller.step(x, odom_age_s=rng.choice([0.0, 0.0, 1.0]))
+        assert np.all(np.isfinite(result.u))
+        assert np.all(result.u >= U_MIN) and np.all(result.u <= U_MAX)
+    modes = controller.counters.modes
+    assert modes['mpc'] > 0 and modes['failsafe'] > 0
+
+
+def test_the_failsafe_input_stays_within_the_bounds(policy):
+    loud = SafeController(policy, SafetyConfig(0.3, 0, 1.5), U_MIN, U_MAX)
+    assert np.all(loud.failsafe_input == U_MAX)
+    quiet = SafeController(policy, SafetyConfig(0.3, 0, 0.0), U_MIN, U_MAX)
+    assert np.all(quiet.failsafe_input == U_MIN)
+
+
+@pytest.mark.parametrize('kwargs, word', [
+    ({'odom_timeout_s': 0.0}, 'odom_timeout_s'),
+    ({'odom_timeout_s': float('nan')}, 'odom_timeout_s'),
+    ({'max_plan_steps': -1}, 'max_plan_steps'),
+    ({'max_plan_steps': 1.5}, 'max_plan_steps'),
+    ({'failsafe_thrust_fraction': 2.0}, 'failsafe_thrust_fraction'),
+])
+def test_bad_safety_settings_are_refused(kwargs, word):
+    values = dict(odom_timeout_s=0.3, max_plan_steps=2, failsafe_thrust_fraction=0.9)
+    values.update(kwargs)
+    with pytest.raises(ConfigError, match=word):
+        SafetyConfig(**values)
+
+
+def test_more_plan_steps_than_the_horizon_holds_are_refused(policy):
+    with pytest.raises(ConfigError, match='horizon'):
+        SafeController(policy, SafetyConfig(0.3, policy.config.horizon, 0.9), U_MIN, U_MAX)
