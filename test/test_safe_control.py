@@ -139,3 +139,16 @@ def test_bad_safety_settings_are_refused(kwargs, word):
 def test_more_plan_steps_than_the_horizon_holds_are_refused(policy):
     with pytest.raises(ConfigError, match='horizon'):
         SafeController(policy, SafetyConfig(0.3, policy.config.horizon, 0.9), U_MIN, U_MAX)
+
+
+def test_predicted_states_follow_the_nominal_model_from_the_measured_state(policy):
+    x = np.zeros(12)
+    x[3] = 0.5
+    policy.reset()
+    policy.solve(x)
+    states, plan = policy.predicted_states(), policy.plan()
+    assert states.shape == (policy.config.horizon + 1, 12)
+    np.testing.assert_array_equal(states[0], x)
+    for k in range(policy.config.horizon):
+        np.testing.assert_allclose(states[k + 1], policy.model.step(states[k], plan[k]),
+                                   atol=1e-9)

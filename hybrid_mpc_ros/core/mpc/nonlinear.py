@@ -216,6 +216,12 @@ class NonlinearMPCPolicy(MPCPolicy):
         self._u_stack[:] = us.reshape(-1) + cfg.u_offset
         return status, qp_status, qp_iter_total
 
+    def predicted_states(self) -> np.ndarray:
+        """States (N+1, 12) of the last iterate, from the measured state on."""
+        if self._xs is None:
+            raise RuntimeError('no solve yet')
+        return self._xs.copy()
+
     # ---------------------------------------------------------------- the linearised QP
     def linearisation_point(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the states (N+1 x 12) and inputs (N x 4) the last QP was linearised at."""

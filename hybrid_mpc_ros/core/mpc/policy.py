@@ -359,6 +359,11 @@ class MPCPolicy:
         """Return the last solution's input plan, shape (N, 4)."""
         return self._u_stack.reshape(self.config.horizon, NU).copy()
 
+    def predicted_states(self) -> np.ndarray:
+        """States (N+1, 12) the last solution predicts, from the measured state on."""
+        predicted = self.qp.states(self._x0, self._u_stack).reshape(self.config.horizon, NX)
+        return np.vstack([self._x0, predicted])
+
 
 def finite_difference_sensitivities(policy: MPCPolicy, x: np.ndarray, step: float = 1e-5):
     """Central differences of ``policy.solve`` at state x (12,) and its current theta.
