@@ -32,6 +32,11 @@ class Stamp(NamedTuple):
     sec: int
     nanosec: int
 
+    def __str__(self) -> str:
+        total = self.nanoseconds
+        sec, nanosec = divmod(abs(total), NANOS_PER_SECOND)
+        return f'{"-" if total < 0 else ""}{sec}.{nanosec:09d} s'
+
     @property
     def nanoseconds(self) -> int:
         """The stamp in integer nanoseconds."""
