@@ -140,6 +140,8 @@ class EpisodeBuilder:
         if self._last_ns is None:
             return
         delta = stamp_ns - self._last_ns
+        if delta == self.period_ns:
+            return                  # the usual case, decided without building messages
         last = Stamp.from_nanoseconds(self._last_ns)
         if delta == 0:
             raise EpisodeRejected('repeated_step', f'{what} has the odometry stamp {stamp} '

@@ -134,7 +134,6 @@ def load_checkpoint(path: str) -> tuple[TuningConfig, TuningState]:
 
 
 EpisodeRunner = Callable[[np.ndarray, bool], EpisodeRecord]
-ROLES = ('base', 'perturbed')
 
 
 @dataclass(frozen=True)
