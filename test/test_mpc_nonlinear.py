@@ -103,7 +103,7 @@ def test_qp_of_last_iteration_is_the_nominal_linearisation(plant):
             reference = solve_reference(pol.qp, x, pol.x_ref, pol.u_ref)
             worst_ref = max(worst_ref, np.max(np.abs(reference - pol.plan().reshape(-1))))
             pol.sensitivities()
-            with_constraints += any(sol.active.values())
+            with_constraints += any(pol.active_summary().values())
         x = plant.step(x, sol.u)
     print(f'linearisation rel err {worst_lin:.1e}, |iterate - QP rollout| {worst_iterate:.1e}, '
           f'|u_acados - u_quadprog| {worst_ref:.1e} rad/s, {with_constraints} points with '
@@ -126,7 +126,7 @@ def test_sensitivities_are_exact_for_the_linearised_qp(episode):
         assert pol.solve(x).ok
         du_dx, du_dtheta = pol.sensitivities()
         qp = pol.qp                    # frozen linearisation of this solve
-        active_points += any(pol.last.active.values())
+        active_points += any(pol.active_summary().values())
         key = pol.active_set()
 
         def u0(state, qp=qp, key=key):
@@ -223,7 +223,7 @@ def test_converged_sensitivities_against_finite_differences(episode, exact_hessi
         du_dx, du_dtheta = pol.sensitivities()
         assert du_dx.shape == (NU, NX) and du_dtheta.shape == (NU, th.N_THETA)
         kinks = pol.active_set().kinks.size
-        active = dict(pol.last.active)
+        active = pol.active_summary()
         fd_x, fd_t, same = finite_difference_sensitivities(pol, x)
         assert same
         pol.solve(x)

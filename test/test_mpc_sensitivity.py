@@ -1,5 +1,6 @@
 """The acados MPC policy and its sensitivities, against finite differences and quadprog."""
 
+import dataclasses
 import time
 
 from mpc_checks import assert_theta_is_runtime_data
@@ -48,7 +49,7 @@ def test_sensitivities_match_finite_differences_at_50_points(policy):
         du_dx, du_dtheta = policy.sensitivities()
         worst_x = max(worst_x, _rel_err(du_dx, fd[0]))
         worst_t = max(worst_t, _rel_err(du_dtheta, fd[1]))
-        with_constraints += any(policy.last.active.values())
+        with_constraints += any(policy.active_summary().values())
         checked += 1
         if checked == N_POINTS:
             break
@@ -145,3 +146,23 @@ def test_solver_failure_is_a_status_not_a_garbage_input(policy):
     np.testing.assert_array_equal(sol.u, np.clip(starved.u_ref, 0.0, 630.0))
     with pytest.raises(RuntimeError):
         starved.sensitivities()
+
+
+def test_sensitivities_leave_the_returned_solution_alone(policy):
+    """A solution, once returned, never changes: it is frozen and sensitivities() keep off it."""
+    # a fast climb with tilt and spin: inputs at bounds and violated soft state bounds
+    x = policy.x_ref + np.concatenate([np.zeros(3), np.full(3, -1.9), np.full(3, 0.5),
+                                       np.zeros(3)])
+    sol = policy.solve(x)
+    before = dict(vars(sol), u=sol.u.copy())
+    du_dx, du_dtheta = policy.sensitivities()
+    assert vars(sol).keys() == before.keys()
+    assert all(np.array_equal(vars(sol)[key], value) for key, value in before.items())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sol.ok = False
+    summary = policy.active_summary()
+    assert summary['inputs_at_bounds'] > 0 and summary['states_violating'] > 0
+    # the cached arrays are shared by later calls, so they refuse edits
+    assert policy.sensitivities()[0] is du_dx
+    with pytest.raises(ValueError):
+        du_dtheta[0, 0] = 1.0

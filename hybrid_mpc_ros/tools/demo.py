@@ -95,10 +95,9 @@ class ClosedLoop:
             shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def _start(self) -> None:
+        # the children get the private, loopback-only domain through their own environment;
+        # the observer joins it through its context (_start_observer), not os.environ
         env = processes.ros_env(self.domain_id)
-        # this process joins the same private, loopback-only domain as its children
-        for name in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE'):
-            os.environ[name] = env[name]
         lockstep = self.clock_mode == 'lockstep'
         try:
             simulator_file = paths.config_file('simulator.yaml')
@@ -135,10 +134,9 @@ class ClosedLoop:
         from rclpy.signals import SignalHandlerOptions
         from nav_msgs.msg import Odometry
         from std_msgs.msg import Float64MultiArray
-        self._context = rclpy.Context()
+        from hybrid_mpc_ros.ros.context import local_context
         # Python's own SIGINT handling (KeyboardInterrupt) drives the clean shutdown
-        rclpy.init(context=self._context, domain_id=self.domain_id,
-                   signal_handler_options=SignalHandlerOptions.NO)
+        self._context = local_context(self.domain_id, 'LOCALHOST', SignalHandlerOptions.NO)
         self._node = rclpy.create_node('hybrid_mpc_observer', context=self._context,
                                        start_parameter_services=False)
         self._node.create_subscription(Odometry, 'odom', self._on_odom, self._observer_qos)

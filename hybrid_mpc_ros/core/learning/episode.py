@@ -1,8 +1,12 @@
-"""One closed-loop episode: the record type and the simulated rollout.
+"""One closed-loop episode: the record type, its builder and the simulated rollout.
 
 :class:`EpisodeRecord` is what the tuner needs from an episode, whether it ran here on the
-simulated plant (:func:`rollout`) or through ROS (the tuner node assembles the same record
-from the controller's sensitivity messages).
+simulated plant (:func:`rollout`) or through ROS. Both assemble it with the same
+:class:`EpisodeBuilder` from per-step
+:class:`~hybrid_mpc_ros.core.learning.samples.SensitivitySample` s (the tuner node decodes
+them from the controller's ``~/sensitivity`` messages), plus the final state from the
+final odometry. The builder refuses an incomplete or mixed episode with
+:class:`EpisodeRejected`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from hybrid_mpc_ros.core.learning.samples import NANOS_PER_SECOND, SensitivitySample, Stamp
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.model.quadcopter import NU, NX
 
@@ -57,29 +62,182 @@ class EpisodeRecord:
                 raise ValueError(f'episode {name} has non-finite entries')
 
 
+class EpisodeRejected(ValueError):
+    """An episode cannot be assembled; ``kind`` names the rule, the message the details.
+
+    Kinds: ``wrong_revision``, ``repeated_step``, ``reordered``, ``missing_step``,
+    ``irregular_step`` (odometry advanced by neither one nor a whole number of periods),
+    ``too_many_steps``, ``non_finite``, ``too_few_steps`` (a finish before T steps) and
+    ``finished`` (anything after the finish).
+    """
+
+    KINDS = ('wrong_revision', 'repeated_step', 'reordered', 'missing_step', 'irregular_step',
+             'too_many_steps', 'non_finite', 'too_few_steps', 'finished')
+
+    def __init__(self, kind: str, reason: str):
+        if kind not in self.KINDS:
+            raise ValueError(f'unknown episode rejection kind {kind!r}')
+        super().__init__(f'episode rejected ({kind}): {reason}')
+        self.kind = kind
+        self.reason = reason
+
+
+class EpisodeBuilder:
+    """Assembles an :class:`EpisodeRecord` of ``steps`` steps run at ``theta`` (94,).
+
+    Feed it the controller's samples in order with :meth:`add`, then the final state x[T]
+    (12,) with its odometry stamp with :meth:`finish`. It refuses, raising
+    :class:`EpisodeRejected`, a sample of another theta ``revision``, more than ``steps``
+    samples, non-finite values (:meth:`SensitivitySample.non_finite`), and odometry stamps
+    (the samples', then the final one) that do not advance by exactly one ``period_s``
+    within ``tolerance_s`` (default a quarter period; it must stay below half a period so
+    that a missing step and jitter cannot be confused): equal stamps are a repeated step,
+    decreasing ones reordered, a whole number n > 1 of periods means n - 1 missing steps.
+    A finish before ``steps`` samples is refused too.
+
+    A refused :meth:`add` changes nothing, so a caller may drop that sample and go on (for
+    example skip a duplicate message) or discard the builder. Where a solve failed
+    (``status != 0``) the record holds zero sensitivities, whatever the sample carried.
+    """
+
+    def __init__(self, theta: np.ndarray, revision: int, steps: int, period_s: float,
+                 tolerance_s: float | None = None):
+        self.theta = np.array(theta, dtype=float)
+        if self.theta.shape != (th.N_THETA,):
+            raise ValueError(f'theta must have shape ({th.N_THETA},), got {self.theta.shape}')
+        if int(steps) < 1:
+            raise ValueError(f'an episode needs at least one step, got {steps}')
+        self.revision = int(revision)
+        self.steps = int(steps)
+        self.period_ns = round(period_s * NANOS_PER_SECOND)
+        tolerance_s = period_s / 4 if tolerance_s is None else tolerance_s
+        self.tolerance_ns = round(tolerance_s * NANOS_PER_SECOND)
+        if self.period_ns <= 0 or not 0 <= 2 * self.tolerance_ns < self.period_ns:
+            raise ValueError(f'need period_s > 0 and 0 <= tolerance_s < period_s / 2, got '
+                             f'{period_s} and {tolerance_s}')
+        self._x = np.empty((self.steps + 1, NX))
+        self._u = np.empty((self.steps, NU))
+        self._du_dx = np.zeros((self.steps, NU, NX))
+        self._du_dtheta = np.zeros((self.steps, NU, th.N_THETA))
+        self._status = np.zeros(self.steps, dtype=int)
+        self._count = 0
+        self._last_ns = None
+        self._finished = False
+
+    @property
+    def count(self) -> int:
+        """Number of samples accepted so far."""
+        return self._count
+
+    @property
+    def complete(self) -> bool:
+        """Whether all ``steps`` samples are in (the final state may still be missing)."""
+        return self._count == self.steps
+
+    def _check_advance(self, stamp: Stamp, what: str) -> None:
+        """Refuse an odometry stamp that is not one period after the previous one."""
+        stamp_ns = stamp.nanoseconds
+        if self._last_ns is None:
+            return
+        delta = stamp_ns - self._last_ns
+        if delta == self.period_ns:
+            return                  # the usual case, decided without building messages
+        last = Stamp.from_nanoseconds(self._last_ns)
+        if delta == 0:
+            raise EpisodeRejected('repeated_step', f'{what} has the odometry stamp {stamp} '
+                                                   f'of the step before it')
+        if delta < 0:
+            raise EpisodeRejected('reordered', f'{what} has odometry stamp {stamp}, earlier '
+                                               f'than the previous {last}')
+        periods = round(delta / self.period_ns)
+        if abs(delta - periods * self.period_ns) <= self.tolerance_ns:
+            if periods == 1:
+                return
+            if periods > 1:
+                raise EpisodeRejected('missing_step', f'{periods - 1} step(s) missing before '
+                                                      f'{what}: odometry advanced by '
+                                                      f'{delta} ns since {last}')
+        raise EpisodeRejected('irregular_step', f'{what}: odometry advanced by {delta} ns '
+                                                f'since {last}, expected {self.period_ns} '
+                                                f'+- {self.tolerance_ns} ns')
+
+    def add(self, sample: SensitivitySample) -> None:
+        """Take the next step's sample, or raise :class:`EpisodeRejected` and change nothing."""
+        if self._finished:
+            raise EpisodeRejected('finished', 'a sample arrived after the finish')
+        t = self._count
+        if sample.revision != self.revision:
+            raise EpisodeRejected('wrong_revision', f'step {t} ran with theta revision '
+                                                    f'{sample.revision}, expected '
+                                                    f'{self.revision}')
+        if t >= self.steps:
+            raise EpisodeRejected('too_many_steps', f'sample for step {t} of an episode of '
+                                                    f'{self.steps} steps')
+        self._check_advance(sample.odom_stamp, f'step {t}')
+        problem = sample.non_finite()
+        if problem:
+            raise EpisodeRejected('non_finite', f'step {t}: {problem}')
+        self._x[t] = sample.x
+        self._u[t] = sample.u
+        self._status[t] = sample.status
+        if sample.ok:
+            self._du_dx[t] = sample.du_dx
+            self._du_dtheta[t] = sample.du_dtheta
+        self._count = t + 1
+        self._last_ns = sample.odom_stamp.nanoseconds
+
+    def finish(self, x_final: np.ndarray, odom_stamp) -> EpisodeRecord:
+        """Close the episode with x[T] (12,) measured at ``odom_stamp``; return the record.
+
+        ``odom_stamp`` is a :class:`Stamp`, a ``(sec, nanosec)`` pair or a ROS ``Time``;
+        it must follow the last sample's by one period.
+        """
+        if self._finished:
+            raise EpisodeRejected('finished', 'the episode was already finished')
+        if self._count < self.steps:
+            raise EpisodeRejected('too_few_steps', f'finished after {self._count} of '
+                                                   f'{self.steps} steps')
+        x_final = np.asarray(x_final, dtype=float)
+        if x_final.shape != (NX,):
+            raise ValueError(f'final state must have shape ({NX},), got {x_final.shape}')
+        self._check_advance(Stamp.of(odom_stamp), 'the final state')
+        if not np.all(np.isfinite(x_final)):
+            raise EpisodeRejected('non_finite', f'the final state is not finite: {x_final}')
+        self._x[self.steps] = x_final
+        self._finished = True
+        return EpisodeRecord(self._x, self._u, self._du_dx, self._du_dtheta, self._status,
+                             self.theta.copy())
+
+
 def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
-            x0: np.ndarray, steps: int, sensitivities: bool = True) -> EpisodeRecord:
+            x0: np.ndarray, steps: int, sensitivities: bool = True,
+            period_s: float | None = None) -> EpisodeRecord:
     """Run ``policy`` on the true system ``plant_step(x, u) -> x+`` for ``steps`` steps.
 
     ``policy`` has the :class:`~hybrid_mpc_ros.core.mpc.policy.MPCPolicy` interface; it is reset
-    first so an episode depends only on (theta, x0) and reruns bit for bit.
+    first so an episode depends only on (theta, x0) and reruns bit for bit. Each step goes
+    through the :class:`EpisodeBuilder` the ROS tuner uses, as a sample stamped
+    ``t * period_s`` (default: the policy's ``config.dt``) with revision 0; the record's
+    ``x`` (T+1, 12), ``u`` (T, 4), ``du_dx`` (T, 4, 12), ``du_dtheta`` (T, 4, 94) and
+    ``status`` (T,) are the measured values (zero sensitivities where the solve failed or
+    ``sensitivities`` is False).
     """
     x = np.array(x0, dtype=float)
-    xs = np.empty((steps + 1, NX))
-    us = np.empty((steps, NU))
-    kx = np.zeros((steps, NU, NX))
-    kt = np.zeros((steps, NU, th.N_THETA))
-    status = np.zeros(steps, dtype=int)
     policy.reset()
-    xs[0] = x
+    builder = EpisodeBuilder(policy.theta, 0, steps,
+                             policy.config.dt if period_s is None else period_s)
+    no_du_dx, no_du_dtheta = np.zeros((NU, NX)), np.zeros((NU, th.N_THETA))
+    no_du_dx.flags.writeable = no_du_dtheta.flags.writeable = False    # shared by every step
     for t in range(steps):
         sol = policy.solve(x)
-        us[t] = sol.u
-        status[t] = sol.status
         if sol.ok and sensitivities:
-            kx[t], kt[t] = policy.sensitivities()
+            du_dx, du_dtheta = policy.sensitivities()
+        else:
+            du_dx, du_dtheta = no_du_dx, no_du_dtheta
+        stamp = Stamp.from_nanoseconds(t * builder.period_ns)
+        builder.add(SensitivitySample(stamp, stamp, 0, sol.status, sol.solve_ms, x, sol.u,
+                                      du_dx, du_dtheta))
         x = plant_step(x, sol.u)
         if not np.all(np.isfinite(x)):
             raise FloatingPointError(f'plant state became non-finite at step {t + 1}')
-        xs[t + 1] = x
-    return EpisodeRecord(xs, us, kx, kt, status, policy.theta.copy())
+    return builder.finish(x, Stamp.from_nanoseconds(steps * builder.period_ns))

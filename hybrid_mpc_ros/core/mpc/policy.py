@@ -19,7 +19,7 @@ KKT conditions with the active set read from the acados solution).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 import hashlib
 import math
 import time
@@ -92,9 +92,9 @@ def default_reference(params: QuadParams | None = None) -> tuple[np.ndarray, np.
     return x_ref, params.hover_input
 
 
-@dataclass
+@dataclass(frozen=True)
 class MPCSolution:
-    """What one :meth:`MPCPolicy.solve` returns.
+    """What one :meth:`MPCPolicy.solve` returns (frozen: later calls never edit it).
 
     ``u`` (4,) is always finite and within the input bounds. When ``ok`` is False the
     solver failed (``status``, ``message``) and ``u`` is the fallback input (the reference
@@ -109,7 +109,6 @@ class MPCSolution:
     message: str
     solve_ms: float
     qp_iter: int = 0
-    active: dict = field(default_factory=dict)
 
 
 class MPCPolicy:
@@ -347,13 +346,27 @@ class MPCPolicy:
         return self.qp.active_set(self._x0, self._u_stack, cfg.active_tol_u, cfg.active_tol_x)
 
     def sensitivities(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(du/dx (4x12), du/dtheta (4x94))`` of the last successful :meth:`solve`."""
+        """``(du/dx (4x12), du/dtheta (4x94))`` of the last successful :meth:`solve`.
+
+        Computed once per solve and cached; the arrays are read-only because every later
+        call returns the same objects (copy them to keep or edit them).
+        """
         if self._sens is None:
-            active = self.active_set()
-            self._sens = self.qp.sensitivities(self._x0, self._u_stack, self.x_ref,
-                                               self.u_ref, active)
-            self.last.active = active.summary()
+            du_dx, du_dtheta = self.qp.sensitivities(self._x0, self._u_stack, self.x_ref,
+                                                     self.u_ref, self.active_set())
+            du_dx.flags.writeable = False
+            du_dtheta.flags.writeable = False
+            self._sens = du_dx, du_dtheta
         return self._sens
+
+    def active_summary(self) -> dict:
+        """Count the active constraints of the last successful :meth:`solve`.
+
+        Keys ``inputs_at_bounds``, ``states_violating``, ``states_at_bounds`` (see
+        :meth:`ActiveSet.summary`); derived from the stored solve on each call, so neither
+        :meth:`sensitivities` nor this method edits the returned :class:`MPCSolution`.
+        """
+        return self.active_set().summary()
 
     def plan(self) -> np.ndarray:
         """Return the last solution's input plan, shape (N, 4)."""

@@ -7,7 +7,21 @@ One source of truth for theta (SPEC section 2)::
 
 ``L`` is lower triangular; ``p_P`` lists its entries row by row: ``L[0,0], L[1,0], L[1,1],
 L[2,0], ...`` (``numpy.tril_indices`` order). The ROS parameter names are ``theta.p_Q``,
-``theta.p_R`` and ``theta.p_P`` (double arrays).
+``theta.p_R`` and ``theta.p_P`` (double arrays, :data:`PARAMETER_NAMES`):
+:func:`to_parameters` and :func:`from_parameters` convert, :func:`validate_parameters`
+checks a (partial) update without applying it.
+
+Where each limit on theta is enforced:
+
+* The Theta box (:class:`ThetaBox`, the convex compact set of SPEC section 1) belongs to
+  the tuner: it projects every update onto the box. The zeroth-order episode runs at
+  ``theta + delta v``, which may lie outside the box by up to ``delta``, so the box is
+  *not* a limit the controller applies.
+* The controller accepts any theta that :func:`validate_parameters` accepts: the right
+  sizes, real numbers, finite, and every entry within ``MAX_ABS_ENTRY`` in magnitude.
+  ``Q``, ``R`` and ``P`` are positive definite by construction (the ``+ 1e-6 I``), whatever
+  the signs; the magnitude limit keeps the QP's scale where HPIPM's absolute tolerances can
+  be met (see :data:`MAX_ABS_ENTRY`).
 """
 
 from __future__ import annotations
@@ -31,6 +45,19 @@ TRIL = np.tril_indices(NX)
 GROUPS = (('p_Q', SLICE_Q, 'Q = diag(p_Q^2) + 1e-6 I: stage state weights (12)'),
           ('p_R', SLICE_R, 'R = diag(p_R^2) + 1e-6 I: stage input weights (4)'),
           ('p_P', SLICE_P, 'P = L L^T + 1e-6 I, L lower-triangular row by row (78)'))
+
+PARAMETER_PREFIX = 'theta.'
+PARAMETER_NAMES = tuple(PARAMETER_PREFIX + name for name, _, _ in GROUPS)
+# Largest |theta_i| a controller accepts. Weights are squares of theta, so this caps a
+# diagonal weight at 9e4. Measured on the default scenario (60-step episodes from hover,
+# HPIPM with absolute tolerances 1e-10): the QP solves at every step with theta = 30 theta0
+# (largest entry 270), fails at some steps at 50 theta0 (largest 450) and at every step at
+# 100 theta0; Q alone scaled by 100 (entries up to 100) already fails at some steps. So the
+# limit rejects scales at which the QP cannot be solved at all, while the default Theta box
+# (|theta_i| <= max(10 |theta0_i|, 1), largest entry 90) plus delta stays well inside it;
+# it does not promise that every theta within it solves (the controller's fallback input
+# covers a failed solve).
+MAX_ABS_ENTRY = 300.0
 
 # The upper-level (closed-loop) cost weights of the paper; also the initial Q and R.
 QC_DIAG = np.array([1.0] * 6 + [0.1] * 6)
@@ -116,3 +143,92 @@ def default_box(theta0: np.ndarray, scale: float = 10.0, abs_min: float = 1.0) -
     """
     radius = np.maximum(scale * np.abs(theta0), abs_min)
     return ThetaBox(-radius, radius)
+
+
+def to_parameters(theta: np.ndarray) -> dict[str, list[float]]:
+    """ROS parameter values of theta (94,): ``{'theta.p_Q': [12 floats], ...}``.
+
+    One entry per :data:`PARAMETER_NAMES` (``theta.p_Q`` 12, ``theta.p_R`` 4, ``theta.p_P``
+    78 values), lists of Python floats as a ``DOUBLE_ARRAY`` parameter wants them.
+    """
+    theta = np.asarray(theta, dtype=float)
+    if theta.shape != (N_THETA,):
+        raise ValueError(f'theta must have shape ({N_THETA},), got {theta.shape}')
+    return {PARAMETER_PREFIX + name: theta[part].tolist() for name, part, _ in GROUPS}
+
+
+_SLICES = {PARAMETER_PREFIX + name: part for name, part, _ in GROUPS}
+_REAL_KINDS = 'iuf'     # numpy dtype kinds of integers and floats (not bool 'b', not complex)
+
+
+def _as_doubles(name: str, value) -> tuple[np.ndarray | None, str]:
+    """``(values (n,), '')`` for a sequence of real numbers, else ``(None, reason)``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, '__len__'):
+        return None, f'{name} must be an array of doubles, got {type(value).__name__}'
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1 or value.dtype.kind not in _REAL_KINDS:
+            return None, (f'{name} must be a 1-D array of doubles, got {value.dtype} '
+                          f'with shape {value.shape}')
+        return value.astype(float), ''
+    for i, item in enumerate(value):
+        # a bool is an int to Python, but a weight given as True is a mistake
+        if isinstance(item, (bool, np.bool_)) or not isinstance(
+                item, (int, float, np.integer, np.floating)):
+            return None, f'{name}[{i}] must be a number, got {type(item).__name__} {item!r}'
+    return np.array(value, dtype=float), ''
+
+
+def validate_parameters(values, max_abs: float = MAX_ABS_ENTRY) -> str:
+    """Say why a (partial) theta update cannot be applied; ``''`` when it can.
+
+    ``values`` maps some of :data:`PARAMETER_NAMES` to arrays of doubles (lists,
+    ``array.array('d')`` as rclpy hands them over, tuples or 1-D numpy arrays; integers are
+    accepted as doubles, booleans are not). Checks names, types, sizes, finiteness and
+    ``|entry| <= max_abs``; the Theta box is deliberately not checked (module docstring).
+    Validates only: nothing is applied.
+    """
+    for name, value in values.items():
+        part = _SLICES.get(name)
+        if part is None:
+            return f'unknown theta parameter {name!r} (expected one of {list(PARAMETER_NAMES)})'
+        array, reason = _as_doubles(name, value)
+        if reason:
+            return reason
+        size = part.stop - part.start
+        if array.shape != (size,):
+            return f'{name} must hold {size} values, got {array.size}'
+        labels = names()[part]
+        bad = np.flatnonzero(~np.isfinite(array))
+        if bad.size:
+            return f'{name} has non-finite entries: ' + ', '.join(
+                f'{labels[i]}={array[i]}' for i in bad[:5])
+        big = np.flatnonzero(np.abs(array) > max_abs)
+        if big.size:
+            return (f'{name} has entries beyond the magnitude limit {max_abs:g}: ' + ', '.join(
+                f'{labels[i]}={array[i]:.6g}' for i in big[:5]))
+    return ''
+
+
+def from_parameters(values, current: np.ndarray | None = None,
+                    max_abs: float = MAX_ABS_ENTRY) -> np.ndarray:
+    """Return theta (94,) with the groups in ``values`` replaced, the rest from ``current``.
+
+    ``values`` as for :func:`validate_parameters`; ``current`` (94,) supplies the groups a
+    partial update leaves out (required unless all three are given). Raises ValueError with
+    the :func:`validate_parameters` reason. The result is a new array.
+    """
+    reason = validate_parameters(values, max_abs)
+    if reason:
+        raise ValueError(reason)
+    missing = [name for name in PARAMETER_NAMES if name not in values]
+    if current is None:
+        if missing:
+            raise ValueError(f'{missing} not given and no current theta to keep them from')
+        theta = np.empty(N_THETA)
+    else:
+        theta = np.array(current, dtype=float)
+        if theta.shape != (N_THETA,):
+            raise ValueError(f'current theta must have shape ({N_THETA},), got {theta.shape}')
+    for name, value in values.items():
+        theta[_SLICES[name]] = _as_doubles(name, value)[0]
+    return theta
