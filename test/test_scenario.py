@@ -310,3 +310,15 @@ def test_setup_installs_the_scenarios():
         assert "glob('config/scenarios/*.yaml')" in stream.read()
     with open(os.path.join(root, 'scripts', 'colcon_check.sh')) as stream:
         assert 'config/scenarios/*.yaml' in stream.read()
+
+
+def test_loading_a_scenario_imports_no_ros():
+    """The scenario module is core: offline commands read scenarios without rclpy."""
+    import subprocess
+    import sys
+    code = ('import sys; from hybrid_mpc_ros.core.scenario import load_scenario, '
+            'default_scenario_path; load_scenario(default_scenario_path()).cost(); '
+            'print(sorted(m for m in sys.modules if m.startswith("rclpy")))')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == '[]'

@@ -34,11 +34,8 @@ nominal model, the MPC policy, the closed-loop cost and the tuning configuration
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-import difflib
 import math
 import os
-import re
-from typing import Any, Callable
 
 import numpy as np
 
@@ -53,6 +50,8 @@ from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 from hybrid_mpc_ros.core.model.quadcopter import INTEGRATORS, NU, NX, Quadcopter, QuadParams
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy, SOFT_IDX
+from hybrid_mpc_ros.core.param_schema import (boolean, distinct_floats, floating, floats,
+                                              integer, Optional, ParameterFile, text, texts)
 
 DEFAULT_SCENARIO = 'arxiv_v1.yaml'
 SCENARIO_DIR = 'scenarios'            # under config/
@@ -99,266 +98,61 @@ def shipped_scenarios() -> list[str]:
 
 # ------------------------------------------------------------------ the schema
 
-class _Problem(Exception):
-    """What is wrong with one value; :func:`_read` adds the file and the key."""
-
-
-def _what(value) -> str:
-    if isinstance(value, bool):
-        return f'the boolean {str(value).lower()}'
-    if isinstance(value, int):
-        return f'the integer {value}'
-    if isinstance(value, float):
-        return f'the floating-point number {value!r}'
-    if isinstance(value, str):
-        return f'the string {value!r}'
-    if isinstance(value, list):
-        return f'a list of {len(value)} entries'
-    if isinstance(value, dict):
-        return 'a group of keys'
-    return f'{type(value).__name__} {value!r}'
-
-
-_NUMBER_TEXT = re.compile(r'^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$')
-
-
-def _type_problem(expected: str, value) -> _Problem:
-    """Say what was expected and, for the usual YAML traps, how to write it."""
-    message = f'expected {expected}, got {_what(value)}'
-    if 'floating-point' in expected and isinstance(value, int) and not isinstance(value, bool):
-        message += (f': ROS types a parameter by how it is written, so write {value}.0 '
-                    '(nodes declare this parameter as a double)')
-    elif isinstance(value, str) and _NUMBER_TEXT.match(value.strip()):
-        mantissa, _, exponent = value.strip().lower().partition('e')
-        fixed = (mantissa if '.' in mantissa else mantissa + '.0') + (
-            'e' + exponent if exponent else '')
-        message += (': YAML reads a number without a decimal point in front of the '
-                    f'exponent as a string, so write {fixed}')
-    return _Problem(message)
-
-
-def _float(minimum: float | None = None, strict: bool = False, maximum: float | None = None):
-    """Check one finite double, optionally ``>= minimum`` (``> minimum`` if strict)."""
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, float):
-            raise _type_problem('a floating-point number', value)
-        if not math.isfinite(value):
-            raise _Problem(f'must be finite, got {value}')
-        if minimum is not None and (value <= minimum if strict else value < minimum):
-            raise _Problem(f'must be {">" if strict else ">="} {minimum:g}, got {value:g}')
-        if maximum is not None and value > maximum:
-            raise _Problem(f'must be <= {maximum:g}, got {value:g}')
-        return value
-    return check
-
-
-def _floats(length: int, minimum: float | None = None, strict: bool = False):
-    """Check a list of ``length`` finite doubles; return a float array (length,)."""
-    item = _float(minimum, strict)
-
-    def check(value):
-        if not isinstance(value, list):
-            raise _type_problem(f'a list of {length} floating-point numbers', value)
-        if len(value) != length:
-            raise _Problem(f'expected {length} values, got {len(value)}')
-        out = []
-        for index, entry in enumerate(value):
-            try:
-                out.append(item(entry))
-            except _Problem as exc:
-                raise _Problem(f'entry {index}: {exc}') from None
-        return np.array(out, dtype=float)
-    return check
-
-
-def _int(minimum: int | None = None):
-    """Check one integer, optionally ``>= minimum``."""
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _type_problem('an integer', value)
-        if minimum is not None and value < minimum:
-            raise _Problem(f'must be >= {minimum}, got {value}')
-        return value
-    return check
-
-
-def _bool(value):
-    if not isinstance(value, bool):
-        raise _type_problem('true or false', value)
-    return value
-
-
-def _text(choices: tuple[str, ...] | None = None):
-    """Check one string, optionally one of ``choices``."""
-    def check(value):
-        if not isinstance(value, str) or not value:
-            raise _type_problem('a non-empty string', value)
-        if choices is not None and value not in choices:
-            raise _Problem(f'must be one of {list(choices)}, got {value!r}')
-        return value
-    return check
-
-
-def _texts(choices: tuple[str, ...]):
-    """Check a non-empty list of distinct strings from ``choices``."""
-    item = _text(choices)
-
-    def check(value):
-        if not isinstance(value, list) or not value:
-            raise _type_problem('a non-empty list of strings', value)
-        out = []
-        for index, entry in enumerate(value):
-            try:
-                out.append(item(entry))
-            except _Problem as exc:
-                raise _Problem(f'entry {index}: {exc}') from None
-        if len(set(out)) != len(out):
-            raise _Problem(f'entries must be distinct, got {out}')
-        return tuple(out)
-    return check
-
-
-def _distinct_floats(minimum: float):
-    """Check a non-empty list of distinct doubles above ``minimum``; return a tuple."""
-    item = _float(minimum, strict=True)
-
-    def check(value):
-        if not isinstance(value, list) or not value:
-            raise _type_problem('a non-empty list of floating-point numbers', value)
-        out = []
-        for index, entry in enumerate(value):
-            try:
-                out.append(item(entry))
-            except _Problem as exc:
-                raise _Problem(f'entry {index}: {exc}') from None
-        if len(set(out)) != len(out):
-            raise _Problem(f'entries must be distinct, got {out}')
-        return tuple(out)
-    return check
-
-
-@dataclass(frozen=True)
-class _Optional:
-    """A key that may be left out."""
-
-    check: Callable[[Any], Any]
-
-
-_PLANT = {item.name: _float(0.0) for item in fields(QuadParams)}
+_PLANT = {item.name: floating(0.0) for item in fields(QuadParams)}
 _SHARED = {
-    'period_s': _float(0.0, strict=True),
-    'initial_state': _floats(NX),
-    'x_ref': _floats(NX),
-    'u_ref': _floats(NU),
-    'constraints': {'x_lb': _floats(N_SOFT), 'x_ub': _floats(N_SOFT),
-                    'u_min': _float(), 'u_max': _float()},
-    'nominal_model_file': _text(),
+    'period_s': floating(0.0, strict=True),
+    'initial_state': floats(NX),
+    'x_ref': floats(NX),
+    'u_ref': floats(NU),
+    'constraints': {'x_lb': floats(N_SOFT), 'x_ub': floats(N_SOFT),
+                    'u_min': floating(), 'u_max': floating()},
+    'nominal_model_file': text(),
 }
 _SCHEMA = {
     '/**': _SHARED,
-    'quadcopter_simulator': {'integrator': _text(INTEGRATORS), 'substeps': _int(1),
+    'quadcopter_simulator': {'integrator': text(INTEGRATORS), 'substeps': integer(1),
                              'plant': _PLANT},
-    'mpc_controller': {'horizon': _int(1), 'slack_quadratic': _float(0.0),
-                       'slack_linear': _float(0.0)},
+    'mpc_controller': {'horizon': integer(1), 'slack_quadratic': floating(0.0),
+                       'slack_linear': floating(0.0)},
     'hybrid_tuner': {
-        'method': _text(METHODS), 'gamma': _float(0.0, strict=True),
-        'delta': _float(0.0, strict=True), 'iterations': _int(1), 'episode_steps': _int(1),
-        'seed': _int(0),
-        'alpha': {'kind': _text(KINDS), 'scale': _float(0.0, strict=True),
-                  'offset': _float(), 'power': _float(0.0), 'first_k': _int(0)},
-        'eta': {'first_k': _int(0)},
-        'theta_box': {'scale': _float(0.0, strict=True), 'abs_min': _float(0.0, strict=True)},
+        'method': text(METHODS), 'gamma': floating(0.0, strict=True),
+        'delta': floating(0.0, strict=True), 'iterations': integer(1),
+        'episode_steps': integer(1), 'seed': integer(0),
+        'alpha': {'kind': text(KINDS), 'scale': floating(0.0, strict=True),
+                  'offset': floating(), 'power': floating(0.0), 'first_k': integer(0)},
+        'eta': {'first_k': integer(0)},
+        'theta_box': {'scale': floating(0.0, strict=True),
+                      'abs_min': floating(0.0, strict=True)},
         'cost': {
             # theta adds 1e-6 to the diagonals of Q and R; the start Q = Qc must exceed it
-            'qc': _floats(NX, th.EPS, strict=True), 'rc': _floats(NU, th.EPS, strict=True),
-            'terminal_weight': _text(TERMINAL_WEIGHTS), 'pc': _Optional(_floats(NX, 0.0)),
-            'violation_weight': _float(0.0)},
+            'qc': floats(NX, th.EPS, strict=True), 'rc': floats(NU, th.EPS, strict=True),
+            'terminal_weight': text(TERMINAL_WEIGHTS), 'pc': Optional(floats(NX, 0.0)),
+            'violation_weight': floating(0.0)},
     },
     'system_identification': {
-        'trajectories': _int(1), 'held_out': _int(1), 'steps': _int(1), 'seed': _int(0),
-        'input_noise_std': _float(0.0), 'position_spread': _float(0.0),
-        'velocity_spread': _float(0.0), 'attitude_spread': _float(0.0),
-        'rate_spread': _float(0.0), 'prediction_horizon': _int(1), 'affine': _bool},
-    'reproduction': {'methods': _texts(METHODS), 'gammas': _Optional(_distinct_floats(0.0))},
-    'paper': {'citation': _text(), 'hybrid_final_cost': _float(0.0, strict=True),
-              'exact_model_cost': _float(0.0, strict=True)},
+        'trajectories': integer(1), 'held_out': integer(1), 'steps': integer(1),
+        'seed': integer(0), 'input_noise_std': floating(0.0),
+        'position_spread': floating(0.0), 'velocity_spread': floating(0.0),
+        'attitude_spread': floating(0.0), 'rate_spread': floating(0.0),
+        'prediction_horizon': integer(1), 'affine': boolean},
+    'reproduction': {'methods': texts(METHODS), 'gammas': Optional(distinct_floats(0.0))},
+    'paper': {'citation': text(), 'hybrid_final_cost': floating(0.0, strict=True),
+              'exact_model_cost': floating(0.0, strict=True)},
 }
 _OPTIONAL_SECTIONS = ('paper',)
 _NODE_SECTIONS = ('quadcopter_simulator', 'mpc_controller', 'hybrid_tuner')
 
 
-class _File:
-    """Error messages that name the scenario file and the key."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def error(self, section: str, key: str, problem: str) -> ConfigError:
-        name = f'{section}.{key}' if key else section
-        return ConfigError(f'scenario {self.path}: {name}: {problem}')
-
-    def read(self, section: str, data, schema: dict, prefix: str = '') -> dict:
-        """Check ``data`` against ``schema``; return the checked values (nested dicts)."""
-        if not isinstance(data, dict):
-            raise self.error(section, prefix.rstrip('.'),
-                             f'expected a group of keys, got {_what(data)}')
-        for key in data:
-            if key not in schema:
-                raise self.error(section, prefix + str(key), self._unknown(section, key, schema))
-        out = {}
-        for key, spec in schema.items():
-            name = prefix + key
-            if key not in data:
-                if isinstance(spec, _Optional):
-                    continue
-                raise self.error(section, name, 'missing')
-            if isinstance(spec, dict):
-                out[key] = self.read(section, data[key], spec, name + '.')
-                continue
-            check = spec.check if isinstance(spec, _Optional) else spec
-            try:
-                out[key] = check(data[key])
-            except _Problem as exc:
-                raise self.error(section, name, str(exc)) from None
-        return out
-
-    @staticmethod
-    def _unknown(section: str, key, schema: dict) -> str:
-        message = 'unknown key'
-        if isinstance(key, str) and '.' in key:
-            message += (' (a dot separates ROS parameter namespaces; write the group as '
-                        'nested keys)')
-        close = difflib.get_close_matches(str(key), list(schema), n=1)
-        if close:
-            message += f' (did you mean {close[0]!r}?)'
-        if section in _NODE_SECTIONS and key in _SHARED:
-            message += ' (it belongs in the /** section, which every node reads)'
-        elif section in _NODE_SECTIONS and not close:
-            message += (' (a scenario holds the experiment; node runtime settings such as '
-                        "the simulator's clock_mode go in the node's own parameter file)")
-        return message + f'; known keys here: {", ".join(schema)}'
-
-
-def _sections(file: _File, data: dict) -> dict:
-    """Split a parsed ROS parameter file into ``{section: parameters}``, strictly."""
-    out = {}
-    for raw_key, entry in data.items():
-        key = raw_key if raw_key == '/**' else str(raw_key).lstrip('/')
-        if key not in _SCHEMA:
-            close = difflib.get_close_matches(key, list(_SCHEMA), n=1)
-            hint = f' (did you mean {close[0]!r}?)' if close else ''
-            raise file.error(str(raw_key), '', f'unknown section{hint}; a scenario has the '
-                             f'sections {", ".join(_SCHEMA)}')
-        if key in out:
-            raise file.error(str(raw_key), '', 'section given twice')
-        if not isinstance(entry, dict) or set(entry) != {'ros__parameters'}:
-            raise file.error(str(raw_key), '', 'a section of a ROS parameter file holds '
-                             'exactly one key, ros__parameters')
-        out[key] = entry['ros__parameters'] if entry['ros__parameters'] is not None else {}
-    for key in _SCHEMA:
-        if key not in out and key not in _OPTIONAL_SECTIONS:
-            raise file.error(key, '', 'missing section')
-    return out
+def _unknown_key_hint(section: str, key, close: str | None) -> str:
+    """Say where an unknown key of a node section belongs instead."""
+    if section not in _NODE_SECTIONS:
+        return ''
+    if key in _SHARED:
+        return ' (it belongs in the /** section, which every node reads)'
+    if close is None:
+        return (' (a scenario holds the experiment; node runtime settings such as the '
+                "simulator's clock_mode go in the node's own parameter file)")
+    return ''
 
 
 # ------------------------------------------------------------------ the scenario
@@ -551,7 +345,7 @@ def run_name(method: str, gamma: float | None) -> str:
     return f'{method}_g{gamma:g}' if method == 'hybrid' else method
 
 
-def _runs(file: _File, values: dict) -> tuple[Run, ...]:
+def _runs(file: ParameterFile, values: dict) -> tuple[Run, ...]:
     gammas = values.get('gammas')
     if 'hybrid' in values['methods'] and gammas is None:
         raise file.error('reproduction', 'gammas', 'missing (the runs include hybrid)')
@@ -577,7 +371,7 @@ def _resolve_model(name: str) -> str | None:
         return None
 
 
-def _check_plant(file: _File, shared: dict, sim: dict) -> QuadParams:
+def _check_plant(file: ParameterFile, shared: dict, sim: dict) -> QuadParams:
     try:
         params = QuadParams.from_mapping(sim['plant'])
     except ConfigError as exc:
@@ -606,7 +400,7 @@ def _check_plant(file: _File, shared: dict, sim: dict) -> QuadParams:
     return params
 
 
-def _check_box(file: _File, shared: dict) -> None:
+def _check_box(file: ParameterFile, shared: dict) -> None:
     box = shared['constraints']
     if not box['u_min'] < box['u_max']:
         raise file.error('/**', 'constraints.u_min',
@@ -624,7 +418,7 @@ def _check_box(file: _File, shared: dict) -> None:
                          f'box [{box["u_min"]:g}, {box["u_max"]:g}]')
 
 
-def _schedule(file: _File, tuner: dict) -> Schedule:
+def _schedule(file: ParameterFile, tuner: dict) -> Schedule:
     values = tuner['alpha']
     alpha = Schedule(values['kind'], values['scale'], values['offset'], values['power'],
                      values['first_k'])
@@ -637,7 +431,7 @@ def _schedule(file: _File, tuner: dict) -> Schedule:
     return alpha
 
 
-def _cost(file: _File, tuner: dict) -> dict:
+def _cost(file: ParameterFile, tuner: dict) -> dict:
     cost = tuner['cost']
     if cost['terminal_weight'] == 'diagonal' and 'pc' not in cost:
         raise file.error('hybrid_tuner', 'cost.pc', 'missing (terminal_weight is diagonal)')
@@ -647,7 +441,8 @@ def _cost(file: _File, tuner: dict) -> dict:
     return cost
 
 
-def _load_model(file: _File, shared: dict, require: bool) -> tuple[str | None, AffineModel | None]:
+def _load_model(file: ParameterFile, shared: dict,
+                require: bool) -> tuple[str | None, AffineModel | None]:
     name = shared['nominal_model_file']
     path = _resolve_model(name)
     if path is None:
@@ -675,8 +470,8 @@ def load_scenario(path: str | os.PathLike, load_model: bool = True) -> Scenario:
     naming the file, the key and the problem; builds no solver.
     """
     path = os.fspath(path)
-    file = _File(path)
-    sections = _sections(file, load_yaml(path))
+    file = ParameterFile(path, 'scenario', _unknown_key_hint)
+    sections = file.sections(load_yaml(path), tuple(_SCHEMA), _OPTIONAL_SECTIONS)
     values = {name: file.read(name, data, _SCHEMA[name]) for name, data in sections.items()}
     shared, sim, tuner = values['/**'], values['quadcopter_simulator'], values['hybrid_tuner']
     _check_box(file, shared)
