@@ -41,6 +41,8 @@ def test_the_default_is_the_arxiv_scenario_and_names_resolve():
     assert os.path.samefile(resolve_scenario_path('l4dc2026.yaml'), scenario_path('l4dc2026'))
     with pytest.raises(ConfigError, match='mismatch_example.yaml'):
         resolve_scenario_path('no_such_scenario')
+    with pytest.raises(ConfigError, match='not found'):     # a path is never a name
+        resolve_scenario_path(os.path.join('elsewhere', 'l4dc2026.yaml'))
 
 
 def test_the_arxiv_scenario_is_the_packages_first_reproduction():

@@ -72,17 +72,17 @@ def resolve_scenario_path(name_or_path: str | os.PathLike | None) -> str:
     """
     if name_or_path is None:
         return default_scenario_path()
-    text = os.fspath(name_or_path)
-    if os.path.isfile(text):
-        return text
-    name = os.path.basename(text)
-    candidates = [name] if name.endswith('.yaml') else [name + '.yaml', name]
-    for candidate in candidates:
-        try:
-            return paths.config_file(os.path.join(SCENARIO_DIR, candidate))
-        except FileNotFoundError:
-            continue
-    raise ConfigError(f'scenario file not found: {text} (neither a file nor a scenario in '
+    given = os.fspath(name_or_path)
+    if os.path.isfile(given):
+        return given
+    if os.path.basename(given) == given:            # a bare name: look among the shipped
+        candidates = [given] if given.endswith('.yaml') else [given + '.yaml', given]
+        for candidate in candidates:
+            try:
+                return paths.config_file(os.path.join(SCENARIO_DIR, candidate))
+            except FileNotFoundError:
+                continue
+    raise ConfigError(f'scenario file not found: {given} (neither a file nor a scenario in '
                       f'config/{SCENARIO_DIR}: {", ".join(shipped_scenarios())})')
 
 
@@ -236,7 +236,7 @@ class Scenario:
         return self.model
 
     def nominal_model_output(self) -> str:
-        """Where ``hybrid-mpc identify`` writes this scenario's model by default.
+        """Return where ``hybrid-mpc identify`` writes this scenario's model by default.
 
         An absolute ``nominal_model_file`` as it is; a relative one in the checkout's
         ``config/`` directory (where the shipped models live).
