@@ -59,10 +59,9 @@ def overwrite_problem(path: str, scenario: Scenario, **overrides) -> str:
         return ''
     owner = (f"scenario {header['scenario']!r}" if header.get('scenario')
              else 'another identification')
-    return (f'{path} holds the nominal model of {owner}, identified with another '
-            f'{", ".join(differing)} than scenario {scenario.name!r} uses; pass --out to '
-            'write this model elsewhere (and name that file in the scenario\'s '
-            'nominal_model_file)')
+    return (f'{path} holds the nominal model of {owner}: its {" and ".join(differing)} '
+            f'differ from those of scenario {scenario.name!r}; pass --out to write this '
+            "model elsewhere (and name that file in the scenario's nominal_model_file)")
 
 
 def main(scenario: str | None = None, out: str | None = None, seed: int | None = None,
