@@ -16,6 +16,7 @@ setup(
         ('share/' + PACKAGE, ['package.xml']),
         (os.path.join('share', PACKAGE, 'launch'), glob('launch/*.launch.py')),
         (os.path.join('share', PACKAGE, 'config'), glob('config/*.yaml') + glob('config/*.npz')),
+        (os.path.join('share', PACKAGE, 'config', 'scenarios'), glob('config/scenarios/*.yaml')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,

@@ -22,11 +22,13 @@ need "$prefix/share/ament_index/resource_index/packages/hybrid_mpc_ros"
 need "$prefix/share/hybrid_mpc_ros/package.xml"
 for f in "$here"/launch/*.launch.py; do need "$prefix/share/hybrid_mpc_ros/launch/$(basename "$f")"; done
 for f in "$here"/config/*.yaml "$here"/config/*.npz; do need "$prefix/share/hybrid_mpc_ros/config/$(basename "$f")"; done
+for f in "$here"/config/scenarios/*.yaml; do need "$prefix/share/hybrid_mpc_ros/config/scenarios/$(basename "$f")"; done
 # what `ros2 run hybrid_mpc_ros hybrid-mpc --help` would execute, with the workspace sourced
 ( set +u; . "$ws/install/setup.sh"; "$prefix/lib/hybrid_mpc_ros/hybrid-mpc" --help > "$ws/help.txt" ) \
   && echo "ok       lib/hybrid_mpc_ros/hybrid-mpc --help runs from the colcon install" \
   || { echo "FAILED   hybrid-mpc --help from the colcon install"; cat "$ws/help.txt"; fail=1; }
-# the installed tool finds the shipped nominal model through the ament index and runs the MPC
+# the installed tool finds the default scenario and its nominal model through the ament index
+# and runs the MPC
 ( set +u; . "$ws/install/setup.sh"; cd "$ws"; "$prefix/lib/hybrid_mpc_ros/hybrid-mpc" bench mpc \
     --steps 20 --fd-steps 1 > "$ws/bench.txt" 2>&1 ) \
   && echo "ok       lib/hybrid_mpc_ros/hybrid-mpc bench mpc runs from the colcon install" \

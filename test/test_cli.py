@@ -11,15 +11,13 @@ import sys
 
 import numpy as np
 import pytest
+from scenario_setup import scenario
 
 from hybrid_mpc_ros.tools.cli import build_parser, strip_ros_args
-from hybrid_mpc_ros.core.model.lqr import LQRController
 from hybrid_mpc_ros.tools.processes import ros_env
-from hybrid_mpc_ros.core.model.quadcopter import Quadcopter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(os.path.dirname(sys.executable), 'hybrid-mpc')
-TARGET = (-6.0, -3.5, 0.0)
 
 
 def run_cli(*args, timeout=120):
@@ -47,6 +45,9 @@ def test_help_lists_subcommands():
 def test_parser_and_ros_args_stripping():
     args = build_parser().parse_args(['demo', '--seconds', '3', '--target', '1', '2', '3'])
     assert args.seconds == 3.0 and args.target == [1.0, 2.0, 3.0] and not args.realtime
+    assert args.scenario is None      # the default scenario
+    args = build_parser().parse_args(['reproduce', '--scenario', 'l4dc2026', '--runs', 'x'])
+    assert args.scenario == 'l4dc2026' and args.iterations is None and args.runs == ['x']
     args = build_parser().parse_args(['bench', 'sim', '--steps', '10'])
     assert args.target == 'sim' and args.steps == 10
     assert strip_ros_args(['demo', '--ros-args', '-r', '__node:=x', '--', '--realtime']) == [
@@ -68,16 +69,36 @@ def test_demo_reproduces_the_offline_closed_loop():
     assert summary['steps_per_wall_s'] > 0
     # progress: one line per simulated second, 0 to 3
     assert sum(line.startswith('t=') for line in result.stdout.splitlines()) == 4
-    quad = Quadcopter(dt=0.1, substeps=4)
-    controller = LQRController(quad, target_position=TARGET)
-    x = quad.hover_state()
+    # the default scenario flown offline by the same LQR (the node's weights are Qc, Rc)
+    default = scenario()
+    controller = default.lqr()
+    x = default.x0.copy()
     for _ in range(30):
-        x = quad.step(x, controller.command(x))
+        x = controller.quad.step(x, controller.command(x))
+    target = default.x_ref[0:3]
     # (a tolerance, not exact: a lockstep re-publish racing the first command can repeat it)
     np.testing.assert_allclose(summary['final_position'], x[0:3], atol=0.02)
-    expected_error = np.linalg.norm(x[0:3] - np.array(TARGET))
+    expected_error = np.linalg.norm(x[0:3] - target)
     assert summary['final_error_m'] == pytest.approx(expected_error, abs=0.02)
-    assert summary['initial_error_m'] == pytest.approx(np.hypot(6.0, 3.5), abs=1e-6)
+    initial_error = np.linalg.norm(default.x0[0:3] - target)
+    assert summary['initial_error_m'] == pytest.approx(initial_error, abs=1e-6)
+    assert summary['target'] == target.tolist()
+
+
+def test_a_bad_scenario_file_is_one_line_naming_file_and_key(tmp_path):
+    bad = tmp_path / 'bad.yaml'
+    text = open(scenario().path).read().replace('horizon: 12', 'horizn: 12')
+    bad.write_text(text)
+    commands = (('reproduce', '--iterations', '1'),
+                ('identify', '--out', str(tmp_path / 'm.npz')))
+    for command in commands:
+        result = run_cli(*command, '--scenario', str(bad))
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(bad) in lines[0]
+        assert 'mpc_controller.horizn: unknown key' in lines[0]
+    result = run_cli('reproduce', '--scenario', 'no_such_scenario')
+    assert result.returncode == 2 and 'arxiv_v1.yaml' in result.stderr
 
 
 def test_bench_sim_reports_both_rates():

@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.learning.episode import (EpisodeBuilder, EpisodeRejected,
                                                   EpisodeRecord, rollout)
 from hybrid_mpc_ros.core.learning.samples import SensitivitySample, Stamp
-from hybrid_mpc_ros.core.model.nominal_model import AffineModel
-from hybrid_mpc_ros.core.model.quadcopter import NU, NX, Quadcopter
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX
 from hybrid_mpc_ros.core.mpc import theta as th
+from scenario_setup import scenario
 
 PERIOD_S = 0.1
 PERIOD_NS = 100_000_000
@@ -217,13 +216,14 @@ def _plain_rollout(plant_step, policy, x0, steps):
 
 
 def test_rollout_through_the_builder_is_bit_identical_to_the_plain_loop():
-    from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy
-    model = AffineModel.load(paths.config_file('nominal_model.npz'))
-    plant = Quadcopter(dt=model.dt)
+    from dataclasses import replace
+    chosen = scenario()
+    plant = chosen.plant()
     # a starved QP solver fails at most steps: the failure path is compared too
-    for policy in (MPCPolicy(model), MPCPolicy(model, MPCConfig(qp_iter_max=10))):
-        built = rollout(plant.step, policy, plant.hover_state(), 40)
-        plain = _plain_rollout(plant.step, policy, plant.hover_state(), 40)
+    starved = replace(chosen.mpc_config, qp_iter_max=10)
+    for policy in (chosen.policy(), chosen.policy(config=starved)):
+        built = rollout(plant.step, policy, chosen.x0, 40)
+        plain = _plain_rollout(plant.step, policy, chosen.x0, 40)
         assert 0 <= built.failures < 40
         for name in ('x', 'u', 'du_dx', 'du_dtheta', 'status', 'theta'):
             assert np.array_equal(getattr(built, name), getattr(plain, name)), name

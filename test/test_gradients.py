@@ -1,14 +1,15 @@
 """Closed-loop cost, model-based and zeroth-order gradients, schedules (no ROS)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from scenario_setup import scenario, tuning_setup
 
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.learning.episode import rollout
 from hybrid_mpc_ros.core.learning.gradients import (hybrid_direction, model_based_gradient,
                                                     sample_unit_sphere, zeroth_order_gradient)
-from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
-from hybrid_mpc_ros.tools.reproduce import paper_setup
 from hybrid_mpc_ros.core.learning.schedules import check_conditions, eta_schedule, Schedule
 
 STEPS = 40
@@ -16,11 +17,12 @@ STEPS = 40
 
 @pytest.fixture(scope='module')
 def setup():
-    return paper_setup()
+    return tuning_setup()
 
 
 def test_cost_parts_on_a_hand_made_trajectory():
-    cost = ClosedLoopCost(np.zeros(12), np.zeros(4))
+    """The arXiv scenario's weights: Qc, Rc, Pc diagonals, penalty 300, box of the MPC."""
+    cost = replace(scenario().cost(), x_ref=np.zeros(12), u_ref=np.zeros(4))
     x = np.zeros((3, 12))
     x[0, 0] = 1.0                       # stage: Qc[0] = 1
     x[2, 6] = 1.0                       # terminal roll: Pc[6] = 1000, and 1 - pi/4 outside X
@@ -30,10 +32,32 @@ def test_cost_parts_on_a_hand_made_trajectory():
     assert violation == pytest.approx(300.0 * (1.0 - np.pi / 4))
 
 
+def test_matrix_terminal_weight_and_its_gradient():
+    """The published scenario's terminal weight is the DARE solution, a full matrix."""
+    published = scenario('l4dc2026')
+    cost = published.cost()
+    assert cost.pc.shape == (12, 12) and np.allclose(cost.pc, cost.pc.T)
+    assert cost.violation_weight == 1e4
+    rng = np.random.default_rng(4)
+    x = cost.x_ref + 0.1 * rng.normal(size=(4, 12))
+    u = cost.u_ref + rng.normal(size=(3, 4))
+    dx = x[-1] - cost.x_ref
+    stage = np.sum((x[:-1] - cost.x_ref) ** 2 * cost.qc) + np.sum((u - cost.u_ref) ** 2 * cost.rc)
+    tracking, _ = cost.parts(x, u)
+    assert tracking == pytest.approx(stage + dx @ cost.pc @ dx, rel=1e-12)
+    gx, _ = cost.gradients(x, u)
+    h = 1e-6
+    for i in range(12):
+        e = np.zeros_like(x)
+        e[-1, i] = h
+        numeric = (sum(cost.parts(x + e, u)) - sum(cost.parts(x - e, u))) / (2 * h)
+        assert gx[-1, i] == pytest.approx(numeric, rel=1e-6, abs=1e-6)
+
+
 def test_rollout_reruns_bit_for_bit(setup):
     _, policy, plant, _ = setup
-    first = rollout(plant.step, policy, plant.hover_state(), STEPS)
-    again = rollout(plant.step, policy, plant.hover_state(), STEPS)
+    first = rollout(plant.step, policy, scenario().x0, STEPS)
+    again = rollout(plant.step, policy, scenario().x0, STEPS)
     first.validate()
     assert np.array_equal(first.x, again.x) and np.array_equal(first.du_dtheta, again.du_dtheta)
 
@@ -42,7 +66,7 @@ def test_model_based_gradient_with_the_exact_model_matches_finite_differences(se
     """g = f (the plant's own Jacobians): J_C is the exact gradient of C(theta)."""
     _, policy, plant, cost = setup
     theta0 = policy.theta.copy()
-    x0 = plant.hover_state()
+    x0 = scenario().x0
     record = rollout(plant.step, policy, x0, STEPS)
     assert record.failures == 0
     exact = model_based_gradient(record, cost, plant.jacobians)
@@ -67,7 +91,7 @@ def test_model_based_gradient_with_the_exact_model_matches_finite_differences(se
 
 def test_nominal_model_gradient_is_close_but_not_exact(setup):
     model, policy, plant, cost = setup
-    record = rollout(plant.step, policy, plant.hover_state(), STEPS)
+    record = rollout(plant.step, policy, scenario().x0, STEPS)
     exact = model_based_gradient(record, cost, plant.jacobians)
     nominal = model_based_gradient(record, cost, model.jacobians)
     rel = np.linalg.norm(nominal - exact) / np.linalg.norm(exact)
@@ -124,17 +148,30 @@ def test_hybrid_direction_mixes_and_skips():
 
 
 def test_schedules_meet_the_convergence_conditions_where_they_should():
-    alpha = Schedule()
+    alpha = scenario().tuning.alpha          # arXiv v1, read as 5e-5 (log k + 2)/(k+1)^0.75
     assert alpha(1) == pytest.approx(5e-5 * 2 / 2 ** 0.75)
     for gamma in (0.5, 0.75):
-        assert all(check_conditions(alpha, eta_schedule(gamma)).values())
+        assert all(check_conditions(alpha, eta_schedule(1, gamma)).values())
     # gamma = 0.25: alpha eta ~ log(k)/k, whose sum diverges (the boundary case)
-    assert not check_conditions(alpha, eta_schedule(0.25))['sum_alpha_eta_converges']
+    assert not check_conditions(alpha, eta_schedule(1, 0.25))['sum_alpha_eta_converges']
     # eta = 1 (pure model-based) never discards the model; eta = 0 trivially does
-    assert not check_conditions(alpha, eta_schedule(constant=1.0))['sum_alpha_eta_converges']
-    assert all(check_conditions(alpha, eta_schedule(constant=0.0)).values())
+    assert not check_conditions(alpha, eta_schedule(1, constant=1.0))['sum_alpha_eta_converges']
+    assert all(check_conditions(alpha, eta_schedule(1, constant=0.0)).values())
     # the spec's formula read literally does not let alpha decay
-    literal = check_conditions(Schedule('literal'), eta_schedule(0.5))
+    literal = check_conditions(replace(alpha, kind='literal'), eta_schedule(1, 0.5))
     assert not literal['sum_alpha_sq_converges']
-    assert not check_conditions(Schedule('constant', scale=1e-3),
-                                eta_schedule(0.5))['sum_alpha_sq_converges']
+    constant = Schedule('constant', scale=1e-3, offset=0.0, power=0.0, first_k=1)
+    assert not check_conditions(constant, eta_schedule(1, 0.5))['sum_alpha_sq_converges']
+
+
+def test_published_schedules_count_k_from_zero():
+    """alpha_k = 2e-4 log(k+2)/(k+1)^0.8, eta_k = 1/(k+1)^gamma; iteration 1 is k = 0."""
+    config = scenario('l4dc2026').tuning_config(gamma=0.5)
+    alpha, eta = config.alpha, config.eta()
+    assert alpha(1) == pytest.approx(2e-4 * np.log(2.0))
+    assert alpha(5) == pytest.approx(2e-4 * np.log(6.0) / 5.0 ** 0.8)
+    assert eta(1) == 1.0 and eta(4) == pytest.approx(1.0 / 2.0)
+    # the arXiv scenario keeps k = 1, 2, ...: iteration 1 has eta = 1/sqrt(2)
+    assert scenario().tuning_config(gamma=0.5).eta()(1) == pytest.approx(2 ** -0.5)
+    for gamma in (0.5, 0.75):
+        assert all(check_conditions(alpha, eta_schedule(0, gamma)).values())

@@ -15,34 +15,39 @@ import casadi as ca
 from mpc_checks import assert_theta_is_runtime_data
 import numpy as np
 import pytest
+from scenario_setup import scenario
 
 from hybrid_mpc_ros.core.mpc import acados_env
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.mpc.policy import finite_difference_sensitivities
-from hybrid_mpc_ros.core.mpc.nonlinear import (formulation_description, NonlinearMPCConfig,
-                                               NonlinearMPCPolicy)
-from hybrid_mpc_ros.core.model.quadcopter import NU, NX, Quadcopter, QuadParams
+from hybrid_mpc_ros.core.mpc.nonlinear import formulation_description, NonlinearMPCConfig
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX, QuadParams
 from hybrid_mpc_ros.core.mpc.reference_qp import solve_reference
 
 EPISODE = 200
-CONVERGED = NonlinearMPCConfig(rti_iterations=100, rti_tol=1e-9)   # same compiled solver
+CONVERGED = {'rti_iterations': 100, 'rti_tol': 1e-9}   # same compiled solver
+
+
+def nonlinear_policy(**overrides):
+    """The nonlinear MPC of the default scenario, nominal constants = the plant's."""
+    return scenario().nonlinear_policy(**overrides)
 
 
 @pytest.fixture(scope='module')
 def plant():
-    return Quadcopter()
+    return scenario().plant()
 
 
 @pytest.fixture(scope='module')
 def policy():
-    return NonlinearMPCPolicy()
+    return nonlinear_policy()
 
 
 @pytest.fixture(scope='module')
 def episode(plant):
     """One closed-loop episode from hover at the origin, one RTI iteration per step."""
-    pol = NonlinearMPCPolicy()
+    pol = nonlinear_policy()
     x = plant.hover_state()
     states, inputs, solve_s, ok = [x], [], [], True
     for _ in range(EPISODE):
@@ -76,7 +81,7 @@ def test_closed_loop_from_hover_reaches_the_target(episode):
 
 def test_qp_of_last_iteration_is_the_nominal_linearisation(plant):
     """acados' QP data equal the model's Jacobians at the iterate; quadprog solves it alike."""
-    pol = NonlinearMPCPolicy()
+    pol = nonlinear_policy()
     model, horizon = pol.model, pol.config.horizon
     check_at = {0, 1, 2, 3, 5, 8, 10, 15, 20, 40}
     x = plant.hover_state()
@@ -116,7 +121,7 @@ def test_qp_of_last_iteration_is_the_nominal_linearisation(plant):
 
 def test_sensitivities_are_exact_for_the_linearised_qp(episode):
     """Against central differences of the frozen QP (quadprog), states and theta directions."""
-    pol = NonlinearMPCPolicy()
+    pol = nonlinear_policy()
     rng = np.random.default_rng(7)
     h = 1e-5
     worst = 0.0
@@ -214,12 +219,12 @@ def test_converged_sensitivities_against_finite_differences(episode, exact_hessi
     vehicle settles (the multipliers go to zero). The tolerance is that measured gap with
     some room, not a numerical tolerance.
     """
-    pol = NonlinearMPCPolicy(config=CONVERGED)
+    pol = nonlinear_policy(**CONVERGED)
     rows = []
     for t in (6, 20, 30, 45):
         x = episode['x'][t]
         sol = pol.solve(x)
-        assert sol.ok and pol.rti_last_step <= CONVERGED.rti_tol
+        assert sol.ok and pol.rti_last_step <= CONVERGED['rti_tol']
         du_dx, du_dtheta = pol.sensitivities()
         assert du_dx.shape == (NU, NX) and du_dtheta.shape == (NU, th.N_THETA)
         kinks = pol.active_set().kinks.size
@@ -241,41 +246,41 @@ def test_converged_sensitivities_against_finite_differences(episode, exact_hessi
 
 
 def test_rti_iterations_converge_from_the_shifted_guess(episode):
-    pol = NonlinearMPCPolicy(config=CONVERGED)
-    one = NonlinearMPCPolicy()
+    pol = nonlinear_policy(**CONVERGED)
+    one = nonlinear_policy()
     steps_run = []
     for t in range(15):
         x = episode['x'][t]
         sol, sol_one = pol.solve(x), one.solve(x)
         assert sol.ok and sol_one.ok
-        assert pol.rti_last_step <= CONVERGED.rti_tol
+        assert pol.rti_last_step <= CONVERGED['rti_tol']
         assert one.rti_iterations_done == 1
         steps_run.append(pol.rti_iterations_done)
     print(f'RTI iterations to a 1e-9 rad/s plan change: {steps_run}; '
           f'last step of the single iteration {one.rti_last_step:.1e} rad/s')
-    assert 1 < max(steps_run) < CONVERGED.rti_iterations
+    assert 1 < max(steps_run) < CONVERGED['rti_iterations']
     assert np.max(np.abs(pol.plan() - one.plan())) > 1e-3     # one iteration is not converged
 
 
 def test_nominal_constants_are_part_of_the_cache_key(policy):
-    cfg = policy.config
-    base = acados_env.formulation_key(formulation_description(QuadParams(), cfg))
+    cfg, params = policy.config, policy.params
+    base = acados_env.formulation_key(formulation_description(params, cfg))
     assert policy.formulation_key() == base
     keys = {base}
     for item in fields(QuadParams):
-        value = getattr(QuadParams(), item.name)
-        changed = replace(QuadParams(), **{item.name: value * 1.01 + 1e-3})
+        value = getattr(params, item.name)
+        changed = replace(params, **{item.name: value * 1.01 + 1e-3})
         keys.add(acados_env.formulation_key(formulation_description(changed, cfg)))
     assert len(keys) == 1 + len(fields(QuadParams))
     for runtime in (replace(cfg, rti_iterations=7), replace(cfg, rti_tol=1e-6)):
-        assert acados_env.formulation_key(formulation_description(QuadParams(), runtime)) == base
+        assert acados_env.formulation_key(formulation_description(params, runtime)) == base
     for compiled in (replace(cfg, substeps=2), replace(cfg, horizon=10)):
-        assert acados_env.formulation_key(formulation_description(QuadParams(), compiled)) != base
+        assert acados_env.formulation_key(formulation_description(params, compiled)) != base
 
 
 def test_cached_build_is_fast_and_theta_is_runtime_data(policy):
     start = time.perf_counter()
-    again = NonlinearMPCPolicy(config=NonlinearMPCConfig(rti_iterations=3))
+    again = nonlinear_policy(rti_iterations=3)
     build_s = time.perf_counter() - start
     print(f'cached build {build_s * 1e3:.0f} ms')
     assert build_s < 0.5
@@ -292,13 +297,15 @@ def test_bad_state_is_reported_and_the_next_solve_starts_cold(policy, plant):
     assert policy.solve(x).ok
     xs, us = policy.linearisation_point()
     np.testing.assert_array_equal(xs, np.tile(x, (policy.config.horizon + 1, 1)))
-    np.testing.assert_allclose(us, policy.config.u_offset)
+    np.testing.assert_allclose(us, np.broadcast_to(policy.config.u_offset, us.shape))
 
 
 def test_configuration_errors():
+    base = scenario().mpc_config
     with pytest.raises(ConfigError, match='rti_iterations'):
-        NonlinearMPCConfig(rti_iterations=0)
+        NonlinearMPCConfig.from_config(base, rti_iterations=0)
     with pytest.raises(ConfigError, match='substeps'):
-        NonlinearMPCConfig(substeps=0)
+        NonlinearMPCConfig.from_config(base, substeps=0)
+    params = scenario().plant_params
     with pytest.raises(ConfigError, match='hover'):   # 10 % heavier: hover above 630 rad/s
-        NonlinearMPCPolicy(replace(QuadParams(), mass=0.468 * 1.1))
+        scenario().nonlinear_policy(replace(params, mass=params.mass * 1.1))

@@ -1,18 +1,19 @@
 """The acados MPC policy and its sensitivities, against finite differences and quadprog."""
 
 import dataclasses
+from dataclasses import replace
 import time
 
 from mpc_checks import assert_theta_is_runtime_data
 import numpy as np
 import pytest
+from scenario_setup import scenario
 
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.condensed_qp import CondensedQP, condense
-from hybrid_mpc_ros.core.mpc.policy import (finite_difference_sensitivities, MPCConfig,
-                                            MPCPolicy, SOFT_IDX)
+from hybrid_mpc_ros.core.mpc.policy import finite_difference_sensitivities, SOFT_IDX
 from hybrid_mpc_ros.core.model.nominal_model import linearised_model
-from hybrid_mpc_ros.core.model.quadcopter import NU, NX, Quadcopter
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX
 from hybrid_mpc_ros.core.mpc.reference_qp import solve_reference
 
 N_POINTS = 50
@@ -20,7 +21,8 @@ N_POINTS = 50
 
 @pytest.fixture(scope='module')
 def policy():
-    return MPCPolicy(linearised_model(Quadcopter()))
+    # the default scenario's MPC on the plant linearised at hover
+    return scenario().policy(model=linearised_model(scenario().plant()))
 
 
 def _random_point(rng, policy, theta0):
@@ -120,7 +122,7 @@ def test_weakly_active_bound_follows_the_documented_rule(policy):
 
 def test_cached_solver_builds_fast_and_theta_is_runtime_data(policy):
     start = time.perf_counter()
-    again = MPCPolicy(policy.model)
+    again = scenario().policy(model=policy.model)
     assert time.perf_counter() - start < 0.5
     assert_theta_is_runtime_data(again)
 
@@ -128,7 +130,8 @@ def test_cached_solver_builds_fast_and_theta_is_runtime_data(policy):
 def test_bad_state_and_bad_theta_are_reported_not_used(policy):
     sol = policy.solve(np.full(NX, np.nan))
     assert not sol.ok and 'non-finite' in sol.message
-    assert np.all(np.isfinite(sol.u)) and np.all((sol.u >= 0) & (sol.u <= 630))
+    cfg = policy.config
+    assert np.all(np.isfinite(sol.u)) and np.all((sol.u >= cfg.u_min) & (sol.u <= cfg.u_max))
     with pytest.raises(RuntimeError):
         policy.sensitivities()
     before = policy.theta.copy()
@@ -140,10 +143,12 @@ def test_bad_state_and_bad_theta_are_reported_not_used(policy):
 
 
 def test_solver_failure_is_a_status_not_a_garbage_input(policy):
-    starved = MPCPolicy(policy.model, MPCConfig(qp_iter_max=2))
+    starved = scenario().policy(model=policy.model,
+                                config=replace(policy.config, qp_iter_max=2))
     sol = starved.solve(policy.x_ref + np.concatenate([np.full(6, 1.0), np.zeros(6)]))
     assert not sol.ok and sol.status == 4 and 'HPIPM' in sol.message
-    np.testing.assert_array_equal(sol.u, np.clip(starved.u_ref, 0.0, 630.0))
+    bounds = (starved.config.u_min, starved.config.u_max)
+    np.testing.assert_array_equal(sol.u, np.clip(starved.u_ref, *bounds))
     with pytest.raises(RuntimeError):
         starved.sensitivities()
 

@@ -125,3 +125,20 @@ def test_bad_plant_constants_are_rejected_clearly(tmp_path):
         QuadParams.from_yaml(tmp_path / 'missing.yaml')
     with pytest.raises(ConfigError, match='sampling period'):
         Quadcopter(dt=0.0)
+
+
+def test_forward_euler_is_one_explicit_step_per_substep(quad):
+    """integrator='euler': x+ = x + dt f(x, u) per sub-step; many sub-steps approach RK4."""
+    euler = Quadcopter(quad.params, dt=0.1, substeps=1, integrator='euler')
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-2, 2, 3), rng.uniform(-1, 1, 3),
+                        rng.uniform(-0.5, 0.5, 3), rng.uniform(-0.3, 0.3, 3)])
+    u = rng.uniform(550.0, 630.0, NU)
+    np.testing.assert_allclose(euler.step(x, u), x + 0.1 * quad.f(x, u), rtol=0, atol=1e-14)
+    jx, _ = euler.jacobians(x, u)
+    np.testing.assert_allclose(jx[0:3, 3:6], 0.1 * np.eye(3), atol=1e-15)   # p+ = p + dt v
+    fine = Quadcopter(quad.params, dt=0.1, substeps=1000, integrator='euler')
+    assert np.max(np.abs(fine.step(x, u) - quad.step(x, u))) < 1e-3
+    assert np.max(np.abs(euler.step(x, u) - quad.step(x, u))) > 1e-3
+    with pytest.raises(ConfigError, match='integrator'):
+        Quadcopter(quad.params, dt=0.1, substeps=1, integrator='midpoint')

@@ -11,11 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import ConfigError
-from hybrid_mpc_ros.core.model.nominal_model import AffineModel
-from hybrid_mpc_ros.core.mpc.policy import MPCPolicy
 from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
+from scenario_setup import scenario
 
 SAFETY = SafetyConfig(odom_timeout_s=0.3, max_plan_steps=2, failsafe_thrust_fraction=0.81)
 U_MIN, U_MAX = 0.0, 630.0
@@ -23,7 +21,7 @@ U_MIN, U_MAX = 0.0, 630.0
 
 @pytest.fixture(scope='module')
 def policy():
-    return MPCPolicy(AffineModel.load(paths.config_file('nominal_model.npz')))
+    return scenario().policy()
 
 
 @pytest.fixture

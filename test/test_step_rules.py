@@ -8,7 +8,7 @@ import pytest
 from hybrid_mpc_ros.core.learning.schedules import Schedule, series_behaviour
 from hybrid_mpc_ros.core.learning.step_rules import SafetyGuard, ScaleFreeSteps, ScheduleSteps
 
-SHAPE = Schedule('paper_alpha', scale=5e-5, offset=2.0, power=0.75)
+SHAPE = Schedule('log_plus_offset', scale=5e-5, offset=2.0, power=0.75, first_k=1)
 
 
 def _directions(seed, count, dim=6):
@@ -46,7 +46,8 @@ def test_scale_free_steps_descend_to_the_minimum_of_a_quadratic():
     # f(theta) = 1/2 |theta - optimum|^2 in a box, exact gradients: the answer is known
     optimum = np.array([1.0, -2.0, 0.5, 3.0])
     theta = np.zeros(4)
-    rule = ScaleFreeSteps(0.5, Schedule('power', scale=1.0, power=0.6), warmup=1, cap=1.0)
+    shape = Schedule('power', scale=1.0, offset=0.0, power=0.6, first_k=1)
+    rule = ScaleFreeSteps(0.5, shape, warmup=1, cap=1.0)
     for k in range(1, 3001):
         step, _ = rule(k, theta - optimum)
         theta = np.clip(theta - step, -5.0, 5.0)
@@ -70,7 +71,8 @@ def test_the_effective_steps_keep_the_convergence_conditions():
 
 
 def test_shrink_halves_the_steps_a_bounded_number_of_times():
-    for rule in (ScaleFreeSteps(0.1, SHAPE, max_shrinks=2), ScheduleSteps(SHAPE, max_shrinks=2)):
+    for rule in (ScaleFreeSteps(0.1, SHAPE, max_shrinks=2),
+                 ScheduleSteps(SHAPE, max_shrinks=2)):
         direction = np.ones(3)
         before = np.linalg.norm(rule(1, direction)[0])
         assert rule.shrink() and rule.shrink() and not rule.shrink()

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scenario_setup import scenario
 import scipy.linalg
 
 from hybrid_mpc_ros.core.mpc import theta as th
@@ -30,19 +31,20 @@ def test_weights_map_and_inverse():
 
 
 def test_initial_theta_is_the_papers():
+    qc, rc = scenario().qc, scenario().rc
     model = linearised_model(Quadcopter())
-    theta = th.initial_theta(model.A, model.B)
+    theta = th.initial_theta(model.A, model.B, qc, rc)
     q_mat, r_mat, p_mat = th.weights(theta)
-    np.testing.assert_allclose(np.diag(q_mat), th.QC_DIAG)
-    np.testing.assert_allclose(np.diag(r_mat), th.RC_DIAG)
-    dare = scipy.linalg.solve_discrete_are(model.A, model.B, np.diag(th.QC_DIAG),
-                                           np.diag(th.RC_DIAG))
+    np.testing.assert_allclose(np.diag(q_mat), qc)
+    np.testing.assert_allclose(np.diag(r_mat), rc)
+    dare = scipy.linalg.solve_discrete_are(model.A, model.B, np.diag(qc), np.diag(rc))
     np.testing.assert_allclose(p_mat, dare, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(th.dare_weight(model.A, model.B, qc, rc), dare, rtol=1e-12)
 
 
 def test_box_projection():
     theta0 = np.linspace(-1, 1, th.N_THETA)
-    box = th.default_box(theta0)
+    box = th.default_box(theta0, scale=10.0, abs_min=1.0)
     assert box.contains(theta0)
     far = theta0 * 100 + 50
     projected = box.project(far)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hybrid_mpc_ros.core.mpc import theta as th
+from scenario_setup import scenario
 
 
 @pytest.fixture
@@ -78,7 +79,8 @@ def test_validation_is_separate_from_applying(theta):
 
 def test_the_controller_accepts_a_perturbation_just_outside_the_theta_box(theta):
     """theta + delta v can leave the box by delta; only the tuner projects onto it."""
-    box = th.default_box(theta)
+    tuning = scenario().tuning
+    box = th.default_box(theta, tuning.box_scale, tuning.box_abs_min)
     edge = box.upper.copy()
     perturbed = edge + 1e-4 * np.ones(th.N_THETA) / np.sqrt(th.N_THETA)
     assert not box.contains(perturbed)
@@ -87,7 +89,9 @@ def test_the_controller_accepts_a_perturbation_just_outside_the_theta_box(theta)
 
 def test_limit_is_well_above_the_default_box_and_configurable():
     theta0 = np.full(th.N_THETA, 9.0)            # the DARE start's largest entry is ~9
-    assert th.default_box(theta0).upper.max() * 3 <= th.MAX_ABS_ENTRY
+    tuning = scenario().tuning
+    assert th.default_box(theta0, tuning.box_scale, tuning.box_abs_min).upper.max() * 3 <= \
+        th.MAX_ABS_ENTRY
     values = {'theta.p_R': [50.0] * 4}
     assert th.validate_parameters(values) == ''
     assert 'magnitude limit 10' in th.validate_parameters(values, max_abs=10.0)

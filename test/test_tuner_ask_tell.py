@@ -6,23 +6,15 @@ import os
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.learning import tuning
-from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
-from hybrid_mpc_ros.core.model.nominal_model import AffineModel
-from hybrid_mpc_ros.core.model.quadcopter import Quadcopter
-from hybrid_mpc_ros.core.mpc.policy import default_reference, MPCPolicy
+from scenario_setup import scenario, tuning_setup
 
 STEPS = 12
 
 
 @pytest.fixture(scope='module')
 def setup():
-    model = AffineModel.load(paths.config_file('nominal_model.npz'))
-    policy = MPCPolicy(model)
-    plant = Quadcopter(dt=model.dt)
-    lb, ub = policy.config.state_box()
-    cost = ClosedLoopCost(*default_reference(), x_lb=lb, x_ub=ub)
+    model, policy, plant, cost = tuning_setup()
     episodes = tuning.simulated_episodes(plant.step, policy, plant.hover_state(), STEPS)
     return model, policy.theta.copy(), episodes, cost
 
@@ -30,7 +22,7 @@ def setup():
 def _tuner(setup, method='hybrid', iterations=3, checkpoint=None, state=None, offline=True,
            jacobians=None):
     model, theta0, episodes, cost = setup
-    config = tuning.TuningConfig(method=method, iterations=iterations, seed=11)
+    config = scenario().tuning_config(method=method, iterations=iterations, seed=11)
     return tuning.Tuner(config, episodes if offline else None, jacobians or model.jacobians,
                         cost, theta0, checkpoint, state=state)
 
@@ -135,9 +127,8 @@ def test_records_of_another_episode_are_refused(setup):
 
 
 def _episode_parts(setup):
-    model = AffineModel.load(paths.config_file('nominal_model.npz'))
-    plant = Quadcopter(dt=model.dt)
-    return plant.step, MPCPolicy(model), plant.hover_state()
+    chosen = scenario()
+    return chosen.plant().step, chosen.policy(), chosen.x0
 
 
 def test_checkpoint_after_each_completed_iteration_only(setup, tmp_path):

@@ -1,5 +1,6 @@
 """The tuning loop: reproducibility, resume from checkpoint, projection, reproduce command."""
 
+import csv
 import json
 import os
 import subprocess
@@ -7,19 +8,25 @@ import sys
 
 import numpy as np
 import pytest
+from scenario_setup import ROOT, scenario, scenario_path, tuning_setup
 
 from hybrid_mpc_ros.core.learning import tuning
-from hybrid_mpc_ros.core.model.quadcopter import Quadcopter
-from hybrid_mpc_ros.tools.reproduce import paper_setup
+from hybrid_mpc_ros.tools import reproduce
 
 STEPS = 25
 
 
 @pytest.fixture(scope='module')
 def setup():
-    model, policy, plant, cost = paper_setup()
-    episodes = tuning.simulated_episodes(plant.step, policy, plant.hover_state(), STEPS)
+    model, policy, plant, cost = tuning_setup()
+    episodes = tuning.simulated_episodes(plant.step, policy, scenario().x0, STEPS)
     return model, policy, episodes, cost
+
+
+def short_config(method, iterations, **overrides):
+    """The default scenario's tuning configuration with a method and few iterations."""
+    return scenario().tuning_config(method, iterations=iterations, episode_steps=STEPS,
+                                    **overrides)
 
 
 def _tuner(setup, config, checkpoint=None, state=None, theta0=None):
@@ -32,15 +39,15 @@ def _tuner(setup, config, checkpoint=None, state=None, theta0=None):
 def test_resume_from_checkpoint_gives_identical_results(setup, tmp_path):
     _, policy, _, _ = setup
     theta0 = policy.theta.copy()
-    config = tuning.TuningConfig(method='hybrid', iterations=4, seed=3)
-    straight = _tuner(setup, config, theta0=theta0).run()
+    four = short_config('hybrid', 4, seed=3)
+    straight = _tuner(setup, four, theta0=theta0).run()
     path = str(tmp_path / 'run.checkpoint.json')
-    first = _tuner(setup, tuning.TuningConfig(method='hybrid', iterations=2, seed=3), path,
+    first = _tuner(setup, short_config('hybrid', 2, seed=3), path,
                    theta0=theta0)
     first.run()
     saved_config, state = tuning.load_checkpoint(path)
     assert state.iteration == 3 and len(state.history) == 2
-    resumed = _tuner(setup, config, path, state=state, theta0=theta0).run()
+    resumed = _tuner(setup, four, path, state=state, theta0=theta0).run()
     assert np.array_equal(resumed.theta, straight.theta)
     assert [r['cost'] for r in resumed.history] == [r['cost'] for r in straight.history]
     assert resumed.history[-1]['grad_zo_norm'] == straight.history[-1]['grad_zo_norm']
@@ -49,7 +56,7 @@ def test_resume_from_checkpoint_gives_identical_results(setup, tmp_path):
 def test_a_failed_checkpoint_write_keeps_the_previous_one(setup, tmp_path, monkeypatch):
     _, policy, _, _ = setup
     path = str(tmp_path / 'run.checkpoint.json')
-    tuner = _tuner(setup, tuning.TuningConfig(method='zeroth_order', iterations=3), path)
+    tuner = _tuner(setup, short_config('zeroth_order', 3), path)
     tuner.step()
     before = open(path).read()
 
@@ -65,9 +72,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(setup, tmp_path, monke
 
 
 def test_projection_keeps_theta_in_the_box(setup):
-    config = tuning.TuningConfig(method='model_based', iterations=3, box_scale=1.01,
-                                 box_abs_min=1e-3)
-    tuner = _tuner(setup, config)
+    tuner = _tuner(setup, short_config('model_based', 3, box_scale=1.01, box_abs_min=1e-3))
     for _ in range(3):
         tuner.step()
         assert tuner.box.contains(tuner.state.theta)
@@ -75,9 +80,9 @@ def test_projection_keeps_theta_in_the_box(setup):
 
 
 def test_tuning_lowers_the_closed_loop_cost(setup):
-    tuner = _tuner(setup, tuning.TuningConfig(method='exact_model', iterations=6))
+    tuner = _tuner(setup, short_config('exact_model', 6))
     # exact_model needs the plant's Jacobians
-    tuner.jacobians = Quadcopter().jacobians
+    tuner.jacobians = scenario().plant().jacobians
     history = tuner.run().history
     assert history[-1]['cost'] < history[0]['cost']
 
@@ -97,3 +102,41 @@ def test_reproduce_command_writes_everything(tmp_path):
                  'hybrid_g0.5.csv', 'exact_model.checkpoint.json'):
         assert (out / name).is_file(), name
     assert 'iteration    2/2' in result.stderr
+
+
+def _rows(path):
+    with open(path, newline='') as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_arxiv_scenario_reproduces_the_committed_run_to_the_last_digit(tmp_path):
+    """The first 2 iterations of docs/reproduce/hybrid_g0.5.csv (T = 200), every digit.
+
+    The committed results were made before scenarios were files; the arXiv scenario file
+    must give the same floating-point operations, so equal strings, not a tolerance
+    (only the wall time may differ).
+    """
+    reproduce.run_one(scenario_path('arxiv_v1'), 'hybrid_g0.5', str(tmp_path), iterations=2)
+    committed = _rows(os.path.join(ROOT, 'docs', 'reproduce', 'hybrid_g0.5.csv'))[:2]
+    fresh = _rows(tmp_path / 'hybrid_g0.5.csv')
+    assert len(fresh) == 2
+    for old, new in zip(committed, fresh):
+        old.pop('wall_s')
+        new.pop('wall_s')
+        assert new == old
+
+
+def test_reproduce_runs_the_mismatch_scenario_from_its_file_alone(tmp_path):
+    out = tmp_path / 'mismatch'
+    result = subprocess.run(
+        [sys.executable, '-m', 'hybrid_mpc_ros.tools.cli', 'reproduce', '--scenario',
+         scenario_path('mismatch_example'), '--out', str(out), '--iterations', '2',
+         '--steps', '15'], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    runs = [run.name for run in scenario('mismatch_example').runs]
+    assert list(summary['final_cost']) == runs
+    assert summary['paper'] is None and summary['episode_steps'] == 15
+    for name in runs:
+        assert len(_rows(out / f'{name}.csv')) == 2, name
+    assert all(np.isfinite(cost) for cost in summary['final_cost'].values())

@@ -3,7 +3,7 @@
 ``bench sim`` measures
 
 * ``core_steps_per_s``: :meth:`Quadcopter.step` called in a tight Python loop (the
-  simulator's plant, same period and substeps as the node's defaults), and
+  scenario's plant, period, integrator and substeps, as the simulator node runs it), and
 * ``ros_lockstep_steps_per_s``: the simulator node in lockstep, answered by the LQR
   controller node, each in its own process. This process is a third node subscribing
   ``odom`` (best effort, depth 1, so it can never hold the publisher up); it counts
@@ -26,16 +26,13 @@ import time
 
 import numpy as np
 
+from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
 from hybrid_mpc_ros.tools.demo import ClosedLoop, DemoError
-from hybrid_mpc_ros.core.model.lqr import LQRController
-from hybrid_mpc_ros.core.model.quadcopter import Quadcopter
-
-PERIOD_S = 0.1
 
 
-def core_steps_per_s(steps: int, period_s: float = PERIOD_S) -> float:
-    """Rate of :meth:`Quadcopter.step` at hover input, steps per wall second."""
-    quad = Quadcopter(dt=period_s)
+def core_steps_per_s(scenario: Scenario, steps: int) -> float:
+    """Rate of the scenario's :meth:`Quadcopter.step` at hover input, steps per wall second."""
+    quad = scenario.plant()
     x, u = quad.hover_state(), quad.params.hover_input
     quad.step(x, u)
     start = time.perf_counter()
@@ -44,19 +41,19 @@ def core_steps_per_s(steps: int, period_s: float = PERIOD_S) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def core_lqr_steps_per_s(steps: int, period_s: float = PERIOD_S) -> float:
+def core_lqr_steps_per_s(scenario: Scenario, steps: int) -> float:
     """Rate of one LQR command plus one plant step, in one process, steps per wall second."""
-    quad = Quadcopter(dt=period_s)
-    controller = LQRController(quad, target_position=(-6.0, -3.5, 0.0))
-    x = quad.hover_state()
+    controller = scenario.lqr()
+    quad = controller.quad
+    x = scenario.x0.copy()
     start = time.perf_counter()
     for _ in range(steps):
         x = quad.step(x, controller.command(x))
     return steps / (time.perf_counter() - start)
 
 
-def ros_lockstep(steps: int, warmup_steps: int = 50, timeout_s: float = 30.0,
-                 period_s: float = PERIOD_S, poll_s: float = 0.05, log=sys.stderr) -> dict:
+def ros_lockstep(scenario: Scenario, steps: int, warmup_steps: int = 50,
+                 timeout_s: float = 30.0, poll_s: float = 0.05, log=sys.stderr) -> dict:
     """Time at least ``steps`` lockstep steps of simulator + LQR node after ``warmup_steps``.
 
     The observer takes every message only during the warm-up. In the timed window it
@@ -68,7 +65,8 @@ def ros_lockstep(steps: int, warmup_steps: int = 50, timeout_s: float = 30.0,
     """
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     observer_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-    with ClosedLoop(clock_mode='lockstep', period_s=period_s, observer_qos=observer_qos,
+    period_s = scenario.period_s
+    with ClosedLoop(scenario, clock_mode='lockstep', observer_qos=observer_qos,
                     watch_commands=False) as loop:
         print(f'bench sim: lockstep simulator + LQR controller on ROS_DOMAIN_ID '
               f'{loop.domain_id} (node logs in {loop.log_dir})', file=log, flush=True)
@@ -98,15 +96,19 @@ def ros_lockstep(steps: int, warmup_steps: int = 50, timeout_s: float = 30.0,
             'domain_id': domain_id}
 
 
-def main_sim(steps: int = 2000, warmup_steps: int = 50) -> int:
-    """Run ``hybrid-mpc bench sim``: progress on stderr, a JSON object as the last line."""
-    core = core_steps_per_s(steps)
+def main_sim(scenario: str | None = None, steps: int = 2000, warmup_steps: int = 50) -> int:
+    """Run ``hybrid-mpc bench sim``: progress on stderr, a JSON object as the last line.
+
+    ``scenario`` is a file or a shipped scenario's name (default: the default scenario).
+    """
+    setup = load_scenario(resolve_scenario_path(scenario), load_model=False)
+    core = core_steps_per_s(setup, steps)
     print(f'bench sim: Quadcopter.step {core:.0f} steps/s', file=sys.stderr, flush=True)
-    core_lqr = core_lqr_steps_per_s(steps)
+    core_lqr = core_lqr_steps_per_s(setup, steps)
     print(f'bench sim: LQR command + Quadcopter.step {core_lqr:.0f} steps/s', file=sys.stderr,
           flush=True)
     try:
-        ros = ros_lockstep(steps, warmup_steps)
+        ros = ros_lockstep(setup, steps, warmup_steps)
     except DemoError as exc:
         print(f'hybrid-mpc bench sim: error: {exc}', file=sys.stderr)
         return 1
@@ -124,7 +126,8 @@ def main_sim(steps: int = 2000, warmup_steps: int = 50) -> int:
         'ros_lockstep_steps_per_s': round(ros['steps_per_s'], 1),
         'ros_lockstep_wall_s': round(ros['wall_s'], 4),
         'ros_lockstep_steps': ros['steps'],
-        'period_s': PERIOD_S,
+        'period_s': setup.period_s,
+        'scenario': setup.path,
         'python': sys.version.split()[0],
         'numpy': np.__version__,
     }

@@ -1,7 +1,8 @@
 """``hybrid-mpc bench mpc``: speed, accuracy and memory of the MPC policy.
 
-Closed-loop episodes on the simulated plant (paper scenario: from hover at the origin to
-the target, 200 steps, then reset), timing per step ``solve`` and ``solve + sensitivities``;
+Closed-loop episodes of a scenario on its simulated plant (from its x0 towards its
+target, its episode length, then reset), timing per step ``solve`` and ``solve +
+sensitivities``;
 at ``fd_steps`` states of the first episode, the same sensitivities by central differences
 of the solver and an independent QP solve (quadprog). A benchmark: it measures and prints,
 with a JSON object as the last line; it asserts nothing.
@@ -16,13 +17,9 @@ import time
 
 import numpy as np
 
-from hybrid_mpc_ros.core import paths
-from hybrid_mpc_ros.core.mpc.policy import finite_difference_sensitivities, MPCPolicy
-from hybrid_mpc_ros.core.model.nominal_model import AffineModel
-from hybrid_mpc_ros.core.model.quadcopter import Quadcopter
+from hybrid_mpc_ros.core.mpc.policy import finite_difference_sensitivities
 from hybrid_mpc_ros.core.mpc.reference_qp import solve_reference
-
-EPISODE_STEPS = 200
+from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
 
 
 def rss_mb() -> float:
@@ -40,36 +37,38 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _policies(kind: str, model_file: str | None):
+def _policies(kind: str, scenario: Scenario):
     """Return ``(timed policy, policy for the accuracy checks)`` of the given kind.
 
-    The nonlinear kind's accuracy is checked on a converged twin (up to 100 RTI iterations
+    The affine kind uses the scenario's nominal model; the nonlinear kind the plant's own
+    constants. Its accuracy is checked on a converged twin (up to 100 RTI iterations
     sharing the compiled solver): with one iteration per call each solve depends on the
     previous one through the warm start, and central differences would measure that.
     """
     if kind == 'affine':
-        model = AffineModel.load(model_file or paths.config_file('nominal_model.npz'))
-        policy = MPCPolicy(model)
+        policy = scenario.policy()
         return policy, policy
-    from hybrid_mpc_ros.core.mpc.nonlinear import NonlinearMPCConfig, NonlinearMPCPolicy
-    timed = NonlinearMPCPolicy()
-    converged = NonlinearMPCPolicy(config=NonlinearMPCConfig(rti_iterations=100,
-                                                             rti_tol=1e-9))
-    return timed, converged
+    return (scenario.nonlinear_policy(),
+            scenario.nonlinear_policy(rti_iterations=100, rti_tol=1e-9))
 
 
-def main(steps: int = 100000, fd_steps: int = 50, model_file: str | None = None,
+def main(scenario: str | None = None, steps: int = 100000, fd_steps: int = 50,
          kind: str = 'affine') -> int:
-    """Run the benchmark and print its JSON summary last; returns 0."""
-    policy, checked = _policies(kind, model_file)
-    plant = Quadcopter(dt=policy.config.dt)
-    x0 = plant.hover_state()
+    """Run the benchmark and print its JSON summary last; returns 0.
+
+    ``scenario`` is a file or a shipped scenario's name (default: the default scenario).
+    """
+    setup = load_scenario(resolve_scenario_path(scenario), load_model=kind == 'affine')
+    policy, checked = _policies(kind, setup)
+    plant = setup.plant()
+    x0 = setup.x0
+    episode_steps = setup.tuning.episode_steps
 
     # accuracy and finite-difference cost on the first episode
     fd_times, ref_times, errors, skipped = [], [], [], 0
     x = x0.copy()
-    stride = max(1, EPISODE_STEPS // fd_steps)
-    for t in range(EPISODE_STEPS):
+    stride = max(1, episode_steps // fd_steps)
+    for t in range(episode_steps):
         sol = checked.solve(x)
         if t % stride == 0 and len(fd_times) < fd_steps and sol.ok:
             du_dx, du_dtheta = checked.sensitivities()
@@ -99,7 +98,7 @@ def main(steps: int = 100000, fd_steps: int = 50, model_file: str | None = None,
     for k in range(steps + warmup):
         if k == warmup:
             rss_start = rss_mb()
-        if k % EPISODE_STEPS == 0:
+        if k % episode_steps == 0:
             x = x0.copy()
         t0 = time.perf_counter()
         sol = policy.solve(x)
@@ -120,6 +119,7 @@ def main(steps: int = 100000, fd_steps: int = 50, model_file: str | None = None,
     rss_growth = rss_mb() - rss_start
 
     result = {
+        'scenario': setup.path,
         'kind': kind,
         'steps': steps,
         'solve_ms_p50': _percentile_ms(solve_s, 50),

@@ -6,6 +6,11 @@ The handlers import their module only when run, so ``hybrid-mpc --help`` stays f
 needs no ROS graph. Adding ``bench mpc``, ``identify``, ``reproduce`` or ``tune`` means one
 more ``_add_*`` function (or one more target in :func:`_add_bench`).
 
+Every subcommand that runs an experiment takes ``--scenario`` (a scenario file, or the
+name of one in ``config/scenarios``; default: the default scenario), and reads everything
+else from it; options only override. A bad scenario file ends the command with one line
+naming the file, the key and the problem (exit status 2).
+
 Installed as a console script into ``lib/hybrid_mpc_ros``, so it also runs as
 ``ros2 run hybrid_mpc_ros hybrid-mpc ...``; ROS arguments (``--ros-args ...``) that
 ``ros2 run`` or a launch file may append are dropped before parsing.
@@ -17,7 +22,8 @@ import argparse
 import sys
 
 PROG = 'hybrid-mpc'
-DEFAULT_TARGET = (-6.0, -3.5, 0.0)
+SCENARIO_HELP = ('scenario file, or the name of one in config/scenarios (default: '
+                 'config/scenarios/arxiv_v1.yaml)')
 
 
 def _positive_float(text: str) -> float:
@@ -36,91 +42,93 @@ def _positive_int(text: str) -> int:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from hybrid_mpc_ros.tools import demo
-    return demo.main(seconds=args.seconds, target=tuple(args.target),
+    return demo.main(scenario=args.scenario, seconds=args.seconds,
+                     target=tuple(args.target) if args.target else None,
                      realtime=args.realtime, odom_timeout_s=args.odom_timeout)
 
 
 def _run_bench_sim(args: argparse.Namespace) -> int:
     from hybrid_mpc_ros.tools import bench
-    return bench.main_sim(steps=args.steps, warmup_steps=args.warmup)
+    return bench.main_sim(scenario=args.scenario, steps=args.steps, warmup_steps=args.warmup)
 
 
 def _run_identify(args: argparse.Namespace) -> int:
-    from hybrid_mpc_ros.core.model import identification
-    from hybrid_mpc_ros.core import paths
-    import os
-    out = args.out or os.path.join(paths.source_config_dir(), 'nominal_model.npz')
-    return identification.main(out=out, seed=args.seed, trajectories=args.trajectories,
-                               plant_file=args.plant_file)
+    from hybrid_mpc_ros.tools import identify
+    return identify.main(scenario=args.scenario, out=args.out, seed=args.seed,
+                         trajectories=args.trajectories)
 
 
 def _run_bench_mpc(args: argparse.Namespace) -> int:
     from hybrid_mpc_ros.tools import bench_mpc
-    return bench_mpc.main(steps=args.steps, fd_steps=args.fd_steps, model_file=args.model,
+    return bench_mpc.main(scenario=args.scenario, steps=args.steps, fd_steps=args.fd_steps,
                           kind=args.kind)
 
 
 def _add_identify(commands) -> None:
     parser = commands.add_parser(
-        'identify', help='fit the affine nominal model from closed-loop plant data',
+        'identify', help="fit a scenario's nominal model from closed-loop plant data",
         description='Collect seeded, excited closed-loop trajectories near the target on the '
-                    'simulated plant, fit x+ = A x + B u + c by least squares, report held-out '
-                    'prediction errors and write the model (NPZ with a YAML header).')
+                    "scenario's simulated plant, fit x+ = A x + B u + c (or A x + B u when "
+                    'its system_identification says affine: false) by least squares, report '
+                    'held-out prediction errors and write the model the scenario names (NPZ '
+                    'with a YAML header). A model file identified for another scenario is '
+                    'not overwritten unless --out names it.')
+    parser.add_argument('--scenario', default=None, help=SCENARIO_HELP)
     parser.add_argument('--out', default=None,
-                        help='output file (default: config/nominal_model.npz of the checkout)')
-    parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
-    parser.add_argument('--trajectories', type=_positive_int, default=100,
-                        help='training trajectories (default: %(default)s)')
-    parser.add_argument('--plant-file', default=None,
-                        help='ROS parameter file with plant constants under plant: '
-                             '(default: the paper\'s plant)')
+                        help="output file (default: the scenario's nominal_model_file, in "
+                             'config/ of the checkout when relative)')
+    parser.add_argument('--seed', type=int, default=None,
+                        help="random seed (default: the scenario's)")
+    parser.add_argument('--trajectories', type=_positive_int, default=None,
+                        help="training trajectories (default: the scenario's)")
     parser.set_defaults(handler=_run_identify)
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
     from hybrid_mpc_ros.tools import reproduce
-    return reproduce.main(out=args.out, iterations=args.iterations, steps=args.steps,
-                          seed=args.seed, runs=args.runs, workers=args.workers,
-                          model_file=args.model)
+    return reproduce.main(scenario=args.scenario, out=args.out, iterations=args.iterations,
+                          steps=args.steps, seed=args.seed, runs=args.runs,
+                          workers=args.workers)
 
 
 def _add_reproduce(commands) -> None:
-    from hybrid_mpc_ros.tools.reproduce import RUNS
     parser = commands.add_parser(
-        'reproduce', help="reproduce the paper's quadcopter experiment (all methods)",
-        description='Tune the MPC from the paper\'s initialisation with the zeroth-order, '
-                    'model-based and hybrid (gamma 0.25/0.5/0.75) gradients and the '
-                    'exact-model reference, in parallel processes; write CSVs, figures, a '
-                    'markdown table and a JSON summary (last line). Reruns resume from the '
-                    'checkpoints in --out.')
+        'reproduce', help="run a scenario's tuning experiment (all its runs)",
+        description='Tune the MPC from the paper\'s initialisation with every run the '
+                    "scenario lists (normally zeroth-order, model-based, hybrid per gamma "
+                    'and the exact-model reference), in parallel processes; write CSVs, '
+                    'figures, a markdown table and a JSON summary (last line). Reruns resume '
+                    'from the checkpoints in --out.')
+    parser.add_argument('--scenario', default=None, help=SCENARIO_HELP)
     parser.add_argument('--out', default='results/reproduce',
                         help='output directory (default: %(default)s)')
-    parser.add_argument('--iterations', type=_positive_int, default=200,
-                        help='iterations per run (default: %(default)s)')
-    parser.add_argument('--steps', type=_positive_int, default=200,
-                        help='closed-loop steps per episode, T (default: %(default)s)')
-    parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
-    parser.add_argument('--runs', nargs='+', choices=list(RUNS), default=None,
-                        help='which runs (default: all)')
+    parser.add_argument('--iterations', type=_positive_int, default=None,
+                        help="iterations per run (default: the scenario's)")
+    parser.add_argument('--steps', type=_positive_int, default=None,
+                        help="closed-loop steps per episode, T (default: the scenario's)")
+    parser.add_argument('--seed', type=int, default=None,
+                        help="random seed (default: the scenario's)")
+    parser.add_argument('--runs', nargs='+', default=None,
+                        help="which of the scenario's runs (default: all)")
     parser.add_argument('--workers', type=_positive_int, default=None,
                         help='parallel processes (default: number of cores)')
-    parser.add_argument('--model', default=None,
-                        help='nominal model file (default: config/nominal_model.npz)')
     parser.set_defaults(handler=_run_reproduce)
 
 
 def _add_demo(commands) -> None:
     parser = commands.add_parser(
         'demo', help='fly the quadcopter simulator with the LQR controller (ROS 2 nodes)',
-        description='Start the quadcopter simulator node and the LQR controller node as '
-                    'separate processes on a private ROS domain, follow the odometry and '
-                    'print progress every simulated second, a summary and, as the last '
-                    'line, a JSON object.')
+        description="Start the quadcopter simulator node (with the scenario's plant, period "
+                    'and initial state) and the LQR controller node as separate processes '
+                    'on a private ROS domain, follow the odometry and print progress every '
+                    'simulated second, a summary and, as the last line, a JSON object.')
+    parser.add_argument('--scenario', default=None, help=SCENARIO_HELP)
     parser.add_argument('--seconds', type=_positive_float, default=20.0,
                         help='simulated seconds to fly (default: %(default)s)')
     parser.add_argument('--target', type=float, nargs=3, metavar=('X', 'Y', 'Z'),
-                        default=list(DEFAULT_TARGET),
-                        help='hover target in the odom frame [m] (default: -6 -3.5 0)')
+                        default=None,
+                        help="hover target in the odom frame [m] (default: the scenario's "
+                             'x_ref position)')
     parser.add_argument('--realtime', action='store_true',
                         help='run the simulator in real time instead of lockstep')
     parser.add_argument('--odom-timeout', type=_positive_float, default=30.0,
@@ -140,6 +148,7 @@ def _add_bench(commands) -> None:
         description='Measure Quadcopter.step in a tight loop (core_steps_per_s) and the '
                     'simulator node in lockstep answered by the LQR controller node, '
                     'counted from odometry stamps by this process (ros_lockstep_steps_per_s).')
+    sim.add_argument('--scenario', default=None, help=SCENARIO_HELP)
     sim.add_argument('--steps', type=_positive_int, default=2000,
                      help='steps to time, after the warm-up (default: %(default)s)')
     sim.add_argument('--warmup', type=_positive_int, default=50,
@@ -150,12 +159,11 @@ def _add_bench(commands) -> None:
         description='Closed-loop MPC steps on the plant: solve and solve+sensitivity times, '
                     'the same sensitivities by finite differences of the solver, an '
                     'independent QP solve, the sensitivity error and memory growth.')
+    mpc.add_argument('--scenario', default=None, help=SCENARIO_HELP)
     mpc.add_argument('--steps', type=_positive_int, default=100000,
                      help='closed-loop steps to time (default: %(default)s)')
     mpc.add_argument('--fd-steps', type=_positive_int, default=50,
                      help='steps at which finite differences are timed (default: %(default)s)')
-    mpc.add_argument('--model', default=None,
-                     help='nominal model file (default: config/nominal_model.npz)')
     mpc.add_argument('--kind', choices=('affine', 'nonlinear'), default='affine',
                      help='nominal model kind: the identified affine model, or the '
                           'nonlinear physics model solved by SQP-RTI (default: affine)')
@@ -192,9 +200,15 @@ def strip_ros_args(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hybrid-mpc`` console script; returns the exit status."""
+    from hybrid_mpc_ros.core.config import ConfigError
     argv = strip_ros_args(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        # a bad scenario or parameter file: one line saying which file, key and problem
+        print(f'{PROG} {args.command}: error: {exc}', file=sys.stderr)
+        return 2
 
 
 if __name__ == '__main__':

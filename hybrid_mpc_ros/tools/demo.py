@@ -5,8 +5,12 @@ private ``ROS_DOMAIN_ID`` with discovery kept on loopback; this process watches 
 and ``rotor_speeds_cmd`` like any other node would. :class:`ClosedLoop` is the reusable
 part (the benchmark uses it too): start the pair, observe, stop both cleanly.
 
-Simulated time is the odometry stamp (the simulator stamps with its own clock, which starts
-at 0). In lockstep mode the loop runs as fast as the two processes can exchange messages.
+The simulator reads the scenario file itself (``--params-file``: its ``/**`` section for
+the period and initial state, its ``quadcopter_simulator`` section for the plant), exactly
+as ``ros2 launch ... params_file:=<scenario>`` would start it; the LQR controller gets the
+scenario's period and target position. Simulated time is the odometry stamp (the simulator
+stamps with its own clock, which starts at 0). In lockstep mode the loop runs as fast as
+the two processes can exchange messages.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ import time
 import numpy as np
 
 from hybrid_mpc_ros.core import paths
+from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
 from hybrid_mpc_ros.tools import processes
 
-DEFAULT_PERIOD_S = 0.1
 STOP_TIMEOUT_S = 5.0
 NODE_CHECK_PERIOD_S = 0.5
 
@@ -49,7 +53,9 @@ class ClosedLoop:
     """Simulator and LQR controller processes plus an in-process observer node.
 
     A context manager: entering starts both nodes and the observer; leaving stops them
-    (SIGINT first) whatever happened. Node logs go to ``log_dir`` (default: a new temporary
+    (SIGINT first) whatever happened. The simulator runs the ``scenario`` (its file is the
+    node's parameter file); the controller holds ``target`` (3,) [m] (default: the
+    scenario's ``x_ref`` position). Node logs go to ``log_dir`` (default: a new temporary
     directory, deleted on leaving without an exception, kept for diagnosis otherwise).
     ``clock_mode`` is ``'lockstep'`` or ``'realtime'``; ``observer_qos`` is the observer's
     QoS depth (an int, reliable) or a QoS profile.
@@ -57,15 +63,16 @@ class ClosedLoop:
     ``startup_timeout_s`` wall seconds.
     """
 
-    def __init__(self, target=(-6.0, -3.5, 0.0), clock_mode: str = 'lockstep',
-                 period_s: float = DEFAULT_PERIOD_S, observer_qos=100,
-                 watch_commands: bool = True, log_dir: str | None = None,
+    def __init__(self, scenario: Scenario, target=None, clock_mode: str = 'lockstep',
+                 observer_qos=100, watch_commands: bool = True, log_dir: str | None = None,
                  domain_id: int | None = None, startup_timeout_s: float = 30.0):
         if clock_mode not in ('lockstep', 'realtime'):
             raise ValueError(f"clock_mode must be 'lockstep' or 'realtime', got {clock_mode!r}")
+        self.scenario = scenario
+        target = scenario.x_ref[0:3] if target is None else target
         self.target = tuple(float(v) for v in target)
         self.clock_mode = clock_mode
-        self.period_s = float(period_s)
+        self.period_s = scenario.period_s
         self.startup_timeout_s = float(startup_timeout_s)
         self.domain_id = processes.free_domain_id() if domain_id is None else int(domain_id)
         # a log directory made here is removed again when the run ends without an error
@@ -100,19 +107,18 @@ class ClosedLoop:
         env = processes.ros_env(self.domain_id)
         lockstep = self.clock_mode == 'lockstep'
         try:
-            simulator_file = paths.config_file('simulator.yaml')
             controller_file = paths.config_file('lqr_controller.yaml')
         except FileNotFoundError as exc:
             raise DemoError(str(exc)) from exc
         self._start_observer()
-        # The same parameter files as the launch file; options given here override them.
-        # The controller starts only once the observer sees the simulator's odometry: in
-        # lockstep nothing advances before the first command, so the observer (and the
-        # demo's printout) sees the whole flight from t = 0.
+        # The simulator reads the scenario file as its parameter file, as a launch file
+        # would pass it; the clock options given here override it. The controller starts
+        # only once the observer sees the simulator's odometry: in lockstep nothing
+        # advances before the first command, so the observer (and the demo's printout)
+        # sees the whole flight from t = 0.
         self._nodes['simulator'] = processes.start_node(
-            'ros.simulator_node', params_file=simulator_file,
-            params={'period_s': self.period_s, 'clock_mode': self.clock_mode,
-                    'use_sim_time': lockstep},
+            'ros.simulator_node', params_file=self.scenario.path,
+            params={'clock_mode': self.clock_mode, 'use_sim_time': lockstep},
             env=env, log_path=os.path.join(self.log_dir, 'simulator.log'))
         deadline = time.monotonic() + self.startup_timeout_s
         while not self.samples:
@@ -228,20 +234,24 @@ def _progress_line(sim_s: float, x: np.ndarray, target: np.ndarray, command) -> 
     return line
 
 
-def fly(seconds: float, target, clock_mode: str = 'lockstep', odom_timeout_s: float = 30.0,
-        out=sys.stdout) -> dict:
-    """Fly ``seconds`` of simulated time towards ``target`` (3,) [m]; return the summary.
+def fly(scenario: Scenario, seconds: float, target=None, clock_mode: str = 'lockstep',
+        odom_timeout_s: float = 30.0, out=sys.stdout) -> dict:
+    """Fly the scenario's vehicle for ``seconds`` of simulated time; return the summary.
+
+    The target (3,) [m] is the scenario's ``x_ref`` position unless ``target`` is given.
 
     Prints a progress line per simulated second to ``out``. Raises :class:`DemoError` when
     a node dies, no odometry arrives within ``odom_timeout_s`` wall seconds, or simulated
     time stops advancing for that long.
     """
     from hybrid_mpc_ros.ros.msgs import odometry_to_state
-    target = np.asarray(target, dtype=float)
-    print(f'demo: starting the simulator ({clock_mode}) and the LQR controller, target '
-          f'{target.tolist()} m, {seconds:g} s simulated', file=out, flush=True)
+    target = np.asarray(scenario.x_ref[0:3] if target is None else target, dtype=float)
+    print(f'demo: scenario {scenario.name}: starting the simulator ({clock_mode}) and the '
+          f'LQR controller, target {target.tolist()} m, {seconds:g} s simulated', file=out,
+          flush=True)
     started = time.perf_counter()
-    with ClosedLoop(target, clock_mode=clock_mode, startup_timeout_s=odom_timeout_s) as loop:
+    with ClosedLoop(scenario, target, clock_mode=clock_mode,
+                    startup_timeout_s=odom_timeout_s) as loop:
         first = loop.next_sample(odom_timeout_s)
         print(f'simulator up after {first.wall_s - started:.2f} s wall on ROS_DOMAIN_ID '
               f'{loop.domain_id}; node logs in {loop.log_dir} (kept on failure)', file=out,
@@ -278,6 +288,7 @@ def fly(seconds: float, target, clock_mode: str = 'lockstep', odom_timeout_s: fl
     wall = last.wall_s - moving.wall_s
     return {
         'command': 'demo',
+        'scenario': scenario.path,
         'clock_mode': clock_mode,
         'domain_id': loop.domain_id,
         'target': target.tolist(),
@@ -297,13 +308,19 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def main(seconds: float = 20.0, target=(-6.0, -3.5, 0.0), realtime: bool = False,
-         odom_timeout_s: float = 30.0) -> int:
-    """Run the demo for the CLI: progress, summary, JSON last line; the exit status."""
+def main(scenario: str | None = None, seconds: float = 20.0, target=None,
+         realtime: bool = False, odom_timeout_s: float = 30.0) -> int:
+    """Run the demo for the CLI: progress, summary, JSON last line; the exit status.
+
+    ``scenario`` is a file or a shipped scenario's name (default: the default scenario);
+    ``target`` (3,) [m] overrides its target position.
+    """
+    setup = load_scenario(resolve_scenario_path(scenario), load_model=False)
     # SIGTERM takes the same clean path as Ctrl-C: children are stopped in ClosedLoop.close
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        summary = fly(seconds, target, 'realtime' if realtime else 'lockstep', odom_timeout_s)
+        summary = fly(setup, seconds, target, 'realtime' if realtime else 'lockstep',
+                      odom_timeout_s)
     except DemoError as exc:
         print(f'hybrid-mpc demo: error: {exc}', file=sys.stderr)
         return 1

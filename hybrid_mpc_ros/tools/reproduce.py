@@ -1,9 +1,12 @@
-"""``hybrid-mpc reproduce``: the paper's quadcopter experiment, all methods, with plots.
+"""``hybrid-mpc reproduce``: a scenario's tuning experiment, all its runs, with plots.
 
-Runs from the paper's initialisation (Q = Qc, R = Rc, P from the DARE of the identified
-model): zeroth-order (eta = 0), model-based (eta = 1), hybrid with gamma in {0.25, 0.5,
-0.75}, and the reference tuned with the exact model (exact closed-loop gradients from the
-plant's own Jacobians). Independent runs go to separate processes so both cores work.
+The scenario file (``--scenario``, default :func:`default_scenario_path`) defines
+everything: plant, nominal model, MPC, closed-loop cost, tuning settings and the runs (its
+``reproduction`` section: typically zeroth-order (eta = 0), model-based (eta = 1), hybrid
+per gamma, and the reference tuned with the exact model, i.e. exact closed-loop gradients
+from the plant's own Jacobians). Every run starts from the paper's initialisation (Q = Qc,
+R = Rc, P from the DARE of the nominal model). Independent runs go to separate processes so
+both cores work.
 
 Writes into ``--out``: per run ``<run>.csv`` and ``<run>.checkpoint.json``; ``learning_curves.png``
 (tracking cost and constraint violation against iteration, like the paper's Figure 1);
@@ -23,59 +26,51 @@ import time
 
 import numpy as np
 
-from hybrid_mpc_ros.core import paths
-from hybrid_mpc_ros.core.mpc.policy import default_reference, MPCPolicy
-from hybrid_mpc_ros.core.model.nominal_model import AffineModel
-from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
-from hybrid_mpc_ros.core.model.quadcopter import Quadcopter
 from hybrid_mpc_ros.core.learning.tuning import (load_checkpoint, simulated_episodes, Tuner,
                                                  TuningConfig)
+from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
 
-PAPER = {'hybrid_final_cost': 1111.71, 'exact_model_cost': 1103.04}
-RUNS = {
-    'zeroth_order': {'method': 'zeroth_order'},
-    'model_based': {'method': 'model_based'},
-    'hybrid_g0.25': {'method': 'hybrid', 'gamma': 0.25},
-    'hybrid_g0.5': {'method': 'hybrid', 'gamma': 0.5},
-    'hybrid_g0.75': {'method': 'hybrid', 'gamma': 0.75},
-    'exact_model': {'method': 'exact_model'},
-}
 CSV_FIELDS = ('iteration', 'cost', 'tracking', 'violation', 'grad_model_norm', 'grad_zo_norm',
               'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s')
 
 
-def paper_setup(model_file: str | None = None):
-    """Return the paper's scenario: ``(nominal model, MPC policy, plant, closed-loop cost)``."""
-    model = AffineModel.load(model_file or paths.config_file('nominal_model.npz'))
-    policy = MPCPolicy(model)
-    plant = Quadcopter(dt=model.dt)
-    cost = ClosedLoopCost(*default_reference())
-    return model, policy, plant, cost
-
-
-def run_one(name: str, overrides: dict, iterations: int, steps: int, seed: int,
-            model_file: str, out: str) -> dict:
-    """Run (or resume) one tuning run in this process; returns its summary."""
-    model, policy, plant, cost = paper_setup(model_file)
-    x0 = plant.hover_state()
-    config = TuningConfig(iterations=iterations, seed=seed, **overrides)
-    checkpoint = os.path.join(out, f'{name}.checkpoint.json')
-    state = None
-    if os.path.exists(checkpoint):
+def _resume_state(checkpoint: str, config: TuningConfig):
+    """Return the saved state when ``checkpoint`` holds this very experiment, else None."""
+    if not os.path.exists(checkpoint):
+        return None
+    try:
         saved_config, state = load_checkpoint(checkpoint)
-        if saved_config.to_dict() != config.to_dict():
-            state = None                  # a different experiment: start afresh
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f'{checkpoint}: not resumable ({exc}); starting afresh', file=sys.stderr,
+              flush=True)
+        return None
+    # a different experiment (scenario, settings, episode length): start afresh
+    return state if saved_config.to_dict() == config.to_dict() else None
+
+
+def run_one(scenario_path: str, name: str, out: str, iterations: int | None = None,
+            steps: int | None = None, seed: int | None = None) -> dict:
+    """Run (or resume) the scenario's run ``name`` in this process; returns its summary.
+
+    ``iterations``, ``steps`` (episode length T) and ``seed`` override the scenario's.
+    """
+    scenario = load_scenario(scenario_path)
+    model, policy, plant = scenario.nominal_model(), scenario.policy(), scenario.plant()
+    cost = scenario.cost()
+    config = scenario.run_config(name, iterations=iterations, episode_steps=steps, seed=seed)
+    checkpoint = os.path.join(out, f'{name}.checkpoint.json')
+    state = _resume_state(checkpoint, config)
     jacobians = plant.jacobians if config.method == 'exact_model' else model.jacobians
     start = time.perf_counter()
 
     def progress(row):
         k = row['iteration']
-        if k == 1 or k % 10 == 0 or k == iterations:
-            print(f'[{name:13s}] iteration {k:4d}/{iterations}  cost {row["cost"]:10.2f}  '
-                  f'violation {row["violation"]:8.2f}  {time.perf_counter() - start:6.1f} s',
-                  file=sys.stderr, flush=True)
+        if k == 1 or k % 10 == 0 or k == config.iterations:
+            print(f'[{name:13s}] iteration {k:4d}/{config.iterations}  cost '
+                  f'{row["cost"]:10.2f}  violation {row["violation"]:8.2f}  '
+                  f'{time.perf_counter() - start:6.1f} s', file=sys.stderr, flush=True)
 
-    episodes = simulated_episodes(plant.step, policy, x0, steps)
+    episodes = simulated_episodes(plant.step, policy, scenario.x0, config.episode_steps)
     tuner = Tuner(config, episodes, jacobians, cost, policy.theta.copy(), checkpoint,
                   progress, state)
     final_state = tuner.run()
@@ -108,7 +103,7 @@ def iters_to_fraction(costs: list[float], fraction: float = 0.9) -> int | None:
     return None
 
 
-def _plots(results: dict, out: str) -> list[str]:
+def _plots(results: dict, out: str, scenario: Scenario) -> list[str]:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -127,7 +122,8 @@ def _plots(results: dict, out: str) -> list[str]:
     ax_z.set_ylim(min(finals) - 0.1 * span, start_cost + 0.3 * span)
     ax_z.set(xlabel='iteration', ylabel='C = tracking + violation',
              title='closed-loop cost C, zoomed on start-to-best')
-    ax_v.set(xlabel='iteration', ylabel='300 x constraint violation',
+    ax_v.set(xlabel='iteration',
+             ylabel=f'{scenario.violation_weight:g} x constraint violation',
              title='constraint violation')
     ax_c.legend(fontsize=8)
     for ax in (ax_c, ax_z, ax_v):
@@ -145,7 +141,7 @@ def _plots(results: dict, out: str) -> list[str]:
         labels = ['p_x [m]', 'p_y [m]', 'p_z [m]', 'roll [rad]', 'pitch [rad]', 'yaw [rad]']
         for name in compare:
             data = np.load(os.path.join(out, f'{name}.final.npz'))
-            t = np.arange(data['x'].shape[0]) * 0.1
+            t = np.arange(data['x'].shape[0]) * scenario.period_s
             for i, ax in enumerate(axes.flat):
                 ax.plot(t, data['x'][:, i if i < 3 else i + 3], label=name)
                 ax.set_ylabel(labels[i])
@@ -163,35 +159,41 @@ def _plots(results: dict, out: str) -> list[str]:
     return written
 
 
-def main(out: str = 'results/reproduce', iterations: int = 200, steps: int = 200,
-         seed: int = 0, runs: list[str] | None = None, workers: int | None = None,
-         model_file: str | None = None) -> int:
-    """Run the experiment; print progress, a table and the JSON summary last."""
+def main(scenario: str | None = None, out: str = 'results/reproduce',
+         iterations: int | None = None, steps: int | None = None, seed: int | None = None,
+         runs: list[str] | None = None, workers: int | None = None) -> int:
+    """Run the scenario's experiment; print progress, a table and the JSON summary last.
+
+    ``scenario`` is a file or a shipped scenario's name (default: the default scenario);
+    ``iterations``, ``steps`` and ``seed`` override its values; ``runs`` picks some of its
+    runs (default: all).
+    """
+    path = resolve_scenario_path(scenario)
+    setup = load_scenario(path)
+    names = runs or [run.name for run in setup.runs]
+    for name in names:
+        setup.run(name)               # ConfigError naming the runs there are
     os.makedirs(out, exist_ok=True)
-    model_file = model_file or paths.config_file('nominal_model.npz')
-    names = runs or list(RUNS)
-    unknown = sorted(set(names) - set(RUNS))
-    if unknown:
-        raise SystemExit(f'unknown runs {unknown}; choose from {list(RUNS)}')
-    paper_setup(model_file)  # generate/compile the solver once before the workers start
+    setup.policy()  # generate/compile the solver once before the workers start
     workers = workers or min(len(names), os.cpu_count() or 1)
-    print(f'running {len(names)} tuning runs x {iterations} iterations on {workers} '
-          f'processes; output in {out}', file=sys.stderr, flush=True)
+    config = setup.tuning_config(iterations=iterations, episode_steps=steps, seed=seed)
+    print(f'scenario {path}: {len(names)} tuning runs x {config.iterations} iterations '
+          f'on {workers} processes; output in {out}', file=sys.stderr, flush=True)
     start = time.perf_counter()
     results = {}
     context = multiprocessing.get_context('spawn')
     with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        jobs = {pool.submit(run_one, name, RUNS[name], iterations, steps, seed, model_file,
-                            out): name for name in names}
+        jobs = {pool.submit(run_one, path, name, out, iterations, steps, seed): name
+                for name in names}
         for job in futures.as_completed(jobs):
             res = job.result()
             results[res['name']] = res
             print(f'[{res["name"]:13s}] done: final cost {res["final_cost"]:.2f} '
                   f'({res["wall_s"]:.0f} s)', file=sys.stderr, flush=True)
     results = {name: results[name] for name in names}
-    figures = _plots(results, out)
-    summary = _summary(results, iterations, steps, time.perf_counter() - start)
-    table = _table(results, summary)
+    figures = _plots(results, out, setup)
+    summary = _summary(results, setup, config, time.perf_counter() - start)
+    table = _table(results, summary, setup)
     with open(os.path.join(out, 'results.md'), 'w') as stream:
         stream.write(table + '\n')
     print(table)
@@ -201,7 +203,7 @@ def main(out: str = 'results/reproduce', iterations: int = 200, steps: int = 200
     return 0
 
 
-def _summary(results: dict, iterations: int, steps: int, wall_s: float) -> dict:
+def _summary(results: dict, scenario: Scenario, config: TuningConfig, wall_s: float) -> dict:
     final = {name: res['final_cost'] for name, res in results.items()}
     reference = final.get('exact_model')
     hybrids = {n: c for n, c in final.items() if n.startswith('hybrid')}
@@ -213,11 +215,12 @@ def _summary(results: dict, iterations: int, steps: int, wall_s: float) -> dict:
             'iters_to_90pct': {n: iters_to_fraction(r['costs']) for n, r in results.items()},
             'run_wall_s': {n: r['wall_s'] for n, r in results.items()},
             'solver_failures': {n: r['solver_failures'] for n, r in results.items()},
-            'iterations': iterations, 'episode_steps': steps, 'wall_s': wall_s,
-            'paper': PAPER}
+            'iterations': config.iterations, 'episode_steps': config.episode_steps,
+            'wall_s': wall_s, 'scenario': scenario.path,
+            'paper': scenario.paper.as_dict() if scenario.paper else None}
 
 
-def _table(results: dict, summary: dict) -> str:
+def _table(results: dict, summary: dict, scenario: Scenario) -> str:
     lines = ['| run | initial cost | final cost | final violation | iterations to 90 % '
              '| run time [s] |', '|---|---:|---:|---:|---:|---:|']
     for name, res in results.items():
@@ -227,8 +230,11 @@ def _table(results: dict, summary: dict) -> str:
                      f'{res["wall_s"]:.0f} |')
     if summary['hybrid_gap_pct'] is not None:
         lines.append('')
-        lines.append(f'Best hybrid vs exact-model reference: '
-                     f'{summary["hybrid_gap_pct"]:+.2f} % (paper: '
-                     f'{100 * (PAPER["hybrid_final_cost"] / PAPER["exact_model_cost"] - 1):+.2f} '
-                     f'%, {PAPER["hybrid_final_cost"]} vs {PAPER["exact_model_cost"]}).')
+        line = (f'Best hybrid vs exact-model reference: {summary["hybrid_gap_pct"]:+.2f} %')
+        paper = scenario.paper
+        if paper is not None:
+            line += (f' (paper: '
+                     f'{100 * (paper.hybrid_final_cost / paper.exact_model_cost - 1):+.2f} '
+                     f'%, {paper.hybrid_final_cost} vs {paper.exact_model_cost})')
+        lines.append(line + '.')
     return '\n'.join(lines)

@@ -9,7 +9,7 @@ the direction ``d_k = (1 - eta_k) G_zo + eta_k J_C`` (SPEC section 1). Convergen
   (``|d| ~ 1e3``) is 100 times too long on a vehicle whose gradients are 100 times
   larger, and on a real vehicle one such step can be a crash.
 * :class:`ScaleFreeSteps` (the default for new vehicles) specifies the step as a *trust
-  radius in theta-space*, ``r_k = radius * alpha_k / alpha_first``, which decays like the
+  radius in theta-space*, ``r_k = radius * alpha_k / alpha_1``, which decays like the
   paper's schedule, and divides the direction by a gradient-norm scale ``G`` learnt from
   the run's own first ``warmup`` directions (their running maximum, frozen afterwards)::
 
@@ -20,7 +20,7 @@ the direction ``d_k = (1 - eta_k) G_zo + eta_k J_C`` (SPEC section 1). Convergen
 
 Why the convergence conditions still hold for :class:`ScaleFreeSteps`. After the warm-up
 the step is ``a_k d_k`` with ``a_k = m_k c alpha_k``, where ``c = radius / (G
-alpha_first)`` is a constant and ``m_k = min(1, cap G / |d_k|)`` is the cap's factor.
+alpha_1)`` is a constant and ``m_k = min(1, cap G / |d_k|)`` is the cap's factor.
 Under Assumption 1 on the compact Theta the estimates are bounded, ``|J_C| <= L`` and
 ``|G_zo| <= (n / delta) L delta = n L``, so ``m_k`` lies in ``[min(1, cap G / (n L)), 1]``:
 bounded away from 0 and from above by 1. Multiplying a sequence by factors in a fixed
@@ -86,15 +86,13 @@ class ScaleFreeSteps:
 
     ``radius``: length of the first step in theta units (theta holds square roots of the
     cost weights, so this is a relative change of about ``radius / |theta_i|`` per entry).
-    ``shape``: the schedule whose decay the radius follows (the paper's alpha_k);
-    ``first_k``: the first iteration index (where ``r_k = radius``); ``warmup``: the
-    number of directions whose largest norm fixes ``G``; ``cap``: steps are never longer
-    than ``cap * r_k``.
+    ``shape``: the schedule whose decay the radius follows (the paper's alpha_k; the
+    radius is ``radius`` at iteration 1); ``warmup``: the number of directions whose
+    largest norm fixes ``G``; ``cap``: steps are never longer than ``cap * r_k``.
     """
 
     radius: float
     shape: Schedule
-    first_k: int = 1
     warmup: int = 5
     cap: float = 2.0
     shrink_factor: float = 0.5
@@ -113,8 +111,8 @@ class ScaleFreeSteps:
             raise ValueError(f'shrink_factor must lie in (0, 1), got {self.shrink_factor}')
 
     def radius_at(self, k: int) -> float:
-        """Trust radius ``r_k`` before any shrink."""
-        return self.radius * self.shape(k) / self.shape(self.first_k)
+        """Trust radius ``r_k`` at iteration k (1-based) before any shrink."""
+        return self.radius * self.shape(k) / self.shape(1)
 
     def __call__(self, k: int, direction: np.ndarray) -> tuple[np.ndarray, float]:
         """Return ``(step (n,), effective alpha)`` for iteration k and direction (n,)."""

@@ -48,33 +48,44 @@ from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
 from hybrid_mpc_ros.core.learning.schedules import eta_schedule, Schedule
 
 METHODS = ('hybrid', 'model_based', 'zeroth_order', 'exact_model')
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2       # 2: schedules carry first_k; the config holds episode_steps
 
 
 @dataclass
 class TuningConfig:
-    """What a tuning run does (everything that changes its numbers)."""
+    """What a tuning run does (everything that changes its numbers).
 
-    method: str = 'hybrid'
-    iterations: int = 200
-    gamma: float = 0.5
-    delta: float = 1e-4
-    alpha: Schedule = field(default_factory=Schedule)
-    seed: int = 0
-    box_scale: float = 10.0
-    box_abs_min: float = 1.0
+    No defaults: the values are a scenario's (``config/scenarios``, built by
+    :meth:`hybrid_mpc_ros.core.scenario.Scenario.tuning_config`). ``gamma`` is the
+    exponent of the hybrid's mixing ``eta_k = 1/(k+1)^gamma`` with ``k`` counted from
+    ``eta_first_k``; ``delta`` the zeroth-order smoothing radius; ``alpha`` the step-size
+    schedule; ``episode_steps`` the episode length T; ``box_scale`` and ``box_abs_min`` the
+    Theta box around the start (:func:`theta.default_box`).
+    """
+
+    method: str
+    iterations: int
+    gamma: float
+    delta: float
+    alpha: Schedule
+    eta_first_k: int
+    episode_steps: int
+    seed: int
+    box_scale: float
+    box_abs_min: float
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f'method must be one of {METHODS}, got {self.method!r}')
-        if self.iterations < 1 or not self.delta > 0:
-            raise ValueError('iterations must be >= 1 and delta > 0')
+        if self.iterations < 1 or self.episode_steps < 1 or not self.delta > 0:
+            raise ValueError('iterations and episode_steps must be >= 1 and delta > 0')
 
     def eta(self) -> Schedule:
         """Return the mixing schedule of this method."""
         if self.method == 'hybrid':
-            return eta_schedule(self.gamma)
-        return eta_schedule(constant=0.0 if self.method == 'zeroth_order' else 1.0)
+            return eta_schedule(self.eta_first_k, self.gamma)
+        return eta_schedule(self.eta_first_k,
+                            constant=0.0 if self.method == 'zeroth_order' else 1.0)
 
     def to_dict(self) -> dict:
         """JSON-friendly form."""
@@ -84,7 +95,7 @@ class TuningConfig:
     def from_dict(cls, data: dict) -> 'TuningConfig':
         """Inverse of :meth:`to_dict`."""
         data = dict(data)
-        data['alpha'] = Schedule(**data.get('alpha', {}))
+        data['alpha'] = Schedule(**data['alpha'])
         return cls(**data)
 
 

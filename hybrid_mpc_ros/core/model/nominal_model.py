@@ -1,8 +1,10 @@
 """The nominal (approximate) model the MPC plans with: an affine ``x+ = A x + B u + c``.
 
-Stored as an NPZ archive holding ``A`` (12x12), ``B`` (12x4), ``c`` (12,) and ``header``, a
-YAML text saying where the model came from (data, seed, plant constants, fit errors). The
-controller and the tuner load the same file; ``hybrid-mpc identify`` regenerates it.
+A linear model ``x+ = A x + B u`` (the published paper's) is the case ``c = 0``. Stored as
+an NPZ archive holding ``A`` (12x12), ``B`` (12x4), ``c`` (12,) and ``header``, a YAML text
+saying where the model came from (scenario, data, seed, plant constants, fit errors). The
+controller and the tuner load the file their scenario names; ``hybrid-mpc identify``
+regenerates it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from hybrid_mpc_ros.core.model.quadcopter import NU, NX, Quadcopter
 
 @dataclass
 class AffineModel:
-    """``x[t+1] = A x[t] + B u[t] + c`` with ``A`` (12x12), ``B`` (12x4), ``c`` (12,)."""
+    """``x[t+1] = A x[t] + B u[t] + c`` with ``A`` (12x12), ``B`` (12x4), ``c`` (12,) (maybe 0)."""
 
     A: np.ndarray
     B: np.ndarray

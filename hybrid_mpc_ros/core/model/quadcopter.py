@@ -1,4 +1,4 @@
-"""The quadcopter: plant constants, continuous dynamics, RK4 step and its Jacobians.
+"""The quadcopter: plant constants, continuous dynamics, discrete step and its Jacobians.
 
 Model (Luukkonen, "Modelling and control of quadcopter", 2011; constants as used by
 Abdulkareem et al. 2022 and the reference paper). Frames follow ROS REP-103: the world
@@ -169,6 +169,21 @@ def continuous_dynamics(x, u, params: QuadParams):
     return ca.vertcat(vel, acc, euler_rates, body_acc)
 
 
+INTEGRATORS = ('rk4', 'euler')
+
+
+def euler_step(f, x, u, dt: float, substeps: int):
+    """Symbolic forward-Euler integration of ``f(x, u)`` over ``dt`` with ``u`` held.
+
+    ``substeps`` steps of ``dt / substeps`` each. With one step per period this is the
+    integration of the reference paper's authors' own quadcopter code.
+    """
+    h = dt / substeps
+    for _ in range(substeps):
+        x = x + h * f(x, u)
+    return x
+
+
 def rk4_step(f, x, u, dt: float, substeps: int):
     """Symbolic RK4 integration of ``f(x, u)`` over ``dt`` with ``u`` held, ``substeps`` stages."""
     h = dt / substeps
@@ -182,25 +197,32 @@ def rk4_step(f, x, u, dt: float, substeps: int):
 
 
 class Quadcopter:
-    """The discrete-time plant ``x[t+1] = F(x[t], u[t])`` (RK4, ``u`` held for ``dt``).
+    """The discrete-time plant ``x[t+1] = F(x[t], u[t])`` (``u`` held for ``dt``).
 
-    ``step`` and ``jacobians`` take and return numpy arrays. Building compiles nothing;
-    CasADi evaluates the expression graph (about 20-40 us per call).
+    ``integrator`` is ``'rk4'`` (classic Runge-Kutta, ``substeps`` stages per period) or
+    ``'euler'`` (forward Euler, ``substeps`` steps per period). ``step`` and ``jacobians``
+    take and return numpy arrays. Building compiles nothing; CasADi evaluates the
+    expression graph (about 20-40 us per call).
     """
 
-    def __init__(self, params: QuadParams | None = None, dt: float = 0.1, substeps: int = 4):
+    def __init__(self, params: QuadParams | None = None, dt: float = 0.1, substeps: int = 4,
+                 integrator: str = 'rk4'):
         if not (math.isfinite(dt) and dt > 0.0):
             raise ConfigError(f'sampling period must be > 0 s, got {dt}')
         if int(substeps) != substeps or substeps < 1:
             raise ConfigError(f'substeps must be a positive integer, got {substeps}')
+        if integrator not in INTEGRATORS:
+            raise ConfigError(f'integrator must be one of {INTEGRATORS}, got {integrator!r}')
         self.params = params or QuadParams()
         self.dt = float(dt)
         self.substeps = int(substeps)
+        self.integrator = integrator
         x = ca.SX.sym('x', NX)
         u = ca.SX.sym('u', NU)
         f_expr = continuous_dynamics(x, u, self.params)
         self._f = ca.Function('f', [x, u], [f_expr])
-        x_next = rk4_step(self._f, x, u, self.dt, self.substeps)
+        integrate = rk4_step if integrator == 'rk4' else euler_step
+        x_next = integrate(self._f, x, u, self.dt, self.substeps)
         self.symbolic = (x, u, f_expr, x_next)
         self._step = ca.Function('step', [x, u], [x_next])
         self._jac = ca.Function('step_jac', [x, u],

@@ -52,10 +52,9 @@ import math
 import numpy as np
 
 from hybrid_mpc_ros.core.mpc import acados_env
-from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.condensed_qp import CondensedQP
 from hybrid_mpc_ros.core.config import ConfigError
-from hybrid_mpc_ros.core.mpc.policy import default_reference, MPCConfig, MPCPolicy, SOFT_IDX
+from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy, SOFT_IDX
 from hybrid_mpc_ros.core.model.quadcopter import NU, QuadParams, Quadcopter
 
 # fields that only change what Python does between solver calls: not part of the cache key
@@ -81,10 +80,8 @@ class NonlinearMPCConfig(MPCConfig):
             raise ConfigError(f'rti_tol must be >= 0, got {self.rti_tol}')
 
     @classmethod
-    def from_config(cls, config: MPCConfig | None, **overrides) -> 'NonlinearMPCConfig':
-        """Return ``config`` (a plain :class:`MPCConfig` is extended with defaults)."""
-        if config is None:
-            return cls(**overrides)
+    def from_config(cls, config: MPCConfig, **overrides) -> 'NonlinearMPCConfig':
+        """Return ``config`` with ``overrides`` (a plain :class:`MPCConfig` is extended)."""
         if isinstance(config, cls) and not overrides:
             return config
         values = {item.name: getattr(config, item.name) for item in fields(config)}
@@ -102,18 +99,18 @@ def formulation_description(params: QuadParams, config: NonlinearMPCConfig) -> d
 class NonlinearMPCPolicy(MPCPolicy):
     """``u = MPC(x; theta)`` on the nonlinear quadcopter with nominal constants (SQP-RTI).
 
-    ``params`` are the nominal constants (default: the paper's plant). theta defaults to the
-    paper's start with P from the Riccati equation of the nominal model linearised at hover;
-    ``u_ref`` defaults to the nominal model's hover input, so that hovering at ``x_ref``
-    costs nothing in the model the MPC plans with. See the module docstring for the warm
-    start and for what :meth:`sensitivities` approximates. After each solve,
+    ``params`` are the nominal constants; ``config`` an :class:`MPCConfig` (extended to a
+    :class:`NonlinearMPCConfig`); ``theta`` (94,) the start, ``x_ref`` (12,) and ``u_ref``
+    (4,) the references (:meth:`hybrid_mpc_ros.core.scenario.Scenario.nonlinear_policy`
+    builds one from a scenario). See the module docstring
+    for the warm start and for what :meth:`sensitivities` approximates. After each solve,
     ``rti_iterations_done`` and ``rti_last_step`` (the largest change of a planned input in
     the last iteration, rad/s) tell how far the iterations converged.
     """
 
-    def __init__(self, params: QuadParams | None = None, config: MPCConfig | None = None,
-                 theta: np.ndarray | None = None, x_ref=None, u_ref=None):
-        self.params = params or QuadParams()
+    def __init__(self, params: QuadParams, config: MPCConfig, theta: np.ndarray,
+                 x_ref: np.ndarray, u_ref: np.ndarray):
+        self.params = params
         config = NonlinearMPCConfig.from_config(config)
         if not config.u_min < self.params.hover_speed < config.u_max:
             # the model could not hold altitude: its hover reference would be unreachable
@@ -121,16 +118,12 @@ class NonlinearMPCPolicy(MPCPolicy):
                               f'rad/s, outside the input bounds [{config.u_min}, '
                               f'{config.u_max}]')
         self.model = Quadcopter(self.params, config.dt, config.substeps)
-        if theta is None:
-            a_hover, b_hover = self.model.jacobians(self.model.hover_state(),
-                                                    self.params.hover_input)
-            theta = th.initial_theta(a_hover, b_hover)
         self._xs = self._us = None          # last iterate (N+1 x 12, N x 4 solver inputs)
         self._lin = None                    # linearisation point of the last QP
         self._qp = None
         self.rti_iterations_done = 0
         self.rti_last_step = math.nan
-        self._start(config, theta, default_reference(self.params), x_ref, u_ref)
+        self._start(config, theta, x_ref, u_ref)
 
     # ---------------------------------------------------------------- formulation
     def formulation_key(self) -> str:
@@ -213,7 +206,7 @@ class NonlinearMPCPolicy(MPCPolicy):
         self._xs, self._us = xs, us
         self.rti_iterations_done = done
         self.rti_last_step = step
-        self._u_stack[:] = us.reshape(-1) + cfg.u_offset
+        self._u_stack[:] = (us + self._u_off).reshape(-1)
         return status, qp_status, qp_iter_total
 
     def predicted_states(self) -> np.ndarray:
@@ -228,7 +221,7 @@ class NonlinearMPCPolicy(MPCPolicy):
         if self._lin is None:
             raise RuntimeError('no solve yet')
         xs, us = self._lin
-        return xs.copy(), us + self.config.u_offset
+        return xs.copy(), us + self._u_off
 
     def linearisation(self) -> tuple[list, list, list]:
         """Read the stage models of the last QP from acados, in absolute variables.

@@ -31,10 +31,9 @@ from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.condensed_qp import ActiveSet, CondensedQP, condense
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
-from hybrid_mpc_ros.core.model.quadcopter import NU, NX, QuadParams
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX
 
 SOFT_IDX = tuple(range(3, NX))       # velocities, Euler angles, body rates
-_V, _ANG, _RATE = 2.0, math.pi / 4, math.pi / 8
 
 # acados status codes (acados_c/ocp_nlp_interface): 0 success, 1 NaN, 2 max iter,
 # 3 min step, 4 QP failure, 5 ready (RTI preparation only)
@@ -44,17 +43,26 @@ STATUS_TEXT = {0: 'success', 1: 'NaN detected', 2: 'maximum iterations reached',
 
 @dataclass(frozen=True)
 class MPCConfig:
-    """Static MPC configuration (changing it means new generated code)."""
+    """Static MPC configuration (changing it means new generated code).
 
-    horizon: int = 12
-    dt: float = 0.1
-    u_min: float = QuadParams().omega_min
-    u_max: float = QuadParams().omega_max
-    x_lb: tuple = (-_V,) * 3 + (-_ANG,) * 3 + (-_RATE,) * 3
-    x_ub: tuple = (_V,) * 3 + (_ANG,) * 3 + (_RATE,) * 3
-    u_offset: float = QuadParams().hover_speed   # acados works with u - u_offset (scaling)
-    slack_quadratic: float = 25.0
-    slack_linear: float = 25.0
+    The experiment's values have no defaults: they come from a scenario file
+    (:meth:`hybrid_mpc_ros.core.scenario.Scenario.mpc_config`). ``horizon`` N; ``dt`` [s];
+    hard rotor-speed bounds ``u_min``, ``u_max`` [rad/s]; soft bounds ``x_lb``, ``x_ub``
+    (9 each) on the states ``SOFT_IDX`` (3..11: velocity, attitude, body rates);
+    ``u_offset`` (4) [rad/s], the input the solver's variables are measured from (the
+    scenario's ``u_ref``); slack penalty weights. The QP solver's numerical settings keep
+    their defaults here: they are properties of this solver, not of an experiment.
+    """
+
+    horizon: int
+    dt: float
+    u_min: float
+    u_max: float
+    x_lb: tuple
+    x_ub: tuple
+    u_offset: tuple          # acados works with u - u_offset (scaling, see _make_ocp)
+    slack_quadratic: float
+    slack_linear: float
     qp_tol: float = 1e-10
     qp_iter_max: int = 100
     hpipm_mode: str = 'BALANCE'
@@ -73,6 +81,8 @@ class MPCConfig:
             raise ConfigError(f'x_lb/x_ub need {len(SOFT_IDX)} entries (states 3..11)')
         if any(lo >= hi for lo, hi in zip(self.x_lb, self.x_ub)):
             raise ConfigError('every soft state bound needs x_lb < x_ub')
+        if len(self.u_offset) != NU or not all(math.isfinite(v) for v in self.u_offset):
+            raise ConfigError(f'u_offset needs {NU} finite entries, got {self.u_offset}')
 
     def state_box(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the state constraint set X as full bounds ``(lb (12,), ub (12,))``.
@@ -82,14 +92,6 @@ class MPCConfig:
         lb, ub = np.full(NX, -np.inf), np.full(NX, np.inf)
         lb[list(SOFT_IDX)], ub[list(SOFT_IDX)] = self.x_lb, self.x_ub
         return lb, ub
-
-
-def default_reference(params: QuadParams | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Return the paper's target ``x_ref = (-6, -3.5, 0, ...)`` (12,) and hover ``u_ref`` (4,)."""
-    params = params or QuadParams()
-    x_ref = np.zeros(NX)
-    x_ref[:3] = (-6.0, -3.5, 0.0)
-    return x_ref, params.hover_input
 
 
 @dataclass(frozen=True)
@@ -117,24 +119,29 @@ class MPCPolicy:
     Narrow interface used by the tuner and the controller node: ``solve(x)``,
     ``sensitivities()``, ``set_theta(theta)``, ``set_reference(x_ref, u_ref)``, ``theta``,
     ``last`` (the last :class:`MPCSolution`) and ``timings``.
+
+    Built from the nominal ``model`` (affine, or linear with ``c = 0``), ``config``, the
+    starting ``theta`` (94,) and the references ``x_ref`` (12,), ``u_ref`` (4,);
+    :meth:`hybrid_mpc_ros.core.scenario.Scenario.policy` builds one from a scenario file.
     """
 
-    def __init__(self, model: AffineModel, config: MPCConfig | None = None,
-                 theta: np.ndarray | None = None, x_ref=None, u_ref=None):
+    def __init__(self, model: AffineModel, config: MPCConfig, theta: np.ndarray,
+                 x_ref: np.ndarray, u_ref: np.ndarray):
         self.model = model
-        config = config or MPCConfig()
         if abs(model.dt - config.dt) > 1e-12:
             raise ConfigError(f'nominal model dt {model.dt} differs from MPC dt {config.dt}')
-        self._start(config, th.initial_theta(model.A, model.B) if theta is None else theta,
-                    default_reference(), x_ref, u_ref)
+        self._start(config, theta, x_ref, u_ref)
 
-    def _start(self, config: MPCConfig, theta: np.ndarray, default_ref, x_ref, u_ref) -> None:
-        """Set up what every model kind shares: references, bounds, QP, solver, theta."""
+    def _start(self, config: MPCConfig, theta: np.ndarray, x_ref: np.ndarray,
+               u_ref: np.ndarray) -> None:
+        """Set up what every model kind shares: references, bounds, QP, solver, theta.
+
+        ``theta`` (94,), ``x_ref`` (12,), ``u_ref`` (4,).
+        """
         self.config = cfg = config
-        default_x, default_u = default_ref
-        self.x_ref = np.array(default_x if x_ref is None else x_ref, dtype=float)
-        self.u_ref = np.array(default_u if u_ref is None else u_ref, dtype=float)
-        self._u_off = np.full(NU, cfg.u_offset)
+        self.x_ref = np.array(x_ref, dtype=float)
+        self.u_ref = np.array(u_ref, dtype=float)
+        self._u_off = np.array(cfg.u_offset, dtype=float)
         self._u_lb = np.full(NU, cfg.u_min)
         self._u_ub = np.full(NU, cfg.u_max)
         self._init_qp()
@@ -334,7 +341,8 @@ class MPCPolicy:
         u_stack = self._u_stack
         for k in range(self.config.horizon):
             u_stack[k * NU:(k + 1) * NU] = solver.get(k, 'u')
-        u_stack += self.config.u_offset
+        plan = u_stack.reshape(self.config.horizon, NU)     # a view: adds in place
+        plan += self._u_off
         stats = solver.get_stats('statistics')       # SQP-RTI rows: iter, qp_stat, qp_iter
         return status, int(stats[1, -1]), int(stats[2, -1])
 

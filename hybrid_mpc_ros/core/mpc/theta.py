@@ -59,11 +59,6 @@ PARAMETER_NAMES = tuple(PARAMETER_PREFIX + name for name, _, _ in GROUPS)
 # covers a failed solve).
 MAX_ABS_ENTRY = 300.0
 
-# The upper-level (closed-loop) cost weights of the paper; also the initial Q and R.
-QC_DIAG = np.array([1.0] * 6 + [0.1] * 6)
-RC_DIAG = np.full(NU, 0.01)
-PC_DIAG = np.array([1.0] * 6 + [1000.0] * 3 + [1.0] * 3)
-
 
 def names() -> list[str]:
     """Human-readable name of every theta entry, length 94 (e.g. ``p_P[3,1]``)."""
@@ -104,11 +99,27 @@ def from_weights(q_diag: np.ndarray, r_diag: np.ndarray, p_matrix: np.ndarray) -
     return np.concatenate([np.sqrt(q_diag - EPS), np.sqrt(r_diag - EPS), low[TRIL]])
 
 
-def initial_theta(a_matrix: np.ndarray, b_matrix: np.ndarray) -> np.ndarray:
-    """Return the paper's start: Q = Qc, R = Rc, P from the DARE of (A, B, Qc, Rc)."""
-    p_dare = scipy.linalg.solve_discrete_are(a_matrix, b_matrix, np.diag(QC_DIAG),
-                                             np.diag(RC_DIAG))
-    return from_weights(QC_DIAG, RC_DIAG, 0.5 * (p_dare + p_dare.T))
+def dare_weight(a_matrix: np.ndarray, b_matrix: np.ndarray, q_diag: np.ndarray,
+                r_diag: np.ndarray) -> np.ndarray:
+    """Return the DARE solution P (12x12, symmetrised): the infinite-horizon LQR cost-to-go.
+
+    ``a_matrix`` (12x12), ``b_matrix`` (12x4); ``q_diag`` (12,) and ``r_diag`` (4,) are the
+    diagonals of the state and input weights.
+    """
+    p_dare = scipy.linalg.solve_discrete_are(a_matrix, b_matrix, np.diag(q_diag),
+                                             np.diag(r_diag))
+    return 0.5 * (p_dare + p_dare.T)
+
+
+def initial_theta(a_matrix: np.ndarray, b_matrix: np.ndarray, qc_diag: np.ndarray,
+                  rc_diag: np.ndarray) -> np.ndarray:
+    """Return the paper's start (94,): Q = Qc, R = Rc, P from the DARE of (A, B, Qc, Rc).
+
+    ``a_matrix`` (12x12) and ``b_matrix`` (12x4) are the nominal model's; ``qc_diag`` (12,)
+    and ``rc_diag`` (4,) the diagonals of the scenario's upper-level weights.
+    """
+    qc_diag, rc_diag = np.asarray(qc_diag, float), np.asarray(rc_diag, float)
+    return from_weights(qc_diag, rc_diag, dare_weight(a_matrix, b_matrix, qc_diag, rc_diag))
 
 
 @dataclass(frozen=True)
@@ -134,12 +145,12 @@ class ThetaBox:
                 for i in bad]
 
 
-def default_box(theta0: np.ndarray, scale: float = 10.0, abs_min: float = 1.0) -> ThetaBox:
-    """Theta box around a start: ``|theta_i| <= max(scale |theta0_i|, abs_min)``.
+def default_box(theta0: np.ndarray, scale: float, abs_min: float) -> ThetaBox:
+    """Theta box around a start theta0 (94,): ``|theta_i| <= max(scale |theta0_i|, abs_min)``.
 
     The paper leaves Theta unstated; this keeps every weight within a factor ``scale`` of
     its start in square-root units (a factor ``scale^2`` on Q and R) and lets entries that
-    start at zero (off-diagonal L) move by ``abs_min``. It is a configuration choice.
+    start at zero (off-diagonal L) move by ``abs_min``. Both come from the scenario.
     """
     radius = np.maximum(scale * np.abs(theta0), abs_min)
     return ThetaBox(-radius, radius)

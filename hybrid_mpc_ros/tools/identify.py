@@ -1,0 +1,93 @@
+"""``hybrid-mpc identify``: identify a scenario's nominal model and write the file it names.
+
+Several scenarios may name one model file (the mismatch example plans with the arXiv
+scenario's model on purpose), so writing a scenario's model must not silently replace one
+that was identified for another. Without ``--out`` the command refuses when the existing
+file's header shows a different scenario *and* different identification inputs (plant,
+sampling time, integrator, settings, target); re-identifying the same scenario, or an
+identical setup, replaces the file as before. Headers written before scenarios existed
+carry no ``scenario``, ``integrator`` or ``affine`` entry: they were RK4 and affine, the
+only choices then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+import json
+import os
+import sys
+
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.model.nominal_model import AffineModel
+from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
+
+
+def identification_inputs(scenario: Scenario, **overrides) -> dict:
+    """Return what the model header of ``scenario.identify(**overrides)`` records about its data."""
+    settings = replace(scenario.identification, **overrides)
+    return {'plant': scenario.plant_params.as_dict(), 'dt': scenario.period_s,
+            'substeps': scenario.substeps, 'integrator': scenario.integrator,
+            'settings': dict(asdict(settings),
+                             target=[float(v) for v in scenario.x_ref[0:3]])}
+
+
+def _recorded_inputs(header: dict) -> dict:
+    """Return the same entries read from a model header (legacy headers: RK4, affine)."""
+    settings = dict(header.get('settings') or {})
+    settings.setdefault('affine', True)
+    return {'plant': header.get('plant'), 'dt': header.get('dt'),
+            'substeps': header.get('substeps'),
+            'integrator': header.get('integrator', 'rk4'), 'settings': settings}
+
+
+def overwrite_problem(path: str, scenario: Scenario, **overrides) -> str:
+    """Why writing ``scenario``'s model to the existing ``path`` would clobber another's.
+
+    Returns '' when the file was identified for this scenario (by name) or from the same
+    inputs, so replacing it loses nothing that the scenario does not regenerate.
+    """
+    try:
+        header = AffineModel.load(path).header
+    except ConfigError as exc:
+        return f'{path} exists but is not a readable model file ({exc})'
+    if header.get('scenario') == scenario.name:
+        return ''
+    expected = identification_inputs(scenario, **overrides)
+    recorded = _recorded_inputs(header)
+    differing = [key for key in expected if recorded[key] != expected[key]]
+    if not differing:
+        return ''
+    owner = (f"scenario {header['scenario']!r}" if header.get('scenario')
+             else 'another identification')
+    return (f'{path} holds the nominal model of {owner}: its {" and ".join(differing)} '
+            f'differ from those of scenario {scenario.name!r}; pass --out to write this '
+            "model elsewhere (and name that file in the scenario's nominal_model_file)")
+
+
+def main(scenario: str | None = None, out: str | None = None, seed: int | None = None,
+         trajectories: int | None = None) -> int:
+    """Identify, print the held-out errors, write the model; JSON summary as the last line.
+
+    ``scenario`` is a file or a shipped scenario's name (default: the default scenario);
+    ``seed`` and ``trajectories`` override its identification settings; ``out`` replaces
+    the file the scenario names. Raises ConfigError (the CLI prints it) when the default
+    output holds another scenario's model.
+    """
+    path = resolve_scenario_path(scenario)
+    setup = load_scenario(path, load_model=False)
+    overrides = {key: value for key, value in (('seed', seed), ('trajectories', trajectories))
+                 if value is not None}
+    target = out or setup.nominal_model_output()
+    if out is None and os.path.exists(target):
+        problem = overwrite_problem(target, setup, **overrides)
+        if problem:
+            raise ConfigError(problem)
+    model = setup.identify(progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+                           **overrides)
+    model.save(target)
+    errors = model.header['held_out_errors']
+    for key, value in errors.items():
+        print(f'{key:32s} {value:.3e}')
+    print(f'wrote {target}')
+    print(json.dumps(dict(errors, out=target, scenario=path, samples=model.header['samples'])))
+    return 0

@@ -1,0 +1,32 @@
+"""What the tests build, taken from the shipped scenario files through the scenario module.
+
+Tests set up a plant, a nominal model, a policy or a cost the way the tools do, from a
+scenario file, so no test restates a scenario value. Scenarios are read once per session
+(a :class:`Scenario` is immutable); policies and plants are built fresh for each caller.
+"""
+
+import functools
+import os
+
+from hybrid_mpc_ros.core.scenario import load_scenario
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCENARIO_DIR = os.path.join(ROOT, 'config', 'scenarios')
+SHIPPED = ('arxiv_v1', 'l4dc2026', 'mismatch_example')
+
+
+def scenario_path(name='arxiv_v1'):
+    """Path of the shipped scenario file ``config/scenarios/<name>.yaml``."""
+    return os.path.join(SCENARIO_DIR, f'{name}.yaml')
+
+
+@functools.cache
+def scenario(name='arxiv_v1'):
+    """The shipped scenario ``name``, loaded with its nominal model."""
+    return load_scenario(scenario_path(name))
+
+
+def tuning_setup(name='arxiv_v1'):
+    """``(nominal model, MPC policy, plant, closed-loop cost)`` of a shipped scenario."""
+    chosen = scenario(name)
+    return chosen.nominal_model(), chosen.policy(), chosen.plant(), chosen.cost()

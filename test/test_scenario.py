@@ -1,0 +1,326 @@
+"""Scenario files: the shipped ones load and say what the papers say; bad ones fail clearly.
+
+Every bad-file test edits one value of the arXiv scenario and asserts that the error names
+the file and the key. The ROS test checks that rcl, which parses the same file for the
+nodes, reads every value with the same type the loader checked.
+"""
+
+import math
+import os
+
+import numpy as np
+import pytest
+from scenario_setup import scenario, scenario_path, SHIPPED
+import yaml
+
+from hybrid_mpc_ros.core import paths
+from hybrid_mpc_ros.core.config import ConfigError, flatten
+from hybrid_mpc_ros.core.scenario import (default_scenario_path, load_scenario,
+                                          resolve_scenario_path)
+
+ARXIV_TEXT = open(scenario_path('arxiv_v1')).read()
+
+
+@pytest.mark.parametrize('name', SHIPPED)
+def test_shipped_scenarios_load_and_build(name):
+    chosen = scenario(name)
+    assert chosen.name == name and chosen.model.dt == chosen.period_s
+    hover = chosen.plant_params.hover_speed
+    assert chosen.plant_params.omega_min <= hover <= chosen.plant_params.omega_max
+    assert chosen.cost().x_lb.shape == (12,) and chosen.plant().dt == chosen.period_s
+    assert chosen.tuning_config().episode_steps == 200
+    assert all(chosen.run_config(run.name).method == run.method for run in chosen.runs)
+    with pytest.raises(ValueError):
+        chosen.x0[0] = 1.0            # shared, read-only
+
+
+def test_the_default_is_the_arxiv_scenario_and_names_resolve():
+    assert os.path.samefile(default_scenario_path(), scenario_path('arxiv_v1'))
+    assert os.path.samefile(resolve_scenario_path(None), scenario_path('arxiv_v1'))
+    assert os.path.samefile(resolve_scenario_path('l4dc2026'), scenario_path('l4dc2026'))
+    assert os.path.samefile(resolve_scenario_path('l4dc2026.yaml'), scenario_path('l4dc2026'))
+    with pytest.raises(ConfigError, match='mismatch_example.yaml'):
+        resolve_scenario_path('no_such_scenario')
+    with pytest.raises(ConfigError, match='not found'):     # a path is never a name
+        resolve_scenario_path(os.path.join('elsewhere', 'l4dc2026.yaml'))
+
+
+def test_the_arxiv_scenario_is_the_packages_first_reproduction():
+    arxiv = scenario('arxiv_v1')
+    assert arxiv.x_ref[0:3].tolist() == [-6.0, -3.5, 0.0] and not arxiv.x0.any()
+    assert arxiv.mpc_config.x_ub[3:6] == (math.pi / 4,) * 3
+    assert arxiv.mpc_config.x_ub[6:9] == (math.pi / 8,) * 3
+    assert arxiv.u_ref.tolist() == [arxiv.plant_params.hover_speed] * 4
+    assert arxiv.terminal_weight_kind == 'diagonal' and arxiv.violation_weight == 300.0
+    config = arxiv.tuning_config()
+    assert (config.delta, config.iterations, config.alpha.first_k) == (1e-4, 200, 1)
+    assert arxiv.model.c.any() and arxiv.integrator == 'rk4'
+    assert [run.name for run in arxiv.runs] == ['zeroth_order', 'model_based', 'hybrid_g0.25',
+                                                'hybrid_g0.5', 'hybrid_g0.75', 'exact_model']
+    assert arxiv.paper.hybrid_final_cost == 1111.71
+
+
+def test_the_published_scenario_states_what_the_paper_states():
+    """SPEC section 2, "Published version" (L4DC 2026)."""
+    published = scenario('l4dc2026')
+    config = published.tuning_config()
+    assert config.delta == 1e-5 and config.iterations == 300 and config.episode_steps == 200
+    alpha = config.alpha
+    assert (alpha.kind, alpha.scale, alpha.offset, alpha.power, alpha.first_k) == (
+        'log_shifted', 2e-4, 2.0, 0.8, 0)
+    assert config.eta_first_k == 0
+    assert published.violation_weight == 1e4 and published.terminal_weight_kind == 'dare'
+    assert published.pc is None
+    model = published.nominal_model()
+    np.testing.assert_array_equal(model.c, np.zeros(12))        # g = A x + B u
+    assert model.header['settings']['affine'] is False
+    assert (published.integrator, published.substeps, published.period_s) == ('euler', 1, 0.1)
+    # the start: Q = Qc, R = Rc, P = the same DARE solution as the upper-level weight
+    theta0 = published.initial_theta()
+    from hybrid_mpc_ros.core.mpc import theta as th
+    q_mat, r_mat, p_mat = th.weights(theta0)
+    np.testing.assert_allclose(np.diag(q_mat), published.qc)
+    np.testing.assert_allclose(np.diag(r_mat), published.rc)
+    np.testing.assert_allclose(p_mat, published.cost().pc, rtol=1e-9)
+    assert {run.gamma for run in published.runs if run.method == 'hybrid'} == {0.25, 0.5, 0.75}
+    assert (published.paper.hybrid_final_cost, published.paper.exact_model_cost) == (
+        1084.91, 1081.3)
+
+
+def test_the_mismatch_example_flies_another_vehicle_with_the_arxiv_model():
+    mismatch, arxiv = scenario('mismatch_example'), scenario('arxiv_v1')
+    assert os.path.samefile(mismatch.nominal_model_path, arxiv.nominal_model_path)
+    assert mismatch.plant_params.mass > arxiv.plant_params.mass
+    assert mismatch.plant_params.inertia_xx > arxiv.plant_params.inertia_xx
+    assert mismatch.plant_params.translational_drag > arxiv.plant_params.translational_drag
+    assert not np.array_equal(mismatch.x0, arxiv.x0)
+    assert not np.array_equal(mismatch.x_ref, arxiv.x_ref)
+    assert mismatch.paper is None
+
+
+# ------------------------------------------------------------------ bad files
+
+def _write(tmp_path, text, name='bad.yaml'):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def _edit(tmp_path, edit):
+    """Write the arXiv scenario with ``edit(data)`` applied to its parsed YAML."""
+    data = yaml.safe_load(ARXIV_TEXT)
+    edit(data)
+    return _write(tmp_path, yaml.safe_dump(data, sort_keys=False))
+
+
+def _params(data, section):
+    return data[section]['ros__parameters']
+
+
+def _expect(path, key, *phrases):
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert path in message and key in message, message
+    for phrase in phrases:
+        assert phrase in message, message
+    return message
+
+
+def test_unknown_key_names_the_typo_and_suggests(tmp_path):
+    path = _write(tmp_path, ARXIV_TEXT.replace('mass: 0.468', 'mas: 0.468'))
+    _expect(path, 'quadcopter_simulator.plant.mas', 'unknown key', "did you mean 'mass'")
+
+
+def test_node_runtime_settings_and_dotted_names_are_unknown_keys(tmp_path):
+    path = _edit(tmp_path, lambda d: _params(d, 'quadcopter_simulator').update(
+        clock_mode='lockstep'))
+    _expect(path, 'quadcopter_simulator.clock_mode', 'unknown key', "node's own parameter file")
+    path = _edit(tmp_path, lambda d: _params(d, 'mpc_controller').update(period_s=0.1))
+    _expect(path, 'mpc_controller.period_s', 'belongs in the /** section')
+    path = _edit(tmp_path, lambda d: _params(d, 'hybrid_tuner').update({'alpha.scale': 1.0}))
+    _expect(path, 'hybrid_tuner.alpha.scale', 'unknown key', 'nested keys')
+
+
+def test_unknown_and_missing_sections(tmp_path):
+    path = _write(tmp_path, ARXIV_TEXT.replace('hybrid_tuner:', 'hybrid_tunr:'))
+    _expect(path, 'hybrid_tunr', 'unknown section', "did you mean 'hybrid_tuner'")
+    path = _edit(tmp_path, lambda d: d.pop('mpc_controller'))
+    _expect(path, 'mpc_controller', 'missing section')
+    path = _edit(tmp_path, lambda d: d.update(paper={'citation': 'x'}))
+    _expect(path, 'paper', 'ros__parameters')
+
+
+def test_missing_key(tmp_path):
+    path = _edit(tmp_path, lambda d: _params(d, 'mpc_controller').pop('horizon'))
+    _expect(path, 'mpc_controller.horizon', 'missing')
+
+
+def test_wrong_length(tmp_path):
+    path = _edit(tmp_path, lambda d: _params(d, '/**')['x_ref'].pop())
+    _expect(path, '/**.x_ref', 'expected 12 values, got 11')
+
+
+def test_non_finite(tmp_path):
+    path = _edit(tmp_path, lambda d: _params(d, 'hybrid_tuner')['cost']['qc'].__setitem__(
+        3, float('nan')))
+    _expect(path, 'hybrid_tuner.cost.qc', 'entry 3', 'finite')
+    path = _edit(tmp_path, lambda d: _params(d, '/**').update(period_s=float('inf')))
+    _expect(path, '/**.period_s', 'finite')
+
+
+def test_wrong_types_say_how_ros_would_read_them(tmp_path):
+    path = _write(tmp_path, ARXIV_TEXT.replace('mass: 0.468', 'mass: 1'))
+    _expect(path, 'quadcopter_simulator.plant.mass', 'the integer 1', 'write 1.0')
+    path = _write(tmp_path, ARXIV_TEXT.replace('delta: 1.0e-4', 'delta: 1e-4'))
+    _expect(path, 'hybrid_tuner.delta', "the string '1e-4'", 'write 1.0e-4')
+    path = _write(tmp_path, ARXIV_TEXT.replace('iterations: 200', 'iterations: 200.0'))
+    _expect(path, 'hybrid_tuner.iterations', 'expected an integer')
+    path = _write(tmp_path, ARXIV_TEXT.replace('affine: true', 'affine: 1'))
+    _expect(path, 'system_identification.affine', 'true or false')
+    path = _write(tmp_path, ARXIV_TEXT.replace('method: hybrid', 'method: hybird'))
+    _expect(path, 'hybrid_tuner.method', "must be one of")
+
+
+def test_out_of_range_values(tmp_path):
+    path = _edit(tmp_path, lambda d: _params(d, 'hybrid_tuner').update(delta=-1.0e-4))
+    _expect(path, 'hybrid_tuner.delta', 'must be > 0')
+    path = _edit(tmp_path, lambda d: _params(d, 'hybrid_tuner')['cost']['rc'].__setitem__(
+        0, 0.0))
+    _expect(path, 'hybrid_tuner.cost.rc', 'entry 0', 'must be > 1e-06')
+
+
+def test_a_vehicle_that_cannot_hover_within_its_rotor_limits(tmp_path):
+    # the paper's thrust coefficient carries at most 4 k 630^2 / g = 0.483 kg
+    path = _write(tmp_path, ARXIV_TEXT.replace('mass: 0.468', 'mass: 0.55'))
+    _expect(path, 'quadcopter_simulator.plant', 'cannot hover', '672.8 rad/s')
+
+
+def test_mpc_input_box_must_fit_the_rotors_and_hold_hover(tmp_path):
+    path = _write(tmp_path, ARXIV_TEXT.replace('u_max: 630.0', 'u_max: 640.0'))
+    _expect(path, '/**.constraints.u_max', 'rotor limits')
+    path = _write(tmp_path, ARXIV_TEXT.replace('u_max: 630.0', 'u_max: 600.0'))
+    _expect(path, '/**.u_ref', 'outside the input box')
+    path = _write(tmp_path, ARXIV_TEXT.replace('u_min: 0.0', 'u_min: 630.0'))
+    _expect(path, '/**.constraints.u_min', 'below u_max')
+
+
+def test_an_empty_state_box(tmp_path):
+    path = _edit(tmp_path, lambda d: _params(d, '/**')['constraints']['x_lb'].__setitem__(
+        4, 3.0))
+    _expect(path, '/**.constraints.x_lb', 'entry 4 (state 7)', 'below x_ub')
+
+
+def test_a_nominal_model_at_another_sampling_time(tmp_path):
+    path = _edit(tmp_path, lambda d: _params(d, '/**').update(period_s=0.05))
+    _expect(path, '/**.nominal_model_file', 'sampling time of 0.1 s', 'period_s is 0.05 s')
+
+
+def test_a_missing_or_broken_nominal_model(tmp_path):
+    path = _edit(tmp_path, lambda d: _params(d, '/**').update(
+        nominal_model_file='no_such_model.npz'))
+    _expect(path, '/**.nominal_model_file', 'not found', 'hybrid-mpc identify')
+    assert load_scenario(path, load_model=False).model is None   # identify may create it
+    broken = tmp_path / 'broken.npz'
+    broken.write_bytes(b'not an archive')
+    path = _edit(tmp_path, lambda d: _params(d, '/**').update(nominal_model_file=str(broken)))
+    _expect(path, '/**.nominal_model_file', 'malformed')
+
+
+def test_terminal_weight_and_pc_must_agree(tmp_path):
+    path = _edit(tmp_path, lambda d: _params(d, 'hybrid_tuner')['cost'].update(
+        terminal_weight='dare'))
+    _expect(path, 'hybrid_tuner.cost.pc', 'terminal_weight is dare')
+    path = _edit(tmp_path, lambda d: _params(d, 'hybrid_tuner')['cost'].pop('pc'))
+    _expect(path, 'hybrid_tuner.cost.pc', 'missing')
+
+
+def test_a_step_size_that_is_not_finite_at_the_first_iteration(tmp_path):
+    # log k at k = 0
+    path = _edit(tmp_path, lambda d: _params(d, 'hybrid_tuner')['alpha'].update(first_k=0))
+    _expect(path, 'hybrid_tuner.alpha', 'first iteration', '-inf')
+
+
+def test_reproduction_runs(tmp_path):
+    path = _edit(tmp_path, lambda d: _params(d, 'reproduction').pop('gammas'))
+    _expect(path, 'reproduction.gammas', 'missing', 'hybrid')
+    path = _edit(tmp_path, lambda d: _params(d, 'reproduction').update(
+        methods=['hybrid', 'hybrid']))
+    _expect(path, 'reproduction.methods', 'distinct')
+    path = _edit(tmp_path, lambda d: _params(d, 'reproduction').update(methods=[]))
+    _expect(path, 'reproduction.methods', 'non-empty')
+
+
+def test_not_a_parameter_file(tmp_path):
+    path = _write(tmp_path, '- just\n- a list\n')
+    with pytest.raises(ConfigError, match='must hold a mapping'):
+        load_scenario(path)
+    with pytest.raises(ConfigError, match='not found'):
+        load_scenario(tmp_path / 'missing.yaml')
+
+
+# ------------------------------------------------------------------ read by ROS
+
+_TYPES = {bool: 'BOOL', int: 'INTEGER', float: 'DOUBLE', str: 'STRING'}
+
+
+def _ros_type(value):
+    if isinstance(value, list):
+        return _TYPES[type(value[0])] + '_ARRAY'
+    return _TYPES[type(value)]
+
+
+@pytest.mark.parametrize('name', SHIPPED)
+def test_ros_reads_every_value_as_the_loader_checked_it(name):
+    """rcl parses the file for each node section; types and values match PyYAML's reading."""
+    import rclpy
+    from rclpy.context import Context
+    path = scenario_path(name)
+    with open(path) as stream:
+        data = yaml.safe_load(stream)
+    shared = flatten(data['/**']['ros__parameters'])
+    context = Context()
+    rclpy.init(args=['--ros-args', '--params-file', path], context=context)
+    try:
+        for section in data:
+            if section == '/**':
+                continue
+            expected = dict(shared, **flatten(data[section]['ros__parameters']))
+            node = rclpy.create_node(
+                section, context=context, start_parameter_services=False, enable_rosout=False,
+                automatically_declare_parameters_from_overrides=True)
+            try:
+                got = node.get_parameters_by_prefix('')
+                for builtin in ('use_sim_time', 'start_type_description_service'):
+                    got.pop(builtin, None)      # every rclpy node declares these
+                assert set(got) == set(expected), section
+                for key, value in expected.items():
+                    parameter = got[key]
+                    assert parameter.type_.name == _ros_type(value), (section, key)
+                    read = parameter.value
+                    read = list(read) if isinstance(value, list) else read
+                    assert read == value, (section, key)
+            finally:
+                node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+def test_setup_installs_the_scenarios():
+    root = os.path.dirname(paths.source_config_dir())
+    with open(os.path.join(root, 'setup.py')) as stream:
+        assert "glob('config/scenarios/*.yaml')" in stream.read()
+    with open(os.path.join(root, 'scripts', 'colcon_check.sh')) as stream:
+        assert 'config/scenarios/*.yaml' in stream.read()
+
+
+def test_loading_a_scenario_imports_no_ros():
+    """The scenario module is core: offline commands read scenarios without rclpy."""
+    import subprocess
+    import sys
+    code = ('import sys; from hybrid_mpc_ros.core.scenario import load_scenario, '
+            'default_scenario_path; load_scenario(default_scenario_path()).cost(); '
+            'print(sorted(m for m in sys.modules if m.startswith("rclpy")))')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == '[]'
