@@ -15,6 +15,7 @@ import pytest
 
 from hybrid_mpc_ros.ros.context import local_context
 from hybrid_mpc_ros.tools.demo import ClosedLoop
+from scenario_setup import scenario
 
 RANGE_CODES = {'OFF': 1, 'LOCALHOST': 2, 'SUBNET': 3}   # rmw_automatic_discovery_range_t
 
@@ -64,7 +65,7 @@ def test_a_previous_value_is_restored(monkeypatch):
 
 
 def test_closed_loop_observer_does_not_touch_the_environment(plain_environment, tmp_path):
-    loop = ClosedLoop(domain_id=96, log_dir=str(tmp_path))
+    loop = ClosedLoop(scenario(), domain_id=96, log_dir=str(tmp_path))
     before = dict(os.environ)
     try:
         loop._start_observer()
