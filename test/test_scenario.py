@@ -162,9 +162,9 @@ def test_wrong_length(tmp_path):
 
 
 def test_non_finite(tmp_path):
-    path = _edit(tmp_path, lambda d: _params(d, 'hybrid_tuner')['cost']['qc'].__setitem__(
+    path = _edit(tmp_path, lambda d: _params(d, '/**')['cost_weights']['qc'].__setitem__(
         3, float('nan')))
-    _expect(path, 'hybrid_tuner.cost.qc', 'entry 3', 'finite')
+    _expect(path, '/**.cost_weights.qc', 'entry 3', 'finite')
     path = _edit(tmp_path, lambda d: _params(d, '/**').update(period_s=float('inf')))
     _expect(path, '/**.period_s', 'finite')
 
@@ -185,9 +185,9 @@ def test_wrong_types_say_how_ros_would_read_them(tmp_path):
 def test_out_of_range_values(tmp_path):
     path = _edit(tmp_path, lambda d: _params(d, 'hybrid_tuner').update(delta=-1.0e-4))
     _expect(path, 'hybrid_tuner.delta', 'must be > 0')
-    path = _edit(tmp_path, lambda d: _params(d, 'hybrid_tuner')['cost']['rc'].__setitem__(
+    path = _edit(tmp_path, lambda d: _params(d, '/**')['cost_weights']['rc'].__setitem__(
         0, 0.0))
-    _expect(path, 'hybrid_tuner.cost.rc', 'entry 0', 'must be > 1e-06')
+    _expect(path, '/**.cost_weights.rc', 'entry 0', 'must be > 1e-06')
 
 
 def test_a_vehicle_that_cannot_hover_within_its_rotor_limits(tmp_path):

@@ -8,13 +8,13 @@ ignored by ROS (rclpy ignores overrides of parameters a node does not declare)::
 
     /**:                    period_s, initial_state (12), x_ref (12), u_ref (4),
                             constraints: {x_lb (9), x_ub (9), u_min, u_max},
-                            nominal_model_file
+                            cost_weights: {qc (12), rc (4)}, nominal_model_file
     quadcopter_simulator:   integrator, substeps, plant: {mass, ..., omega_max} (the true system)
     mpc_controller:         horizon, slack_quadratic, slack_linear
     hybrid_tuner:           method, gamma, delta, iterations, episode_steps, seed,
                             alpha: {kind, scale, offset, power, first_k}, eta: {first_k},
                             theta_box: {scale, abs_min},
-                            cost: {qc (12), rc (4), terminal_weight, pc (12), violation_weight}
+                            cost: {terminal_weight, pc (12), violation_weight}
     system_identification:  trajectories, held_out, steps, seed, input_noise_std, the four
                             start spreads, prediction_horizon, affine
     reproduction:           methods, gammas (the runs of ``hybrid-mpc reproduce``)
@@ -33,14 +33,16 @@ nominal model, the MPC policy, the closed-loop cost and the tuning configuration
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass, fields, replace
 import math
 import os
+from typing import Any, Mapping
 
 import numpy as np
 
 from hybrid_mpc_ros.core import paths
-from hybrid_mpc_ros.core.config import ConfigError, load_yaml
+from hybrid_mpc_ros.core.config import ConfigError, flatten, load_yaml
 from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
 from hybrid_mpc_ros.core.learning.schedules import KINDS, Schedule
 from hybrid_mpc_ros.core.learning.tuning import METHODS, TuningConfig
@@ -106,6 +108,9 @@ _SHARED = {
     'u_ref': floats(NU),
     'constraints': {'x_lb': floats(N_SOFT), 'x_ub': floats(N_SOFT),
                     'u_min': floating(), 'u_max': floating()},
+    # theta adds 1e-6 to the diagonals of Q and R; the start Q = Qc must exceed it
+    'cost_weights': {'qc': floats(NX, th.EPS, strict=True),
+                     'rc': floats(NU, th.EPS, strict=True)},
     'nominal_model_file': text(),
 }
 _SCHEMA = {
@@ -124,8 +129,6 @@ _SCHEMA = {
         'theta_box': {'scale': floating(0.0, strict=True),
                       'abs_min': floating(0.0, strict=True)},
         'cost': {
-            # theta adds 1e-6 to the diagonals of Q and R; the start Q = Qc must exceed it
-            'qc': floats(NX, th.EPS, strict=True), 'rc': floats(NU, th.EPS, strict=True),
             'terminal_weight': text(TERMINAL_WEIGHTS), 'pc': Optional(floats(NX, 0.0)),
             'violation_weight': floating(0.0)},
     },
@@ -418,6 +421,15 @@ def _check_box(file: ParameterFile, shared: dict) -> None:
                          f'box [{box["u_min"]:g}, {box["u_max"]:g}]')
 
 
+def _mpc_config(shared: dict, mpc: dict) -> MPCConfig:
+    box = shared['constraints']
+    return MPCConfig(
+        horizon=mpc['horizon'], dt=shared['period_s'], u_min=box['u_min'], u_max=box['u_max'],
+        x_lb=tuple(box['x_lb'].tolist()), x_ub=tuple(box['x_ub'].tolist()),
+        u_offset=tuple(shared['u_ref'].tolist()), slack_quadratic=mpc['slack_quadratic'],
+        slack_linear=mpc['slack_linear'])
+
+
 def _schedule(file: ParameterFile, tuner: dict) -> Schedule:
     values = tuner['alpha']
     alpha = Schedule(values['kind'], values['scale'], values['offset'], values['power'],
@@ -484,13 +496,7 @@ def load_scenario(path: str | os.PathLike, load_model: bool = True) -> Scenario:
         raise file.error('system_identification', 'prediction_horizon',
                          f'must not exceed steps ({ident["steps"]}), got '
                          f'{ident["prediction_horizon"]}')
-    box = shared['constraints']
-    mpc = values['mpc_controller']
-    mpc_config = MPCConfig(
-        horizon=mpc['horizon'], dt=shared['period_s'], u_min=box['u_min'], u_max=box['u_max'],
-        x_lb=tuple(box['x_lb'].tolist()), x_ub=tuple(box['x_ub'].tolist()),
-        u_offset=tuple(shared['u_ref'].tolist()), slack_quadratic=mpc['slack_quadratic'],
-        slack_linear=mpc['slack_linear'])
+    mpc_config = _mpc_config(shared, values['mpc_controller'])
     tuning = TuningConfig(
         method=tuner['method'], iterations=tuner['iterations'], gamma=tuner['gamma'],
         delta=tuner['delta'], alpha=alpha, eta_first_k=tuner['eta']['first_k'],
@@ -504,9 +510,94 @@ def load_scenario(path: str | os.PathLike, load_model: bool = True) -> Scenario:
         x_ref=_frozen(shared['x_ref']), u_ref=_frozen(shared['u_ref']), plant_params=params,
         integrator=sim['integrator'], substeps=sim['substeps'], mpc_config=mpc_config,
         nominal_model_file=shared['nominal_model_file'], nominal_model_path=model_path,
-        model=model, qc=_frozen(cost['qc']), rc=_frozen(cost['rc']),
+        model=model, qc=_frozen(shared['cost_weights']['qc']),
+        rc=_frozen(shared['cost_weights']['rc']),
         pc=_frozen(cost['pc']) if 'pc' in cost else None,
         terminal_weight_kind=cost['terminal_weight'],
         violation_weight=cost['violation_weight'], tuning=tuning, runs=runs,
         identification=IdentificationSettings(**ident),
         paper=PaperNumbers(**paper) if paper is not None else None)
+
+
+# ------------------------------------------------------------------ what a node declares
+
+def node_defaults(node: str, path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Scenario parameters of ``node`` with their values, flattened to ROS names.
+
+    The ``/**`` section and the node's own section of the scenario file at ``path``
+    (default: the default scenario), e.g. ``{'period_s': 0.1, 'constraints.u_min': 0.0,
+    'horizon': 12, ...}``: what the node declares, with the default scenario's values as
+    defaults, so a node's defaults live in the scenario file only. The file is checked
+    first (:func:`load_scenario`, without building anything).
+    """
+    path = os.fspath(path or default_scenario_path())
+    if node not in _NODE_SECTIONS:
+        raise ValueError(f'unknown node {node!r}; scenario sections: {_NODE_SECTIONS}')
+    load_scenario(path, load_model=False)
+    file = ParameterFile(path, 'scenario', _unknown_key_hint)
+    sections = file.sections(load_yaml(path), tuple(_SCHEMA), _OPTIONAL_SECTIONS)
+    return flatten(dict(sections['/**'], **sections[node]))
+
+
+def _nested(values: Mapping[str, Any]) -> dict:
+    """``{'a.b': v}`` -> ``{'a': {'b': v}}``; arrays (rclpy's array.array) become lists."""
+    out: dict = {}
+    for name, value in values.items():
+        if hasattr(value, 'tolist'):
+            value = value.tolist()
+        elif isinstance(value, (tuple, array.array)):
+            value = list(value)
+        group = out
+        *parents, leaf = name.split('.')
+        for parent in parents:
+            group = group.setdefault(parent, {})
+        group[leaf] = value
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class ControllerSettings:
+    """What an MPC controller node builds its policy from (see :func:`controller_settings`).
+
+    ``model`` the nominal model, ``mpc_config`` the MPC's configuration, ``x_ref`` (12,)
+    and ``u_ref`` (4,) the references, ``qc`` (12,) and ``rc`` (4,) the diagonals of the
+    start weights Q = Qc, R = Rc; ``model_path`` where the model was found.
+    """
+
+    model: AffineModel
+    model_path: str
+    mpc_config: MPCConfig
+    x_ref: np.ndarray
+    u_ref: np.ndarray
+    qc: np.ndarray
+    rc: np.ndarray
+
+    def initial_theta(self) -> np.ndarray:
+        """Return the paper's start (94,): Q = Qc, R = Rc, P = DARE of the model's (A, B)."""
+        return th.initial_theta(self.model.A, self.model.B, self.qc, self.rc)
+
+    def policy(self, theta: np.ndarray) -> MPCPolicy:
+        """Build the MPC policy at theta (94,)."""
+        return MPCPolicy(self.model, self.mpc_config, theta, self.x_ref, self.u_ref)
+
+
+def controller_settings(values: Mapping[str, Any], source: str) -> ControllerSettings:
+    """Check a controller's scenario values like a scenario file's, and build its parts.
+
+    ``values`` maps the flattened names of :func:`node_defaults` for ``mpc_controller`` to
+    the values the node was given (plain Python or rclpy's arrays); ``source`` names where
+    they came from in error messages (e.g. the node's name). Raises :class:`ConfigError`
+    naming the key and the problem, with the same checks as :func:`load_scenario`.
+    """
+    nested = _nested(values)
+    file = ParameterFile(source, 'node', _unknown_key_hint)
+    node = 'mpc_controller'
+    shared = file.read('/**', {key: nested[key] for key in _SHARED if key in nested}, _SHARED)
+    mpc = file.read(node, {key: value for key, value in nested.items() if key not in _SHARED},
+                    _SCHEMA[node])
+    _check_box(file, shared)
+    model_path, model = _load_model(file, shared, True)
+    weights = shared['cost_weights']
+    return ControllerSettings(model, model_path, _mpc_config(shared, mpc),
+                              _frozen(shared['x_ref']), _frozen(shared['u_ref']),
+                              _frozen(weights['qc']), _frozen(weights['rc']))
