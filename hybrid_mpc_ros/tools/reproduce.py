@@ -41,7 +41,8 @@ RUNS = {
     'exact_model': {'method': 'exact_model'},
 }
 CSV_FIELDS = ('iteration', 'cost', 'tracking', 'violation', 'grad_model_norm', 'grad_zo_norm',
-              'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s')
+              'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s', 'rollback',
+              'rollback_reason', 'slope_measured', 'slope_model')
 
 
 def paper_setup(model_file: str | None = None):
