@@ -4,7 +4,7 @@ One iteration k (SPEC section 1)::
 
     episode at theta_k             -> C(theta_k), J_C (model-based gradient)
     [guard: refuse -> theta_{k+1} = best theta, shorter steps, next iteration]
-    episode at theta_k + delta v   -> G_zo            (skipped when eta_k = 1)
+    episode at theta_k + delta v   -> G_zo            (skipped unless the eta rule needs it)
     d_k = (1 - eta_k) G_zo + eta_k J_C
     (step_k, alpha_k) = step_rule(k, d_k)             (the paper: step_k = alpha_k d_k)
     theta_{k+1} = Proj_Theta(theta_k - step_k)
@@ -53,12 +53,12 @@ implementation.
 The random direction v of iteration k is drawn when the base episode is told (and
 accepted: a refused iteration draws nothing), as the only draw of that iteration, so the
 sequence of draws (and every number of a run) does not depend on how long episodes take
-or where they come from. Checkpoints are written only
-after complete iterations; a run stopped between the base and the perturbed episode
-resumes by rerunning that iteration's episodes from the start: the checkpointed generator
-state draws the same v again, so the resumed run equals an uninterrupted one. The
-checkpoint also holds the step rule's and the eta rule's kind, settings and state and the
-guard's settings; resuming with other rules is refused (it would be another run).
+or where they come from. Checkpoints are written only after complete iterations; a run
+stopped between the base and the perturbed episode resumes by rerunning that iteration's
+episodes from the start: the checkpointed generator state draws the same v again, so the
+resumed run equals an uninterrupted one. The checkpoint also holds the step rule's and
+the eta rule's kind, settings and state and the guard's settings; resuming with other
+rules is refused (it would be another run).
 """
 
 from __future__ import annotations
@@ -290,6 +290,15 @@ class Tuner:
     ``self.eta_rule``), so the objects passed in are never changed; with ``state`` (a
     resume) their state comes from it, and rules of another kind or settings than the
     checkpoint's are refused with ValueError.
+
+    History rows (one per iteration): ``cost``, ``tracking``, ``violation`` of the base
+    episode (of the part flown, if it was aborted); ``grad_model_norm``, ``grad_zo_norm``
+    (None where not computed); ``alpha`` the effective alpha the step rule used (None on
+    a rollback); ``step_norm`` = ``|theta_{k+1} - theta_k|`` (after the projection; on a
+    rollback, the distance back to the best theta); ``eta``; ``solver_failures``;
+    ``wall_s``; ``rollback`` and ``rollback_reason``; ``slope_measured`` and
+    ``slope_model``, the directional derivatives along v measured and predicted by
+    ``J_C`` (None unless both gradients were computed).
     """
 
     def __init__(self, config: TuningConfig, run_episode: EpisodeRunner | None,
