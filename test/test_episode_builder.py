@@ -164,6 +164,33 @@ def test_nothing_is_taken_after_the_finish():
         builder.finish(np.zeros(NX), _final_stamp(STEPS + 1))
 
 
+def test_an_abort_closes_the_episode_with_the_steps_flown():
+    samples = _samples()
+    builder = _builder()
+    for sample in samples[:3]:
+        builder.add(sample)
+    x_abort = np.full(NX, 3.0)
+    with pytest.raises(ValueError, match='needs a reason'):
+        builder.abort('', x_abort, _final_stamp(3))
+    with pytest.raises(EpisodeRejected) as error:      # the abort state must follow step 2
+        builder.abort('roll 1.2 rad outside [-0.8, 0.8]', x_abort, _final_stamp(4))
+    assert error.value.kind == 'missing_step'
+    record = builder.abort('roll 1.2 rad outside [-0.8, 0.8]', x_abort, _final_stamp(3))
+    record.validate()
+    assert record.aborted and record.abort_reason == 'roll 1.2 rad outside [-0.8, 0.8]'
+    assert record.steps == 3 and record.x.shape == (4, NX)
+    assert np.array_equal(record.x, np.vstack([[s.x for s in samples[:3]], [x_abort]]))
+    assert np.array_equal(record.du_dtheta, [s.du_dtheta for s in samples[:3]])
+    with pytest.raises(EpisodeRejected, match='already finished'):
+        builder.abort('again', x_abort, _final_stamp(3))
+    # an abort before the first step holds the start state only
+    first = _builder().abort('start outside the envelope', x_abort, _final_stamp(0))
+    assert first.steps == 0 and np.array_equal(first.x, [x_abort])
+    record.abort_reason = ''
+    with pytest.raises(ValueError, match='needs an abort_reason'):
+        record.validate()
+
+
 def test_a_refused_sample_changes_nothing():
     """A caller may drop a refused sample (a duplicate message) and go on."""
     samples = _samples()
@@ -257,3 +284,23 @@ def test_sample_checks_its_structure():
     sample = _replace(good, x=x)
     x[0] = 1.0
     assert sample.x[0] == 0.0 and not sample.x.flags.writeable
+
+
+def test_rollout_abort_if_ends_the_episode_where_the_envelope_is_left():
+    chosen = scenario()
+    plant, policy = chosen.plant(), chosen.policy()
+    full = rollout(plant.step, policy, chosen.x0, 30)
+    # an envelope on the distance flown: the target is 7 m away, so the vehicle leaves it
+    leaves = int(np.argmax(np.linalg.norm(full.x[:, :3], axis=1) > 0.5))
+    assert 0 < leaves < 30
+
+    def envelope(x):
+        distance = float(np.linalg.norm(x[:3]))
+        return f'{distance:.3f} m from the start' if distance > 0.5 else ''
+
+    aborted = rollout(plant.step, policy, chosen.x0, 30, abort_if=envelope)
+    assert aborted.aborted and aborted.abort_reason.startswith(f'step {leaves}: ')
+    assert aborted.steps == leaves
+    assert np.array_equal(aborted.x, full.x[:leaves + 1])       # the same flight, cut short
+    for name in ('u', 'du_dx', 'du_dtheta', 'status'):
+        assert np.array_equal(getattr(aborted, name), getattr(full, name)[:leaves])

@@ -31,7 +31,8 @@ from hybrid_mpc_ros.core.learning.tuning import (load_checkpoint, simulated_epis
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
 
 CSV_FIELDS = ('iteration', 'cost', 'tracking', 'violation', 'grad_model_norm', 'grad_zo_norm',
-              'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s')
+              'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s', 'rollback',
+              'rollback_reason', 'slope_measured', 'slope_model')
 
 
 def _resume_state(checkpoint: str, config: TuningConfig):

@@ -29,6 +29,12 @@ class EpisodeRecord:
     ``du_dx`` (T, 4, 12) and ``du_dtheta`` (T, 4, 94) the policy's sensitivities at each
     step (zero where the solve failed); ``status`` (T,) solver status (0 = success);
     ``theta`` (94,) the parameters the episode ran with.
+
+    ``aborted``: the episode was ended early for safety (the controller's envelope abort
+    on a vehicle, or ``abort_if`` in :func:`rollout`), with ``abort_reason`` saying why;
+    ``T`` is then the number of steps flown and ``x[T]`` the state that triggered the
+    abort. The tuner counts an aborted episode as failed: it rolls back to its best theta
+    and never uses the record for a gradient.
     """
 
     x: np.ndarray
@@ -37,6 +43,8 @@ class EpisodeRecord:
     du_dtheta: np.ndarray
     status: np.ndarray
     theta: np.ndarray
+    aborted: bool = False
+    abort_reason: str = ''
 
     @property
     def steps(self) -> int:
@@ -60,6 +68,8 @@ class EpisodeRecord:
                 raise ValueError(f'episode {name} has shape {value.shape}, expected {shape}')
             if not np.all(np.isfinite(value)):
                 raise ValueError(f'episode {name} has non-finite entries')
+        if self.aborted and not self.abort_reason:
+            raise ValueError('an aborted episode needs an abort_reason')
 
 
 class EpisodeRejected(ValueError):
@@ -208,10 +218,37 @@ class EpisodeBuilder:
         return EpisodeRecord(self._x, self._u, self._du_dx, self._du_dtheta, self._status,
                              self.theta.copy())
 
+    def abort(self, reason: str, x_final: np.ndarray, odom_stamp) -> EpisodeRecord:
+        """Close an episode ended early for safety after :attr:`count` steps; return it.
+
+        ``x_final`` (12,) is the state at which the episode was stopped (the one that left
+        the envelope), measured at ``odom_stamp``, one period after the last sample's. The
+        record (``aborted`` True, ``abort_reason`` = ``reason``) holds the ``count`` steps
+        flown: ``x`` (count+1, 12), ``u`` (count, 4) and so on.
+        """
+        if not reason:
+            raise ValueError('an abort needs a reason')
+        if self._finished:
+            raise EpisodeRejected('finished', 'the episode was already finished')
+        x_final = np.asarray(x_final, dtype=float)
+        if x_final.shape != (NX,):
+            raise ValueError(f'final state must have shape ({NX},), got {x_final.shape}')
+        self._check_advance(Stamp.of(odom_stamp), 'the abort state')
+        if not np.all(np.isfinite(x_final)):
+            raise EpisodeRejected('non_finite', f'the abort state is not finite: {x_final}')
+        t = self._count
+        x = self._x[:t + 1].copy()
+        x[t] = x_final
+        self._finished = True
+        return EpisodeRecord(x, self._u[:t].copy(), self._du_dx[:t].copy(),
+                             self._du_dtheta[:t].copy(), self._status[:t].copy(),
+                             self.theta.copy(), aborted=True, abort_reason=reason)
+
 
 def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
             x0: np.ndarray, steps: int, sensitivities: bool = True,
-            period_s: float | None = None) -> EpisodeRecord:
+            period_s: float | None = None,
+            abort_if: Callable[[np.ndarray], str] | None = None) -> EpisodeRecord:
     """Run ``policy`` on the true system ``plant_step(x, u) -> x+`` for ``steps`` steps.
 
     ``policy`` has the :class:`~hybrid_mpc_ros.core.mpc.policy.MPCPolicy` interface; it is reset
@@ -221,6 +258,10 @@ def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
     ``x`` (T+1, 12), ``u`` (T, 4), ``du_dx`` (T, 4, 12), ``du_dtheta`` (T, 4, 94) and
     ``status`` (T,) are the measured values (zero sensitivities where the solve failed or
     ``sensitivities`` is False).
+
+    ``abort_if(x) -> reason`` (12,) stands in for the controller's envelope check: before
+    each step's solve, a non-empty reason ends the episode there with an aborted record
+    (:meth:`EpisodeBuilder.abort`), as a vehicle would stop flying the candidate theta.
     """
     x = np.array(x0, dtype=float)
     policy.reset()
@@ -229,6 +270,10 @@ def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
     no_du_dx, no_du_dtheta = np.zeros((NU, NX)), np.zeros((NU, th.N_THETA))
     no_du_dx.flags.writeable = no_du_dtheta.flags.writeable = False    # shared by every step
     for t in range(steps):
+        reason = abort_if(x) if abort_if is not None else ''
+        if reason:
+            return builder.abort(f'step {t}: {reason}',
+                                 x, Stamp.from_nanoseconds(t * builder.period_ns))
         sol = policy.solve(x)
         if sol.ok and sensitivities:
             du_dx, du_dtheta = policy.sensitivities()

@@ -3,8 +3,38 @@
 One iteration k (SPEC section 1)::
 
     episode at theta_k             -> C(theta_k), J_C (model-based gradient)
-    episode at theta_k + delta v   -> G_zo            (skipped when eta_k = 1)
-    theta_{k+1} = Proj_Theta(theta_k - alpha_k ((1 - eta_k) G_zo + eta_k J_C))
+    [guard: refuse -> theta_{k+1} = best theta, shorter steps, next iteration]
+    episode at theta_k + delta v   -> G_zo            (skipped unless the eta rule needs it)
+    d_k = (1 - eta_k) G_zo + eta_k J_C
+    (step_k, alpha_k) = step_rule(k, d_k)             (the paper: step_k = alpha_k d_k)
+    theta_{k+1} = Proj_Theta(theta_k - step_k)
+
+Three pluggable rules, given to :class:`Tuner` (defaults: the paper's, which reproduce
+the committed numbers to the last digit):
+
+* the step rule (:mod:`~hybrid_mpc_ros.core.learning.step_rules`): ``ScheduleSteps
+  (config.alpha)`` by default, or ``ScaleFreeSteps`` (a trust radius in theta-space);
+* the eta rule (:mod:`~hybrid_mpc_ros.core.learning.mixing`): the method's schedule by
+  default, or ``AgreementEta``;
+* the safety guard (``SafetyGuard``, none by default).
+
+**Rollbacks.** An iteration is *refused* when its base episode was aborted (the record's
+``aborted``: an envelope abort on the vehicle), when the guard's verdict on the base
+episode's cost and violation is not empty, or when the perturbed episode was aborted.
+A refused iteration makes no update and uses no gradient: theta goes back to the best
+theta, the step rule shrinks (``step_rule.shrink()``), ``state.guard_rollbacks`` counts
+it and its history row has ``rollback`` True and ``rollback_reason``. The next iteration
+starts from the best theta, so its base episode flies the best theta again.
+
+"Best so far" is the lowest base-episode cost of the iterations that completed without a
+refusal, and its theta (initially theta0 with cost inf: the first episode has nothing to
+be compared with, so only the violation limit and an abort can refuse it, and a rollback
+then stays at theta0). Only base episodes count: a perturbed episode's cost is the
+zeroth-order signal, within delta of theta_k. Each base cost is one noisy sample of
+C(theta); the minimum over many of them is biased low (the luckiest episode wins), so on
+a noisy system the guard's reference is optimistic and it refuses more than it should,
+the safe direction. The iteration whose perturbed episode was aborted does not make its
+base theta the best: a theta within delta of a crash is not a safe place to return to.
 
 Methods: ``hybrid`` (eta_k = 1/(k+1)^gamma), ``model_based`` (eta = 1), ``zeroth_order``
 (eta = 0) and ``exact_model`` (eta = 1 with the plant's own Jacobians: the exact gradient,
@@ -20,17 +50,21 @@ iteration's history row. The ROS tuner node calls them from its callbacks; offli
 sensitivities) -> EpisodeRecord`` (:func:`simulated_episodes`), so both are one
 implementation.
 
-The random direction v of iteration k is drawn when the base episode is told, as the
-only draw of that iteration, so the sequence of draws (and every number of a run) does not
-depend on how long episodes take or where they come from. Checkpoints are written only
-after complete iterations; a run stopped between the base and the perturbed episode
-resumes by rerunning that iteration's episodes from the start: the checkpointed generator
-state draws the same v again, so the resumed run equals an uninterrupted one.
+The random direction v of iteration k is drawn when the base episode is told (and
+accepted: a refused iteration draws nothing), as the only draw of that iteration, so the
+sequence of draws (and every number of a run) does not depend on how long episodes take
+or where they come from. Checkpoints are written only after complete iterations; a run
+stopped between the base and the perturbed episode resumes by rerunning that iteration's
+episodes from the start: the checkpointed generator state draws the same v again, so the
+resumed run equals an uninterrupted one. The checkpoint also holds the step rule's and
+the eta rule's kind, settings and state and the guard's settings; resuming with other
+rules is refused (it would be another run).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import asdict, dataclass, field, is_dataclass
 import json
 import os
 import tempfile
@@ -44,11 +78,17 @@ from hybrid_mpc_ros.core.learning.episode import EpisodeRecord, rollout
 from hybrid_mpc_ros.core.learning.gradients import (
     hybrid_direction, Jacobians, model_based_gradient, sample_unit_sphere,
     zeroth_order_gradient)
+from hybrid_mpc_ros.core.learning.mixing import ScheduleEta
 from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
 from hybrid_mpc_ros.core.learning.schedules import eta_schedule, Schedule
+from hybrid_mpc_ros.core.learning.step_rules import SafetyGuard, ScheduleSteps
 
 METHODS = ('hybrid', 'model_based', 'zeroth_order', 'exact_model')
-CHECKPOINT_VERSION = 2       # 2: schedules carry first_k; the config holds episode_steps
+# 3: the config holds episode_steps and schedules carry first_k (scenario files); the state
+# holds the step rule's, eta rule's and guard's records and the rollback count. Older files
+# describe runs whose configuration this version cannot express: a run restarts from scratch.
+CHECKPOINT_VERSION = 3
+READABLE_VERSIONS = (3,)
 
 
 @dataclass
@@ -101,7 +141,12 @@ class TuningConfig:
 
 @dataclass
 class TuningState:
-    """Everything needed to continue a run exactly where it stopped."""
+    """Everything needed to continue a run exactly where it stopped.
+
+    ``step_rule`` and ``eta_rule`` are :func:`rule_record` s (kind, settings, state) and
+    ``guard`` the guard's (None: no guard), as of the last completed iteration; None in a
+    fresh state (the :class:`Tuner` fills them in).
+    """
 
     iteration: int                       # next iteration to run (1-based)
     theta: np.ndarray
@@ -109,6 +154,29 @@ class TuningState:
     best_cost: float
     rng_state: dict
     history: list = field(default_factory=list)
+    guard_rollbacks: int = 0
+    step_rule: dict | None = None
+    eta_rule: dict | None = None
+    guard: dict | None = None
+
+
+def _json_clean(data):
+    # what a checkpoint gives back, so a saved record compares equal to a fresh one
+    return json.loads(json.dumps(data))
+
+
+def rule_record(rule) -> dict | None:
+    """``{'kind', 'settings', 'state'}`` of a step rule, eta rule or guard (None: None).
+
+    ``settings`` are a dataclass rule's fields other than its ``state()`` keys (a rule
+    that is not a dataclass has none); a guard has no state.
+    """
+    if rule is None:
+        return None
+    state = rule.state() if hasattr(rule, 'state') else {}
+    settings = ({key: value for key, value in asdict(rule).items() if key not in state}
+                if is_dataclass(rule) else {})
+    return _json_clean({'kind': type(rule).__name__, 'settings': settings, 'state': state})
 
 
 def save_checkpoint(path: str, config: TuningConfig, state: TuningState) -> None:
@@ -116,7 +184,9 @@ def save_checkpoint(path: str, config: TuningConfig, state: TuningState) -> None
     payload = {'version': CHECKPOINT_VERSION, 'config': config.to_dict(),
                'iteration': state.iteration, 'theta': state.theta.tolist(),
                'best_theta': state.best_theta.tolist(), 'best_cost': state.best_cost,
-               'rng_state': state.rng_state, 'history': state.history}
+               'rng_state': state.rng_state, 'history': state.history,
+               'guard_rollbacks': state.guard_rollbacks, 'step_rule': state.step_rule,
+               'eta_rule': state.eta_rule, 'guard': state.guard}
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
@@ -132,16 +202,19 @@ def save_checkpoint(path: str, config: TuningConfig, state: TuningState) -> None
 
 
 def load_checkpoint(path: str) -> tuple[TuningConfig, TuningState]:
-    """Read a checkpoint written by :func:`save_checkpoint`."""
+    """Read a checkpoint written by :func:`save_checkpoint` (this version only)."""
     with open(path) as stream:
         data = json.load(stream)
-    if data.get('version') != CHECKPOINT_VERSION:
-        raise ValueError(f'checkpoint {path} has version {data.get("version")}, '
-                         f'expected {CHECKPOINT_VERSION}')
+    version = data.get('version')
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f'checkpoint {path} has version {version}; this version of '
+                         f'hybrid_mpc_ros reads versions {READABLE_VERSIONS}')
+    config = TuningConfig.from_dict(data['config'])
+    records = {name: data[name] for name in ('step_rule', 'eta_rule', 'guard')}
     state = TuningState(data['iteration'], np.array(data['theta']),
                         np.array(data['best_theta']), data['best_cost'], data['rng_state'],
-                        data['history'])
-    return TuningConfig.from_dict(data['config']), state
+                        data['history'], data.get('guard_rollbacks', 0), **records)
+    return config, state
 
 
 EpisodeRunner = Callable[[np.ndarray, bool], EpisodeRecord]
@@ -172,8 +245,9 @@ class _Iteration:
     """The iteration in progress (never checkpointed: it reruns after a resume)."""
 
     k: int
-    alpha: float
     eta: float
+    needs_model: bool               # J_C wanted (sensitivities in the base episode)
+    needs_zeroth: bool              # the perturbed episode wanted
     theta: np.ndarray
     start: float
     request: EpisodeRequest
@@ -187,6 +261,20 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _same_rule(saved: dict | None, current: dict | None, what: str) -> None:
+    """Refuse to resume with another rule than the checkpoint's (another run)."""
+    def label(record):
+        return 'none' if record is None else f'{record["kind"]}({record["settings"]})'
+
+    same = (saved is None and current is None) or (
+        saved is not None and current is not None
+        and (saved['kind'], saved['settings']) == (current['kind'], current['settings']))
+    if not same:
+        raise ValueError(f'the checkpoint was written with {what} {label(saved)}, this tuner '
+                         f'has {label(current)}; resume with the same {what} or start a new '
+                         'run')
+
+
 class Tuner:
     """Runs :class:`TuningConfig` iterations: ask/tell, or on episodes from ``run_episode``.
 
@@ -195,11 +283,29 @@ class Tuner:
     gradient (the nominal model, or the plant's for ``exact_model``). ``box`` is Theta.
     ``checkpoint`` (a path) is written after every completed iteration; ``progress(row)``
     is called with each history row.
+
+    ``step_rule`` (default ``ScheduleSteps(config.alpha)``, the paper's) turns the
+    direction into the step; ``eta_rule`` (default ``ScheduleEta(config.eta())``, the
+    method's schedule) sets the mixing; ``guard`` (default None) judges base episodes (see
+    the module docstring). The tuner works on copies of the rules (``self.step_rule``,
+    ``self.eta_rule``), so the objects passed in are never changed; with ``state`` (a
+    resume) their state comes from it, and rules of another kind or settings than the
+    checkpoint's are refused with ValueError.
+
+    History rows (one per iteration): ``cost``, ``tracking``, ``violation`` of the base
+    episode (of the part flown, if it was aborted); ``grad_model_norm``, ``grad_zo_norm``
+    (None where not computed); ``alpha`` the effective alpha the step rule used (None on
+    a rollback); ``step_norm`` = ``|theta_{k+1} - theta_k|`` (after the projection; on a
+    rollback, the distance back to the best theta); ``eta``; ``solver_failures``;
+    ``wall_s``; ``rollback`` and ``rollback_reason``; ``slope_measured`` and
+    ``slope_model``, the directional derivatives along v measured and predicted by
+    ``J_C`` (None unless both gradients were computed).
     """
 
     def __init__(self, config: TuningConfig, run_episode: EpisodeRunner | None,
                  jacobians: Jacobians, cost: ClosedLoopCost, theta0: np.ndarray,
-                 checkpoint: str | None = None, progress=None, state: TuningState | None = None):
+                 checkpoint: str | None = None, progress=None, state: TuningState | None = None,
+                 *, step_rule=None, eta_rule=None, guard: SafetyGuard | None = None):
         self.config = config
         self.run_episode = run_episode
         self.jacobians = jacobians
@@ -207,16 +313,36 @@ class Tuner:
         self.box = th.default_box(theta0, config.box_scale, config.box_abs_min)
         self.checkpoint = checkpoint
         self.progress = progress
-        self.eta = config.eta()
+        self.step_rule = copy.deepcopy(step_rule if step_rule is not None
+                                       else ScheduleSteps(config.alpha))
+        self.eta_rule = copy.deepcopy(eta_rule if eta_rule is not None
+                                      else ScheduleEta(config.eta()))
+        self.guard = guard
         if state is None:
             theta0 = self.box.project(np.asarray(theta0, dtype=float))
             rng = np.random.default_rng(config.seed)
             state = TuningState(1, theta0, theta0.copy(), float('inf'),
                                 rng.bit_generator.state)
+        else:
+            records = [(state.step_rule, self.step_rule, 'step rule'),
+                       (state.eta_rule, self.eta_rule, 'eta rule')]
+            for saved, rule, what in records:
+                if saved is not None:
+                    _same_rule(saved, rule_record(rule), what)
+                    rule.load_state(saved['state'])
+            if state.step_rule is not None:      # a fresh state has no guard record yet
+                _same_rule(state.guard, rule_record(guard), 'guard')
         self.state = state
+        self._record_rules()
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state.rng_state
         self._pending: _Iteration | None = None
+
+    def _record_rules(self) -> None:
+        """Copy the rules' records into the state (checkpointed with it)."""
+        self.state.step_rule = rule_record(self.step_rule)
+        self.state.eta_rule = rule_record(self.eta_rule)
+        self.state.guard = rule_record(self.guard)
 
     @property
     def finished(self) -> bool:
@@ -233,11 +359,12 @@ class Tuner:
             if self.finished:
                 return None
             k = self.state.iteration
-            eta = self.eta(k)
+            eta = self.eta_rule(k)
+            needs_model, needs_zeroth = self.eta_rule.needs(k)
             theta = _read_only(self.state.theta)
-            self._pending = _Iteration(k, self.config.alpha(k), eta, theta,
+            self._pending = _Iteration(k, eta, needs_model, needs_zeroth, theta,
                                        time.perf_counter(),
-                                       EpisodeRequest(k, 'base', theta, eta > 0.0))
+                                       EpisodeRequest(k, 'base', theta, needs_model))
         return self._pending.request
 
     def _check_record(self, record: EpisodeRecord, request: EpisodeRequest) -> None:
@@ -251,7 +378,7 @@ class Tuner:
             diff = np.max(np.abs(record.theta - request.theta))
             raise RecordRejected(f'{what} ran at another theta (max |difference| {diff:.3g})')
         base = self._pending.base
-        if base is not None and record.steps != base['steps']:
+        if request.role == 'perturbed' and not record.aborted and record.steps != base['steps']:
             raise RecordRejected(f'{what} has {record.steps} steps, the base episode '
                                  f'{base["steps"]}')
 
@@ -259,8 +386,11 @@ class Tuner:
         """Take the record of the episode :meth:`ask` returned.
 
         Returns the iteration's history row when this record completed it (after the update
-        and the checkpoint), else None. Raises :class:`RecordRejected` for a malformed or
-        non-finite record or one run at another theta, leaving the tuner unchanged.
+        or the rollback, and the checkpoint), else None. Raises :class:`RecordRejected` for
+        a malformed or non-finite record or one run at another theta, leaving the tuner
+        unchanged. An aborted record (``record.aborted``) is a failed episode: the
+        iteration is refused (rollback, see the module docstring) and the record is used
+        for nothing but the history row's cost of the part flown.
         """
         pending = self._pending
         if pending is None:
@@ -271,48 +401,97 @@ class Tuner:
         if request.role == 'base':
             tracking, violation = self.cost.parts(record.x, record.u)
             cost = tracking + violation
-            j_c = (model_based_gradient(record, self.cost, self.jacobians)
-                   if pending.eta > 0.0 else None)
             pending.base = {'cost': cost, 'tracking': tracking, 'violation': violation,
-                            'j_c': j_c, 'failures': record.failures, 'steps': record.steps}
-            if pending.eta < 1.0:
+                            'j_c': None, 'failures': record.failures, 'steps': record.steps}
+            if record.aborted:
+                return self._rollback(pending, f'base episode aborted: {record.abort_reason}')
+            refusal = self.guard.verdict(cost, violation, self.state.best_cost) \
+                if self.guard is not None else ''
+            if refusal:
+                return self._rollback(pending, f'guard: {refusal}')
+            if pending.needs_model:
+                pending.base['j_c'] = model_based_gradient(record, self.cost, self.jacobians)
+            if pending.needs_zeroth:
                 pending.direction = sample_unit_sphere(self.rng, th.N_THETA)
                 pending.request = EpisodeRequest(
                     pending.k, 'perturbed',
                     _read_only(pending.theta + cfg.delta * pending.direction), False)
                 return None
-            return self._update(pending, None)
-        g_zo = zeroth_order_gradient(self.cost(record), pending.base['cost'],
+            return self._update(pending, None, None)
+        if record.aborted:
+            return self._rollback(pending, f'perturbed episode aborted: '
+                                           f'{record.abort_reason}')
+        cost_perturbed = self.cost(record)
+        g_zo = zeroth_order_gradient(cost_perturbed, pending.base['cost'],
                                      pending.direction, cfg.delta)
-        return self._update(pending, g_zo)
+        return self._update(pending, g_zo, cost_perturbed)
 
-    def _update(self, pending: _Iteration, g_zo: np.ndarray | None) -> dict:
-        """Finish iteration ``pending.k``: update, history row, checkpoint, progress."""
-        cfg, state, base = self.config, self.state, pending.base
-        theta, alpha, eta, j_c = pending.theta, pending.alpha, pending.eta, base['j_c']
+    def _row(self, pending: _Iteration, new_theta: np.ndarray, **values) -> dict:
+        """History row of iteration ``pending.k``; ``values`` fill the update's columns."""
+        base = pending.base
+        row = {'iteration': pending.k, 'cost': base['cost'], 'tracking': base['tracking'],
+               'violation': base['violation'], 'grad_model_norm': None,
+               'grad_zo_norm': None,
+               'step_norm': float(np.linalg.norm(new_theta - pending.theta)), 'alpha': None,
+               'eta': pending.eta, 'solver_failures': base['failures'],
+               'wall_s': time.perf_counter() - pending.start, 'rollback': False,
+               'rollback_reason': '', 'slope_measured': None, 'slope_model': None}
+        row.update(values)
+        return row
+
+    def _update(self, pending: _Iteration, g_zo: np.ndarray | None,
+                cost_perturbed: float | None) -> dict:
+        """Finish iteration ``pending.k`` with an update: step, history row, checkpoint."""
+        state, base = self.state, pending.base
+        theta, eta, j_c = pending.theta, pending.eta, base['j_c']
         direction = hybrid_direction(g_zo, j_c, eta)
         if not np.all(np.isfinite(direction)):
             # finite records can still overflow a gradient; never let it into theta
             raise FloatingPointError(f'iteration {pending.k}: the update direction is not '
                                      'finite; theta left unchanged')
-        new_theta = self.box.project(theta - alpha * direction)
-        cost = base['cost']
-        if cost < state.best_cost:
-            state.best_cost, state.best_theta = cost, theta.copy()
-        row = {'iteration': pending.k, 'cost': cost, 'tracking': base['tracking'],
-               'violation': base['violation'],
-               'grad_model_norm': float(np.linalg.norm(j_c)) if j_c is not None else None,
-               'grad_zo_norm': float(np.linalg.norm(g_zo)) if g_zo is not None else None,
-               'step_norm': float(np.linalg.norm(new_theta - theta)), 'alpha': alpha,
-               'eta': eta, 'solver_failures': base['failures'],
-               'wall_s': time.perf_counter() - pending.start}
+        rule_state = self.step_rule.state()
+        step, alpha = self.step_rule(pending.k, direction)
+        if not np.all(np.isfinite(step)):
+            self.step_rule.load_state(rule_state)
+            raise FloatingPointError(f'iteration {pending.k}: the step is not finite; theta '
+                                     'left unchanged')
+        new_theta = self.box.project(theta - step)
+        slopes = {}
+        if g_zo is not None and j_c is not None:
+            # one scalar test of the model per iteration: measured vs predicted C' along v
+            slopes = {'slope_measured': (cost_perturbed - base['cost']) / self.config.delta,
+                      'slope_model': float(j_c @ pending.direction)}
+            self.eta_rule.observe(pending.k, slopes['slope_measured'], slopes['slope_model'])
+        if base['cost'] < state.best_cost:
+            state.best_cost, state.best_theta = base['cost'], theta.copy()
+        row = self._row(pending, new_theta,
+                        grad_model_norm=(float(np.linalg.norm(j_c))
+                                         if j_c is not None else None),
+                        grad_zo_norm=float(np.linalg.norm(g_zo)) if g_zo is not None else None,
+                        alpha=alpha, **slopes)
+        return self._complete(pending, row, new_theta)
+
+    def _rollback(self, pending: _Iteration, reason: str) -> dict:
+        """Finish iteration ``pending.k`` refused: back to the best theta, shorter steps."""
+        state = self.state
+        state.guard_rollbacks += 1
+        if not self.step_rule.shrink():
+            reason += '; the steps were already at their shortest'
+        new_theta = state.best_theta.copy()
+        row = self._row(pending, new_theta, rollback=True, rollback_reason=reason)
+        return self._complete(pending, row, new_theta)
+
+    def _complete(self, pending: _Iteration, row: dict, new_theta: np.ndarray) -> dict:
+        """Commit the iteration: history, theta, rule records, checkpoint, progress."""
+        state = self.state
         state.history.append(row)
         state.theta = new_theta
         state.iteration = pending.k + 1
         state.rng_state = self.rng.bit_generator.state
+        self._record_rules()
         self._pending = None
         if self.checkpoint:
-            save_checkpoint(self.checkpoint, cfg, state)
+            save_checkpoint(self.checkpoint, self.config, state)
         if self.progress:
             self.progress(row)
         return row
@@ -336,9 +515,13 @@ class Tuner:
         return self.state
 
 
-def simulated_episodes(plant_step, policy, x0: np.ndarray, steps: int) -> EpisodeRunner:
-    """Build an episode runner on the simulated plant: set theta, reset, roll out."""
+def simulated_episodes(plant_step, policy, x0: np.ndarray, steps: int,
+                       abort_if=None) -> EpisodeRunner:
+    """Build an episode runner on the simulated plant: set theta, reset, roll out.
+
+    ``abort_if(x) -> reason`` (12,), if given, ends an episode early (see :func:`rollout`).
+    """
     def run(theta: np.ndarray, sensitivities: bool) -> EpisodeRecord:
         policy.set_theta(theta)
-        return rollout(plant_step, policy, x0, steps, sensitivities)
+        return rollout(plant_step, policy, x0, steps, sensitivities, abort_if=abort_if)
     return run
