@@ -30,8 +30,8 @@ from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 
 from hybrid_mpc_ros.core.model.lqr import DEFAULT_MAX_POSITION_ERROR, LQRController
-from hybrid_mpc_ros.tools.processes import run_node
 from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
+from hybrid_mpc_ros.ros.node_runtime import run_node
 
 NODE_NAME = 'lqr_controller'
 DEFAULT_TARGET = (-6.0, -3.5, 0.0)

@@ -53,9 +53,9 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from hybrid_mpc_ros.core.config import ConfigError
-from hybrid_mpc_ros.tools.processes import run_node
 from hybrid_mpc_ros.core.model.quadcopter import NX, PARAM_DESCRIPTIONS, Quadcopter, QuadParams
 from hybrid_mpc_ros.ros.msgs import parse_rotor_command, state_to_odometry
+from hybrid_mpc_ros.ros.node_runtime import run_node
 
 NODE_NAME = 'quadcopter_simulator'
 CLOCK_MODES = ('lockstep', 'realtime')
