@@ -5,7 +5,23 @@ from __future__ import annotations
 import signal
 import sys
 
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
 from hybrid_mpc_ros.core.config import ConfigError
+
+
+def descriptor(description: str, read_only: bool = False, float_range=None,
+               int_range=None, constraints: str = '') -> ParameterDescriptor:
+    """A ``ParameterDescriptor`` with a description and optional ranges."""
+    descriptor = ParameterDescriptor(description=description, read_only=read_only,
+                                     additional_constraints=constraints)
+    if float_range is not None:
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=float_range[0], to_value=float_range[1], step=0.0)]
+    if int_range is not None:
+        descriptor.integer_range = [
+            IntegerRange(from_value=int_range[0], to_value=int_range[1], step=1)]
+    return descriptor
 
 
 def run_node(make_node, name: str, args: list[str] | None = None) -> int:

@@ -43,8 +43,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 import numpy as np
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -55,7 +54,7 @@ from std_srvs.srv import Trigger
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.model.quadcopter import NX, PARAM_DESCRIPTIONS, Quadcopter, QuadParams
 from hybrid_mpc_ros.ros.msgs import parse_rotor_command, state_to_odometry
-from hybrid_mpc_ros.ros.node_runtime import run_node
+from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
 
 NODE_NAME = 'quadcopter_simulator'
 CLOCK_MODES = ('lockstep', 'realtime')
@@ -63,19 +62,6 @@ CLOCK_MODES = ('lockstep', 'realtime')
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LOG_THROTTLE_S = 1.0
-
-
-def _descriptor(description: str, read_only: bool = False, float_range=None,
-                int_range=None, constraints: str = '') -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(description=description, read_only=read_only,
-                                     additional_constraints=constraints)
-    if float_range is not None:
-        descriptor.floating_point_range = [
-            FloatingPointRange(from_value=float_range[0], to_value=float_range[1], step=0.0)]
-    if int_range is not None:
-        descriptor.integer_range = [
-            IntegerRange(from_value=int_range[0], to_value=int_range[1], step=1)]
-    return descriptor
 
 
 def _check_initial_state(value) -> str:
@@ -154,33 +140,33 @@ class SimulatorNode(Node):
 
     def _declare_parameters(self) -> None:
         declare = self.declare_parameter
-        declare('period_s', 0.1, _descriptor(
+        declare('period_s', 0.1, descriptor(
             'integration period [s]: one command is held for one period', read_only=True,
             float_range=(0.0, 1.0), constraints='0 < period_s <= 1'))
-        declare('substeps', 4, _descriptor(
+        declare('substeps', 4, descriptor(
             'RK4 sub-steps per period', read_only=True, int_range=(1, 100)))
-        declare('clock_mode', 'realtime', _descriptor(
+        declare('clock_mode', 'realtime', descriptor(
             "'realtime': advance on a wall timer; 'lockstep': advance one period per "
             'received command and publish /clock', read_only=True,
             constraints="one of 'lockstep', 'realtime'"))
-        declare('initial_state', [0.0] * NX, _descriptor(
+        declare('initial_state', [0.0] * NX, descriptor(
             'state after start and ~/reset: p (3) [m], v world (3) [m/s], roll pitch yaw '
             '[rad], body rates p q r [rad/s]; zeros = hover at the origin',
             constraints=f'{NX} finite values'))
-        declare('world_frame_id', 'odom', _descriptor(
+        declare('world_frame_id', 'odom', descriptor(
             'frame of the pose (ENU), header.frame_id of odom', read_only=True))
-        declare('body_frame_id', 'base_link', _descriptor(
+        declare('body_frame_id', 'base_link', descriptor(
             'body frame (FLU) of the twist, child_frame_id of odom', read_only=True))
-        declare('command_timeout_s', 0.5, _descriptor(
+        declare('command_timeout_s', 0.5, descriptor(
             'realtime mode: warn when no command came for this long [s] (wall); the last '
             'command stays held. 0 disables the warning', float_range=(0.0, 60.0)))
-        declare('lockstep_republish_s', 0.5, _descriptor(
+        declare('lockstep_republish_s', 0.5, descriptor(
             'lockstep mode: re-publish the current odom and clock, without advancing, when '
             'no command came for this long [s] (wall). 0 disables', read_only=True,
             float_range=(0.0, 60.0)))
         defaults = QuadParams()
         for item in fields(QuadParams):
-            declare(f'plant.{item.name}', float(getattr(defaults, item.name)), _descriptor(
+            declare(f'plant.{item.name}', float(getattr(defaults, item.name)), descriptor(
                 f'true plant: {PARAM_DESCRIPTIONS[item.name]}', read_only=True))
 
     def _validate_parameters(self, params) -> SetParametersResult:
