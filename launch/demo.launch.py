@@ -48,7 +48,7 @@ def generate_launch_description():
             description='both nodes follow /clock (default: publish_clock)'),
         DeclareLaunchArgument(
             'namespace', default_value='',
-            description='namespace for both nodes (their topics are relative)'),
+            description='namespace for both nodes: their topics and the frame ids follow it'),
         DeclareLaunchArgument(
             'simulator_params',
             default_value=PathJoinSubstitution(
