@@ -10,6 +10,7 @@
 """
 
 import os
+import subprocess
 import sys
 import time
 
@@ -120,3 +121,16 @@ def test_sigint_stops_cleanly_with_status_0(ros_node):
         assert ros_node.spin_until(lambda: echo.get_subscription_count() > 0, START_TIMEOUT)
     assert node.returncode == 0, node.log_text()
     assert 'Traceback' not in node.log_text()
+
+
+def test_nodes_import_nothing_from_tools():
+    """The ROS layer stands on the core alone; tools/ (CLI, harness) sit on top of it."""
+    code = ('import importlib, pkgutil, sys\n'
+            'import hybrid_mpc_ros.ros as ros\n'
+            'for info in pkgutil.iter_modules(ros.__path__):\n'
+            '    importlib.import_module(f"hybrid_mpc_ros.ros.{info.name}")\n'
+            'print(sorted(name for name in sys.modules\n'
+            '             if name.startswith("hybrid_mpc_ros.tools")))')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == '[]', result.stdout + result.stderr
