@@ -77,23 +77,32 @@ class LQRControllerNode(Node):
             f'closed-loop spectral radius {self._controller.spectral_radius:.4f}')
 
     def _on_odom(self, msg: Odometry) -> None:
+        x = self._state_or_none(msg)
+        if x is None:
+            return
+        u = self._controller.command(x)
+        if np.isfinite(u).all():
+            self._publisher.publish(rotor_command(u))
+        else:
+            self._count_bad_command(x)
+
+    def _state_or_none(self, msg: Odometry):
+        """Return the state (12) in ``msg``, or None (logged, counted) when it is broken."""
         try:
-            x = odometry_to_state(msg)
+            return odometry_to_state(msg)
         except ValueError as exc:
             self._rejected_odometry += 1
             self.get_logger().warning(
                 f'ignoring odometry ({self._rejected_odometry} so far): {exc}',
                 throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        u = self._controller.command(x)
-        if not np.isfinite(u).all():
-            # only reachable with absurd (finite) states; never command a guess
-            self._bad_commands += 1
-            self.get_logger().error(
-                f'LQR command not finite for state {x.tolist()}; not sent '
-                f'({self._bad_commands} so far)', throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        self._publisher.publish(rotor_command(u))
+            return None
+
+    def _count_bad_command(self, x) -> None:
+        # only reachable with absurd (finite) states; never command a guess
+        self._bad_commands += 1
+        self.get_logger().error(
+            f'LQR command not finite for state {x.tolist()}; not sent '
+            f'({self._bad_commands} so far)', throttle_duration_sec=LOG_THROTTLE_S)
 
     def _validate_parameters(self, parameters) -> SetParametersResult:
         for parameter in parameters:
