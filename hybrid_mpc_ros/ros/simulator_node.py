@@ -41,8 +41,7 @@ Clock modes (parameter ``clock_mode``; ``realtime`` is the default everywhere: t
 * ``realtime``: a wall-clock timer advances one period every ``period_s`` with the held
   command. A missing controller is reported after ``command_timeout_s`` of silence: a
   WARN diagnostic while it lasts, and a warning log at 1x, 2x, 4x, ... that silence
-  (exponential backoff, at least every ``MAX_WARNING_INTERVAL_S``), then an INFO when
-  commands resume.
+  (exponential backoff, at least every 600 s), then an INFO when commands resume.
 * ``lockstep``: every received command message advances exactly one period, then
   ``/clock`` and ``odom`` are published. Invalid messages advance too, with the last valid
   command, so a controller that sends one command per odometry message never waits
@@ -58,7 +57,6 @@ Parameters that may change at runtime: ``initial_state`` (used by the next ``~/r
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import fields
 import math
 import sys
@@ -80,6 +78,7 @@ from hybrid_mpc_ros.core.model.frames import state_to_odometry_arrays
 from hybrid_mpc_ros.core.model.quadcopter import NX, PARAM_DESCRIPTIONS, Quadcopter, QuadParams
 from hybrid_mpc_ros.ros.msgs import parse_rotor_command, state_to_odometry
 from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
+from hybrid_mpc_ros.ros.simulator_health import CommandHealth
 
 NODE_NAME = 'quadcopter_simulator'
 CLOCK_MODES = ('lockstep', 'realtime')
@@ -91,8 +90,6 @@ STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # raises ValueError), so every throttled log here uses this constant
 LOG_THROTTLE_S = 1.0
 DIAGNOSTIC_PERIOD_S = 1.0
-DIAGNOSTIC_WINDOW_S = 5.0
-MAX_WARNING_INTERVAL_S = 600.0
 PITCH_INDEX = 7
 
 
@@ -162,7 +159,6 @@ class SimulatorNode(Node):
         self._clock_mode = param('clock_mode').value
         self._publish_clock = param('publish_clock').value
         self._initial_state = np.array(param('initial_state').value, dtype=float)
-        self._command_timeout_s = param('command_timeout_s').value
         prefix = param('frame_prefix').value
         world_frame = prefix + param('world_frame_id').value
         body_frame = prefix + param('body_frame_id').value
@@ -173,17 +169,12 @@ class SimulatorNode(Node):
         self._command = plant.hover_input
         self._steps = 0
         self._sim_time_ns = 0
-        self._rejected = 0
-        self._clamped = 0
-        self._last_rejection = ''
         self._diverged_at_step = None
-        self._started = time.monotonic()
-        self._last_command_wall = None
-        self._last_activity_wall = self._started
-        self._next_silence_warning_s = self._command_timeout_s
-        self._silence_warned = False
-        # (wall time, rejected, clamped) at each diagnostics tick: counts in the window
-        self._count_history = deque([(self._started, 0, 0)])
+        self._last_activity_wall = time.monotonic()
+        self._health = CommandHealth(
+            self._last_activity_wall, param('command_timeout_s').value,
+            realtime=self._clock_mode == 'realtime',
+            rotor_limits=(plant.omega_min, plant.omega_max))
 
         # messages refilled in place each step: the lockstep round trip is the hot path
         self._odom_msg = Odometry()
@@ -285,63 +276,47 @@ class SimulatorNode(Node):
             if param.name == 'initial_state':
                 self._initial_state = np.array(param.value, dtype=float)
             elif param.name == 'command_timeout_s':
-                self._command_timeout_s = param.value
-                # the next silence check warns at once if the new timeout is exceeded
-                self._next_silence_warning_s = param.value
+                self._health.set_command_timeout(param.value)
 
     # -- simulation ---------------------------------------------------------------------
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         now = time.monotonic()
+        health = self._health
         try:
             command = parse_rotor_command(msg)
         except ValueError as exc:
-            self._rejected += 1
-            self._last_rejection = str(exc)
-            self.get_logger().error(f'rejected rotor command ({self._rejected} so far): {exc}; '
+            count = health.count_rejected(str(exc))
+            self.get_logger().error(f'rejected rotor command ({count} so far): {exc}; '
                                     'holding the last valid one',
                                     throttle_duration_sec=LOG_THROTTLE_S)
         else:
             if command.min() < self._omega_min or command.max() > self._omega_max:
-                self._clamped += 1
+                count = health.count_clamped()
                 self.get_logger().warning(
                     f'rotor command {command.tolist()} outside [{self._omega_min}, '
-                    f'{self._omega_max}] rad/s, clamped ({self._clamped} so far)',
+                    f'{self._omega_max}] rad/s, clamped ({count} so far)',
                     throttle_duration_sec=LOG_THROTTLE_S)
                 command = np.clip(command, self._omega_min, self._omega_max)
             self._command = command
-        if self._silence_warned:
-            self._silence_warned = False
-            self._next_silence_warning_s = self._command_timeout_s
-            self.get_logger().info(
-                f'rotor commands resumed on {self._command_sub.topic_name} after '
-                f'{now - self._last_silence_start():.1f} s without')
-        self._last_command_wall = now
+        ended = health.command_received(now)
+        if ended is not None:
+            self.get_logger().info(f'rotor commands resumed on {self._command_sub.topic_name} '
+                                   f'after {ended:.1f} s without')
         if self._clock_mode == 'lockstep':
             self._last_activity_wall = now
             self._advance()
 
-    def _last_silence_start(self) -> float:
-        return self._started if self._last_command_wall is None else self._last_command_wall
-
     def _on_realtime_tick(self) -> None:
-        self._watch_silence(time.monotonic())
+        silence = self._health.silence_to_report(time.monotonic())
+        if silence is not None:
+            held = ('the hover input' if self._health.last_command is None
+                    else 'the last command')
+            self.get_logger().warning(
+                f'no rotor command on {self._command_sub.topic_name} for {silence:.1f} s: '
+                f'is a controller running? Integrating {held}; next reminder after '
+                f'{self._health.next_report_s:.0f} s of silence')
         self._advance()
-
-    def _watch_silence(self, now: float) -> None:
-        """Warn about a missing controller at 1x, 2x, 4x, ... ``command_timeout_s``."""
-        if self._command_timeout_s <= 0.0:
-            return
-        silence = now - self._last_silence_start()
-        if silence < self._next_silence_warning_s:
-            return
-        self._silence_warned = True
-        self._next_silence_warning_s = min(2.0 * silence, silence + MAX_WARNING_INTERVAL_S)
-        held = 'the hover input' if self._last_command_wall is None else 'the last command'
-        self.get_logger().warning(
-            f'no rotor command on {self._command_sub.topic_name} for {silence:.1f} s: is a '
-            f'controller running? Integrating {held}; next reminder after '
-            f'{self._next_silence_warning_s:.0f} s of silence')
 
     def _on_republish_tick(self) -> None:
         now = time.monotonic()
@@ -402,36 +377,29 @@ class SimulatorNode(Node):
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
-        history = self._count_history
-        history.append((now, self._rejected, self._clamped))
-        # baseline: the latest snapshot at least DIAGNOSTIC_WINDOW_S old (or the oldest)
-        while len(history) > 2 and now - history[1][0] >= DIAGNOSTIC_WINDOW_S:
-            history.popleft()
-        _, rejected_before, clamped_before = history[0]
-        window = now - history[0][0]
+        health = self._health
         status = DiagnosticStatus(name=f'{self.get_name()}: simulation',
                                   hardware_id=f'simulated quadcopter '
                                               f'{self.get_fully_qualified_name()}')
-        problems = self._problems(now, self._rejected - rejected_before,
-                                  self._clamped - clamped_before, window)
+        problems = health.problems(now, self._diverged_at_step)
         if problems:
-            status.level = max(level for level, _ in problems)
+            status.level = bytes([max(level for level, _ in problems)])
             status.message = '; '.join(text for _, text in problems)
         else:
             status.level = DiagnosticStatus.OK
             status.message = ('waiting for the first rotor command'
-                              if self._last_command_wall is None else 'running')
-        last = self._last_command_wall
+                              if health.last_command is None else 'running')
         values = {
             'clock_mode': self._clock_mode,
             'odom_stamps': 'simulation time (/clock)' if self._publish_clock else 'node clock',
             'frames': f'{self._odom_msg.header.frame_id} -> {self._odom_msg.child_frame_id}',
             'steps': str(self._steps),
             'sim_time_s': f'{self._sim_time_ns * 1e-9:.9f}',
-            'rejected_commands': str(self._rejected),
-            'clamped_commands': str(self._clamped),
-            'last_rejection': self._last_rejection or 'none',
-            'last_command_age_s': 'never' if last is None else f'{now - last:.3f}',
+            'rejected_commands': str(health.rejected),
+            'clamped_commands': str(health.clamped),
+            'last_rejection': health.last_rejection or 'none',
+            'last_command_age_s': ('never' if health.last_command is None
+                                   else f'{now - health.last_command:.3f}'),
             'diverged_at_step': ('no' if self._diverged_at_step is None
                                  else str(self._diverged_at_step)),
         }
@@ -439,28 +407,6 @@ class SimulatorNode(Node):
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(array)
-
-    def _problems(self, now: float, rejected: int, clamped: int, window: float) -> list:
-        """``(level, text)`` for everything wrong now; empty when all is well."""
-        problems = []
-        if self._diverged_at_step is not None:
-            problems.append((DiagnosticStatus.ERROR,
-                             f'plant state diverged at step {self._diverged_at_step}; holding '
-                             'the last finite state until ~/reset'))
-        if rejected:
-            problems.append((DiagnosticStatus.WARN,
-                             f'{rejected} rotor command(s) rejected in the last {window:.0f} s '
-                             f'(last: {self._last_rejection})'))
-        if clamped:
-            problems.append((DiagnosticStatus.WARN,
-                             f'{clamped} rotor command(s) clamped to [{self._omega_min:g}, '
-                             f'{self._omega_max:g}] rad/s in the last {window:.0f} s'))
-        silence = now - self._last_silence_start()
-        if self._clock_mode == 'realtime' and 0.0 < self._command_timeout_s < silence:
-            problems.append((DiagnosticStatus.WARN,
-                             f'no rotor command for {silence:.1f} s (timeout '
-                             f'{self._command_timeout_s:g} s)'))
-        return problems
 
 
 def main(args=None) -> int:
