@@ -3,14 +3,17 @@
 Usage::
 
     ros2 launch hybrid_mpc_ros demo.launch.py
-    ros2 launch hybrid_mpc_ros demo.launch.py clock_mode:=realtime
+    ros2 launch hybrid_mpc_ros demo.launch.py clock_mode:=lockstep
     ros2 launch hybrid_mpc_ros demo.launch.py namespace:=quad1
 
 Parameters come from ``config/simulator.yaml`` and ``config/lqr_controller.yaml`` of the
-installed package (override with ``simulator_params:=`` / ``controller_params:=``). In
-``lockstep`` mode (the default) the simulator advances one period per command and is the
-``/clock`` source, so both nodes get ``use_sim_time`` true; pass ``use_sim_time:=false``
-to override.
+installed package (override with ``simulator_params:=`` / ``controller_params:=``).
+``clock_mode`` defaults to ``realtime``, as everywhere in the package: the vehicle flies in
+wall time, odom is stamped with the wall clock and no ``/clock`` is published. In
+``lockstep`` mode the simulator advances one period per command (as fast as the controller
+answers) and is the ``/clock`` source, so both nodes get ``use_sim_time`` true
+(``publish_clock:=`` and ``use_sim_time:=`` override either default). Under
+``namespace:=quad1`` topics and frame ids (``quad1/odom``, ``quad1/base_link``) follow.
 """
 
 from launch import LaunchDescription
@@ -26,22 +29,26 @@ PACKAGE = 'hybrid_mpc_ros'
 def generate_launch_description():
     """Build the launch description: arguments, simulator node, LQR controller node."""
     clock_mode = LaunchConfiguration('clock_mode')
+    publish_clock = LaunchConfiguration('publish_clock')
     use_sim_time = ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool)
     namespace = LaunchConfiguration('namespace')
     arguments = [
         DeclareLaunchArgument(
-            'clock_mode', default_value='lockstep', choices=['lockstep', 'realtime'],
-            description="simulator clock: 'lockstep' (one period per command, as fast as "
-                        "the controller answers) or 'realtime'"),
+            'clock_mode', default_value='realtime', choices=['realtime', 'lockstep'],
+            description="simulator clock: 'realtime' (wall-clock timer) or 'lockstep' (one "
+                        'period per command, as fast as the controller answers)'),
         DeclareLaunchArgument(
-            'use_sim_time',
+            'publish_clock',
             default_value=PythonExpression(
                 ["'true' if '", clock_mode, "' == 'lockstep' else 'false'"]),
-            description='follow the /clock the simulator publishes (default: true in '
-                        'lockstep mode)'),
+            description='the simulator publishes the simulation time on /clock and stamps '
+                        'odom with it (default: true in lockstep mode only)'),
+        DeclareLaunchArgument(
+            'use_sim_time', default_value=publish_clock,
+            description='both nodes follow /clock (default: publish_clock)'),
         DeclareLaunchArgument(
             'namespace', default_value='',
-            description='namespace for both nodes (their topics are relative)'),
+            description='namespace for both nodes: their topics and the frame ids follow it'),
         DeclareLaunchArgument(
             'simulator_params',
             default_value=PathJoinSubstitution(
@@ -61,7 +68,9 @@ def generate_launch_description():
         output='screen',
         emulate_tty=True,
         parameters=[LaunchConfiguration('simulator_params'),
-                    {'clock_mode': clock_mode, 'use_sim_time': use_sim_time}],
+                    {'clock_mode': clock_mode,
+                     'publish_clock': ParameterValue(publish_clock, value_type=bool),
+                     'use_sim_time': use_sim_time}],
     )
     controller = Node(
         package=PACKAGE,

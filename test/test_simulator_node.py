@@ -5,11 +5,13 @@ Each test starts ``python -m hybrid_mpc_ros.ros.simulator_node`` through
 ``conftest.py``) and checks what comes back against :class:`Quadcopter` directly.
 """
 
+import ast
 import math
 import os
+import re
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
 import numpy as np
 import pytest
@@ -19,10 +21,13 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
+import yaml
 
 from hybrid_mpc_ros.tools import processes
 from hybrid_mpc_ros.core.model.quadcopter import Quadcopter, QuadParams
 from hybrid_mpc_ros.ros.msgs import odometry_to_state, parse_rotor_command, rotor_command
+from hybrid_mpc_ros.ros.simulator_node import DEFAULT_CLOCK_MODE
+import param_sweep
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
 CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -217,12 +222,219 @@ def test_realtime_publishes_at_the_configured_rate(simulator, ros_node):
     ros_node.spin_for(2.0)
     rate = (len(driver.odoms) - start_count) / (time.monotonic() - start)
     assert rate == pytest.approx(1.0 / period, rel=0.15)
-    stamps = [_stamp_ns(msg.header.stamp) for msg in driver.odoms]
-    assert all(later - earlier == round(period * 1e9)
-               for earlier, later in zip(stamps, stamps[1:])), 'steps must be exactly one period'
     # without commands the hover input is integrated: the vehicle stays put
     np.testing.assert_allclose(driver.state(), np.zeros(12), atol=1e-9)
     assert 'no rotor command' in sim.log_text()
+
+
+@pytest.mark.parametrize('clock_mode, publish_clock, sim_time', [
+    ('realtime', None, False), ('realtime', True, True),
+    ('lockstep', None, True), ('lockstep', False, False)])
+def test_stamps_follow_the_clock_the_nodes_use(simulator, ros_node, clock_mode,
+                                               publish_clock, sim_time):
+    """Simulation time and /clock together, or the node's (wall) clock and no /clock."""
+    period_ns = 50_000_000
+    params = {'clock_mode': clock_mode, 'period_s': period_ns * 1e-9}
+    if publish_clock is not None:
+        params['publish_clock'] = publish_clock
+    wall_before = time.time_ns()
+    sim = simulator(params=params)
+    driver = Driver(ros_node, sim)
+    driver.wait_ready()
+    if clock_mode == 'lockstep':
+        for _ in range(10):
+            driver.send([QuadParams().hover_speed] * 4)
+    else:
+        ros_node.spin_for(0.6)
+    ros_node.spin_for(0.2)
+    wall_after = time.time_ns()
+    stamps = [_stamp_ns(msg.header.stamp) for msg in driver.odoms]
+    assert len(stamps) >= 10 and stamps == sorted(stamps)
+    clocks = [_stamp_ns(msg.clock) for msg in driver.clocks]
+    if sim_time:
+        # every step exactly one period later; in lockstep the first is the start, t = 0
+        steps = sorted(set(stamps))
+        assert all(stamp % period_ns == 0 for stamp in steps)
+        assert all(later - earlier == period_ns for earlier, later in zip(steps, steps[1:]))
+        assert clock_mode == 'realtime' or steps[0] == 0
+        # /clock carries the same times (realtime keeps running: one period of skew at most)
+        assert clocks and all(clock % period_ns == 0 for clock in clocks)
+        skew = abs(clocks[-1] - stamps[-1])
+        assert skew == 0 if clock_mode == 'lockstep' else skew <= period_ns, (clocks, stamps)
+        assert ros_node.node.count_publishers('/clock') == 1
+    else:
+        assert all(wall_before <= stamp <= wall_after for stamp in stamps[1:]), \
+            f'stamps {stamps[1:3]}... not wall time in [{wall_before}, {wall_after}]'
+        assert not clocks and ros_node.node.count_publishers('/clock') == 0
+        if clock_mode == 'realtime':
+            gaps = np.diff(stamps)
+            assert np.mean(gaps) == pytest.approx(period_ns, rel=0.2)
+
+
+def test_frame_ids_follow_the_namespace_or_frame_prefix(simulator, ros_node):
+    cases = {
+        '/quad1': ({}, ('quad1/odom', 'quad1/base_link')),
+        '/fleet/quad2': ({}, ('fleet/quad2/odom', 'fleet/quad2/base_link')),
+        '/quad3': ({'frame_prefix': 'uav3_', 'world_frame_id': 'map'},
+                   ('uav3_map', 'uav3_base_link')),
+        '/quad4': ({'frame_prefix': ''}, ('odom', 'base_link')),
+    }
+    received = {}
+    for namespace, (params, _) in cases.items():
+        simulator(params={'clock_mode': 'realtime', **params}, remaps={'__ns': namespace})
+        received[namespace] = ros_node.collect(Odometry, f'{namespace}/odom')
+    assert ros_node.spin_until(lambda: all(received.values()), START_TIMEOUT), \
+        {namespace: len(msgs) for namespace, msgs in received.items()}
+    for namespace, (_, frames) in cases.items():
+        odom = received[namespace][-1]
+        assert (odom.header.frame_id, odom.child_frame_id) == frames, namespace
+
+
+def _status(driver, predicate, since=None, timeout=4.0):
+    """Wait for a simulator diagnostics status satisfying ``predicate``; return it.
+
+    Only messages from index ``since`` of ``driver.diagnostics`` on count (default: those
+    arriving after this call), so an old status never answers for the current state.
+    """
+    since = len(driver.diagnostics) if since is None else since
+
+    def matching():
+        for array in driver.diagnostics[since:]:
+            for status in array.status:
+                if status.name.startswith('quadcopter_simulator') and predicate(status):
+                    return status
+        return None
+    assert driver.probe.spin_until(lambda: matching() is not None, timeout), \
+        f'no matching diagnostics; last: {driver.diagnostics[-1:] or None}'
+    return matching()
+
+
+def test_diagnostics_levels_follow_what_went_wrong(simulator, ros_node):
+    sim = simulator(params={'clock_mode': 'lockstep'})
+    driver = Driver(ros_node, sim)
+    driver.wait_ready()
+    status = _status(driver, lambda s: True, since=0)
+    assert (status.level, status.message) == (DiagnosticStatus.OK,
+                                              'waiting for the first rotor command')
+    driver.send([600.0, 600.0])
+    status = _status(driver, lambda s: s.level == DiagnosticStatus.WARN)
+    assert 'rejected' in status.message and 'must hold 4 rotor speeds, got 2' in status.message
+    driver.send([700.0, 600.0, 600.0, 600.0])
+    status = _status(driver, lambda s: 'clamped' in s.message)
+    assert status.level == DiagnosticStatus.WARN and 'rejected' in status.message
+    # rotor rates this large overflow the dynamics in one step: the plant diverges
+    x_diverging = np.zeros(12)
+    x_diverging[9:12] = 1e200
+    request = SetParameters.Request(parameters=[Parameter(
+        name='initial_state', value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY,
+                                                   double_array_value=x_diverging.tolist()))])
+    result = ros_node.call(SetParameters, '/quadcopter_simulator/set_parameters', request)
+    assert result.results[0].successful, result.results[0].reason
+    assert ros_node.call(Trigger, '/quadcopter_simulator/reset', Trigger.Request()).success
+    odom = driver.send([QuadParams().hover_speed] * 4)
+    assert np.isfinite(odometry_to_state(odom)).all()
+    status = _status(driver, lambda s: s.level == DiagnosticStatus.ERROR)
+    assert 'diverged at step 3' in status.message and 'clamped' in status.message
+    # a reset clears the divergence; the warnings fade once the window has passed
+    assert ros_node.call(Trigger, '/quadcopter_simulator/reset', Trigger.Request()).success
+    status = _status(driver, lambda s: s.level != DiagnosticStatus.ERROR)
+    assert status.level == DiagnosticStatus.WARN
+    status = _status(driver, lambda s: s.level == DiagnosticStatus.OK, timeout=10.0)
+    assert status.message == 'running'
+    values = {item.key: item.value for item in status.values}
+    assert values['rejected_commands'] == '1' and values['clamped_commands'] == '1'
+    assert values['diverged_at_step'] == 'no' and values['frames'] == 'odom -> base_link'
+
+
+def test_missing_controller_is_reported_with_backoff_not_flooded(simulator, ros_node):
+    timeout = 0.2
+    sim = simulator(params={'clock_mode': 'realtime', 'period_s': 0.02,
+                            'command_timeout_s': timeout})
+    driver = Driver(ros_node, sim)
+    driver.wait_ready()
+    status = _status(driver, lambda s: s.level == DiagnosticStatus.WARN)
+    assert 'no rotor command for' in status.message
+    ros_node.spin_for(3.5)
+    silences = [float(value) for value in re.findall(r'no rotor command on \S+ for ([0-9.]+) s',
+                                                     sim.log_text())]
+    # warnings after 0.2, 0.4, 0.8, 1.6, 3.2 s of silence: each about twice the previous
+    assert 3 <= len(silences) <= 6, silences
+    assert timeout <= silences[0] < 1.0   # the first one soon after the start
+    assert all(later >= 1.8 * earlier for earlier, later in zip(silences, silences[1:]))
+    since = len(driver.diagnostics)
+    for _ in range(60):
+        driver.publisher.publish(rotor_command([QuadParams().hover_speed] * 4))
+        ros_node.spin_for(0.025)
+    assert 'rotor commands resumed on /rotor_speeds_cmd after' in sim.log_text()
+    # a status published while the commands came (the silence warning returns after)
+    status = _status(driver, lambda s: s.level == DiagnosticStatus.OK, since=since)
+    assert status.message == 'running'
+
+
+def test_changing_command_timeout_after_a_warning_keeps_the_node_alive(simulator, ros_node):
+    """Regression: rclpy raised in the timer when the warning's throttle period changed."""
+    sim = simulator(params={'clock_mode': 'realtime', 'period_s': 0.02,
+                            'command_timeout_s': 0.1})
+    driver = Driver(ros_node, sim)
+    driver.wait_ready()
+    assert ros_node.spin_until(lambda: 'no rotor command on' in sim.log_text(), 3.0)
+    for value in (2.0, 0.3, 5.0):
+        request = SetParameters.Request(parameters=[Parameter(
+            name='command_timeout_s',
+            value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value))])
+        result = ros_node.call(SetParameters, '/quadcopter_simulator/set_parameters', request)
+        assert result.results[0].successful, result.results[0].reason
+        ros_node.spin_for(1.2)
+        assert sim.alive(), sim.log_text()
+    count = len(driver.odoms)
+    assert ros_node.spin_until(lambda: len(driver.odoms) > count + 5, 2.0)
+
+
+@pytest.mark.parametrize('clock_mode', ['realtime', 'lockstep'])
+def test_no_runtime_parameter_value_kills_the_node(simulator, ros_node, clock_mode):
+    """Every writable parameter, across its range and beyond, through the real service."""
+    sim = simulator(params={'clock_mode': clock_mode, 'period_s': 0.02,
+                            'command_timeout_s': 0.05})
+    driver = Driver(ros_node, sim)
+    driver.wait_ready()
+    hover = [QuadParams().hover_speed] * 4
+
+    def check_alive(after):
+        assert sim.alive(), f'node died after {after}:\n{sim.log_text()[-4000:]}'
+        count = len(driver.odoms)
+        if clock_mode == 'lockstep':
+            driver.publisher.publish(rotor_command(hover))
+        assert ros_node.spin_until(lambda: len(driver.odoms) > count, 3.0), \
+            f'no odometry after {after}:\n{sim.log_text()[-4000:]}'
+
+    def exercise(name, value):
+        if name == 'initial_state':   # a new initial state only matters after a reset
+            assert ros_node.call(Trigger, '/quadcopter_simulator/reset',
+                                 Trigger.Request()).success
+
+    quarter = 0.5 * math.pi
+    states = []
+    for index, value in ((7, quarter - 1e-9), (7, -quarter + 1e-9), (7, quarter),
+                         (7, -quarter), (7, 4.0), (6, 100.0), (8, -100.0), (9, 1e200)):
+        state = [0.0] * 12
+        state[index] = value
+        states.append(state)
+    # finite, but the body-frame velocity overflows: R^T v with v near the largest double
+    states.append([0.0, 0.0, 0.0, 1.7e308, 1.7e308, 0.0, 0.0, 0.0, quarter / 2, 0.0, 0.0, 0.0])
+    outcomes = param_sweep.sweep(
+        param_sweep.ParameterClient(ros_node, '/quadcopter_simulator'), sim, check_alive,
+        extra={'initial_state': states}, after_applied=exercise)
+    print(param_sweep.report(outcomes))
+    swept = {outcome.name for outcome in outcomes}
+    assert swept == {'initial_state', 'command_timeout_s', 'use_sim_time'}, swept
+    refused = {(o.name, str(o.value)) for o in outcomes if not o.applied}
+    assert ('command_timeout_s', 'nan') in refused
+    assert ('initial_state', str(states[2])) in refused   # pitch exactly 90 deg
+    assert any('overflows' in o.reason for o in outcomes if o.value == states[-1])
+    applied = {(o.name, str(o.value)) for o in outcomes if o.applied}
+    assert ('command_timeout_s', '60.0') in applied and ('command_timeout_s', '2.0') not in refused
+    log = sim.log_text()
+    assert 'internal error' not in log and 'Traceback' not in log, log[-4000:]
 
 
 def test_lockstep_round_trip_is_fast(simulator, ros_node):
@@ -308,3 +520,21 @@ def test_message_codecs_reject_bad_content():
         parse_rotor_command(Float64MultiArray(data=[1.0] * 5))
     with pytest.raises(ValueError, match='non-finite'):
         parse_rotor_command(Float64MultiArray(data=[1.0, math.inf, 1.0, 1.0]))
+
+
+def test_one_default_clock_mode_in_node_config_and_launch_files():
+    with open(os.path.join(CONFIG_DIR, 'simulator.yaml'), encoding='utf-8') as stream:
+        config = yaml.safe_load(stream)['quadcopter_simulator']['ros__parameters']
+    defaults = {'node': DEFAULT_CLOCK_MODE, 'simulator.yaml': config['clock_mode']}
+    launch_dir = os.path.join(os.path.dirname(CONFIG_DIR), 'launch')
+    for name in sorted(os.listdir(launch_dir)):
+        with open(os.path.join(launch_dir, name), encoding='utf-8') as stream:
+            tree = ast.parse(stream.read())
+        for call in ast.walk(tree):
+            if (isinstance(call, ast.Call) and getattr(call.func, 'id', '') ==
+                    'DeclareLaunchArgument' and call.args
+                    and getattr(call.args[0], 'value', None) == 'clock_mode'):
+                default = [kw.value.value for kw in call.keywords if kw.arg == 'default_value']
+                defaults[name] = default[0]
+    assert {'demo.launch.py', 'simulator.launch.py'} <= set(defaults), defaults
+    assert set(defaults.values()) == {'realtime'}, defaults

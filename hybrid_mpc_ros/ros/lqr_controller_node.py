@@ -9,13 +9,15 @@ controller" of ``hybrid-mpc bench sim``.
 
 ROS parameters of the node:
 
-* ``target_position`` (3 doubles, m): hover target in the odom frame; may change live.
+* ``target_position`` (3 doubles, m): hover target in the odom frame, each coordinate
+  within +-1e6 m; may change live.
 * ``max_position_error`` (double, m): saturation of the position error; may change live.
 * ``period_s`` (double, s, read-only): control period the gain is designed for; it must
   equal the simulator's ``period_s``.
 
-Odometry with non-finite content gets no reply (a warning is logged): commanding anything
-from a broken estimate would be a guess.
+Odometry with non-finite content or a zero quaternion gets no reply (a throttled warning
+is logged and the rejection counted): commanding anything from a broken estimate would be
+a guess. For the same reason a command that is not finite is never sent.
 """
 
 from __future__ import annotations
@@ -25,17 +27,21 @@ import sys
 
 from nav_msgs.msg import Odometry
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 
+from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.model.lqr import DEFAULT_MAX_POSITION_ERROR, LQRController
-from hybrid_mpc_ros.tools.processes import run_node
 from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
+from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
 
 NODE_NAME = 'lqr_controller'
 DEFAULT_TARGET = (-6.0, -3.5, 0.0)
 QOS_DEPTH = 10
+LOG_THROTTLE_S = 1.0
+# farther is a typo, not a hover target; the bound also keeps target - state from overflowing
+MAX_TARGET_ABS_M = 1e6
 
 
 class LQRControllerNode(Node):
@@ -43,26 +49,24 @@ class LQRControllerNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        self.declare_parameter('period_s', 0.1, ParameterDescriptor(
-            description='control period the LQR gain is designed for [s]; must equal the '
-                        "simulator's period_s",
-            read_only=True,
-            floating_point_range=[FloatingPointRange(from_value=1e-3, to_value=1.0)]))
-        self.declare_parameter('target_position', list(DEFAULT_TARGET), ParameterDescriptor(
-            description='hover target position [x, y, z] in the odom frame [m]'))
-        self.declare_parameter('max_position_error', DEFAULT_MAX_POSITION_ERROR,
-                               ParameterDescriptor(
-                                   description='saturation of the position error fed to the '
-                                               'LQR, keeps large steps gentle [m]',
-                                   floating_point_range=[FloatingPointRange(
-                                       from_value=0.01, to_value=1000.0)]))
+        self.declare_parameter('period_s', 0.1, descriptor(
+            "control period the LQR gain is designed for [s]; must equal the simulator's "
+            'period_s', read_only=True, float_range=(1e-3, 1.0)))
+        self.declare_parameter('target_position', list(DEFAULT_TARGET), descriptor(
+            'hover target position [x, y, z] in the odom frame [m]',
+            constraints=f'3 finite doubles, each within +-{MAX_TARGET_ABS_M:g} m'))
+        self.declare_parameter('max_position_error', DEFAULT_MAX_POSITION_ERROR, descriptor(
+            'saturation of the position error fed to the LQR, keeps large steps gentle [m]',
+            float_range=(0.01, 1000.0)))
         target = self.get_parameter('target_position').value
         reason = _target_problem(target)
         if reason:
-            raise ValueError(f'parameter target_position: {reason}')
+            raise ConfigError(f'parameter target_position: {reason}')
         self._controller = LQRController(
             dt=self.get_parameter('period_s').value, target_position=target,
             max_position_error=self.get_parameter('max_position_error').value)
+        self._rejected_odometry = 0
+        self._bad_commands = 0
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._publisher = self.create_publisher(Float64MultiArray, 'rotor_speeds_cmd', QOS_DEPTH)
@@ -73,12 +77,32 @@ class LQRControllerNode(Node):
             f'closed-loop spectral radius {self._controller.spectral_radius:.4f}')
 
     def _on_odom(self, msg: Odometry) -> None:
-        try:
-            x = odometry_to_state(msg)
-        except ValueError as exc:
-            self.get_logger().warning(f'ignoring odometry: {exc}', throttle_duration_sec=1.0)
+        x = self._state_or_none(msg)
+        if x is None:
             return
-        self._publisher.publish(rotor_command(self._controller.command(x)))
+        u = self._controller.command(x)
+        if np.isfinite(u).all():
+            self._publisher.publish(rotor_command(u))
+        else:
+            self._count_bad_command(x)
+
+    def _state_or_none(self, msg: Odometry):
+        """Return the state (12) in ``msg``, or None (logged, counted) when it is broken."""
+        try:
+            return odometry_to_state(msg)
+        except ValueError as exc:
+            self._rejected_odometry += 1
+            self.get_logger().warning(
+                f'ignoring odometry ({self._rejected_odometry} so far): {exc}',
+                throttle_duration_sec=LOG_THROTTLE_S)
+            return None
+
+    def _count_bad_command(self, x) -> None:
+        # only reachable with absurd (finite) states; never command a guess
+        self._bad_commands += 1
+        self.get_logger().error(
+            f'LQR command not finite for state {x.tolist()}; not sent '
+            f'({self._bad_commands} so far)', throttle_duration_sec=LOG_THROTTLE_S)
 
     def _validate_parameters(self, parameters) -> SetParametersResult:
         for parameter in parameters:
@@ -108,6 +132,9 @@ def _target_problem(value) -> str:
         return f'must be 3 doubles [x, y, z], got {len(array.reshape(-1))} values'
     if not all(math.isfinite(item) for item in array):
         return f'must be finite, got {array.tolist()}'
+    if np.abs(array).max() > MAX_TARGET_ABS_M:
+        return (f'each coordinate must be within +-{MAX_TARGET_ABS_M:g} m (the odom frame '
+                f'of one vehicle), got {array.tolist()}')
     return ''
 
 

@@ -9,27 +9,50 @@ Interfaces (relative names, so the node can be namespaced and remapped):
   are rejected, logged (throttled) and counted, and the last valid command is kept;
   speeds outside ``[plant.omega_min, plant.omega_max]`` are clamped and counted. Until
   the first command arrives the hover input is held.
-* publishes ``odom`` (``nav_msgs/Odometry``, pose in ``world_frame_id`` (ENU), twist in
-  ``body_frame_id`` (FLU); see :mod:`hybrid_mpc_ros.core.model.frames`) after every step, stamped
-  with the simulation time, and ``/clock`` (``rosgraph_msgs/Clock``) with that same time,
-  so nodes with ``use_sim_time`` follow the simulator in either clock mode (as Gazebo
-  does). Simulation time starts at 0 and never goes backwards, not even on reset.
-  ``/clock`` is global by ROS convention: run one simulator per ROS domain.
-* publishes ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``) at 1 Hz wall time.
+* publishes ``odom`` (``nav_msgs/Odometry``) after every step: pose in
+  ``frame_prefix + world_frame_id`` (ENU), twist in ``frame_prefix + body_frame_id``
+  (FLU); see :mod:`hybrid_mpc_ros.core.model.frames`. ``frame_prefix`` defaults to the
+  node's namespace (``/quad1`` gives ``quad1/odom`` and ``quad1/base_link``, the
+  ``frame_prefix`` convention of robot_state_publisher), so vehicles in different
+  namespaces have distinct frames.
+* publishes ``/clock`` (``rosgraph_msgs/Clock``) with the simulation time when
+  ``publish_clock`` is true (the default in lockstep mode only). ``/clock`` is global by
+  ROS convention: run one clock-publishing simulator per ROS domain.
+* publishes ``/diagnostics`` (``diagnostic_msgs/DiagnosticArray``) at 1 Hz wall time, with
+  levels that follow the counters: ERROR while the plant state has diverged (until
+  ``~/reset``); WARN when commands were rejected or clamped in the last
+  ``DIAGNOSTIC_WINDOW_S`` seconds, or, in realtime mode, when no command came for
+  ``command_timeout_s``; OK otherwise. The message says which.
 * serves ``~/reset`` (``std_srvs/Trigger``): back to ``initial_state``, hover command
   held, the reset state published at once.
 
-Clock modes (parameter ``clock_mode``):
+Time stamps follow the clock the other nodes use:
+
+* when this node publishes ``/clock``, ``odom`` is stamped with the simulation time
+  (starts at 0, advances exactly one period per step, never goes backwards, not even on
+  reset) and the other nodes run with ``use_sim_time`` (as with Gazebo);
+* otherwise ``odom`` is stamped with this node's clock when the step is taken: wall
+  (ROS) time, like a real vehicle's driver; if someone sets ``use_sim_time`` on this
+  node, whatever time ``/clock`` gives.
+
+Clock modes (parameter ``clock_mode``; ``realtime`` is the default everywhere: the node,
+``config/simulator.yaml`` and both launch files):
 
 * ``realtime``: a wall-clock timer advances one period every ``period_s`` with the held
-  command; a throttled warning reports when no command came for ``command_timeout_s``.
+  command. A missing controller is reported after ``command_timeout_s`` of silence: a
+  WARN diagnostic while it lasts, and a warning log at 1x, 2x, 4x, ... that silence
+  (exponential backoff, at least every 600 s), then an INFO when commands resume.
 * ``lockstep``: every received command message advances exactly one period, then
   ``/clock`` and ``odom`` are published. Invalid messages advance too, with the last valid
   command, so a controller that sends one command per odometry message never waits
   forever for an answer and its step count always equals the simulator's. At startup
   the node publishes clock 0 and the initial odometry; while no command arrives for
   ``lockstep_republish_s`` (wall) it re-publishes them without advancing, so a
-  controller that subscribed late still receives a first state.
+  controller that subscribed late still receives a first state. Waiting for commands is
+  normal here (a tuner between episodes), so silence is not a warning.
+
+Parameters that may change at runtime: ``initial_state`` (used by the next ``~/reset``),
+``command_timeout_s`` and rclpy's ``use_sim_time``; every other one is read-only.
 """
 
 from __future__ import annotations
@@ -39,12 +62,10 @@ import math
 import sys
 import time
 
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 import numpy as np
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -53,38 +74,71 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from hybrid_mpc_ros.core.config import ConfigError
-from hybrid_mpc_ros.tools.processes import run_node
+from hybrid_mpc_ros.core.model.frames import state_to_odometry_arrays
 from hybrid_mpc_ros.core.model.quadcopter import NX, PARAM_DESCRIPTIONS, Quadcopter, QuadParams
 from hybrid_mpc_ros.ros.msgs import parse_rotor_command, state_to_odometry
+from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
+from hybrid_mpc_ros.ros.simulator_health import CommandHealth
 
 NODE_NAME = 'quadcopter_simulator'
 CLOCK_MODES = ('lockstep', 'realtime')
+DEFAULT_CLOCK_MODE = 'realtime'
 # the profile rclcpp::ClockQoS uses: best effort, keep last 1
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# rclpy refuses a throttle period that changes between calls of one log statement (it
+# raises ValueError), so every throttled log here uses this constant
 LOG_THROTTLE_S = 1.0
+DIAGNOSTIC_PERIOD_S = 1.0
+PITCH_INDEX = 7
 
 
-def _descriptor(description: str, read_only: bool = False, float_range=None,
-                int_range=None, constraints: str = '') -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(description=description, read_only=read_only,
-                                     additional_constraints=constraints)
-    if float_range is not None:
-        descriptor.floating_point_range = [
-            FloatingPointRange(from_value=float_range[0], to_value=float_range[1], step=0.0)]
-    if int_range is not None:
-        descriptor.integer_range = [
-            IntegerRange(from_value=int_range[0], to_value=int_range[1], step=1)]
-    return descriptor
+def default_frame_prefix(namespace: str) -> str:
+    """``frame_prefix`` for a node namespace: ``'/'`` gives ``''``, ``'/a/b'`` ``'a/b/'``."""
+    stripped = namespace.strip('/')
+    return f'{stripped}/' if stripped else ''
 
 
-def _check_initial_state(value) -> str:
-    """Return why ``value`` is not a valid initial state, or '' when it is."""
-    if len(value) != NX:
-        return f'initial_state must hold {NX} values, got {len(value)}'
-    if not all(math.isfinite(item) for item in value):
-        return f'initial_state must be finite, got {list(value)}'
+def initial_state_problem(value) -> str:
+    """Why ``value`` is not a valid initial state, or '' when it is.
+
+    Valid: 12 finite values, pitch strictly within (-pi/2, pi/2) (Z-Y-X Euler angles and
+    the model's kinematics are singular at +-90 deg), and an odometry message that holds
+    only finite numbers (a huge velocity can overflow when rotated into the body frame).
+    """
+    values = [float(item) for item in value]
+    if len(values) != NX:
+        return f'initial_state must hold {NX} values, got {len(values)}'
+    if not all(math.isfinite(item) for item in values):
+        return f'initial_state must be finite, got {values}'
+    if not abs(values[PITCH_INDEX]) < 0.5 * math.pi:
+        return (f'initial_state pitch (index {PITCH_INDEX}) must be within (-pi/2, pi/2) '
+                f'rad, where Z-Y-X Euler angles are defined, got {values[PITCH_INDEX]}')
+    with np.errstate(all='ignore'):
+        arrays = state_to_odometry_arrays(np.array(values))
+    if not all(np.isfinite(array).all() for array in arrays):
+        return f'initial_state {values} overflows in the odometry message (too large)'
     return ''
+
+
+def _frame_id_problem(name: str, value: str, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        return f'{name} must be a string, got {value!r}'
+    if not value and not allow_empty:
+        return f'{name} must not be empty'
+    if value.startswith('/') or any(char.isspace() for char in value):
+        return f'{name} must not start with "/" or contain spaces (tf2 frame ids), got {value!r}'
+    return ''
+
+
+_VALIDATORS = {
+    'clock_mode': lambda value: '' if value in CLOCK_MODES else
+    f'clock_mode must be one of {CLOCK_MODES}, got {value!r}',
+    'initial_state': initial_state_problem,
+    'frame_prefix': lambda value: _frame_id_problem('frame_prefix', value, allow_empty=True),
+    'world_frame_id': lambda value: _frame_id_problem('world_frame_id', value),
+    'body_frame_id': lambda value: _frame_id_problem('body_frame_id', value),
+}
 
 
 class SimulatorNode(Node):
@@ -94,19 +148,20 @@ class SimulatorNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self._declare_parameters()
-        period = self.get_parameter('period_s').value
+        param = self.get_parameter
+        period = param('period_s').value
         if not period > 0.0:
             raise ConfigError(f'period_s must be > 0, got {period}')
         plant = QuadParams.from_mapping({
-            item.name: self.get_parameter(f'plant.{item.name}').value
-            for item in fields(QuadParams)})
-        self._plant = Quadcopter(plant, dt=period, substeps=self.get_parameter('substeps').value)
+            item.name: param(f'plant.{item.name}').value for item in fields(QuadParams)})
+        self._plant = Quadcopter(plant, dt=period, substeps=param('substeps').value)
         self._omega_min, self._omega_max = plant.omega_min, plant.omega_max
-        self._clock_mode = self.get_parameter('clock_mode').value
-        self._initial_state = np.array(self.get_parameter('initial_state').value, dtype=float)
-        self._command_timeout_s = self.get_parameter('command_timeout_s').value
-        world_frame = self.get_parameter('world_frame_id').value
-        body_frame = self.get_parameter('body_frame_id').value
+        self._clock_mode = param('clock_mode').value
+        self._publish_clock = param('publish_clock').value
+        self._initial_state = np.array(param('initial_state').value, dtype=float)
+        prefix = param('frame_prefix').value
+        world_frame = prefix + param('world_frame_id').value
+        body_frame = prefix + param('body_frame_id').value
         self.add_post_set_parameters_callback(self._apply_parameters)
 
         self._period_ns = round(period * 1e9)
@@ -114,13 +169,12 @@ class SimulatorNode(Node):
         self._command = plant.hover_input
         self._steps = 0
         self._sim_time_ns = 0
-        self._rejected = 0
-        self._clamped = 0
-        self._diverged = False
-        self._started = time.monotonic()
-        self._last_command_wall = None
-        self._last_activity_wall = self._started
-        self._counts_at_last_diagnostics = (0, 0)
+        self._diverged_at_step = None
+        self._last_activity_wall = time.monotonic()
+        self._health = CommandHealth(
+            self._last_activity_wall, param('command_timeout_s').value,
+            realtime=self._clock_mode == 'realtime',
+            rotor_limits=(plant.omega_min, plant.omega_max))
 
         # messages refilled in place each step: the lockstep round trip is the hot path
         self._odom_msg = Odometry()
@@ -129,70 +183,92 @@ class SimulatorNode(Node):
         self._clock_msg = ClockMsg()
 
         self._odom_pub = self.create_publisher(Odometry, 'odom', STATE_QOS)
-        self._clock_pub = self.create_publisher(ClockMsg, '/clock', CLOCK_QOS)
+        self._clock_pub = (self.create_publisher(ClockMsg, '/clock', CLOCK_QOS)
+                           if self._publish_clock else None)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', STATE_QOS)
         self._command_sub = self.create_subscription(
             Float64MultiArray, 'rotor_speeds_cmd', self._on_command, STATE_QOS)
         self.create_service(Trigger, '~/reset', self._on_reset)
-        # wall timers on the steady clock: this node is the clock source, it must never
+        # wall timers on the steady clock: this node may be the clock source, it must never
         # wait on /clock itself, even if someone sets use_sim_time on it
         steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(1.0, self._publish_diagnostics, clock=steady)
+        self.create_timer(DIAGNOSTIC_PERIOD_S, self._publish_diagnostics, clock=steady)
         if self._clock_mode == 'realtime':
             self.create_timer(period, self._on_realtime_tick, clock=steady)
         else:
-            republish = self.get_parameter('lockstep_republish_s').value
+            republish = param('lockstep_republish_s').value
             if republish > 0.0:
                 self._republish_s = republish
                 self.create_timer(republish, self._on_republish_tick, clock=steady)
+        self._update_stamp()
         self._publish_state()
+        stamps = ('simulation time, published on /clock' if self._publish_clock
+                  else "this node's clock (no /clock published)")
         self.get_logger().info(
             f'simulating {plant.mass} kg quadcopter, {self._clock_mode} mode, period '
-            f'{period} s, hover {plant.hover_speed:.1f} rad/s')
+            f'{period} s, hover {plant.hover_speed:.1f} rad/s; odom {world_frame} -> '
+            f'{body_frame} stamped with {stamps}')
+        if self._clock_mode == 'lockstep':
+            self.get_logger().info(
+                f'lockstep: waiting for rotor commands on {self._command_sub.topic_name}, '
+                'each advances the simulation one period')
 
     # -- parameters ---------------------------------------------------------------------
 
     def _declare_parameters(self) -> None:
         declare = self.declare_parameter
-        declare('period_s', 0.1, _descriptor(
+        declare('period_s', 0.1, descriptor(
             'integration period [s]: one command is held for one period', read_only=True,
             float_range=(0.0, 1.0), constraints='0 < period_s <= 1'))
-        declare('substeps', 4, _descriptor(
+        declare('substeps', 4, descriptor(
             'RK4 sub-steps per period', read_only=True, int_range=(1, 100)))
-        declare('clock_mode', 'realtime', _descriptor(
+        declare('clock_mode', DEFAULT_CLOCK_MODE, descriptor(
             "'realtime': advance on a wall timer; 'lockstep': advance one period per "
-            'received command and publish /clock', read_only=True,
-            constraints="one of 'lockstep', 'realtime'"))
-        declare('initial_state', [0.0] * NX, _descriptor(
+            'received command', read_only=True, constraints="one of 'lockstep', 'realtime'"))
+        lockstep = self.get_parameter('clock_mode').value == 'lockstep'
+        declare('publish_clock', lockstep, descriptor(
+            'publish the simulation time on /clock and stamp odom with it, for nodes with '
+            "use_sim_time (default: true in lockstep mode, false in realtime mode, where "
+            "odom is stamped with this node's clock)", read_only=True))
+        declare('initial_state', [0.0] * NX, descriptor(
             'state after start and ~/reset: p (3) [m], v world (3) [m/s], roll pitch yaw '
             '[rad], body rates p q r [rad/s]; zeros = hover at the origin',
-            constraints=f'{NX} finite values'))
-        declare('world_frame_id', 'odom', _descriptor(
-            'frame of the pose (ENU), header.frame_id of odom', read_only=True))
-        declare('body_frame_id', 'base_link', _descriptor(
-            'body frame (FLU) of the twist, child_frame_id of odom', read_only=True))
-        declare('command_timeout_s', 0.5, _descriptor(
-            'realtime mode: warn when no command came for this long [s] (wall); the last '
-            'command stays held. 0 disables the warning', float_range=(0.0, 60.0)))
-        declare('lockstep_republish_s', 0.5, _descriptor(
+            constraints=f'{NX} finite values, |pitch| < pi/2'))
+        declare('frame_prefix', default_frame_prefix(self.get_namespace()), descriptor(
+            'prefix of both frame ids (as robot_state_publisher), e.g. "quad1/"; default: '
+            'the node namespace followed by "/", empty in the root namespace',
+            read_only=True, constraints='no leading "/"'))
+        declare('world_frame_id', 'odom', descriptor(
+            'frame of the pose (ENU), header.frame_id of odom after frame_prefix',
+            read_only=True))
+        declare('body_frame_id', 'base_link', descriptor(
+            'body frame (FLU) of the twist, child_frame_id of odom after frame_prefix',
+            read_only=True))
+        declare('command_timeout_s', 0.5, descriptor(
+            'realtime mode: report a missing controller after this long without a rotor '
+            'command [s] (wall): WARN diagnostics, and a warning log after 1x, 2x, 4x... '
+            'this silence. The last command stays held. 0 disables both',
+            float_range=(0.0, 60.0)))
+        declare('lockstep_republish_s', 0.5, descriptor(
             'lockstep mode: re-publish the current odom and clock, without advancing, when '
             'no command came for this long [s] (wall). 0 disables', read_only=True,
             float_range=(0.0, 60.0)))
         defaults = QuadParams()
         for item in fields(QuadParams):
-            declare(f'plant.{item.name}', float(getattr(defaults, item.name)), _descriptor(
+            declare(f'plant.{item.name}', float(getattr(defaults, item.name)), descriptor(
                 f'true plant: {PARAM_DESCRIPTIONS[item.name]}', read_only=True))
 
     def _validate_parameters(self, params) -> SetParametersResult:
         for param in params:
-            if param.name == 'clock_mode' and param.value not in CLOCK_MODES:
-                return SetParametersResult(
-                    successful=False,
-                    reason=f'clock_mode must be one of {CLOCK_MODES}, got {param.value!r}')
-            if param.name == 'initial_state':
-                reason = _check_initial_state(param.value)
-                if reason:
-                    return SetParametersResult(successful=False, reason=reason)
+            validator = _VALIDATORS.get(param.name)
+            if validator is None:
+                continue
+            try:
+                reason = validator(param.value)
+            except (TypeError, ValueError) as exc:
+                reason = f'{param.name}: invalid value {param.value!r}: {exc}'
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, params) -> None:
@@ -200,42 +276,46 @@ class SimulatorNode(Node):
             if param.name == 'initial_state':
                 self._initial_state = np.array(param.value, dtype=float)
             elif param.name == 'command_timeout_s':
-                self._command_timeout_s = param.value
+                self._health.set_command_timeout(param.value)
 
     # -- simulation ---------------------------------------------------------------------
 
     def _on_command(self, msg: Float64MultiArray) -> None:
+        now = time.monotonic()
+        health = self._health
         try:
             command = parse_rotor_command(msg)
         except ValueError as exc:
-            self._rejected += 1
-            self.get_logger().error(f'rejected rotor command ({self._rejected} so far): {exc}; '
+            count = health.count_rejected(str(exc))
+            self.get_logger().error(f'rejected rotor command ({count} so far): {exc}; '
                                     'holding the last valid one',
                                     throttle_duration_sec=LOG_THROTTLE_S)
         else:
             if command.min() < self._omega_min or command.max() > self._omega_max:
-                self._clamped += 1
+                count = health.count_clamped()
                 self.get_logger().warning(
                     f'rotor command {command.tolist()} outside [{self._omega_min}, '
-                    f'{self._omega_max}] rad/s, clamped ({self._clamped} so far)',
+                    f'{self._omega_max}] rad/s, clamped ({count} so far)',
                     throttle_duration_sec=LOG_THROTTLE_S)
                 command = np.clip(command, self._omega_min, self._omega_max)
             self._command = command
-        now = time.monotonic()
-        self._last_command_wall = now
+        ended = health.command_received(now)
+        if ended is not None:
+            self.get_logger().info(f'rotor commands resumed on {self._command_sub.topic_name} '
+                                   f'after {ended:.1f} s without')
         if self._clock_mode == 'lockstep':
             self._last_activity_wall = now
             self._advance()
 
     def _on_realtime_tick(self) -> None:
-        last = self._last_command_wall
-        silence = time.monotonic() - (self._started if last is None else last)
-        if 0.0 < self._command_timeout_s < silence:
-            held = 'the hover input' if last is None else 'the last command'
+        silence = self._health.silence_to_report(time.monotonic())
+        if silence is not None:
+            held = ('the hover input' if self._health.last_command is None
+                    else 'the last command')
             self.get_logger().warning(
-                f'no rotor command for {silence:.1f} s on '
-                f'{self._command_sub.topic_name}; integrating {held}',
-                throttle_duration_sec=max(LOG_THROTTLE_S, self._command_timeout_s))
+                f'no rotor command on {self._command_sub.topic_name} for {silence:.1f} s: '
+                f'is a controller running? Integrating {held}; next reminder after '
+                f'{self._health.next_report_s:.0f} s of silence')
         self._advance()
 
     def _on_republish_tick(self) -> None:
@@ -253,26 +333,39 @@ class SimulatorNode(Node):
         else:
             # RK4 blew up (e.g. tumbling through pitch +-90 deg): keep the last finite
             # state so consumers never receive NaN; diagnostics report ERROR until reset
-            self._diverged = True
+            if self._diverged_at_step is None:
+                self._diverged_at_step = self._steps
             self.get_logger().error(
                 f'plant state became non-finite at step {self._steps}; holding the last '
                 'finite state until ~/reset', throttle_duration_sec=LOG_THROTTLE_S)
+        self._update_stamp()
         self._publish_state()
 
+    def _update_stamp(self) -> None:
+        """Stamp the odometry (and the clock message) for the state just reached."""
+        stamp = self._odom_msg.header.stamp
+        if self._publish_clock:
+            stamp.sec, stamp.nanosec = divmod(self._sim_time_ns, 1_000_000_000)
+            clock = self._clock_msg.clock
+            clock.sec, clock.nanosec = stamp.sec, stamp.nanosec
+        else:
+            stamp.sec, stamp.nanosec = divmod(self.get_clock().now().nanoseconds,
+                                              1_000_000_000)
+
     def _publish_state(self) -> None:
-        stamp = Time(sec=self._sim_time_ns // 1_000_000_000,
-                     nanosec=self._sim_time_ns % 1_000_000_000)
-        self._clock_msg.clock = stamp
-        self._clock_pub.publish(self._clock_msg)
+        if self._clock_pub is not None:
+            self._clock_pub.publish(self._clock_msg)
         odom = self._odom_msg
-        self._odom_pub.publish(state_to_odometry(self._state, stamp, odom.header.frame_id,
-                                                 odom.child_frame_id, out=odom))
+        self._odom_pub.publish(state_to_odometry(self._state, odom.header.stamp,
+                                                 odom.header.frame_id, odom.child_frame_id,
+                                                 out=odom))
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response):
         self._state = self._initial_state.copy()
         self._command = self._plant.params.hover_input
-        self._diverged = False
+        self._diverged_at_step = None
         self._last_activity_wall = time.monotonic()
+        self._update_stamp()
         self._publish_state()
         response.success = True
         response.message = (f'reset to initial_state at sim time '
@@ -283,27 +376,32 @@ class SimulatorNode(Node):
     # -- diagnostics --------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
-        counts = (self._rejected, self._clamped)
-        recent = [name for name, now, before in zip(
-            ('rejected', 'clamped'), counts, self._counts_at_last_diagnostics) if now > before]
-        self._counts_at_last_diagnostics = counts
+        now = time.monotonic()
+        health = self._health
         status = DiagnosticStatus(name=f'{self.get_name()}: simulation',
-                                  hardware_id='simulated quadcopter')
-        if self._diverged:
-            status.level, status.message = DiagnosticStatus.ERROR, 'plant state diverged'
-        elif recent:
-            status.level = DiagnosticStatus.WARN
-            status.message = 'commands ' + ' and '.join(recent) + ' in the last second'
+                                  hardware_id=f'simulated quadcopter '
+                                              f'{self.get_fully_qualified_name()}')
+        problems = health.problems(now, self._diverged_at_step)
+        if problems:
+            status.level = bytes([max(level for level, _ in problems)])
+            status.message = '; '.join(text for _, text in problems)
         else:
-            status.level, status.message = DiagnosticStatus.OK, 'running'
-        last = self._last_command_wall
+            status.level = DiagnosticStatus.OK
+            status.message = ('waiting for the first rotor command'
+                              if health.last_command is None else 'running')
         values = {
             'clock_mode': self._clock_mode,
+            'odom_stamps': 'simulation time (/clock)' if self._publish_clock else 'node clock',
+            'frames': f'{self._odom_msg.header.frame_id} -> {self._odom_msg.child_frame_id}',
             'steps': str(self._steps),
             'sim_time_s': f'{self._sim_time_ns * 1e-9:.9f}',
-            'rejected_commands': str(self._rejected),
-            'clamped_commands': str(self._clamped),
-            'last_command_age_s': 'never' if last is None else f'{time.monotonic() - last:.3f}',
+            'rejected_commands': str(health.rejected),
+            'clamped_commands': str(health.clamped),
+            'last_rejection': health.last_rejection or 'none',
+            'last_command_age_s': ('never' if health.last_command is None
+                                   else f'{now - health.last_command:.3f}'),
+            'diverged_at_step': ('no' if self._diverged_at_step is None
+                                 else str(self._diverged_at_step)),
         }
         status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
         array = DiagnosticArray(status=[status])

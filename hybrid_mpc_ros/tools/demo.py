@@ -8,9 +8,10 @@ part (the benchmark uses it too): start the pair, observe, stop both cleanly.
 The simulator reads the scenario file itself (``--params-file``: its ``/**`` section for
 the period and initial state, its ``quadcopter_simulator`` section for the plant), exactly
 as ``ros2 launch ... params_file:=<scenario>`` would start it; the LQR controller gets the
-scenario's period and target position. Simulated time is the odometry stamp (the simulator
-stamps with its own clock, which starts at 0). In lockstep mode the loop runs as fast as
-the two processes can exchange messages.
+scenario's period and target position. Flight time is read from the odometry stamps, counted from the first one: in lockstep mode
+they are the simulation time (from 0, one period per step) and the loop runs as fast as the
+two processes can exchange messages; in realtime mode the simulator stamps with its wall
+(ROS) clock, like a real vehicle.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class OdomSample:
     """One odometry message as seen by the observer."""
 
     wall_s: float          # time.perf_counter() at reception
-    sim_s: float           # header stamp [s]
+    sim_s: float           # header stamp minus the first odometry's stamp [s]
     msg: object            # the nav_msgs/Odometry message itself
 
 
@@ -87,6 +88,7 @@ class ClosedLoop:
         self._node = None
         self._executor = None
         self._last_check = time.monotonic()
+        self._first_stamp_s = None
 
     def __enter__(self) -> 'ClosedLoop':
         try:
@@ -154,8 +156,10 @@ class ClosedLoop:
 
     def _on_odom(self, msg) -> None:
         stamp = msg.header.stamp
-        self.samples.append(OdomSample(time.perf_counter(), stamp.sec + 1e-9 * stamp.nanosec,
-                                       msg))
+        stamp_s = stamp.sec + 1e-9 * stamp.nanosec
+        if self._first_stamp_s is None:
+            self._first_stamp_s = stamp_s
+        self.samples.append(OdomSample(time.perf_counter(), stamp_s - self._first_stamp_s, msg))
 
     def _on_command(self, msg) -> None:
         self.last_command = msg

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import weakref
 
-from hybrid_mpc_ros.core.config import ConfigError, flatten
+from hybrid_mpc_ros.core.config import flatten
 
 PACKAGE = 'hybrid_mpc_ros'
 _LIVE = weakref.WeakSet()
@@ -204,53 +204,6 @@ def start_node(module: str, params: dict | None = None, params_file: str | None 
         env.setdefault('PYTHONUNBUFFERED', '1')
     command = node_command(module, params, params_file, remaps, node_name)
     return NodeProcess(command, env=env, log_path=log_path, kill_with_parent=kill_with_parent)
-
-
-def run_node(make_node, name: str, args: list[str] | None = None) -> int:
-    """Run the node ``make_node()`` builds until SIGINT or SIGTERM; return an exit status.
-
-    The node side of :meth:`NodeProcess.stop`, for every node's ``main()`` (call it from
-    the main thread). rclpy's own signal handlers shut the context down from another
-    thread while a callback may still be publishing, which under load ends in
-    ``RCLError: publisher's context is invalid`` tracebacks; here a signal only sets a
-    flag, the executor finishes its current callback (spinning with a 0.1 s timeout) and
-    the node is destroyed before rclpy shuts down. A configuration error
-    (:class:`ConfigError` or an rclpy parameter exception while building the node) is
-    printed as one line prefixed with ``name`` and gives status 1; a clean stop gives 0.
-    """
-    import rclpy
-    from rclpy.exceptions import ParameterException
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
-
-    stop_requested = []
-
-    def request_stop(signum, frame):
-        stop_requested.append(signum)
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node = executor = None
-    try:
-        node = make_node()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while not stop_requested and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ConfigError, ParameterException) as exc:
-        print(f'{name}: invalid configuration: {exc}', file=sys.stderr)
-        return 1
-    finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=1.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
 
 
 def _load_prctl():
