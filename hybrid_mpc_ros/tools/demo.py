@@ -8,10 +8,10 @@ part (the benchmark uses it too): start the pair, observe, stop both cleanly.
 The simulator reads the scenario file itself (``--params-file``: its ``/**`` section for
 the period and initial state, its ``quadcopter_simulator`` section for the plant), exactly
 as ``ros2 launch ... params_file:=<scenario>`` would start it; the LQR controller gets the
-scenario's period and target position. Flight time is read from the odometry stamps, counted from the first one: in lockstep mode
-they are the simulation time (from 0, one period per step) and the loop runs as fast as the
-two processes can exchange messages; in realtime mode the simulator stamps with its wall
-(ROS) clock, like a real vehicle.
+scenario's period and target position. Flight time is read from the odometry stamps,
+counted from the first one: in lockstep mode they are the simulation time (from 0, one
+period per step) and the loop runs as fast as the two processes can exchange messages; in
+realtime mode the simulator stamps with its wall (ROS) clock, like a real vehicle.
 """
 
 from __future__ import annotations
