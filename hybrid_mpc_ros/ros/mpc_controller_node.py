@@ -1,0 +1,394 @@
+"""ROS 2 node ``mpc_controller``: the acados MPC at a fixed rate, with its sensitivities.
+
+A thin shell over :class:`~hybrid_mpc_ros.core.mpc.safe_control.SafeController` (the
+policy, its shifted-plan fallback and the failsafe). Relative names, so the node can be
+namespaced and remapped onto a vehicle's topics:
+
+* subscribes ``odom`` (``nav_msgs/Odometry``, pose in the world frame, twist in the body
+  frame, REP-103/105). Odometry with NaN/Inf, a zero or non-unit quaternion, or a stamp
+  older than the last accepted one is rejected and counted.
+* publishes ``rotor_speeds_cmd`` (``std_msgs/Float64MultiArray``, 4 rotor speeds
+  [rad/s]), ``~/sensitivity`` (``std_msgs/Float64MultiArray``, one per control step,
+  layout in :mod:`hybrid_mpc_ros.ros.sensitivity_msg`), ``~/predicted_path``
+  (``nav_msgs/Path``, the MPC's predicted positions, only built while someone
+  subscribes) and ``/diagnostics`` (1 Hz wall).
+* serves ``~/reset`` (``std_srvs/Trigger``): forget the solver's warm start and the last
+  plan, so the next episode depends only on theta and the states, exactly as an offline
+  rollout does; and ``~/hold`` (``std_srvs/SetBool``, ``odometry`` trigger only): while
+  held, odometry is kept but not answered. The lockstep simulator then waits, so the
+  tuner can reset it and this node between two steps without a command in flight; on
+  release the node answers the newest odometry at once.
+
+When a control step runs (parameter ``trigger``):
+
+* ``timer``: a wall-clock timer at ``1 / period_s`` computes a command from the latest
+  odometry. This is the mode for a vehicle (and the realtime simulator): the rate does
+  not depend on the odometry rate, and stale odometry is noticed (failsafe).
+* ``odometry``: one step per odometry message with a *new* stamp, computed at once. This
+  is the mode for the lockstep simulator: its ``/clock`` only advances when a command
+  arrives, so a timer on simulated time would never fire, and it re-publishes the same
+  odometry while it waits for a first command; re-published stamps are ignored, so every
+  simulator period gets exactly one command, computed from that period's odometry.
+* ``auto`` (default): ``odometry`` when ``use_sim_time`` is true, else ``timer``.
+
+theta are the parameters ``theta.p_Q`` (12), ``theta.p_R`` (4) and ``theta.p_P`` (78),
+double arrays that may be set live (``ros2 param set``, ``set_parameters`` or
+``set_parameters_atomically``). A set is checked whole (sizes, finiteness, magnitude) in
+the on-set callback and refused with a reason, or applied between two control steps; each
+accepted set increments the theta revision carried by every later sensitivity message.
+``x_ref`` (12) may change live too and also increments the revision (the revision names
+the policy: theta and reference; a tuner flying a vehicle back to its start uses it to
+know where an episode begins). Structural parameters (horizon, model file, bounds,
+period, trigger) are read-only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+import math
+import sys
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry, Path
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
+
+from hybrid_mpc_ros.core import paths, scenario
+from hybrid_mpc_ros.core.config import ConfigError, load_node_params
+from hybrid_mpc_ros.core.learning.samples import Stamp
+from hybrid_mpc_ros.core.model.frames import euler_to_quaternion
+from hybrid_mpc_ros.core.model.quadcopter import NX
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
+from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
+from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
+from hybrid_mpc_ros.ros.sensitivity_msg import SensitivityEncoder
+
+NODE_NAME = 'mpc_controller'
+RUNTIME_FILE = 'mpc_controller.yaml'
+TRIGGERS = ('auto', 'timer', 'odometry')
+SAFETY_PARAMETERS = ('odom_timeout_s', 'max_plan_steps', 'failsafe_thrust_fraction')
+# scenario values that may change while the node runs; the rest define the compiled MPC
+LIVE_SCENARIO_PARAMETERS = ('x_ref',)
+QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# a tuner must see every step of an episode even when it falls behind a lockstep loop
+# running at ~1 kHz: keep a few seconds of messages (3.6 kB each) for late acknowledgments
+SENSITIVITY_QOS = QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE)
+LOG_THROTTLE_S = 1.0
+QUATERNION_NORM_TOL = 1e-3
+TIMING_WINDOW = 1000                 # control steps kept for the latency statistics
+
+
+class MPCControllerNode(Node):
+    """Runs the MPC on the latest odometry and publishes commands and sensitivities."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        values = self._declare_parameters()
+        theta = th.from_parameters({name: values[name] for name in th.PARAMETER_NAMES})
+        safety = SafetyConfig(*(values[name] for name in SAFETY_PARAMETERS))
+        config = self._settings.mpc_config
+        self._controller = SafeController(self._settings.policy(theta), safety, config.u_min,
+                                          config.u_max)
+        self._period_s = config.dt
+        self._trigger = values['trigger']
+        if self._trigger == 'auto':
+            self._trigger = 'odometry' if values['use_sim_time'] else 'timer'
+        self._encoder = SensitivityEncoder()
+        self._no_dx = np.full((4, NX), np.nan)
+        self._no_dtheta = np.full((4, th.N_THETA), np.nan)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+        self._revision = 0
+        self._x = None                      # latest accepted odometry as a model state
+        self._odom_stamp_ns = -1            # its header stamp
+        self._odom_received = None          # time.monotonic() of its arrival
+        self._last_stepped_stamp_ns = -1    # odometry trigger: the stamp last answered
+        self._held = False
+        self._rejected_odometry = 0
+        self._last_rejection = ''
+        self._latency_s = deque(maxlen=TIMING_WINDOW)
+        self._solve_ms = deque(maxlen=TIMING_WINDOW)
+        self._world_frame = 'odom'
+        self._diagnostics_snapshot = (0, 0, 0, 0)
+
+        self._command_pub = self.create_publisher(Float64MultiArray, 'rotor_speeds_cmd', QOS)
+        self._sensitivity_pub = self.create_publisher(Float64MultiArray, '~/sensitivity',
+                                                      SENSITIVITY_QOS)
+        self._path_pub = self.create_publisher(Path, '~/predicted_path', QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', QOS)
+        self.create_subscription(Odometry, 'odom', self._on_odom, QOS)
+        self.create_service(Trigger, '~/reset', self._on_reset)
+        self.create_service(SetBool, '~/hold', self._on_hold)
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        # wall timers on the steady clock: with use_sim_time a ROS timer would wait on /clock,
+        # which the lockstep simulator only advances when this node answers
+        self.create_timer(1.0, self._publish_diagnostics, clock=steady)
+        if self._trigger == 'timer':
+            self.create_timer(self._period_s, self._on_timer, clock=steady)
+        self.get_logger().info(
+            f'MPC controller ready: horizon {values["horizon"]}, period {self._period_s} s, '
+            f'trigger {self._trigger}, nominal model {self._settings.model_path}')
+
+    # -- parameters ----------------------------------------------------------------------
+
+    def _declare_parameters(self) -> dict:
+        """Declare every parameter; return their values by name.
+
+        Defaults come from the shipped files only: the scenario values from the default
+        scenario (:func:`scenario.node_defaults`), the runtime settings from
+        ``config/mpc_controller.yaml``, theta from the paper's start for the scenario's
+        nominal model (so a scenario file or ``-p`` overrides any of them).
+        """
+        scenario_defaults = scenario.node_defaults(NODE_NAME)
+        self._scenario_names = tuple(scenario_defaults)
+        for name, value in scenario_defaults.items():
+            live = name in LIVE_SCENARIO_PARAMETERS
+            self.declare_parameter(name, value, descriptor(
+                f'scenario value {name} (see config/scenarios/*.yaml)'
+                + ('; may change live' if live else ''), read_only=not live))
+        runtime = load_node_params(paths.config_file(RUNTIME_FILE), NODE_NAME)
+        declare = self.declare_parameter
+        declare('trigger', runtime['trigger'], descriptor(
+            "when a control step runs: 'timer' (wall timer at 1/period_s: vehicles, realtime "
+            "simulator), 'odometry' (one step per new odometry stamp: lockstep simulator) or "
+            "'auto' (odometry if use_sim_time, else timer)", read_only=True,
+            constraints="one of 'auto', 'timer', 'odometry'"))
+        declare('odom_timeout_s', runtime['odom_timeout_s'], descriptor(
+            'odometry older than this (wall time since it arrived) switches to the failsafe '
+            'input [s]', float_range=(0.001, 60.0)))
+        declare('max_plan_steps', runtime['max_plan_steps'], descriptor(
+            'consecutive solver failures bridged with the previous plan shifted by one step '
+            'each; more switch to the failsafe (at most horizon - 1)', int_range=(0, 1000)))
+        declare('failsafe_thrust_fraction', runtime['failsafe_thrust_fraction'], descriptor(
+            'failsafe input: equal rotor speeds giving this fraction of the hover thrust of '
+            'u_ref (no torque; below 1 the vehicle sinks slowly)', float_range=(0.0, 1.5)))
+        values = {name: self.get_parameter(name).value for name in self._scenario_names}
+        values.update({name: self.get_parameter(name).value for name in
+                       ('trigger', 'use_sim_time') + SAFETY_PARAMETERS})
+        if values['trigger'] not in TRIGGERS:
+            raise ConfigError(f'trigger must be one of {TRIGGERS}, got {values["trigger"]!r}')
+        # theta's default is the paper's start for this node's model (Q = Qc, R = Rc, P from
+        # the DARE), unless a parameter file gives theta
+        self._settings = scenario.controller_settings(
+            {name: values[name] for name in self._scenario_names},
+            self.get_fully_qualified_name())
+        start = th.to_parameters(self._settings.initial_theta())
+        for (group, _, text), name in zip(th.GROUPS, th.PARAMETER_NAMES):
+            self.declare_parameter(name, start[name], descriptor(
+                f'MPC cost parameters {group}: {text}; may change live (sizes, finiteness and '
+                f'|entry| <= {th.MAX_ABS_ENTRY:g} are checked)'))
+            values[name] = self.get_parameter(name).value
+        return values
+
+    def _validate_parameters(self, params) -> SetParametersResult:
+        """Accept or refuse a whole set of parameters, with a reason; applies nothing."""
+        updates = {param.name: param.value for param in params}
+        theta_updates = {name: value for name, value in updates.items()
+                         if name in th.PARAMETER_NAMES}
+        reason = th.validate_parameters(theta_updates)
+        if not reason and 'x_ref' in updates:
+            reason = _state_problem('x_ref', updates['x_ref'])
+        if not reason and 'max_plan_steps' in updates:
+            limit = self._controller.policy.config.horizon - 1
+            if updates['max_plan_steps'] > limit:
+                reason = f'max_plan_steps must not exceed horizon - 1 = {limit}'
+        return SetParametersResult(successful=not reason, reason=reason)
+
+    def _apply_parameters(self, params) -> None:
+        """Apply an accepted set between two control steps (one executor, one thread)."""
+        updates = {param.name: param.value for param in params}
+        theta_updates = {name: value for name, value in updates.items()
+                         if name in th.PARAMETER_NAMES}
+        policy = self._controller.policy
+        if theta_updates:
+            policy.set_theta(th.from_parameters(theta_updates, policy.theta))
+        if 'x_ref' in updates:
+            policy.set_reference(np.array(updates['x_ref'], dtype=float))
+        if theta_updates or 'x_ref' in updates:
+            # one revision per accepted set: every later sample says which policy made it
+            self._revision += 1
+            changed = sorted(theta_updates) + (['x_ref'] if 'x_ref' in updates else [])
+            self.get_logger().info(f'revision {self._revision}: {", ".join(changed)} applied')
+        safety = {name: updates[name] for name in SAFETY_PARAMETERS if name in updates}
+        if safety:
+            self._controller.safety = replace(self._controller.safety, **safety)
+
+    # -- odometry and the control step ---------------------------------------------------
+
+    def _on_odom(self, msg: Odometry) -> None:
+        received = time.monotonic()
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        try:
+            x = _odometry_state(msg)
+            if stamp_ns < self._odom_stamp_ns:
+                raise ValueError(f'stamp {stamp_ns * 1e-9:.9f} s is older than the last '
+                                 f'accepted one ({self._odom_stamp_ns * 1e-9:.9f} s)')
+        except ValueError as exc:
+            self._rejected_odometry += 1
+            self._last_rejection = str(exc)
+            self.get_logger().error(f'rejected odometry ({self._rejected_odometry} so far): '
+                                    f'{exc}', throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        self._x, self._odom_stamp_ns, self._odom_received = x, stamp_ns, received
+        self._world_frame = msg.header.frame_id or self._world_frame
+        if self._trigger == 'odometry':
+            self._answer_new_odometry(received)
+
+    def _answer_new_odometry(self, now: float) -> None:
+        if not self._held and self._x is not None and \
+                self._odom_stamp_ns != self._last_stepped_stamp_ns:
+            self._last_stepped_stamp_ns = self._odom_stamp_ns
+            self._control_step(now)
+
+    def _on_timer(self) -> None:
+        if self._x is not None:               # no command before the first valid odometry
+            self._control_step(time.monotonic())
+
+    def _control_step(self, started: float) -> None:
+        age = started - self._odom_received
+        result = self._controller.step(self._x, age)
+        self._command_pub.publish(rotor_command(result.u))
+        # sensitivities that could not be computed are NaN: "none", never a zero derivative
+        du_dx, du_dtheta = (result.du_dx, result.du_dtheta) if result.sensitivities_ok else \
+            (self._no_dx, self._no_dtheta)
+        self._sensitivity_pub.publish(self._encoder.encode(
+            Stamp.from_nanoseconds(self.get_clock().now().nanoseconds),
+            Stamp.from_nanoseconds(self._odom_stamp_ns), self._revision, result.status,
+            result.solve_ms, self._x, result.u, du_dx, du_dtheta))
+        self._latency_s.append(time.monotonic() - started)
+        self._solve_ms.append(result.solve_ms)
+        if result.reason:
+            log = self.get_logger().error if result.mode == 'failsafe' else \
+                self.get_logger().warning
+            log(f'{result.mode}: {result.reason}', throttle_duration_sec=LOG_THROTTLE_S)
+        if result.mode == 'mpc' and self._path_pub.get_subscription_count() > 0:
+            self._publish_path()
+
+    def _publish_path(self) -> None:
+        path = Path()
+        path.header.stamp = self.get_clock().now().to_msg()
+        path.header.frame_id = self._world_frame
+        for state in self._controller.policy.predicted_states():
+            pose = PoseStamped()
+            pose.header = path.header
+            position = pose.pose.position
+            position.x, position.y, position.z = (float(v) for v in state[0:3])
+            quat = euler_to_quaternion(*state[6:9])
+            orientation = pose.pose.orientation
+            orientation.x, orientation.y, orientation.z, orientation.w = (float(v)
+                                                                          for v in quat)
+            path.poses.append(pose)
+        self._path_pub.publish(path)
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response):
+        self._controller.reset()
+        response.success = True
+        response.message = (f'solver warm start and plan cleared (theta revision '
+                            f'{self._revision})')
+        return response
+
+    def _on_hold(self, request: SetBool.Request, response: SetBool.Response):
+        if self._trigger != 'odometry':
+            response.success = False
+            response.message = ('hold is only available with the odometry trigger (lockstep '
+                                'simulation): a vehicle must never go without commands')
+            return response
+        self._held = bool(request.data)
+        response.success = True
+        response.message = 'holding: odometry is kept, not answered' if self._held else \
+            'released'
+        if not self._held:
+            self._answer_new_odometry(time.monotonic())
+        return response
+
+    # -- diagnostics ---------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        counters = self._controller.counters
+        now = time.monotonic()
+        status = DiagnosticStatus(name=f'{self.get_name()}: mpc', hardware_id='mpc controller')
+        snapshot = (self._rejected_odometry, counters.shifted_plan_steps,
+                    counters.sensitivity_failures, counters.failsafe_steps)
+        recent = [name for name, new, old in zip(
+            ('odometry rejected', 'shifted plan used', 'sensitivities missing', 'failsafe'),
+            snapshot, self._diagnostics_snapshot) if new > old]
+        self._diagnostics_snapshot = snapshot
+        age = None if self._odom_received is None else now - self._odom_received
+        stale = age is not None and age > self._controller.safety.odom_timeout_s
+        if self._x is None:
+            status.level, status.message = DiagnosticStatus.WARN, 'waiting for odometry'
+        elif 'failsafe' in recent or (stale and self._trigger == 'timer'):
+            status.level = DiagnosticStatus.ERROR
+            status.message = f'failsafe: {counters.last_reason}'
+        elif recent:
+            status.level = DiagnosticStatus.WARN
+            status.message = ', '.join(recent) + ' in the last second'
+        else:
+            status.level, status.message = DiagnosticStatus.OK, 'running'
+        values = {
+            'trigger': self._trigger,
+            'theta_revision': str(self._revision),
+            'steps': str(counters.steps),
+            'mpc_steps': str(counters.modes['mpc']),
+            'shifted_plan_steps': str(counters.shifted_plan_steps),
+            'failsafe_steps': str(counters.failsafe_steps),
+            'solver_failures': str(counters.solver_failures),
+            'consecutive_failures': str(counters.consecutive_failures),
+            'sensitivity_failures': str(counters.sensitivity_failures),
+            'stale_odometry_steps': str(counters.stale_odometry_steps),
+            'rejected_odometry': str(self._rejected_odometry),
+            'last_rejection': self._last_rejection,
+            'last_fallback_reason': counters.last_reason,
+            'odometry_age_s': 'never' if age is None else f'{age:.3f}',
+        }
+        for name, samples, scale in (('solve_ms', self._solve_ms, 1.0),
+                                     ('latency_ms', self._latency_s, 1e3)):
+            if samples:
+                p50, p99 = np.percentile(np.asarray(samples) * scale, (50, 99))
+                values[f'{name}_p50'], values[f'{name}_p99'] = f'{p50:.3f}', f'{p99:.3f}'
+        status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+
+
+def _odometry_state(msg: Odometry) -> np.ndarray:
+    """Model state (12,) of odometry; ValueError for NaN/Inf or a non-unit quaternion."""
+    quat = msg.pose.pose.orientation
+    norm = math.sqrt(quat.x ** 2 + quat.y ** 2 + quat.z ** 2 + quat.w ** 2)
+    if not abs(norm - 1.0) <= QUATERNION_NORM_TOL:          # also catches NaN
+        raise ValueError(f'orientation quaternion has norm {norm:.6g}, not 1 '
+                         f'(tolerance {QUATERNION_NORM_TOL:g})')
+    return odometry_to_state(msg)
+
+
+def _state_problem(name: str, value) -> str:
+    """Why ``value`` is not a state (12 finite doubles), or '' when it is."""
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return f'{name} must be {NX} doubles, got {value!r}'
+    if array.shape != (NX,):
+        return f'{name} must hold {NX} values, got {array.size}'
+    if not np.all(np.isfinite(array)):
+        return f'{name} must be finite, got {array.tolist()}'
+    return ''
+
+
+def main(args=None) -> int:
+    """Run the node until SIGINT/SIGTERM (console script ``mpc_controller_node``)."""
+    return run_node(MPCControllerNode, NODE_NAME, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

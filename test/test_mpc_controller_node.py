@@ -1,0 +1,266 @@
+"""The MPC controller node, run as a real process over DDS, observed from this process.
+
+* In lockstep with the simulator (the odometry trigger), its commands and sensitivity
+  messages equal the offline rollout of the same scenario and theta.
+* theta set live from another process: accepted sets change the commands and bump the
+  revision; invalid sets are refused with their reason and change nothing.
+* Safe behaviour with the wall-clock trigger, odometry published by this test: no
+  command before odometry, NaN odometry rejected, stale odometry -> failsafe -> recovery,
+  a solver failure forced through the state -> shifted plan -> failsafe -> recovery.
+"""
+
+import math
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from nav_msgs.msg import Odometry
+import numpy as np
+import pytest
+from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters, SetParametersAtomically
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray
+
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.ros.msgs import parse_rotor_command, state_to_odometry
+from hybrid_mpc_ros.ros.sensitivity_msg import parse_sensitivity_message
+from hybrid_mpc_ros.tools import processes
+from scenario_setup import scenario, scenario_path
+
+CONTROLLER = '/mpc_controller'
+DEEP = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def _start(module, log_dir, name, **params):
+    return processes.start_node(module, params_file=scenario_path('arxiv_v1'), params=params,
+                                log_path=str(log_dir / f'{name}.log'))
+
+
+def _wait(ros_node, predicate, timeout, *nodes):
+    """Spin until ``predicate()``; fail at once with its log if one of ``nodes`` exits."""
+    def done():
+        for node in nodes:
+            if not node.alive():
+                pytest.fail(f'node exited with {node.returncode}:\n{node.log_text()[-3000:]}')
+        return predicate()
+    assert ros_node.spin_until(done, timeout), '\n'.join(
+        node.log_text()[-2000:] for node in nodes)
+
+
+def _alive(*nodes):
+    for node in nodes:
+        assert node.alive(), node.log_text()[-3000:]
+
+
+def _double_array(name, values):
+    return ParameterMsg(name=name, value=ParameterValue(
+        type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=list(values)))
+
+
+def _set(ros_node, params, atomically=True):
+    if atomically:
+        response = ros_node.call(SetParametersAtomically,
+                                 f'{CONTROLLER}/set_parameters_atomically',
+                                 SetParametersAtomically.Request(parameters=params))
+        return [response.result]
+    response = ros_node.call(SetParameters, f'{CONTROLLER}/set_parameters',
+                             SetParameters.Request(parameters=params))
+    return list(response.results)
+
+
+@pytest.fixture
+def lockstep(tmp_path):
+    """The simulator in lockstep (its controller is started by the test), stopped after."""
+    sim = _start('ros.simulator_node', tmp_path, 'simulator', clock_mode='lockstep',
+                 use_sim_time=True)
+    yield sim, tmp_path
+    sim.stop()
+
+
+def test_lockstep_commands_and_sensitivities_equal_the_offline_rollout(lockstep, ros_node):
+    sim, logs = lockstep
+    samples = []
+    ros_node.node.create_subscription(
+        Float64MultiArray, f'{CONTROLLER}/sensitivity',
+        lambda msg: samples.append(parse_sensitivity_message(msg)), DEEP)
+    odom = ros_node.collect(Odometry, 'odom')
+    assert ros_node.spin_until(lambda: odom, 20.0), sim.log_text()
+    controller = _start('ros.mpc_controller_node', logs, 'controller', use_sim_time=True)
+    try:
+        steps = 60
+        _wait(ros_node, lambda: len(samples) >= steps, 60.0, sim, controller)
+        _alive(sim, controller)
+        chosen = scenario()
+        plant, policy = chosen.plant(), chosen.policy()
+        x = chosen.x0.copy()
+        for t, sample in enumerate(samples[:steps]):
+            sol = policy.solve(x)
+            du_dx, du_dtheta = policy.sensitivities()
+            assert sample.revision == 0 and sample.status == 0, t
+            np.testing.assert_allclose(sample.x, x, rtol=0, atol=1e-9, err_msg=f'step {t}')
+            np.testing.assert_allclose(sample.u, sol.u, rtol=0, atol=1e-9, err_msg=f'step {t}')
+            np.testing.assert_allclose(sample.du_dx, du_dx, rtol=0, atol=1e-9)
+            np.testing.assert_allclose(sample.du_dtheta, du_dtheta, rtol=0, atol=1e-9)
+            x = plant.step(x, sol.u)
+        # one command per simulator period: consecutive odometry stamps, no repeats
+        stamps = [sample.odom_stamp.nanoseconds for sample in samples[:steps]]
+        period_ns = round(chosen.period_s * 1e9)
+        assert np.all(np.diff(stamps) == period_ns)
+
+        # live theta from this process: accepted atomically, applied, revision bumped
+        theta = policy.theta.copy()
+        theta[th.SLICE_R] *= 3.0
+        results = _set(ros_node, [_double_array('theta.p_R', theta[th.SLICE_R])])
+        assert results[0].successful, results[0].reason
+        seen = len(samples)
+        _wait(ros_node, lambda: any(s.revision == 1 for s in samples[seen:]), 20.0, sim,
+              controller)
+        new = next(s for s in samples[seen:] if s.revision == 1)
+        policy.set_theta(theta)
+        policy.reset()
+        # the command at that state is the policy's at the new theta (up to the warm start)
+        np.testing.assert_allclose(new.u, policy.solve(np.array(new.x)).u, atol=1e-6)
+        old = chosen.policy()
+        assert np.max(np.abs(new.u - old.solve(np.array(new.x)).u)) > 1e-3
+
+        # invalid sets are refused with a reason and change nothing
+        bad_sets = [
+            ([_double_array('theta.p_R', [1.0, 2.0, 3.0])], 'must hold 4 values'),
+            ([_double_array('theta.p_Q', [math.nan] * 12)], 'non-finite'),
+            ([_double_array('theta.p_R', [1.0] * 4), _double_array('theta.p_P', [1e6] * 78)],
+             'magnitude limit'),
+            ([_double_array('x_ref', [0.0] * 11)], 'must hold 12 values'),
+            ([ParameterMsg(name='theta.p_R', value=ParameterValue(
+                type=ParameterType.PARAMETER_STRING, string_value='heavy'))], 'type'),
+            ([_double_array('horizon', [1.0])], ''),      # read-only (and of another type)
+        ]
+        for params, reason in bad_sets:
+            result = _set(ros_node, params)[0]
+            assert not result.successful, params
+            assert reason in result.reason, result.reason
+        # non-atomic set_parameters works too: one good, one bad, each judged alone
+        results = _set(ros_node, [_double_array('theta.p_R', theta[th.SLICE_R] * 2),
+                                  _double_array('theta.p_Q', [1.0] * 5)], atomically=False)
+        assert results[0].successful and not results[1].successful
+        seen = len(samples)
+        _wait(ros_node, lambda: len(samples) > seen + 5, 20.0, sim, controller)
+        assert {s.revision for s in samples[seen + 2:]} == {2}
+        _alive(sim, controller)
+    finally:
+        controller.stop()
+
+
+# -- safe behaviour, wall-clock trigger, odometry from this test ---------------------------
+
+class OdometrySource:
+    """Publishes odometry of a state from the test process and watches the controller."""
+
+    def __init__(self, ros_node):
+        self.ros_node = ros_node
+        self.pub = ros_node.node.create_publisher(Odometry, 'odom', 10)
+        self.commands = []
+        ros_node.node.create_subscription(
+            Float64MultiArray, 'rotor_speeds_cmd',
+            lambda msg: self.commands.append(parse_rotor_command(msg)), 100)
+        self.samples = []
+        ros_node.node.create_subscription(
+            Float64MultiArray, f'{CONTROLLER}/sensitivity',
+            lambda msg: self.samples.append(parse_sensitivity_message(msg)), DEEP)
+        self.diagnostics = []
+        ros_node.node.create_subscription(DiagnosticArray, '/diagnostics',
+                                          self._on_diagnostics, 10)
+        self.stamp_ns = 0
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            if status.name.startswith(CONTROLLER.strip('/')) or \
+                    status.name.startswith(CONTROLLER):
+                self.diagnostics.append(status)
+
+    def publish(self, x, seconds, rate_hz=20.0, raw=None):
+        """Publish x (or ``raw(msg)``-edited odometry) at ``rate_hz`` for ``seconds``."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.stamp_ns += int(1e9 / rate_hz)
+            stamp = self.ros_node.node.get_clock().now().to_msg()
+            msg = state_to_odometry(x, stamp, 'odom', 'base_link')
+            if raw is not None:
+                raw(msg)
+            self.pub.publish(msg)
+            self.ros_node.spin_for(1.0 / rate_hz)
+
+    def values(self):
+        """Key-values of the newest diagnostics status of the controller."""
+        status = self.diagnostics[-1]
+        return status.level, {item.key: item.value for item in status.values}
+
+
+@pytest.fixture
+def wall_clock_controller(ros_node, tmp_path):
+    source = OdometrySource(ros_node)
+    controller = _start('ros.mpc_controller_node', tmp_path, 'controller', use_sim_time=False,
+                        odom_timeout_s=0.3, max_plan_steps=2)
+    yield source, controller
+    controller.stop()
+
+
+def test_safe_behaviour_on_bad_stale_and_unsolvable_odometry(wall_clock_controller, ros_node):
+    source, controller = wall_clock_controller
+    chosen = scenario()
+    # no command before the first valid odometry (the node is up once it reports)
+    _wait(ros_node, lambda: source.diagnostics, 20.0, controller)
+    ros_node.spin_for(1.0)
+    assert source.commands == []
+    assert source.values()[0] == DiagnosticStatus.WARN
+    assert 'waiting for odometry' in source.diagnostics[-1].message
+
+    x0 = chosen.x0.copy()
+    source.publish(x0, 1.0)
+    assert source.samples and source.samples[-1].status == 0
+    hover = np.mean(chosen.u_ref)
+
+    # NaN in the pose and a zero quaternion: rejected and counted, the node flies on
+    def nan(msg):
+        msg.pose.pose.position.x = math.nan
+
+    def zero_quaternion(msg):
+        q = msg.pose.pose.orientation
+        q.x = q.y = q.z = q.w = 0.0
+
+    source.publish(x0, 0.2, raw=nan)
+    source.publish(x0, 0.2, raw=zero_quaternion)
+    source.publish(x0, 1.2)
+    level, values = source.values()
+    assert int(values['rejected_odometry']) >= 4, values
+
+    # silence: the timer keeps commanding, the failsafe input, with an ERROR diagnostic
+    count = len(source.commands)
+    ros_node.spin_for(1.5)
+    assert len(source.commands) > count + 5
+    failsafe = np.full(4, math.sqrt(0.9) * hover)
+    np.testing.assert_allclose(source.commands[-1], failsafe)
+    assert source.samples[-1].status == -1
+    assert any(status.level == DiagnosticStatus.ERROR for status in source.diagnostics[-2:])
+    # fresh odometry: back to the MPC
+    source.publish(x0, 1.0)
+    assert source.samples[-1].status == 0
+
+    # a solver failure forced through the state: shifted plan, then failsafe, then recovery
+    far = x0.copy()
+    far[0] += 1e5
+    before = len(source.samples)
+    source.publish(far, 1.0)
+    failed = source.samples[before:]
+    assert any(s.status != 0 for s in failed)
+    assert all(np.all(np.isfinite(s.u)) and s.u.min() >= 0 and s.u.max() <= 630
+               for s in failed)
+    np.testing.assert_allclose(source.commands[-1], failsafe)
+    source.publish(x0, 1.2)
+    assert source.samples[-1].status == 0
+    level, values = source.values()
+    assert int(values['shifted_plan_steps']) == 2 and int(values['solver_failures']) >= 3
+    assert int(values['failsafe_steps']) >= 1
+    # every command the node ever sent was finite and within the rotor bounds
+    commands = np.array(source.commands)
+    assert np.all(np.isfinite(commands)) and commands.min() >= 0 and commands.max() <= 630
+    _alive(controller)
