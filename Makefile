@@ -19,7 +19,7 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/hybrid-mpc reproduce --out results/reproduce
 
-## The simulator and a controller as real ROS 2 nodes in separate processes.
+## The simulator and the MPC controller as real ROS 2 nodes in separate processes (lockstep).
 demo: setup
 	$(VENV)/bin/hybrid-mpc demo
 

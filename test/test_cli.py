@@ -59,8 +59,9 @@ def test_parser_and_ros_args_stripping():
         build_parser().parse_args([])
 
 
-def test_demo_reproduces_the_offline_closed_loop():
-    result = run_cli('demo', '--seconds', '3')
+@pytest.mark.parametrize('controller', ['mpc', 'lqr'])
+def test_demo_reproduces_the_offline_closed_loop(controller):
+    result = run_cli('demo', '--seconds', '3', '--controller', controller)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = last_json(result.stdout)
     assert summary['clock_mode'] == 'lockstep'
@@ -69,17 +70,27 @@ def test_demo_reproduces_the_offline_closed_loop():
     assert summary['steps_per_wall_s'] > 0
     # progress: one line per simulated second, 0 to 3
     assert sum(line.startswith('t=') for line in result.stdout.splitlines()) == 4
-    # the default scenario flown offline by the same LQR (the node's weights are Qc, Rc)
+    # the default scenario flown offline by the same controller
     default = scenario()
-    controller = default.lqr()
+    plant = default.plant()
     x = default.x0.copy()
-    for _ in range(30):
-        x = controller.quad.step(x, controller.command(x))
+    if controller == 'mpc':
+        policy = default.policy()
+        for _ in range(30):
+            x = plant.step(x, policy.solve(x).u)
+        # the MPC node answers each odometry stamp once: the same flight, to the printed digit
+        tolerance = 2e-6
+    else:
+        lqr = default.lqr()
+        for _ in range(30):
+            x = lqr.quad.step(x, lqr.command(x))
+        # the LQR node answers every message: a lockstep re-publish racing the first command
+        # can repeat a step
+        tolerance = 0.02
     target = default.x_ref[0:3]
-    # (a tolerance, not exact: a lockstep re-publish racing the first command can repeat it)
-    np.testing.assert_allclose(summary['final_position'], x[0:3], atol=0.02)
+    np.testing.assert_allclose(summary['final_position'], x[0:3], atol=tolerance)
     expected_error = np.linalg.norm(x[0:3] - target)
-    assert summary['final_error_m'] == pytest.approx(expected_error, abs=0.02)
+    assert summary['final_error_m'] == pytest.approx(expected_error, abs=tolerance)
     initial_error = np.linalg.norm(default.x0[0:3] - target)
     assert summary['initial_error_m'] == pytest.approx(initial_error, abs=1e-6)
     assert summary['target'] == target.tolist()

@@ -44,7 +44,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     from hybrid_mpc_ros.tools import demo
     return demo.main(scenario=args.scenario, seconds=args.seconds,
                      target=tuple(args.target) if args.target else None,
-                     realtime=args.realtime, odom_timeout_s=args.odom_timeout)
+                     realtime=args.realtime, odom_timeout_s=args.odom_timeout,
+                     controller=args.controller)
 
 
 def _run_bench_sim(args: argparse.Namespace) -> int:
@@ -56,6 +57,13 @@ def _run_identify(args: argparse.Namespace) -> int:
     from hybrid_mpc_ros.tools import identify
     return identify.main(scenario=args.scenario, out=args.out, seed=args.seed,
                          trajectories=args.trajectories)
+
+
+def _run_bench_controller(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros.tools import bench
+    return bench.main_controller(scenario=args.scenario, steps=args.steps,
+                                 warmup_steps=args.warmup, rate_hz=args.rate,
+                                 seconds=args.seconds)
 
 
 def _run_bench_mpc(args: argparse.Namespace) -> int:
@@ -117,9 +125,9 @@ def _add_reproduce(commands) -> None:
 
 def _add_demo(commands) -> None:
     parser = commands.add_parser(
-        'demo', help='fly the quadcopter simulator with the LQR controller (ROS 2 nodes)',
+        'demo', help='fly the quadcopter simulator with the MPC controller (ROS 2 nodes)',
         description="Start the quadcopter simulator node (with the scenario's plant, period "
-                    'and initial state) and the LQR controller node as separate processes '
+                    'and initial state) and the MPC (or LQR) controller node as separate processes '
                     'on a private ROS domain, follow the odometry and print progress every '
                     'simulated second, a summary and, as the last line, a JSON object.')
     parser.add_argument('--scenario', default=None, help=SCENARIO_HELP)
@@ -131,6 +139,9 @@ def _add_demo(commands) -> None:
                              'x_ref position)')
     parser.add_argument('--realtime', action='store_true',
                         help='run the simulator in real time instead of lockstep')
+    parser.add_argument('--controller', choices=('mpc', 'lqr'), default='mpc',
+                        help="the scenario's MPC at its start theta, or the hover LQR "
+                             '(default: %(default)s)')
     parser.add_argument('--odom-timeout', type=_positive_float, default=30.0,
                         help='wall seconds to wait for the first odometry and, after it, for '
                              'simulated time to advance (default: %(default)s)')
@@ -154,6 +165,21 @@ def _add_bench(commands) -> None:
     sim.add_argument('--warmup', type=_positive_int, default=50,
                      help='lockstep steps to let pass before timing (default: %(default)s)')
     sim.set_defaults(handler=_run_bench_sim)
+    controller = targets.add_parser(
+        'controller', help='MPC controller node: latency, lockstep rate, timer jitter',
+        description='The MPC controller node in lockstep with the simulator (its own '
+                    'odometry-to-command latency, the loop rate from odometry stamps) and on '
+                    'a wall timer beside the realtime simulator (period jitter).')
+    controller.add_argument('--scenario', default=None, help=SCENARIO_HELP)
+    controller.add_argument('--steps', type=_positive_int, default=3000,
+                            help='lockstep steps to time (default: %(default)s)')
+    controller.add_argument('--warmup', type=_positive_int, default=100,
+                            help='lockstep steps before timing (default: %(default)s)')
+    controller.add_argument('--rate', type=_positive_float, default=100.0,
+                            help='wall-timer rate for the jitter [Hz] (default: %(default)s)')
+    controller.add_argument('--seconds', type=_positive_float, default=12.0,
+                            help='wall seconds on the timer (default: %(default)s)')
+    controller.set_defaults(handler=_run_bench_controller)
     mpc = targets.add_parser(
         'mpc', help='MPC solve and sensitivity timings, accuracy and memory',
         description='Closed-loop MPC steps on the plant: solve and solve+sensitivity times, '

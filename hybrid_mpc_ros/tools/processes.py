@@ -165,19 +165,22 @@ class NodeProcess:
         return f'<NodeProcess pid={self.pid} {state} log={self.log_path}>'
 
 
-def node_command(module: str, params: dict | None = None, params_file: str | None = None,
+def node_command(module: str, params: dict | None = None, params_file=None,
                  remaps: dict | None = None, node_name: str | None = None) -> list[str]:
     """Build the argument list running ``hybrid_mpc_ros.<module>`` with these ROS arguments.
 
-    Nested ``params`` groups are flattened to dotted names (``{'plant': {'mass': 1.0}}``
-    gives ``plant.mass``). Command-line ``-p`` values override the ``params_file``.
+    ``params_file`` is a path or a list of paths (later files override earlier ones, as
+    with repeated ``--params-file``). Nested ``params`` groups are flattened to dotted
+    names (``{'plant': {'mass': 1.0}}`` gives ``plant.mass``). Command-line ``-p`` values
+    override the files.
     """
     module = module if module.startswith(PACKAGE + '.') else f'{PACKAGE}.{module}'
     command = [sys.executable, '-m', module, '--ros-args']
     if node_name:
         command += ['-r', f'__node:={node_name}']
-    if params_file:
-        command += ['--params-file', os.fspath(params_file)]
+    files = [params_file] if isinstance(params_file, (str, os.PathLike)) else params_file
+    for path in files or ():
+        command += ['--params-file', os.fspath(path)]
     for name, value in flatten(params or {}).items():
         command += ['-p', f'{name}:={format_param_value(value)}']
     for source, target in (remaps or {}).items():
@@ -185,7 +188,7 @@ def node_command(module: str, params: dict | None = None, params_file: str | Non
     return command
 
 
-def start_node(module: str, params: dict | None = None, params_file: str | None = None,
+def start_node(module: str, params: dict | None = None, params_file=None,
                remaps: dict | None = None, node_name: str | None = None,
                env: dict | None = None, log_path: str | None = None,
                kill_with_parent: bool = True) -> NodeProcess:
