@@ -119,3 +119,14 @@ def test_bench_sim_reports_both_rates():
     assert report['core_steps_per_s'] > 0
     assert report['ros_lockstep_steps_per_s'] > 0
     assert report['ros_lockstep_steps'] >= 300
+
+
+def test_bench_controller_reports_latency_rate_and_jitter():
+    result = run_cli('bench', 'controller', '--steps', '300', '--warmup', '20', '--seconds',
+                     '2', timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = last_json(result.stdout)
+    assert 0 < report['latency_ms_p50'] <= report['latency_ms_p99']
+    assert report['lockstep_steps_per_s'] > 0 and report['lockstep_steps'] >= 300
+    assert 0 <= report['jitter_ms_p50'] <= report['jitter_ms_p99']
+    assert report['in_process']['solve_ms_p50'] <= report['in_process']['step_ms_p50']

@@ -176,6 +176,48 @@ def wall_clock_jitter(scenario: Scenario, rate_hz: float, seconds: float,
         return fresh_diagnostics(loop, CONTROLLER_STATUS, 10.0)
 
 
+def control_step_breakdown(scenario: Scenario, steps: int = 600) -> dict:
+    """Time the parts of one control step in this process (no ROS graph), p50/p99 [ms].
+
+    Decoding an odometry message, :meth:`SafeController.step` (solve, sensitivities,
+    guarding), of which the solve, and encoding the command and the sensitivity message:
+    what the node does per step besides rclpy's dispatch and DDS.
+    """
+    from builtin_interfaces.msg import Time
+    from hybrid_mpc_ros.core.learning.samples import Stamp
+    from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
+    from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command, state_to_odometry
+    from hybrid_mpc_ros.ros.sensitivity_msg import SensitivityEncoder
+    config = scenario.mpc_config
+    policy = scenario.policy()
+    controller = SafeController(policy, SafetyConfig(1.0, 1, 1.0), config.u_min, config.u_max)
+    plant, encoder = scenario.plant(), SensitivityEncoder()
+    times = {name: np.empty(steps) for name in ('decode', 'step', 'solve', 'encode')}
+    x = scenario.x0.copy()
+    for t in range(steps):
+        if t % 200 == 0:
+            controller.reset()
+            x = scenario.x0.copy()
+        msg = state_to_odometry(x, Time(sec=t), 'odom', 'base_link')
+        t0 = time.perf_counter()
+        state = odometry_to_state(msg)
+        t1 = time.perf_counter()
+        result = controller.step(state, 0.0)
+        t2 = time.perf_counter()
+        rotor_command(result.u)
+        encoder.encode(Stamp(t, 0), Stamp(t, 0), 0, result.status, result.solve_ms, state,
+                       result.u, result.du_dx, result.du_dtheta)
+        t3 = time.perf_counter()
+        times['decode'][t], times['step'][t], times['encode'][t] = t1 - t0, t2 - t1, t3 - t2
+        times['solve'][t] = result.solve_ms * 1e-3
+        x = plant.step(x, result.u)
+    out = {}
+    for name, values in times.items():
+        p50, p99 = np.percentile(values * 1e3, (50, 99))
+        out[f'{name}_ms_p50'], out[f'{name}_ms_p99'] = round(p50, 4), round(p99, 4)
+    return out
+
+
 def main_controller(scenario: str | None = None, steps: int = 3000, warmup_steps: int = 100,
                     rate_hz: float = 100.0, seconds: float = 12.0) -> int:
     """Run ``hybrid-mpc bench controller``: progress on stderr, a JSON object last.
@@ -187,6 +229,9 @@ def main_controller(scenario: str | None = None, steps: int = 3000, warmup_steps
     ``rate_hz``.
     """
     setup = load_scenario(resolve_scenario_path(scenario))
+    breakdown = control_step_breakdown(setup)
+    print('bench: one control step in-process: ' + ', '.join(
+        f'{key} {value}' for key, value in breakdown.items()), file=sys.stderr, flush=True)
     try:
         lockstep = ros_lockstep(setup, steps, warmup_steps, controller='mpc',
                                 diagnostics_from=CONTROLLER_STATUS)
@@ -212,6 +257,7 @@ def main_controller(scenario: str | None = None, steps: int = 3000, warmup_steps
         'jitter_ms_p50': float(timer['timer_jitter_ms_p50']),
         'jitter_ms_p99': float(timer['timer_jitter_ms_p99']),
         'timer_latency_ms_p99': float(timer['latency_ms_p99']),
+        'in_process': breakdown,
         'python': sys.version.split()[0],
     }
     for key, value in result.items():
