@@ -169,6 +169,12 @@ def wall_clock_jitter(scenario: Scenario, rate_hz: float, seconds: float,
         print(f'bench: MPC controller on a {rate_hz:g} Hz wall timer beside the realtime '
               f'simulator, {seconds:g} s (ROS_DOMAIN_ID {loop.domain_id})', file=log,
               flush=True)
+        # the window opens once the node reports control steps (odometry arrived)
+        deadline = time.monotonic() + 30.0
+        while int(fresh_diagnostics(loop, CONTROLLER_STATUS, 10.0).get('steps', 0)) == 0:
+            if time.monotonic() > deadline:
+                raise DemoError('the MPC controller made no control step within 30 s '
+                                f'(node logs in {loop.log_dir})')
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             loop.spin_once(0.1)
