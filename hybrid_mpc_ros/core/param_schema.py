@@ -125,13 +125,11 @@ def text(choices: tuple[str, ...] | None = None):
     return check
 
 
-def texts(choices: tuple[str, ...]):
-    """Check a non-empty list of distinct strings from ``choices``."""
-    item = text(choices)
-
+def _distinct_list(item, what: str):
+    """Check a non-empty list of distinct entries, each checked by ``item``; a tuple."""
     def check(value):
         if not isinstance(value, list) or not value:
-            raise type_problem('a non-empty list of strings', value)
+            raise type_problem(f'a non-empty list of {what}', value)
         out = []
         for index, entry in enumerate(value):
             try:
@@ -142,25 +140,16 @@ def texts(choices: tuple[str, ...]):
             raise Problem(f'entries must be distinct, got {out}')
         return tuple(out)
     return check
+
+
+def texts(choices: tuple[str, ...]):
+    """Check a non-empty list of distinct strings from ``choices``."""
+    return _distinct_list(text(choices), 'strings')
 
 
 def distinct_floats(minimum: float):
     """Check a non-empty list of distinct doubles above ``minimum``; return a tuple."""
-    item = floating(minimum, strict=True)
-
-    def check(value):
-        if not isinstance(value, list) or not value:
-            raise type_problem('a non-empty list of floating-point numbers', value)
-        out = []
-        for index, entry in enumerate(value):
-            try:
-                out.append(item(entry))
-            except Problem as exc:
-                raise Problem(f'entry {index}: {exc}') from None
-        if len(set(out)) != len(out):
-            raise Problem(f'entries must be distinct, got {out}')
-        return tuple(out)
-    return check
+    return _distinct_list(floating(minimum, strict=True), 'floating-point numbers')
 
 
 @dataclass(frozen=True)
