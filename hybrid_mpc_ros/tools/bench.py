@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
-from hybrid_mpc_ros.tools.demo import ClosedLoop, DemoError
+from hybrid_mpc_ros.tools.demo import ClosedLoop, DemoError, run_ros_command
 
 
 def core_steps_per_s(scenario: Scenario, steps: int) -> float:
@@ -126,14 +126,9 @@ def main_sim(scenario: str | None = None, steps: int = 2000, warmup_steps: int =
     core_lqr = core_lqr_steps_per_s(setup, steps)
     print(f'bench sim: LQR command + Quadcopter.step {core_lqr:.0f} steps/s', file=sys.stderr,
           flush=True)
-    try:
-        ros = ros_lockstep(setup, steps, warmup_steps)
-    except DemoError as exc:
-        print(f'hybrid-mpc bench sim: error: {exc}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('hybrid-mpc bench sim: interrupted; nodes stopped', file=sys.stderr)
-        return 130
+    ros, status = run_ros_command('bench sim', ros_lockstep, setup, steps, warmup_steps)
+    if status is not None:
+        return status
     print(f'bench sim: ROS lockstep {ros["steps_per_s"]:.0f} steps/s '
           f'({ros["steps"]} steps in {ros["wall_s"]:.3f} s wall)', file=sys.stderr, flush=True)
     result = {
@@ -238,16 +233,14 @@ def main_controller(scenario: str | None = None, steps: int = 3000, warmup_steps
     breakdown = control_step_breakdown(setup)
     print('bench: one control step in-process: ' + ', '.join(
         f'{key} {value}' for key, value in breakdown.items()), file=sys.stderr, flush=True)
-    try:
-        lockstep = ros_lockstep(setup, steps, warmup_steps, controller='mpc',
-                                diagnostics_from=CONTROLLER_STATUS)
-        timer = wall_clock_jitter(setup, rate_hz, seconds)
-    except DemoError as exc:
-        print(f'hybrid-mpc bench controller: error: {exc}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('hybrid-mpc bench controller: interrupted; nodes stopped', file=sys.stderr)
-        return 130
+    lockstep, status = run_ros_command('bench controller', ros_lockstep, setup, steps,
+                                       warmup_steps, controller='mpc',
+                                       diagnostics_from=CONTROLLER_STATUS)
+    if status is None:
+        timer, status = run_ros_command('bench controller', wall_clock_jitter, setup, rate_hz,
+                                        seconds)
+    if status is not None:
+        return status
     diag = lockstep['diagnostics']
     result = {
         'command': 'bench controller',

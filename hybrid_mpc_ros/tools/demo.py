@@ -336,6 +336,27 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def run_ros_command(command: str, function, *args, **kwargs):
+    """Run ``function(*args, **kwargs)``, which starts node processes, for a CLI command.
+
+    Returns ``(result, None)``, or ``(None, exit status)`` after printing one line: 1 when
+    it raised :class:`DemoError` (a node died, nothing arrived), 130 when interrupted.
+    SIGTERM takes the same clean path as Ctrl-C, so the children are always stopped (by
+    :meth:`ClosedLoop.close`).
+    """
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        return function(*args, **kwargs), None
+    except DemoError as exc:
+        print(f'hybrid-mpc {command}: error: {exc}', file=sys.stderr)
+        return None, 1
+    except KeyboardInterrupt:
+        print(f'hybrid-mpc {command}: interrupted; nodes stopped', file=sys.stderr)
+        return None, 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(scenario: str | None = None, seconds: float = 20.0, target=None,
          realtime: bool = False, odom_timeout_s: float = 30.0, controller: str = 'mpc') -> int:
     """Run the demo for the CLI: progress, summary, JSON last line; the exit status.
@@ -344,19 +365,11 @@ def main(scenario: str | None = None, seconds: float = 20.0, target=None,
     ``target`` (3,) [m] overrides its target position.
     """
     setup = load_scenario(resolve_scenario_path(scenario), load_model=False)
-    # SIGTERM takes the same clean path as Ctrl-C: children are stopped in ClosedLoop.close
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        summary = fly(setup, seconds, target, 'realtime' if realtime else 'lockstep',
-                      odom_timeout_s, controller=controller)
-    except DemoError as exc:
-        print(f'hybrid-mpc demo: error: {exc}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('hybrid-mpc demo: interrupted; nodes stopped', file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    summary, status = run_ros_command(
+        'demo', fly, setup, seconds, target, 'realtime' if realtime else 'lockstep',
+        odom_timeout_s, controller=controller)
+    if status is not None:
+        return status
     print(f'done: t={summary["sim_time_s"]:.1f} s, final error {summary["final_error_m"]:.4f} m '
           f'(from {summary["initial_error_m"]:.3f} m), max tilt {summary["max_tilt_deg"]:.1f} '
           f'deg; {summary["steps"]} steps, {summary["steps_per_wall_s"]} steps per wall second '
