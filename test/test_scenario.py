@@ -324,3 +324,19 @@ def test_loading_a_scenario_imports_no_ros():
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == '[]'
+
+
+def test_a_node_declares_its_scenario_values_and_gets_the_loader_s_checks():
+    from hybrid_mpc_ros.core.scenario import controller_settings, node_defaults
+    values = node_defaults('mpc_controller', scenario_path('arxiv_v1'))
+    assert values['horizon'] == 12 and values['constraints.u_max'] == 630.0
+    assert 'plant.mass' not in values and 'method' not in values     # other nodes' sections
+    settings = controller_settings(values, '/mpc_controller')
+    chosen = scenario('arxiv_v1')
+    assert settings.mpc_config == chosen.mpc_config
+    np.testing.assert_array_equal(settings.initial_theta(), chosen.initial_theta())
+    bad = dict(values, **{'constraints.x_lb': [0.0] * 8})
+    with pytest.raises(ConfigError, match=r'node /mpc_controller: /\*\*.constraints.x_lb'):
+        controller_settings(bad, '/mpc_controller')
+    with pytest.raises(ConfigError, match='horizon'):
+        controller_settings(dict(values, horizon=0), '/mpc_controller')
