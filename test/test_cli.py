@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from scenario_setup import scenario
 
+from hybrid_mpc_ros.core.model.lqr import LQRController
+from hybrid_mpc_ros.core.scenario import default_scenario_path, load_scenario
 from hybrid_mpc_ros.tools.cli import build_parser, strip_ros_args
 from hybrid_mpc_ros.tools.processes import ros_env
 
@@ -69,12 +71,15 @@ def test_demo_reproduces_the_offline_closed_loop():
     assert summary['steps_per_wall_s'] > 0
     # progress: one line per simulated second, 0 to 3
     assert sum(line.startswith('t=') for line in result.stdout.splitlines()) == 4
-    # the default scenario flown offline by the same LQR (the node's weights are Qc, Rc)
-    default = scenario()
-    controller = default.lqr()
+    # the default scenario (the published one: forward Euler, which the simulator node reads
+    # from the file) flown offline by the LQR the node builds: weights Qc, Rc, gain designed
+    # on the paper's plant linearised with its own default (RK4) step
+    default = load_scenario(default_scenario_path())
+    controller = LQRController(dt=default.period_s, target_position=default.x_ref[0:3])
+    plant = default.plant()
     x = default.x0.copy()
     for _ in range(30):
-        x = controller.quad.step(x, controller.command(x))
+        x = plant.step(x, controller.command(x))
     target = default.x_ref[0:3]
     # (a tolerance, not exact: a lockstep re-publish racing the first command can repeat it)
     np.testing.assert_allclose(summary['final_position'], x[0:3], atol=0.02)

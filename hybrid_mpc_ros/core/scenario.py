@@ -55,14 +55,14 @@ from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy, SOFT_IDX
 from hybrid_mpc_ros.core.param_schema import (boolean, distinct_floats, floating, floats,
                                               integer, Optional, ParameterFile, text, texts)
 
-DEFAULT_SCENARIO = 'arxiv_v1.yaml'
+DEFAULT_SCENARIO = 'l4dc2026.yaml'    # the published paper's experiment
 SCENARIO_DIR = 'scenarios'            # under config/
 TERMINAL_WEIGHTS = ('diagonal', 'dare')
 N_SOFT = len(SOFT_IDX)
 
 
 def default_scenario_path() -> str:
-    """Path of the default scenario file (``config/scenarios/arxiv_v1.yaml`` for now)."""
+    """Path of the default scenario file, ``config/scenarios/l4dc2026.yaml`` (published paper)."""
     return paths.config_file(os.path.join(SCENARIO_DIR, DEFAULT_SCENARIO))
 
 

@@ -23,7 +23,7 @@ import sys
 
 PROG = 'hybrid-mpc'
 SCENARIO_HELP = ('scenario file, or the name of one in config/scenarios (default: '
-                 'config/scenarios/arxiv_v1.yaml)')
+                 'l4dc2026, the published paper; arxiv_v1 is the preprint)')
 
 
 def _positive_float(text: str) -> float:
