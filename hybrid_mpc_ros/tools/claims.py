@@ -21,6 +21,7 @@ import math
 LEARNED = ('zeroth_order', 'model_based')     # plus every hybrid_g<gamma>
 EARLY_FRACTION = 0.1                          # "fast": progress after 10 % of the iterations
 UNSTABLE_RISE = 0.01                          # "unstable": ends > 1 % above its own best
+CONVERGED = 0.01                              # "converged": within 1 % of the best cost
 WITHIN = 0.01                                 # "within 1 %" of the exact-model result
 
 
@@ -53,6 +54,10 @@ def iters_to_level(costs: list[float], level: float) -> float:
     return math.inf
 
 
+def _learned(curves: dict) -> list[str]:
+    return [name for name in curves if name in LEARNED or name.startswith('hybrid_g')]
+
+
 def common_level(curves: dict, fraction: float = 0.9) -> float:
     """Return the cost ``fraction`` of the way from the start to the best learned run's.
 
@@ -60,10 +65,15 @@ def common_level(curves: dict, fraction: float = 0.9) -> float:
     reference). Measuring every run against one level compares speeds fairly: a run that
     improves little reaches its own 90 % quickly but never this level.
     """
-    learned = [name for name in curves if name in LEARNED or name.startswith('hybrid_g')]
+    learned = _learned(curves)
     start = curves[learned[0]][0]
     best = min(min(curves[name]) for name in learned)
     return start - fraction * (start - best)
+
+
+def converged_level(curves: dict) -> float:
+    """Return 1.01 x the lowest cost any learned run reaches: "converged" means below it."""
+    return (1.0 + CONVERGED) * min(min(curves[name]) for name in _learned(curves))
 
 
 def instability(costs: list[float]) -> float:
@@ -86,36 +96,41 @@ def judge(curves: dict, optimum_cost: float | None = None) -> dict:
     ``model_based``, the hybrids and ``exact_model``. Each entry has ``holds`` (True,
     False, or None when it cannot be judged) and ``why`` (the numbers behind it):
 
-    * ``hybrid_fastest``: a hybrid reaches the common 90 % level (:func:`common_level`)
-      in fewer iterations than both baselines (a run that never reaches it: infinity);
+    * ``hybrid_fastest`` ("converges most efficiently"): a hybrid gets within 1 % of the
+      lowest cost any learned run reaches (:func:`converged_level`) in fewer iterations
+      than both baselines (a run that never gets there: infinity);
     * ``model_based_fast_then_unstable``: after 10 % of the iterations the model-based run
       has improved more than the zeroth-order one, and it ends more than 1 % above its
       own best cost;
     * ``zeroth_order_steady_but_slower``: the zeroth-order run ends within 1 % of its own
-      best, below its start, and reaches the common level later than the best hybrid
-      (or never);
-    * ``smaller_gamma_faster_less_stable``: iterations to the common level do not
-      decrease and :func:`instability` does not increase as gamma grows, with at least
-      one strict change in each;
+      best, below its start, and converges (as above) later than the fastest hybrid (or
+      never);
+    * ``smaller_gamma_faster_less_stable`` ("faster initial convergence"): iterations to
+      the common 90 % level (:func:`common_level`) do not decrease and
+      :func:`instability` does not increase as gamma grows, with at least one strict
+      change in each;
     * ``hybrid_within_1pct_of_exact``: the best hybrid's final cost at most 1 % above the
       exact-model run's final cost (and above ``optimum_cost`` when given).
     """
     hybrids = hybrid_runs(curves)
-    level = common_level(curves)
+    level, done = common_level(curves), converged_level(curves)
     reach = {name: iters_to_level(costs, level) for name, costs in curves.items()}
+    converge = {name: iters_to_level(costs, done) for name, costs in curves.items()}
     zo, mb = curves['zeroth_order'], curves['model_based']
     early = max(1, round(EARLY_FRACTION * (len(zo) - 1)))
     best_hybrid = min(hybrids, key=lambda name: curves[name][-1])
-    fastest_hybrid = min(hybrids, key=lambda name: reach[name])
+    fastest_hybrid = min(hybrids, key=lambda name: converge[name])
     result = {}
 
     def fmt(value):
         return 'never' if value == math.inf else f'{value:g}'
 
     result['hybrid_fastest'] = {
-        'holds': reach[fastest_hybrid] < min(reach['zeroth_order'], reach['model_based']),
-        'why': f'iterations to cost {level:.1f}: ' + ', '.join(
-            f'{name} {fmt(reach[name])}' for name in ['zeroth_order', 'model_based'] + hybrids)}
+        'holds': converge[fastest_hybrid] < min(converge['zeroth_order'],
+                                                converge['model_based']),
+        'why': f'iterations to cost {done:.1f} (1 % above the best learned): ' + ', '.join(
+            f'{name} {fmt(converge[name])}'
+            for name in ['zeroth_order', 'model_based'] + hybrids)}
     mb_fast = mb[early - 1] < zo[early - 1]
     mb_unstable = _ends_above_best(mb)
     result['model_based_fast_then_unstable'] = {
@@ -124,12 +139,12 @@ def judge(curves: dict, optimum_cost: float | None = None) -> dict:
                f'{zo[early - 1]:.1f}; model_based final {mb[-1]:.1f} vs its best '
                f'{min(mb):.1f} ({100 * (mb[-1] / min(mb) - 1):+.2f} %)'}
     zo_steady = not _ends_above_best(zo) and zo[-1] < zo[0]
-    zo_slower = reach['zeroth_order'] > reach[fastest_hybrid]
+    zo_slower = converge['zeroth_order'] > converge[fastest_hybrid]
     result['zeroth_order_steady_but_slower'] = {
         'holds': zo_steady and zo_slower,
         'why': f'zeroth_order final {zo[-1]:.1f}, best {min(zo):.1f}, start {zo[0]:.1f}; '
-               f'reaches {level:.1f} at {fmt(reach["zeroth_order"])} vs {fastest_hybrid} '
-               f'at {fmt(reach[fastest_hybrid])}'}
+               f'reaches {done:.1f} at {fmt(converge["zeroth_order"])} vs {fastest_hybrid} '
+               f'at {fmt(converge[fastest_hybrid])}'}
     speeds = [reach[name] for name in hybrids]
     spikes = [instability(curves[name]) for name in hybrids]
     ordered = (all(a <= b for a, b in zip(speeds, speeds[1:]))

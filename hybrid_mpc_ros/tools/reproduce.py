@@ -126,6 +126,7 @@ def run_one(scenario_path: str, name: str, out: str, iterations: int | None = No
             'best_cost': min(costs), 'initial_cost': history[0]['cost'], 'costs': costs,
             'tracking': [row['tracking'] for row in history] + [tracking],
             'violation': [row['violation'] for row in history] + [violation],
+            'episode_steps': config.episode_steps,
             'wall_s': sum(row['wall_s'] for row in history),
             'solver_failures': sum(row['solver_failures'] for row in history)}
 
@@ -200,7 +201,8 @@ def summarise(results: dict, scenario: Scenario, out: str, optimum: dict | None,
     any_run = next(iter(results.values()))
     return {
         'scenario': scenario.path, 'out': out,
-        'iterations': len(any_run['costs']) - 1, 'initial_cost': any_run['initial_cost'],
+        'iterations': len(any_run['costs']) - 1, 'episode_steps': any_run['episode_steps'],
+        'initial_cost': any_run['initial_cost'],
         'final_cost': final,
         'best_cost': {name: res['best_cost'] for name, res in results.items()},
         'final_violation': {name: res['final_violation'] for name, res in results.items()},
