@@ -113,3 +113,21 @@ def test_bench_sim_reports_both_rates():
     assert report['core_steps_per_s'] > 0
     assert report['ros_lockstep_steps_per_s'] > 0
     assert report['ros_lockstep_steps'] >= 300
+
+
+def test_bench_paper_timings_reports_ours_beside_the_papers():
+    result = run_cli('bench', 'paper-timings', '--iterations', '2')
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = last_json(result.stdout)
+    # iteration 1 (eta_0 = 1): the base episode only; iteration 2: base and perturbed.
+    # Solves in all three episodes, Jacobians in the base ones; only iteration 2 is timed
+    # as an iteration
+    steps = report['episode_steps']
+    assert report['qp_solve_ms']['count'] == 3 * steps
+    assert report['jacobian_ms']['count'] == 2 * steps
+    assert report['iteration_s']['count'] == 1
+    assert report['qp_solve_ms']['median'] > 0 and report['iteration_s']['median'] > 0
+    assert report['paper'] == {'qp_solve_ms': 3.0, 'jacobian_ms': 6.1, 'iteration_s': 1.6,
+                               'machine': scenario('l4dc2026').paper.timing_machine}
+    assert report['machine']['logical_cpus'] >= 1 and report['machine']['cpu_model']
+    assert '| qp_solve_ms |' in result.stdout
