@@ -83,14 +83,17 @@ def run_config(scenario: Scenario, name: str, iterations: int | None = None,
 
 def run_one(scenario_path: str, name: str, out: str, iterations: int | None = None,
             steps: int | None = None, seed: int | None = None, delta: float | None = None,
-            alpha_scale: float | None = None, tag: str | None = None) -> dict:
+            alpha_scale: float | None = None, tag: str | None = None,
+            label: str | None = None) -> dict:
     """Run (or resume) the scenario's run ``name`` in this process; returns its summary.
 
-    Overrides as in :func:`run_config`. Files are named after ``tag`` (default ``name``).
+    Overrides as in :func:`run_config`. Files are named after ``tag`` (default ``name``);
+    progress lines start with ``label`` (default ``tag``).
     The summary's lists (``costs``, ``tracking``, ``violation``) hold one entry per
     iteration's base episode and, last, the final theta's episode.
     """
     tag = tag or name
+    label = label or tag
     scenario = load_scenario(scenario_path)
     model, policy, plant = scenario.nominal_model(), scenario.policy(), scenario.plant()
     cost = scenario.cost()
@@ -103,7 +106,7 @@ def run_one(scenario_path: str, name: str, out: str, iterations: int | None = No
     def progress(row):
         k = row['iteration']
         if k == 1 or k % 10 == 0 or k == config.iterations:
-            print(f'[{tag:13s}] iteration {k:4d}/{config.iterations}  cost '
+            print(f'[{label:13s}] iteration {k:4d}/{config.iterations}  cost '
                   f'{row["cost"]:10.2f}  violation {row["violation"]:8.2f}  '
                   f'{time.perf_counter() - start:6.1f} s', file=sys.stderr, flush=True)
 
@@ -168,13 +171,15 @@ def run_jobs(jobs: list[Job], workers: int | None = None) -> dict:
 
 
 def experiment_jobs(scenario_path: str, out: str, names: list[str], optimum=None,
-                    **overrides) -> list[Job]:
+                    prefix: str = '', **overrides) -> list[Job]:
     """Jobs of one experiment: each run ``name`` into ``out``, plus the optimum if given.
 
-    Keys are ``(out, name)`` and ``(out, 'optimum')``; ``overrides`` go to :func:`run_one`.
+    Keys are ``(out, name)`` and ``(out, 'optimum')``; ``overrides`` go to :func:`run_one`;
+    ``prefix`` starts the runs' progress labels (the study: the combination).
     """
-    jobs = [Job((out, name), run_one, (scenario_path, name, out), dict(overrides))
-            for name in names]
+    jobs = [Job((out, name), run_one, (scenario_path, name, out), dict(overrides, label=label))
+            for name in names
+            for label in [f'{prefix}{name}' if prefix else None]]
     if optimum is not None:
         jobs.append(Job((out, 'optimum'), run_optimum, (optimum, scenario_path, out)))
     return jobs

@@ -174,7 +174,7 @@ def main(scenario: str | None = None, out: str = 'results/study',
         setup.policy()          # compile this combination's solver before the workers start
         paths[combination] = (path, folder, [run.name for run in setup.runs])
         jobs += experiment_jobs(path, folder, paths[combination][2], optimum,
-                                iterations=iterations, steps=steps)
+                                prefix=f'{combination}/', iterations=iterations, steps=steps)
     print(f'study of {base}: {len(chosen)} combinations, {len(jobs)} runs; output in {out} '
           '(resumes from its checkpoints)', file=sys.stderr, flush=True)
     start = time.perf_counter()
