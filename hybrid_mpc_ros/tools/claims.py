@@ -58,31 +58,18 @@ def _learned(curves: dict) -> list[str]:
     return [name for name in curves if name in LEARNED or name.startswith('hybrid_g')]
 
 
-def common_level(curves: dict, fraction: float = 0.9) -> float:
-    """Return the cost ``fraction`` of the way from the start to the best learned run's.
-
-    Learned runs: zeroth-order, model-based and the hybrids (not the exact-model
-    reference). Measuring every run against one level compares speeds fairly: a run that
-    improves little reaches its own 90 % quickly but never this level.
-    """
-    learned = _learned(curves)
-    start = curves[learned[0]][0]
-    best = min(min(curves[name]) for name in learned)
-    return start - fraction * (start - best)
-
-
 def converged_level(curves: dict) -> float:
     """Return 1.01 x the lowest cost any learned run reaches: "converged" means below it."""
     return (1.0 + CONVERGED) * min(min(curves[name]) for name in _learned(curves))
 
 
 def instability(costs: list[float]) -> float:
-    """Largest rise of the cost above its running best, in % of the initial cost."""
+    """Largest rise of the cost above its running best, in % of that running best."""
     best, rise = math.inf, 0.0
     for value in costs:
         best = min(best, value)
-        rise = max(rise, value - best)
-    return 100.0 * rise / costs[0]
+        rise = max(rise, 100.0 * (value - best) / best)
+    return rise
 
 
 def _ends_above_best(costs: list[float]) -> bool:
@@ -106,15 +93,16 @@ def judge(curves: dict, optimum_cost: float | None = None) -> dict:
       best, below its start, and converges (as above) later than the fastest hybrid (or
       never);
     * ``smaller_gamma_faster_less_stable`` ("faster initial convergence"): iterations to
-      the common 90 % level (:func:`common_level`) do not decrease and
-      :func:`instability` does not increase as gamma grows, with at least one strict
-      change in each;
+      90 % of the way from the cost after the first update to the best hybrid cost do
+      not decrease and :func:`instability` does not increase as gamma grows, with at
+      least one strict change in each. Measured from the second iteration on because
+      with ``eta_0 = 1`` (k counted from 0) every hybrid's first step is the same
+      model-based step: gamma acts from the second iteration;
     * ``hybrid_within_1pct_of_exact``: the best hybrid's final cost at most 1 % above the
       exact-model run's final cost (and above ``optimum_cost`` when given).
     """
     hybrids = hybrid_runs(curves)
-    level, done = common_level(curves), converged_level(curves)
-    reach = {name: iters_to_level(costs, level) for name, costs in curves.items()}
+    done = converged_level(curves)
     converge = {name: iters_to_level(costs, done) for name, costs in curves.items()}
     zo, mb = curves['zeroth_order'], curves['model_based']
     early = max(1, round(EARLY_FRACTION * (len(zo) - 1)))
@@ -145,15 +133,18 @@ def judge(curves: dict, optimum_cost: float | None = None) -> dict:
         'why': f'zeroth_order final {zo[-1]:.1f}, best {min(zo):.1f}, start {zo[0]:.1f}; '
                f'reaches {done:.1f} at {fmt(converge["zeroth_order"])} vs {fastest_hybrid} '
                f'at {fmt(converge[fastest_hybrid])}'}
-    speeds = [reach[name] for name in hybrids]
+    after_first = max(curves[name][1] for name in hybrids)
+    gamma_level = after_first - 0.9 * (after_first - min(min(curves[name]) for name in hybrids))
+    speeds = [iters_to_level(curves[name], gamma_level) for name in hybrids]
     spikes = [instability(curves[name]) for name in hybrids]
     ordered = (all(a <= b for a, b in zip(speeds, speeds[1:]))
                and all(a >= b for a, b in zip(spikes, spikes[1:]))
                and speeds[0] < speeds[-1] and spikes[0] > spikes[-1])
     result['smaller_gamma_faster_less_stable'] = {
         'holds': ordered if len(hybrids) > 1 else None,
-        'why': '; '.join(f'{name}: reaches {level:.1f} at {fmt(reach[name])}, largest rise '
-                         f'{instability(curves[name]):.2f} % of C0' for name in hybrids)}
+        'why': '; '.join(f'{name}: reaches {gamma_level:.1f} at {fmt(speed)}, largest rise '
+                         f'{spike:.2f} % above its running best'
+                         for name, speed, spike in zip(hybrids, speeds, spikes))}
     exact = curves['exact_model'][-1]
     gap = curves[best_hybrid][-1] / exact - 1.0
     # "within 1 %" of a reference: at most 1 % above it (ending below it is not a miss)
