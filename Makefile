@@ -15,7 +15,7 @@ $(STAMP): requirements.txt setup.py package.xml
 
 setup: $(STAMP)
 
-## The main job: the simulated tuning experiment (all methods of the paper, ~3-4 min on 2 cores).
+## The main job: the published paper's simulated tuning experiment (6 runs x 300 iterations, ~7-10 min on 2 idle cores).
 run: setup
 	$(VENV)/bin/hybrid-mpc reproduce --out results/reproduce
 

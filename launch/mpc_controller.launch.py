@@ -32,7 +32,7 @@ def generate_launch_description():
     arguments = [
         DeclareLaunchArgument(
             'scenario', default_value=PathJoinSubstitution(
-                [share, 'config', 'scenarios', 'arxiv_v1.yaml']),
+                [share, 'config', 'scenarios', 'l4dc2026.yaml']),
             description='scenario file (ROS parameter file) the controller reads'),
         DeclareLaunchArgument(
             'controller_params', default_value=PathJoinSubstitution(

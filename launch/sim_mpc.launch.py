@@ -36,7 +36,7 @@ def generate_launch_description():
     arguments = [
         DeclareLaunchArgument(
             'scenario', default_value=PathJoinSubstitution(
-                [share, 'config', 'scenarios', 'arxiv_v1.yaml']),
+                [share, 'config', 'scenarios', 'l4dc2026.yaml']),
             description='scenario file both nodes read'),
         DeclareLaunchArgument(
             'controller_params', default_value=PathJoinSubstitution(

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from scenario_setup import scenario
 
+from hybrid_mpc_ros.core.model.lqr import LQRController
+from hybrid_mpc_ros.core.scenario import default_scenario_path, load_scenario
 from hybrid_mpc_ros.tools.cli import build_parser, strip_ros_args
 from hybrid_mpc_ros.tools.processes import ros_env
 
@@ -70,8 +72,9 @@ def test_demo_reproduces_the_offline_closed_loop(controller):
     assert summary['steps_per_wall_s'] > 0
     # progress: one line per simulated second, 0 to 3
     assert sum(line.startswith('t=') for line in result.stdout.splitlines()) == 4
-    # the default scenario flown offline by the same controller
-    default = scenario()
+    # the default scenario (the published one: forward Euler, which the simulator node reads
+    # from the file) flown offline by the same controller
+    default = load_scenario(default_scenario_path())
     plant = default.plant()
     x = default.x0.copy()
     if controller == 'mpc':
@@ -81,9 +84,11 @@ def test_demo_reproduces_the_offline_closed_loop(controller):
         # the MPC node answers each odometry stamp once: the same flight, to the printed digit
         tolerance = 2e-6
     else:
-        lqr = default.lqr()
+        # the LQR the node builds: weights Qc, Rc, gain designed on the paper's plant
+        # linearised with its own default (RK4) step
+        lqr = LQRController(dt=default.period_s, target_position=default.x_ref[0:3])
         for _ in range(30):
-            x = lqr.quad.step(x, lqr.command(x))
+            x = plant.step(x, lqr.command(x))
         # the LQR node answers every message: a lockstep re-publish racing the first command
         # can repeat a step
         tolerance = 0.02
@@ -130,3 +135,21 @@ def test_bench_controller_reports_latency_rate_and_jitter():
     assert report['lockstep_steps_per_s'] > 0 and report['lockstep_steps'] >= 300
     assert 0 <= report['jitter_ms_p50'] <= report['jitter_ms_p99']
     assert report['in_process']['solve_ms_p50'] <= report['in_process']['step_ms_p50']
+
+
+def test_bench_paper_timings_reports_ours_beside_the_papers():
+    result = run_cli('bench', 'paper-timings', '--iterations', '2')
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = last_json(result.stdout)
+    # iteration 1 (eta_0 = 1): the base episode only; iteration 2: base and perturbed.
+    # Solves in all three episodes, Jacobians in the base ones; only iteration 2 is timed
+    # as an iteration
+    steps = report['episode_steps']
+    assert report['qp_solve_ms']['count'] == 3 * steps
+    assert report['jacobian_ms']['count'] == 2 * steps
+    assert report['iteration_s']['count'] == 1
+    assert report['qp_solve_ms']['median'] > 0 and report['iteration_s']['median'] > 0
+    assert report['paper'] == {'qp_solve_ms': 3.0, 'jacobian_ms': 6.1, 'iteration_s': 1.6,
+                               'machine': scenario('l4dc2026').paper.timing_machine}
+    assert report['machine']['logical_cpus'] >= 1 and report['machine']['cpu_model']
+    assert '| qp_solve_ms |' in result.stdout

@@ -152,6 +152,42 @@ def distinct_floats(minimum: float):
     return _distinct_list(floating(minimum, strict=True), 'floating-point numbers')
 
 
+def float_list(minimum: float | None = None):
+    """Check a non-empty list of finite doubles (any length); return a tuple."""
+    item = floating(minimum)
+
+    def check(value):
+        if not isinstance(value, list) or not value:
+            raise type_problem('a non-empty list of floating-point numbers', value)
+        out = []
+        for index, entry in enumerate(value):
+            try:
+                out.append(item(entry))
+            except Problem as exc:
+                raise Problem(f'entry {index}: {exc}') from None
+        return tuple(out)
+    return check
+
+
+def distinct_integers(minimum: int | None = None):
+    """Check a non-empty list of distinct integers, optionally ``>= minimum``; a tuple."""
+    item = integer(minimum)
+
+    def check(value):
+        if not isinstance(value, list) or not value:
+            raise type_problem('a non-empty list of integers', value)
+        out = []
+        for index, entry in enumerate(value):
+            try:
+                out.append(item(entry))
+            except Problem as exc:
+                raise Problem(f'entry {index}: {exc}') from None
+        if len(set(out)) != len(out):
+            raise Problem(f'entries must be distinct, got {out}')
+        return tuple(out)
+    return check
+
+
 @dataclass(frozen=True)
 class Optional:
     """A key that may be left out."""

@@ -18,9 +18,15 @@ ignored by ROS (rclpy ignores overrides of parameters a node does not declare)::
     system_identification:  trajectories, held_out, steps, seed, input_noise_std, the four
                             start spreads, prediction_horizon, affine
     reproduction:           methods, gammas (the runs of ``hybrid-mpc reproduce``)
-    paper:                  citation, hybrid_final_cost, exact_model_cost (optional)
+    ablation:               run, iterations, alpha_scale, best_of_last, deltas, seeds
+                            (optional: ``hybrid-mpc reproduce --ablation delta|seeds``)
+    paper:                  citation, hybrid_final_cost, exact_model_cost, and optionally
+                            ablation_delta_costs, ablation_seed_costs, timing_qp_solve_ms,
+                            timing_jacobian_ms, timing_iteration_s, timing_machine
+                            (the section is optional)
 
-Every key is required (``pc`` only with ``terminal_weight: diagonal``); the shipped files
+Every key is required (``pc`` only with ``terminal_weight: diagonal``; the keys marked
+optional above may be left out); the shipped files
 comment each value with its unit and source. :func:`load_scenario` checks the whole file
 before anything is built and raises :class:`ConfigError` naming the file, the key and the
 problem: an unknown key (a typo never passes silently), a missing key, a wrong type (as
@@ -52,17 +58,18 @@ from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 from hybrid_mpc_ros.core.model.quadcopter import INTEGRATORS, NU, NX, Quadcopter, QuadParams
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy, SOFT_IDX
-from hybrid_mpc_ros.core.param_schema import (boolean, distinct_floats, floating, floats,
-                                              integer, Optional, ParameterFile, text, texts)
+from hybrid_mpc_ros.core.param_schema import (boolean, distinct_floats, distinct_integers,
+                                              float_list, floating, floats, integer,
+                                              Optional, ParameterFile, text, texts)
 
-DEFAULT_SCENARIO = 'arxiv_v1.yaml'
+DEFAULT_SCENARIO = 'l4dc2026.yaml'    # the published paper's experiment
 SCENARIO_DIR = 'scenarios'            # under config/
 TERMINAL_WEIGHTS = ('diagonal', 'dare')
 N_SOFT = len(SOFT_IDX)
 
 
 def default_scenario_path() -> str:
-    """Path of the default scenario file (``config/scenarios/arxiv_v1.yaml`` for now)."""
+    """Path of the default scenario file, ``config/scenarios/l4dc2026.yaml`` (published paper)."""
     return paths.config_file(os.path.join(SCENARIO_DIR, DEFAULT_SCENARIO))
 
 
@@ -139,10 +146,19 @@ _SCHEMA = {
         'attitude_spread': floating(0.0), 'rate_spread': floating(0.0),
         'prediction_horizon': integer(1), 'affine': boolean},
     'reproduction': {'methods': texts(METHODS), 'gammas': Optional(distinct_floats(0.0))},
+    'ablation': {'run': text(), 'iterations': integer(1),
+                 'alpha_scale': floating(0.0, strict=True), 'best_of_last': integer(1),
+                 'deltas': distinct_floats(0.0), 'seeds': distinct_integers(0)},
     'paper': {'citation': text(), 'hybrid_final_cost': floating(0.0, strict=True),
-              'exact_model_cost': floating(0.0, strict=True)},
+              'exact_model_cost': floating(0.0, strict=True),
+              'ablation_delta_costs': Optional(float_list(0.0)),
+              'ablation_seed_costs': Optional(float_list(0.0)),
+              'timing_qp_solve_ms': Optional(floating(0.0, strict=True)),
+              'timing_jacobian_ms': Optional(floating(0.0, strict=True)),
+              'timing_iteration_s': Optional(floating(0.0, strict=True)),
+              'timing_machine': Optional(text())},
 }
-_OPTIONAL_SECTIONS = ('paper',)
+_OPTIONAL_SECTIONS = ('paper', 'ablation')
 _NODE_SECTIONS = ('quadcopter_simulator', 'mpc_controller', 'hybrid_tuner')
 
 
@@ -170,12 +186,41 @@ class Run:
 
 
 @dataclass(frozen=True)
+class AblationSettings:
+    """The paper's Appendix C ablations (``hybrid-mpc reproduce --ablation delta|seeds``).
+
+    ``run`` is the reproduction run varied (a hybrid), run for ``iterations`` with the
+    step size's constant replaced by ``alpha_scale``; each entry of a table is the best
+    base-episode cost in the last ``best_of_last`` iterations. ``deltas`` (with the
+    scenario's seed) and ``seeds`` (with its delta) are the values tried.
+    """
+
+    run: str
+    iterations: int
+    alpha_scale: float
+    best_of_last: int
+    deltas: tuple[float, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class PaperNumbers:
-    """The paper's published numbers a scenario compares with (tables, summaries)."""
+    """The paper's published numbers a scenario compares with (tables, summaries).
+
+    The ablation costs line up with :class:`AblationSettings` ``deltas`` and ``seeds``;
+    the timings are the paper's per QP solve [ms], per Jacobian (MPC sensitivity) [ms]
+    and per closed-loop tuning iteration [s], measured on ``timing_machine``.
+    """
 
     citation: str
     hybrid_final_cost: float
     exact_model_cost: float
+    ablation_delta_costs: tuple[float, ...] | None = None
+    ablation_seed_costs: tuple[float, ...] | None = None
+    timing_qp_solve_ms: float | None = None
+    timing_jacobian_ms: float | None = None
+    timing_iteration_s: float | None = None
+    timing_machine: str | None = None
 
     def as_dict(self) -> dict:
         """Plain dict (JSON summaries)."""
@@ -223,6 +268,7 @@ class Scenario:
     runs: tuple[Run, ...]
     identification: IdentificationSettings
     paper: PaperNumbers | None
+    ablation: AblationSettings | None = None
 
     # -- the true system and the nominal model ---------------------------------------
 
@@ -364,6 +410,22 @@ def _runs(file: ParameterFile, values: dict) -> tuple[Run, ...]:
     return tuple(runs)
 
 
+def _ablation(file: ParameterFile, values: dict, runs: tuple[Run, ...]) -> AblationSettings | None:
+    settings = values.get('ablation')
+    if settings is None:
+        return None
+    names = [run.name for run in runs]
+    if settings['run'] not in names:
+        raise file.error('ablation', 'run', f'must be one of the reproduction runs {names}, '
+                         f'got {settings["run"]!r}')
+    paper = values.get('paper') or {}
+    for key, given in (('ablation_delta_costs', 'deltas'), ('ablation_seed_costs', 'seeds')):
+        if key in paper and len(paper[key]) != len(settings[given]):
+            raise file.error('paper', key, f'holds {len(paper[key])} costs for the '
+                             f'{len(settings[given])} ablation.{given}')
+    return AblationSettings(**settings)
+
+
 def _resolve_model(name: str) -> str | None:
     """Path of the nominal model file ``name`` (relative: in the config dirs), or None."""
     if os.path.isabs(name):
@@ -491,6 +553,7 @@ def load_scenario(path: str | os.PathLike, load_model: bool = True) -> Scenario:
     alpha = _schedule(file, tuner)
     cost = _cost(file, tuner)
     runs = _runs(file, values['reproduction'])
+    ablation = _ablation(file, values, runs)
     ident = values['system_identification']
     if ident['prediction_horizon'] > ident['steps']:
         raise file.error('system_identification', 'prediction_horizon',
@@ -516,7 +579,7 @@ def load_scenario(path: str | os.PathLike, load_model: bool = True) -> Scenario:
         terminal_weight_kind=cost['terminal_weight'],
         violation_weight=cost['violation_weight'], tuning=tuning, runs=runs,
         identification=IdentificationSettings(**ident),
-        paper=PaperNumbers(**paper) if paper is not None else None)
+        paper=PaperNumbers(**paper) if paper is not None else None, ablation=ablation)
 
 
 # ------------------------------------------------------------------ what a node declares
