@@ -145,7 +145,7 @@ class ScaleFreeSteps:
     @classmethod
     def relative(cls, theta0: np.ndarray, radius: float, floor: float, shape: Schedule,
                  **settings) -> 'ScaleFreeSteps':
-        """Steps relative to theta0's (n,) magnitudes: ``s_i = max(|theta0_i|, floor)``.
+        """Return steps relative to theta0's (n,) magnitudes: ``s_i = max(|theta0_i|, floor)``.
 
         ``floor`` > 0 is the scale of the entries that start at (or near) zero, such as the
         off-diagonal entries of P's factor; ``settings`` are the other fields.
