@@ -10,22 +10,23 @@ the direction ``d_k = (1 - eta_k) G_zo + eta_k J_C`` (SPEC section 1). Convergen
   larger, and on a real vehicle one such step can be a crash.
 * :class:`ScaleFreeSteps` (the default for new vehicles) specifies the step as a *trust
   radius*, ``r_k = radius * alpha_k / alpha_1``, which decays like the paper's schedule,
-  measured in the norm ``|x|_s = |x / s|`` (entry by entry) where ``s`` (n,) holds each
-  entry's own scale, ``s_i = max(|theta0_i|, floor)`` (:meth:`ScaleFreeSteps.relative`): a
-  radius of 0.05 changes theta by 5 % in the root-sum-square of the relative changes of its
-  entries, whether an entry is 0.1 (a weight on R) or 9 (one of P). The direction is
-  measured in the dual norm ``|D d|`` (``D = diag(s)``) and divided by a gradient scale
-  ``G``, the *median* of ``|D d|`` over the run's first ``warmup`` directions (the median
-  of those seen so far during the warm-up; frozen afterwards)::
+  measured in the norm ``|x|_s = rms(x / s)`` (the root mean square over the entries of
+  ``x_i / s_i``) where ``s`` (n,) holds each entry's own scale, ``s_i = max(|theta0_i|,
+  floor)`` (:meth:`ScaleFreeSteps.relative`): a radius of 0.1 changes theta's entries by
+  about 10 % each (root mean square), whether an entry is 0.1 (a weight on R) or 9 (one of
+  P). The direction is measured in the dual norm ``|D d|`` (``D = diag(s)``) and divided
+  by a gradient scale ``G``, the *median* of ``|D d|`` over the run's first ``warmup``
+  directions (the median of those seen so far during the warm-up; frozen afterwards)::
 
-      step_k = (r_k / G) D^2 d_k,     shortened so that |step_k|_s <= cap * r_k
+      step_k = (sqrt(n) r_k / G) D^2 d_k,     shortened so that |step_k|_s <= cap * r_k
 
-  ``D^2 d`` is the steepest-descent direction of the norm ``|.|_s``; with ``D = I`` the
-  rule is a Euclidean trust radius. The median makes the scale robust: one heavy-tailed
-  zeroth-order estimate (a finite difference across a kink of C, 100 times the typical
-  norm) moves it by at most one rank, where a maximum would freeze it at the outlier and
-  make every later step a fraction of the radius. The first step is exactly ``r_1`` long
-  whatever the vehicle's cost scale, and no step is longer than ``cap * r_k``.
+  ``D^2 d`` is the steepest-descent direction of the norm ``|.|_s``. Without scales
+  (``entry_scale`` None) the norm is the Euclidean one in theta units and the factor
+  ``sqrt(n)`` is left out. The median makes the scale robust: one heavy-tailed
+  zeroth-order estimate (a 100 times longer finite difference) moves it by at most one
+  rank, where a maximum would freeze it at the outlier and make every later step a
+  fraction of the radius. The first step is exactly ``r_1`` long whatever the vehicle's
+  cost scale, and no step is longer than ``cap * r_k``.
 
 Why the convergence conditions still hold for :class:`ScaleFreeSteps`.
 
@@ -38,7 +39,7 @@ Why the convergence conditions still hold for :class:`ScaleFreeSteps`.
    inner product on R^n, with step ``a_k``: the step conditions are unchanged, and
    stationarity in the Goldstein sense holds for balls of ``|.|_s``, which lie between
    Euclidean balls of radius ``delta min(s)`` and ``delta max(s)``.
-2. *The step.* After the warm-up ``a_k = m_k c alpha_k`` with ``c = radius / (G
+2. *The step.* After the warm-up ``a_k = m_k c alpha_k`` with ``c = sqrt(n) radius / (G
    alpha_1)`` a constant and ``m_k = min(1, cap G / |D d_k|)`` the cap's factor. Under
    Assumption 1 on the compact Theta the estimates are bounded, ``|J_C| <= L`` and
    ``|G_zo| <= (n / delta) L delta = n L``, so ``m_k`` lies in ``[min(1, cap G / (n L
@@ -105,9 +106,10 @@ class ScheduleSteps:
 class ScaleFreeSteps:
     """Trust-radius steps in theta-space, per-entry scaled; see the module docstring.
 
-    ``radius``: length of the first step in the norm ``|x / entry_scale|`` (a relative
-    change when the scales are theta0's magnitudes, see :meth:`relative`; theta units when
-    ``entry_scale`` is None, the Euclidean norm). ``shape``: the schedule whose decay the
+    ``radius``: length of the first step: with ``entry_scale``, in the norm ``rms(x /
+    entry_scale)`` (a relative change when the scales are theta0's magnitudes, see
+    :meth:`relative`: 0.1 moves the entries by about 10 % each); without, the Euclidean
+    norm in theta units. ``shape``: the schedule whose decay the
     radius follows (the paper's alpha_k; the radius is ``radius`` at iteration 1);
     ``warmup``: the number of (non-zero) directions whose median norm fixes ``G``;
     ``cap``: steps are never longer than ``cap * r_k``; ``entry_scale``: the scales ``s``
@@ -167,6 +169,8 @@ class ScaleFreeSteps:
                              f'{direction.size}')
         scaled = scale * direction                    # D d, the dual norm's argument
         norm = float(np.linalg.norm(scaled))
+        # lengths in rms(x / s) are |x / s| / sqrt(n): the step's factor is sqrt(n) larger
+        root_n = 1.0 if self.entry_scale is None else math.sqrt(direction.size)
         if not math.isfinite(norm):
             raise FloatingPointError(f'search direction is not finite (norm {norm})')
         if self.seen < self.warmup and norm > 0.0:
@@ -175,9 +179,9 @@ class ScaleFreeSteps:
             self.grad_scale = float(np.median(self.warmup_norms))
         if self.grad_scale == 0.0 or norm == 0.0:
             return np.zeros_like(direction), 0.0
-        radius = self.scale * self.radius_at(k)
+        radius = root_n * self.scale * self.radius_at(k)
         alpha = radius / self.grad_scale
-        if alpha * norm > self.cap * radius:          # |step|_s = alpha |D d|
+        if alpha * norm > self.cap * radius:          # |D^-1 step| = alpha |D d|
             alpha = self.cap * radius / norm
         return alpha * (scale * scaled), alpha
 
