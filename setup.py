@@ -17,6 +17,8 @@ setup(
         (os.path.join('share', PACKAGE, 'launch'), glob('launch/*.launch.py')),
         (os.path.join('share', PACKAGE, 'config'), glob('config/*.yaml') + glob('config/*.npz')),
         (os.path.join('share', PACKAGE, 'config', 'scenarios'), glob('config/scenarios/*.yaml')),
+        (os.path.join('share', PACKAGE, 'config', 'scenarios', 'robustness'),
+         glob('config/scenarios/robustness/*.yaml')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,

@@ -23,6 +23,7 @@ need "$prefix/share/hybrid_mpc_ros/package.xml"
 for f in "$here"/launch/*.launch.py; do need "$prefix/share/hybrid_mpc_ros/launch/$(basename "$f")"; done
 for f in "$here"/config/*.yaml "$here"/config/*.npz; do need "$prefix/share/hybrid_mpc_ros/config/$(basename "$f")"; done
 for f in "$here"/config/scenarios/*.yaml; do need "$prefix/share/hybrid_mpc_ros/config/scenarios/$(basename "$f")"; done
+for f in "$here"/config/scenarios/robustness/*.yaml; do need "$prefix/share/hybrid_mpc_ros/config/scenarios/robustness/$(basename "$f")"; done
 # what `ros2 run hybrid_mpc_ros hybrid-mpc --help` would execute, with the workspace sourced
 ( set +u; . "$ws/install/setup.sh"; "$prefix/lib/hybrid_mpc_ros/hybrid-mpc" --help > "$ws/help.txt" ) \
   && echo "ok       lib/hybrid_mpc_ros/hybrid-mpc --help runs from the colcon install" \

@@ -13,10 +13,13 @@ from hybrid_mpc_ros.core.scenario import load_scenario
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIO_DIR = os.path.join(ROOT, 'config', 'scenarios')
 SHIPPED = ('arxiv_v1', 'l4dc2026', 'mismatch_example')
+# the robustness family of `hybrid-mpc bench robustness` (config/scenarios/robustness)
+FAMILY = tuple(sorted('robustness/' + name[:-5] for name in os.listdir(
+    os.path.join(SCENARIO_DIR, 'robustness')) if name.endswith('.yaml')))
 
 
 def scenario_path(name='arxiv_v1'):
-    """Path of the shipped scenario file ``config/scenarios/<name>.yaml``."""
+    """Path of the shipped scenario file ``config/scenarios/<name>.yaml`` (name may hold a /)."""
     return os.path.join(SCENARIO_DIR, f'{name}.yaml')
 
 

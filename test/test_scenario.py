@@ -10,11 +10,13 @@ import os
 
 import numpy as np
 import pytest
-from scenario_setup import scenario, scenario_path, SHIPPED
+from scenario_setup import FAMILY, scenario, scenario_path, SHIPPED
 import yaml
 
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import ConfigError, flatten
+from hybrid_mpc_ros.core.learning.mixing import AgreementEta, ScheduleEta
+from hybrid_mpc_ros.core.learning.step_rules import SafetyGuard, ScaleFreeSteps, ScheduleSteps
 from hybrid_mpc_ros.core.model.quadcopter import QuadParams
 from hybrid_mpc_ros.core.scenario import (default_scenario_path, load_scenario,
                                           resolve_scenario_path)
@@ -108,6 +110,60 @@ def test_the_published_scenario_states_what_the_paper_states():
     assert mpc.x_lb == tuple(-value for value in mpc.x_ub)
     assert published.plant_params == QuadParams()          # the paper's plant constants
     assert published.identification.trajectories == 100
+
+
+@pytest.mark.parametrize('name', ('arxiv_v1', 'l4dc2026'))
+def test_the_paper_scenarios_keep_the_paper_s_raw_schedule_and_no_guard(name):
+    chosen = scenario(name)
+    config = chosen.tuning_config()
+    rules = chosen.tuner_rules(config)
+    assert rules['guard'] is None
+    assert rules['step_rule'] == ScheduleSteps(config.alpha)       # the Tuner's defaults
+    assert rules['eta_rule'] == ScheduleEta(config.eta())
+
+
+def test_the_mismatch_example_and_the_family_use_the_defaults_for_a_new_vehicle():
+    for name in ('mismatch_example',) + FAMILY:
+        chosen = scenario(name)
+        rules = chosen.rules
+        assert (rules.step_rule, rules.radius, rules.floor, rules.warmup, rules.cap) == (
+            'scale_free', 0.1, 0.1, 10, 2.0), name
+        assert rules.guard == SafetyGuard(cost_margin=0.2) and rules.eta_rule == 'schedule'
+    chosen = scenario('mismatch_example')
+    config = chosen.tuning_config(method='zeroth_order')
+    theta0 = chosen.initial_theta()
+    built = chosen.tuner_rules(config, theta0)
+    assert isinstance(built['step_rule'], ScaleFreeSteps)
+    np.testing.assert_array_equal(built['step_rule'].entry_scale,
+                                  np.maximum(np.abs(theta0), 0.1))
+    assert built['step_rule'].shape == config.alpha
+    assert built['eta_rule'].schedule == config.eta()             # eta = 0: the method's
+
+
+def test_the_robustness_family():
+    """12 vehicles, each wrong for the arXiv model in its own way, from its own start."""
+    assert len(FAMILY) >= 12
+    arxiv = scenario('arxiv_v1')
+    nominal = QuadParams()
+    differs = {'mass': [], 'translational_drag': [], 'inertia_xx': [], 'arm_length': []}
+    for name in FAMILY:
+        chosen = scenario(name)
+        assert os.path.samefile(chosen.nominal_model_path, arxiv.nominal_model_path)
+        params = chosen.plant_params
+        assert params != arxiv.plant_params, name
+        for key, values in differs.items():
+            if getattr(params, key) != getattr(nominal, key):
+                values.append(name)
+        # only the plant, start, target, episode length and tuner rules differ from arXiv
+        np.testing.assert_array_equal(chosen.u_ref, arxiv.u_ref)
+        assert chosen.mpc_config == arxiv.mpc_config
+        assert chosen.tuning_config().episode_steps == 100
+        assert chosen.tuning_config(episode_steps=200) == arxiv.tuning_config()
+    for key, names in differs.items():
+        assert len(names) >= 3, (key, names)          # each kind of mismatch, several times
+    starts = {tuple(scenario(name).x0) for name in FAMILY}
+    targets = {tuple(scenario(name).x_ref) for name in FAMILY}
+    assert len(starts) >= 6 and len(targets) == len(FAMILY)
 
 
 def test_the_mismatch_example_flies_another_vehicle_with_the_arxiv_model():
@@ -264,6 +320,69 @@ def test_a_step_size_that_is_not_finite_at_the_first_iteration(tmp_path):
     _expect(path, 'hybrid_tuner.alpha', 'first iteration', '-inf')
 
 
+def _rules_edit(tmp_path, group, values):
+    """The arXiv scenario with ``hybrid_tuner.<group>`` replaced by ``values``."""
+    return _edit(tmp_path, lambda d: _params(d, 'hybrid_tuner').update({group: values}))
+
+
+SCALE_FREE = {'kind': 'scale_free', 'radius': 0.1, 'floor': 0.1, 'warmup': 10, 'cap': 2.0}
+
+
+def test_tuner_rules_from_the_file(tmp_path):
+    path = _rules_edit(tmp_path, 'step_rule', SCALE_FREE)
+    chosen = load_scenario(path)
+    rules = chosen.tuner_rules()
+    step = rules['step_rule']
+    assert (step.radius, step.warmup, step.cap) == (0.1, 10, 2.0)
+    assert min(step.entry_scale) == 0.1 and max(step.entry_scale) > 8.0
+    path = _rules_edit(tmp_path, 'guard', {'enabled': True, 'cost_margin': 0.3,
+                                           'violation_limit': 50.0})
+    assert load_scenario(path).rules.guard == SafetyGuard(0.3, 50.0)
+    path = _rules_edit(tmp_path, 'eta_rule', {'kind': 'agreement', 'beta': 0.8, 'prior': 0.5})
+    chosen = load_scenario(path)
+    hybrid = chosen.tuner_rules(chosen.tuning_config(method='hybrid'))['eta_rule']
+    assert isinstance(hybrid, AgreementEta) and (hybrid.beta, hybrid.prior) == (0.8, 0.5)
+    assert hybrid.cap == chosen.tuning_config(method='hybrid').eta()
+    baseline = chosen.tuner_rules(chosen.tuning_config(method='model_based'))['eta_rule']
+    assert isinstance(baseline, ScheduleEta)           # baselines keep their constant eta
+
+
+@pytest.mark.parametrize('group, values, key, phrases', [
+    ('step_rule', {'kind': 'scale_free', 'radius': 0.1, 'floor': 0.1, 'cap': 2.0},
+     'step_rule.warmup', ('missing', 'scale_free')),
+    ('step_rule', {'kind': 'schedule', 'radius': 0.1}, 'step_rule.radius',
+     ('given, but step_rule.kind schedule does not use it',)),
+    ('step_rule', dict(SCALE_FREE, kind='trust'), 'step_rule.kind', ("'scale_free'",)),
+    ('step_rule', dict(SCALE_FREE, radius=0.0), 'step_rule.radius', ('must be > 0',)),
+    ('step_rule', dict(SCALE_FREE, floor=-1.0), 'step_rule.floor', ('must be > 0',)),
+    ('step_rule', dict(SCALE_FREE, warmup=0), 'step_rule.warmup', ('must be >= 1',)),
+    ('step_rule', dict(SCALE_FREE, warmup=2.0), 'step_rule.warmup', ('an integer',)),
+    ('step_rule', dict(SCALE_FREE, cap=0.5), 'step_rule.cap', ('must be >= 1',)),
+    ('step_rule', dict(SCALE_FREE, radius=1), 'step_rule.radius', ('write 1.0',)),
+    ('guard', {'enabled': True}, 'guard.cost_margin', ('missing', 'guard.enabled true')),
+    ('guard', {'enabled': False, 'cost_margin': 0.2}, 'guard.cost_margin',
+     ('given, but guard.enabled false',)),
+    ('guard', {'enabled': 'yes'}, 'guard.enabled', ('true or false',)),
+    ('guard', {'enabled': True, 'cost_margin': 0.0}, 'guard.cost_margin', ('must be > 0',)),
+    ('guard', {'enabled': True, 'cost_margin': 0.2, 'violation_limit': -1.0},
+     'guard.violation_limit', ('must be >= 0',)),
+    ('eta_rule', {'kind': 'agreement', 'beta': 0.9}, 'eta_rule.prior', ('missing',)),
+    ('eta_rule', {'kind': 'schedule', 'beta': 0.9}, 'eta_rule.beta', ('does not use it',)),
+    ('eta_rule', {'kind': 'agreement', 'beta': 1.0, 'prior': 1.0}, 'eta_rule.beta',
+     ('must be below 1',)),
+    ('eta_rule', {'kind': 'agreement', 'beta': 0.9, 'prior': 2.0}, 'eta_rule.prior',
+     ('must be <= 1',)),
+])
+def test_bad_tuner_rules(tmp_path, group, values, key, phrases):
+    _expect(_rules_edit(tmp_path, group, values), f'hybrid_tuner.{key}', *phrases)
+
+
+def test_missing_tuner_rule_groups(tmp_path):
+    for group in ('step_rule', 'guard', 'eta_rule'):
+        path = _edit(tmp_path, lambda d: _params(d, 'hybrid_tuner').pop(group))
+        _expect(path, f'hybrid_tuner.{group}', 'missing')
+
+
 def test_reproduction_runs(tmp_path):
     path = _edit(tmp_path, lambda d: _params(d, 'reproduction').pop('gammas'))
     _expect(path, 'reproduction.gammas', 'missing', 'hybrid')
@@ -293,7 +412,7 @@ def _ros_type(value):
     return _TYPES[type(value)]
 
 
-@pytest.mark.parametrize('name', SHIPPED)
+@pytest.mark.parametrize('name', SHIPPED + FAMILY[:1])
 def test_ros_reads_every_value_as_the_loader_checked_it(name):
     """rcl parses the file for each node section; types and values match PyYAML's reading."""
     import rclpy
@@ -332,9 +451,13 @@ def test_ros_reads_every_value_as_the_loader_checked_it(name):
 def test_setup_installs_the_scenarios():
     root = os.path.dirname(paths.source_config_dir())
     with open(os.path.join(root, 'setup.py')) as stream:
-        assert "glob('config/scenarios/*.yaml')" in stream.read()
+        text = stream.read()
+        assert "glob('config/scenarios/*.yaml')" in text
+        assert "glob('config/scenarios/robustness/*.yaml')" in text
     with open(os.path.join(root, 'scripts', 'colcon_check.sh')) as stream:
-        assert 'config/scenarios/*.yaml' in stream.read()
+        text = stream.read()
+        assert 'config/scenarios/*.yaml' in text
+        assert 'config/scenarios/robustness/*.yaml' in text
 
 
 def test_loading_a_scenario_imports_no_ros():

@@ -1,5 +1,6 @@
 """Step rules and the safety guard on small cases with a known answer."""
 
+import json
 import math
 
 import numpy as np
@@ -105,3 +106,70 @@ def test_the_guard_refuses_costly_or_violating_episodes():
     assert guard.verdict(1e9, 0.0, best_cost=math.inf) == ''       # nothing to compare yet
     with pytest.raises(ValueError):
         SafetyGuard(cost_margin=0.0)
+
+
+# -- the robust gradient scale and the per-entry radius --------------------------------------
+
+def test_one_wild_direction_in_the_warm_up_does_not_freeze_the_scale():
+    """The median ignores a 1000x outlier; a maximum would shrink every later step 1000x."""
+    rule = ScaleFreeSteps(0.2, SHAPE, warmup=5, cap=2.0)
+    typical = np.array([3.0, 4.0])                     # norm 5
+    directions = [typical, 1000.0 * typical, typical, typical, typical]
+    for k, direction in enumerate(directions, start=1):
+        rule(k, direction)
+    assert rule.seen == 5 and rule.grad_scale == pytest.approx(5.0)
+    step, _ = rule(6, typical)                         # a typical direction: a full radius
+    assert np.linalg.norm(step) == pytest.approx(rule.radius_at(6), rel=1e-12)
+
+
+def test_zero_directions_are_not_counted_in_the_warm_up():
+    rule = ScaleFreeSteps(0.2, SHAPE, warmup=2)
+    step, alpha = rule(1, np.zeros(3))
+    assert not step.any() and alpha == 0.0 and rule.seen == 0
+    rule(2, np.array([0.0, 2.0, 0.0]))
+    assert rule.seen == 1 and rule.grad_scale == 2.0
+
+
+def test_per_entry_radius_moves_each_entry_relative_to_its_own_size():
+    """s_i = max(|theta0_i|, floor); the first step is `radius` long in rms(x / s)."""
+    theta0 = np.array([9.0, -3.0, 0.1, 0.0])
+    rule = ScaleFreeSteps.relative(theta0, 0.3, 0.5, SHAPE, warmup=1)
+    np.testing.assert_array_equal(rule.entry_scale, [9.0, 3.0, 0.5, 0.5])
+    direction = np.array([1.0, -2.0, 4.0, 0.5])
+    step, alpha = rule(1, direction)
+    scale = np.array(rule.entry_scale)
+    assert np.sqrt(np.mean((step / scale) ** 2)) == pytest.approx(0.3, rel=1e-12)
+    # steepest descent of |x / s|: entry i moves by alpha s_i^2 d_i
+    np.testing.assert_allclose(step, alpha * scale ** 2 * direction, rtol=1e-12)
+    # the same direction and radius in theta units, for a theta0 10 times larger: 10x
+    big = ScaleFreeSteps.relative(10 * theta0, 0.3, 5.0, SHAPE, warmup=1)
+    np.testing.assert_allclose(big(1, direction / 10)[0], 10 * step, rtol=1e-12)
+    with pytest.raises(ValueError):
+        ScaleFreeSteps.relative(theta0, 0.3, 0.0, SHAPE)
+    with pytest.raises(ValueError, match='entry_scale has 4 entries'):
+        rule(2, np.ones(3))
+
+
+def test_per_entry_steps_descend_a_badly_scaled_quadratic_to_its_minimum():
+    """Entries of size 0.1 and 9 side by side; the per-entry radius reaches both."""
+    optimum = np.array([0.15, 0.05, 12.0, 7.0])
+    weights = np.array([100.0, 100.0, 0.01, 0.01])    # curvature ~ 1 / size^2 per entry
+    theta0 = np.array([0.1, 0.1, 9.0, 9.0])
+    theta = theta0.copy()
+    shape = Schedule('power', scale=1.0, offset=0.0, power=0.6, first_k=1)
+    rule = ScaleFreeSteps.relative(theta0, 0.2, 0.05, shape, warmup=1, cap=1.0)
+    for k in range(1, 3001):
+        step, _ = rule(k, 2 * weights * (theta - optimum))
+        theta = np.clip(theta - step, -100.0, 100.0)
+    np.testing.assert_allclose(theta, optimum, rtol=1e-3)
+
+
+def test_the_warm_up_norms_round_trip_through_the_state():
+    rule = ScaleFreeSteps(0.1, SHAPE, warmup=4)
+    for k, direction in enumerate(_directions(7, 2), start=1):
+        rule(k, direction)
+    copy = ScaleFreeSteps(0.1, SHAPE, warmup=4)
+    copy.load_state(json.loads(json.dumps(rule.state())))
+    for k, direction in enumerate(_directions(8, 4), start=3):      # finishes the warm-up
+        np.testing.assert_array_equal(copy(k, direction)[0], rule(k, direction)[0])
+    assert copy.grad_scale == rule.grad_scale and copy.seen == rule.seen == 4

@@ -177,14 +177,15 @@ def test_exact_resume_with_rules_on_the_landscape(tmp_path, kwargs):
     _, state = tuning.load_checkpoint(path)
     assert state.step_rule['kind'] == 'ScaleFreeSteps'
     assert 0 < state.step_rule['state']['seen'] < 5                 # in the warm-up
+    stopped_rollbacks = state.guard_rollbacks
     if 'guard' in kwargs:                                           # a shrunk rule
-        assert state.guard_rollbacks == state.step_rule['state']['shrinks'] == 1
+        assert stopped_rollbacks == state.step_rule['state']['shrinks'] == 1
     resumed = landscape_tuner(land, 'hybrid', 9, checkpoint=path, state=state, **kwargs).run()
     assert np.array_equal(resumed.theta, straight.theta)
     assert history_rows(resumed.history) == history_rows(straight.history)
     assert resumed.guard_rollbacks == straight.guard_rollbacks
-    if 'guard' in kwargs:
-        assert straight.guard_rollbacks == 2                        # one before, one after
+    if 'guard' in kwargs:                                           # one before, more after
+        assert straight.guard_rollbacks > stopped_rollbacks
 
 
 def test_resuming_with_other_rules_is_refused(tmp_path):

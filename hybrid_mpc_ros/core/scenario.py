@@ -13,6 +13,9 @@ ignored by ROS (rclpy ignores overrides of parameters a node does not declare)::
     mpc_controller:         horizon, slack_quadratic, slack_linear
     hybrid_tuner:           method, gamma, delta, iterations, episode_steps, seed,
                             alpha: {kind, scale, offset, power, first_k}, eta: {first_k},
+                            step_rule: {kind, radius, floor, warmup, cap},
+                            guard: {enabled, cost_margin, violation_limit},
+                            eta_rule: {kind, beta, prior},
                             theta_box: {scale, abs_min},
                             cost: {terminal_weight, pc (12), violation_weight}
     system_identification:  trajectories, held_out, steps, seed, input_noise_std, the four
@@ -25,8 +28,12 @@ ignored by ROS (rclpy ignores overrides of parameters a node does not declare)::
                             timing_jacobian_ms, timing_iteration_s, timing_machine
                             (the section is optional)
 
-Every key is required (``pc`` only with ``terminal_weight: diagonal``; the keys marked
-optional above may be left out); the shipped files
+Every key is required (the keys marked optional above may be left out), except that some
+belong to one choice only: ``pc`` to ``terminal_weight: diagonal``; ``radius``, ``floor``,
+``warmup``, ``cap`` to ``step_rule.kind: scale_free``; ``cost_margin`` to ``guard.enabled:
+true`` (and ``violation_limit``, optional there); ``beta`` and ``prior`` to
+``eta_rule.kind: agreement``. A key of the other choice is refused (it would do nothing).
+The shipped files
 comment each value with its unit and source. :func:`load_scenario` checks the whole file
 before anything is built and raises :class:`ConfigError` naming the file, the key and the
 problem: an unknown key (a typo never passes silently), a missing key, a wrong type (as
@@ -49,8 +56,10 @@ import numpy as np
 
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import ConfigError, flatten, load_yaml
+from hybrid_mpc_ros.core.learning.mixing import AgreementEta, ScheduleEta
 from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
 from hybrid_mpc_ros.core.learning.schedules import KINDS, Schedule
+from hybrid_mpc_ros.core.learning.step_rules import SafetyGuard, ScaleFreeSteps, ScheduleSteps
 from hybrid_mpc_ros.core.learning.tuning import METHODS, TuningConfig
 from hybrid_mpc_ros.core.model.identification import identify, IdentificationSettings
 from hybrid_mpc_ros.core.model.lqr import hover_linearisation, LQRController
@@ -65,6 +74,8 @@ from hybrid_mpc_ros.core.param_schema import (boolean, distinct_floats, distinct
 DEFAULT_SCENARIO = 'l4dc2026.yaml'    # the published paper's experiment
 SCENARIO_DIR = 'scenarios'            # under config/
 TERMINAL_WEIGHTS = ('diagonal', 'dare')
+STEP_RULES = ('schedule', 'scale_free')
+ETA_RULES = ('schedule', 'agreement')
 N_SOFT = len(SOFT_IDX)
 
 
@@ -133,6 +144,17 @@ _SCHEMA = {
         'alpha': {'kind': text(KINDS), 'scale': floating(0.0, strict=True),
                   'offset': floating(), 'power': floating(0.0), 'first_k': integer(0)},
         'eta': {'first_k': integer(0)},
+        'step_rule': {'kind': text(STEP_RULES),
+                      'radius': Optional(floating(0.0, strict=True)),
+                      'floor': Optional(floating(0.0, strict=True)),
+                      'warmup': Optional(integer(1)),
+                      'cap': Optional(floating(1.0))},
+        'guard': {'enabled': boolean,
+                  'cost_margin': Optional(floating(0.0, strict=True)),
+                  'violation_limit': Optional(floating(0.0))},
+        'eta_rule': {'kind': text(ETA_RULES),
+                     'beta': Optional(floating(0.0, maximum=1.0)),
+                     'prior': Optional(floating(-1.0, maximum=1.0))},
         'theta_box': {'scale': floating(0.0, strict=True),
                       'abs_min': floating(0.0, strict=True)},
         'cost': {
@@ -227,6 +249,48 @@ class PaperNumbers:
         return {item.name: getattr(self, item.name) for item in fields(self)}
 
 
+@dataclass(frozen=True)
+class TunerRules:
+    """How the tuner steps, guards and mixes, as the scenario's ``hybrid_tuner`` sets them.
+
+    ``step_rule``: ``'schedule'`` (the paper's ``alpha_k``, :class:`ScheduleSteps`) or
+    ``'scale_free'`` (:class:`ScaleFreeSteps` relative to theta0's magnitudes, with
+    ``radius``, ``floor``, ``warmup`` and ``cap``); ``guard``: the :class:`SafetyGuard`, or
+    None for none; ``eta_rule``: ``'schedule'`` (the method's eta, :class:`ScheduleEta`)
+    or ``'agreement'`` (:class:`AgreementEta` with ``beta`` and ``prior``, capped by the
+    hybrid's schedule).
+    """
+
+    step_rule: str = 'schedule'
+    radius: float | None = None
+    floor: float | None = None
+    warmup: int | None = None
+    cap: float | None = None
+    guard: SafetyGuard | None = None
+    eta_rule: str = 'schedule'
+    beta: float | None = None
+    prior: float | None = None
+
+    def build(self, config: TuningConfig, theta0: np.ndarray) -> dict:
+        """Return the :class:`Tuner` keywords ``step_rule``, ``eta_rule``, ``guard`` of a run.
+
+        ``config`` is the run's :class:`TuningConfig` (its alpha is the step schedule, or
+        the radius' shape; its method's eta the mixing); ``theta0`` (94,) the start, whose
+        magnitudes scale the scale-free steps. The agreement rule applies to the hybrid
+        only: the baselines are defined by their constant eta (1 or 0).
+        """
+        if self.step_rule == 'scale_free':
+            step_rule = ScaleFreeSteps.relative(theta0, self.radius, self.floor, config.alpha,
+                                                warmup=self.warmup, cap=self.cap)
+        else:
+            step_rule = ScheduleSteps(config.alpha)
+        if self.eta_rule == 'agreement' and config.method == 'hybrid':
+            eta_rule = AgreementEta(config.eta(), beta=self.beta, prior=self.prior)
+        else:
+            eta_rule = ScheduleEta(config.eta())
+        return {'step_rule': step_rule, 'eta_rule': eta_rule, 'guard': self.guard}
+
+
 def _frozen(values) -> np.ndarray:
     array = np.array(values, dtype=float)
     array.setflags(write=False)          # shared by everything built from the scenario
@@ -242,7 +306,8 @@ class Scenario:
     upper-level weights' diagonals. ``period_s`` [s] is the sampling time of plant, MPC,
     model and tuner. ``model`` is the nominal model (None when loaded without it).
     ``tuning`` is the file's tuning configuration; :meth:`tuning_config` returns a run's
-    copy. ``nominal_model_file`` is the name as written, ``nominal_model_path`` where it
+    copy; ``rules`` its step rule, guard and mixing rule (:meth:`tuner_rules` builds
+    them). ``nominal_model_file`` is the name as written, ``nominal_model_path`` where it
     was found (None if it does not exist yet).
     """
 
@@ -265,6 +330,7 @@ class Scenario:
     terminal_weight_kind: str
     violation_weight: float
     tuning: TuningConfig
+    rules: TunerRules
     runs: tuple[Run, ...]
     identification: IdentificationSettings
     paper: PaperNumbers | None
@@ -374,6 +440,17 @@ class Scenario:
         """
         values = dict(overrides, method=method, gamma=gamma)
         return replace(self.tuning, **{k: v for k, v in values.items() if v is not None})
+
+    def tuner_rules(self, config: TuningConfig | None = None,
+                    theta0: np.ndarray | None = None) -> dict:
+        """Return the :class:`Tuner` keywords ``step_rule``, ``eta_rule`` and ``guard``.
+
+        For a run of ``config`` (default: the file's) from ``theta0`` (94,; default
+        :meth:`initial_theta`); see :meth:`TunerRules.build`.
+        """
+        config = config or self.tuning
+        theta0 = self.initial_theta() if theta0 is None else theta0
+        return self.rules.build(config, theta0)
 
     def run(self, name: str) -> Run:
         """Return the reproduction run called ``name``; ConfigError lists the runs there are."""
@@ -515,6 +592,37 @@ def _cost(file: ParameterFile, tuner: dict) -> dict:
     return cost
 
 
+def _choice_keys(file: ParameterFile, group: str, values: dict, choice: str,
+                 wanted: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """Refuse keys of ``hybrid_tuner.<group>`` that ``choice`` does not use; need ``wanted``."""
+    for key in values:
+        if key not in wanted + optional + ('kind', 'enabled'):
+            raise file.error('hybrid_tuner', f'{group}.{key}',
+                             f'given, but {choice} does not use it')
+    for key in wanted:
+        if key not in values:
+            raise file.error('hybrid_tuner', f'{group}.{key}', f'missing ({choice})')
+
+
+def _rules(file: ParameterFile, tuner: dict) -> TunerRules:
+    step, guard, eta = tuner['step_rule'], tuner['guard'], tuner['eta_rule']
+    step_keys = ('radius', 'floor', 'warmup', 'cap') if step['kind'] == 'scale_free' else ()
+    _choice_keys(file, 'step_rule', step, f'step_rule.kind {step["kind"]}', step_keys)
+    guard_keys = ('cost_margin',) if guard['enabled'] else ()
+    _choice_keys(file, 'guard', guard, f'guard.enabled {str(guard["enabled"]).lower()}',
+                 guard_keys, ('violation_limit',) if guard['enabled'] else ())
+    eta_keys = ('beta', 'prior') if eta['kind'] == 'agreement' else ()
+    _choice_keys(file, 'eta_rule', eta, f'eta_rule.kind {eta["kind"]}', eta_keys)
+    if eta.get('beta', 0.0) >= 1.0:
+        raise file.error('hybrid_tuner', 'eta_rule.beta',
+                         f'must be below 1 (the memory of the agreement), got {eta["beta"]:g}')
+    safety = None
+    if guard['enabled']:
+        safety = SafetyGuard(guard['cost_margin'], guard.get('violation_limit', math.inf))
+    return TunerRules(step['kind'], step.get('radius'), step.get('floor'), step.get('warmup'),
+                      step.get('cap'), safety, eta['kind'], eta.get('beta'), eta.get('prior'))
+
+
 def _load_model(file: ParameterFile, shared: dict,
                 require: bool) -> tuple[str | None, AffineModel | None]:
     name = shared['nominal_model_file']
@@ -551,6 +659,7 @@ def load_scenario(path: str | os.PathLike, load_model: bool = True) -> Scenario:
     _check_box(file, shared)
     params = _check_plant(file, shared, sim)
     alpha = _schedule(file, tuner)
+    rules = _rules(file, tuner)
     cost = _cost(file, tuner)
     runs = _runs(file, values['reproduction'])
     ablation = _ablation(file, values, runs)
@@ -577,7 +686,7 @@ def load_scenario(path: str | os.PathLike, load_model: bool = True) -> Scenario:
         rc=_frozen(shared['cost_weights']['rc']),
         pc=_frozen(cost['pc']) if 'pc' in cost else None,
         terminal_weight_kind=cost['terminal_weight'],
-        violation_weight=cost['violation_weight'], tuning=tuning, runs=runs,
+        violation_weight=cost['violation_weight'], tuning=tuning, rules=rules, runs=runs,
         identification=IdentificationSettings(**ident),
         paper=PaperNumbers(**paper) if paper is not None else None, ablation=ablation)
 

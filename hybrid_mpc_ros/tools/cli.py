@@ -77,6 +77,14 @@ def _run_bench_paper_timings(args: argparse.Namespace) -> int:
     return paper_timings.main(scenario=args.scenario, iterations=args.iterations)
 
 
+def _run_bench_robustness(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros.tools import bench_robustness
+    return bench_robustness.main(out=args.out, seeds=args.seeds, iterations=args.iterations,
+                                 workers=args.workers, quick=args.quick,
+                                 scenarios=args.scenarios,
+                                 optimum_iterations=args.optimum_iterations)
+
+
 def _add_identify(commands) -> None:
     parser = commands.add_parser(
         'identify', help="fit a scenario's nominal model from closed-loop plant data",
@@ -249,6 +257,34 @@ def _add_bench(commands) -> None:
                               'no perturbed episode) is not timed as an iteration (default: '
                               '%(default)s)')
     timings.set_defaults(handler=_run_bench_paper_timings)
+    robust = targets.add_parser(
+        'robustness', help='the default tuning on the family of mismatched vehicles',
+        description='Tune every scenario of config/scenarios/robustness (vehicles that '
+                    'differ from the nominal model in mass, drag, inertia and arm length) '
+                    'with its own default settings: hybrid and zeroth-order once per seed, '
+                    'model-based once (deterministic), and the optimum reference (L-BFGS-B '
+                    'on the exact closed-loop gradient inside Theta). Prints a table and, '
+                    'as the last line, a JSON object keyed by method. Runs in a process '
+                    'pool; a rerun reuses the stored results in --out (resume).')
+    robust.add_argument('--out', default=None,
+                        help='results directory (default: results/bench_robustness, '
+                             'results/bench_robustness_quick with --quick)')
+    robust.add_argument('--seeds', type=_positive_int, default=3,
+                        help='seeds of the hybrid and zeroth-order runs (default: '
+                             '%(default)s)')
+    robust.add_argument('--iterations', type=_positive_int, default=100,
+                        help='tuning iterations per run (default: %(default)s)')
+    robust.add_argument('--optimum-iterations', type=_positive_int, default=200,
+                        help="cap on the optimum reference's iterations (default: "
+                             '%(default)s)')
+    robust.add_argument('--workers', type=_positive_int, default=None,
+                        help='parallel processes (default: number of cores)')
+    robust.add_argument('--scenarios', nargs='+', default=None,
+                        help='some of the family (file names without .yaml; default: all)')
+    robust.add_argument('--quick', action='store_true',
+                        help='CI-sized check of the machinery: two scenarios, one seed, '
+                             '3 iterations of 20-step episodes')
+    robust.set_defaults(handler=_run_bench_robustness)
 
 
 def build_parser() -> argparse.ArgumentParser:

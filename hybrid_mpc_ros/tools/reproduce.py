@@ -81,6 +81,25 @@ def run_config(scenario: Scenario, name: str, iterations: int | None = None,
                                delta=delta, alpha=alpha)
 
 
+def resumable_tuner(config: TuningConfig, episodes, jacobians, cost, theta0: np.ndarray,
+                    checkpoint: str, progress, rules: dict) -> Tuner:
+    """Return a :class:`Tuner` that continues ``checkpoint`` when it holds this very run.
+
+    ``rules`` are the tuner's ``step_rule``, ``eta_rule`` and ``guard`` (the scenario's,
+    :meth:`Scenario.tuner_rules`); a checkpoint of another configuration or other rules
+    is another experiment, and the run starts afresh (overwriting it).
+    """
+    state = _resume_state(checkpoint, config)
+    if state is not None:
+        try:
+            return Tuner(config, episodes, jacobians, cost, theta0, checkpoint, progress,
+                         state, **rules)
+        except ValueError as exc:
+            print(f'{checkpoint}: not resumable ({exc}); starting afresh', file=sys.stderr,
+                  flush=True)
+    return Tuner(config, episodes, jacobians, cost, theta0, checkpoint, progress, **rules)
+
+
 def run_one(scenario_path: str, name: str, out: str, iterations: int | None = None,
             steps: int | None = None, seed: int | None = None, delta: float | None = None,
             alpha_scale: float | None = None, tag: str | None = None,
@@ -99,7 +118,6 @@ def run_one(scenario_path: str, name: str, out: str, iterations: int | None = No
     cost = scenario.cost()
     config = run_config(scenario, name, iterations, steps, seed, delta, alpha_scale)
     checkpoint = os.path.join(out, f'{tag}.checkpoint.json')
-    state = _resume_state(checkpoint, config)
     jacobians = plant.jacobians if config.method == 'exact_model' else model.jacobians
     start = time.perf_counter()
 
@@ -111,8 +129,9 @@ def run_one(scenario_path: str, name: str, out: str, iterations: int | None = No
                   f'{time.perf_counter() - start:6.1f} s', file=sys.stderr, flush=True)
 
     episodes = simulated_episodes(plant.step, policy, scenario.x0, config.episode_steps)
-    tuner = Tuner(config, episodes, jacobians, cost, policy.theta.copy(), checkpoint,
-                  progress, state)
+    theta0 = policy.theta.copy()
+    tuner = resumable_tuner(config, episodes, jacobians, cost, theta0, checkpoint, progress,
+                            scenario.tuner_rules(config, theta0))
     final_state = tuner.run()
     final = episodes(final_state.theta, False)
     tracking, violation = cost.parts(final.x, final.u)
