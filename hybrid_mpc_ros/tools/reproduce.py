@@ -17,7 +17,6 @@ its Figure 2); ``results.md`` (a table); and prints a JSON summary as the last l
 from __future__ import annotations
 
 import concurrent.futures as futures
-import csv
 import json
 import multiprocessing
 import os
@@ -26,27 +25,10 @@ import time
 
 import numpy as np
 
-from hybrid_mpc_ros.core.learning.tuning import (load_checkpoint, simulated_episodes, Tuner,
-                                                 TuningConfig)
+from hybrid_mpc_ros.core.learning.reporting import (plot_learning_curves, resumable_state,
+                                                    write_history_csv)
+from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner, TuningConfig
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
-
-CSV_FIELDS = ('iteration', 'cost', 'tracking', 'violation', 'grad_model_norm', 'grad_zo_norm',
-              'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s', 'rollback',
-              'rollback_reason', 'slope_measured', 'slope_model')
-
-
-def _resume_state(checkpoint: str, config: TuningConfig):
-    """Return the saved state when ``checkpoint`` holds this very experiment, else None."""
-    if not os.path.exists(checkpoint):
-        return None
-    try:
-        saved_config, state = load_checkpoint(checkpoint)
-    except (ValueError, KeyError, TypeError) as exc:
-        print(f'{checkpoint}: not resumable ({exc}); starting afresh', file=sys.stderr,
-              flush=True)
-        return None
-    # a different experiment (scenario, settings, episode length): start afresh
-    return state if saved_config.to_dict() == config.to_dict() else None
 
 
 def run_one(scenario_path: str, name: str, out: str, iterations: int | None = None,
@@ -60,7 +42,7 @@ def run_one(scenario_path: str, name: str, out: str, iterations: int | None = No
     cost = scenario.cost()
     config = scenario.run_config(name, iterations=iterations, episode_steps=steps, seed=seed)
     checkpoint = os.path.join(out, f'{name}.checkpoint.json')
-    state = _resume_state(checkpoint, config)
+    state = resumable_state(checkpoint, config)
     jacobians = plant.jacobians if config.method == 'exact_model' else model.jacobians
     start = time.perf_counter()
 
@@ -78,10 +60,7 @@ def run_one(scenario_path: str, name: str, out: str, iterations: int | None = No
     final = episodes(final_state.theta, False)
     tracking, violation = cost.parts(final.x, final.u)
     history = final_state.history
-    with open(os.path.join(out, f'{name}.csv'), 'w', newline='') as stream:
-        writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(history)
+    write_history_csv(os.path.join(out, f'{name}.csv'), history)
     np.savez(os.path.join(out, f'{name}.final.npz'), theta=final_state.theta, x=final.x,
              u=final.u)
     return {'name': name, 'final_cost': tracking + violation, 'final_tracking': tracking,
@@ -105,39 +84,13 @@ def iters_to_fraction(costs: list[float], fraction: float = 0.9) -> int | None:
 
 
 def _plots(results: dict, out: str, scenario: Scenario) -> list[str]:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    written = []
-    fig, (ax_c, ax_z, ax_v) = plt.subplots(1, 3, figsize=(15, 4.2))
-    finals = [res['costs'][-1] for res in results.values()]
-    start_cost = next(iter(results.values()))['costs'][0]
-    for name, res in results.items():
-        its = np.arange(1, len(res['costs']) + 1)
-        ax_c.semilogy(its, res['tracking'], label=name)
-        ax_z.plot(its, res['costs'], label=name)
-        ax_v.plot(its, res['violation'], label=name)
-    ax_c.set(xlabel='iteration', ylabel='tracking cost (log scale)',
-             title='closed-loop tracking cost')
-    span = max(start_cost - min(finals), 1.0)
-    ax_z.set_ylim(min(finals) - 0.1 * span, start_cost + 0.3 * span)
-    ax_z.set(xlabel='iteration', ylabel='C = tracking + violation',
-             title='closed-loop cost C, zoomed on start-to-best')
-    ax_v.set(xlabel='iteration',
-             ylabel=f'{scenario.violation_weight:g} x constraint violation',
-             title='constraint violation')
-    ax_c.legend(fontsize=8)
-    for ax in (ax_c, ax_z, ax_v):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = os.path.join(out, 'learning_curves.png')
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written = [plot_learning_curves(results, os.path.join(out, 'learning_curves.png'),
+                                    scenario.violation_weight)]
     hybrids = [n for n in results if n.startswith('hybrid')]
     compare = ([min(hybrids, key=lambda n: results[n]['final_cost'])] if hybrids else [])
     compare += [n for n in ('exact_model',) if n in results]
     if compare:
+        import matplotlib.pyplot as plt          # the Agg backend is chosen above
         fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True)
         labels = ['p_x [m]', 'p_y [m]', 'p_z [m]', 'roll [rad]', 'pitch [rad]', 'yaw [rad]']
         for name in compare:
