@@ -27,7 +27,8 @@ import itertools
 import numpy as np
 
 from hybrid_mpc_ros.core.learning import live_session as ls
-from hybrid_mpc_ros.core.learning.samples import NANOS_PER_SECOND, SensitivitySample, Stamp
+from hybrid_mpc_ros.core.learning.samples import (hold_answer, NANOS_PER_SECOND,
+                                                  SensitivitySample, Stamp)
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
 
@@ -168,9 +169,11 @@ class World:
                 return
             self.hold_calls.append(data)
             self.held = bool(data)
-            self._send('tuner', 'result', call, True, 'ok')
+            answered = Stamp.from_nanoseconds(self.answered_ns) if self.answered_ns >= 0 \
+                else None
             if not self.held:
-                self._answer()
+                self._answer()         # as the node: the step goes out before the answer
+            self._send('tuner', 'result', call, True, hold_answer(self.held, answered))
         elif kind == 'reset':
             self.controller.reset()
             self._send('tuner', 'result', event.payload[0], True, 'reset')

@@ -303,3 +303,19 @@ def test_fly_to_start_waits_for_the_vehicle_to_settle():
     sets = world.parameter_sets
     assert set(sets[0]) == {'x_ref'} and set(sets[1]) == {'x_ref', 'theta.p_Q', 'theta.p_R',
                                                           'theta.p_P'}
+
+
+def test_a_sample_arriving_after_the_hold_answer_does_not_fool_the_token_rule():
+    # the controller publishes a step's sample, then answers the hold; the sample reaches
+    # the tuner only after the answer (two channels, no order between them). The answer
+    # names the last answered odometry, so the session waits for the simulator's answer to
+    # that step and the episode still starts exactly at x0.
+    def tamper(world, event):
+        if (event.kind == 'sample' and world.session is not None
+                and world.session.phase == 'hold'):
+            return [_later(event, 1e-3)]
+        return [event]
+    world = World(scenario(), tamper=tamper)
+    session = live(world, config(iterations=1), settings())
+    assert session.retries == 0, session.rejections
+    assert_equals_offline(world, session, config(iterations=1))

@@ -26,6 +26,10 @@ report a bug:
   ``respawn`` or a supervisor can act).
 
 SIGINT and SIGTERM stop the node cleanly with exit status 0.
+
+A node whose job ends (the tuner after its last iteration, or after giving up) sets its
+attribute ``exit_status`` (0 or 1); ``run_node`` then stops it and returns that status.
+Nodes that run until stopped need no such attribute.
 """
 
 from __future__ import annotations
@@ -97,7 +101,8 @@ def run_node(make_node, name: str, args: list[str] | None = None,
 
     0 after a clean stop, 1 after an invalid configuration, an internal error while
     starting, or more than ``max_callback_errors`` errors escaping callbacks within
-    ``callback_error_window_s`` seconds (see the module docstring). Call it from the main
+    ``callback_error_window_s`` seconds (see the module docstring), or the node's own
+    ``exit_status`` once it sets one (its job is done). Call it from the main
     thread: rclpy's own signal handlers would shut the context down from another thread
     while a callback may still be publishing, which under load ends in ``RCLError:
     publisher's context is invalid`` tracebacks. Here a signal only sets a flag, the
@@ -139,6 +144,10 @@ def run_node(make_node, name: str, args: list[str] | None = None,
         executor.add_node(node)
         errors = _CallbackErrors(max_callback_errors, callback_error_window_s)
         while not stop_requested and rclpy.ok():
+            finished = getattr(node, 'exit_status', None)
+            if finished is not None:
+                status = int(finished)
+                break
             try:
                 executor.spin_once(timeout_sec=0.1)
             except (KeyboardInterrupt, ExternalShutdownException):

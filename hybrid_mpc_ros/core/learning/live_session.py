@@ -32,8 +32,8 @@ the controller's solver is reset right before the episode's first solve, as
     1. set theta (and x_ref, first episode) in one atomic set; wait for its success. The
        episode's revision r is the first one above the last revision seen in samples.
     2. hold the controller (~/hold true); wait until the token is back at the controller:
-       the odometry answering the newest sample's command (stamp = its odometry stamp +
-       one period) has arrived.
+       the odometry answering the last command it sent (stamp = the last answered
+       odometry stamp, which its answer names, + one period) has arrived.
     3. reset the simulator (it publishes x0 at once, the controller stores it; the
        session waits until it sees that odometry too), reset the controller's solver,
        release the hold: the controller answers x0 at once.
@@ -77,7 +77,8 @@ from typing import Callable
 import numpy as np
 
 from hybrid_mpc_ros.core.learning.episode import EpisodeBuilder, EpisodeRejected
-from hybrid_mpc_ros.core.learning.samples import NANOS_PER_SECOND, SensitivitySample, Stamp
+from hybrid_mpc_ros.core.learning.samples import (ANSWERED_TAG, answered_stamp,
+                                                  NANOS_PER_SECOND, SensitivitySample, Stamp)
 from hybrid_mpc_ros.core.learning.tuning import EpisodeRequest, RecordRejected, Tuner
 from hybrid_mpc_ros.core.model.frames import odometry_arrays_to_state, state_to_odometry_arrays
 from hybrid_mpc_ros.core.mpc import theta as th
@@ -189,6 +190,20 @@ class Failed:
     reason: str
 
 
+# the calls a session makes, by key, with what they are for (log lines)
+CALLS = {
+    'release_stale': 'release a hold left from before',
+    'set_theta': 'set theta',
+    'hold': 'hold the controller',
+    'simulator_reset': 'reset the simulator',
+    'controller_reset': 'reset the controller',
+    'release': 'release the controller',
+    'final_hold': 'hold the controller after the episode',
+    'go_to_start': 'set x_ref to hover at x0',
+    'set_theta_fly': 'set theta and the target',
+    'finish_set': 'set the final theta',
+    'finish_release': 'release the controller at the end',
+}
 EPISODE_FIELDS = ('iteration', 'role', 'revision', 'steps', 'attempts', 'start_stamp_s',
                   'start_position_error_m', 'start_speed_m_s', 'cost', 'wall_s')
 
@@ -246,7 +261,7 @@ class LiveSession:
         self._held = False
         self._x_ref_sent = False
         self._calls = 0
-        self._pending: tuple[int, str, float] | None = None   # (call id, what, deadline)
+        self._pending: dict[int, tuple[str, float]] = {}      # call id: (what, deadline)
         self._deadline: tuple[float, str] | None = None       # (deadline, what is awaited)
         self._last_revision = -1
         self._last_sample_ns: int | None = None
@@ -258,6 +273,7 @@ class LiveSession:
         self._prev_revision = -1
         self._builder: EpisodeBuilder | None = None
         self._token_ns: int | None = None
+        self._token_target: int | None = None      # odometry stamp that brings the token
         self._reset_after_ns: int | None = None
         self._reset_ns: int | None = None
         self._reset_done = False
@@ -293,7 +309,7 @@ class LiveSession:
         if self.hold_available:
             # release a hold a previous run may have left; a refusal means the controller
             # runs on its wall-clock timer (no hold there)
-            actions.append(self._call('release a previous hold', 'hold', False))
+            actions.append(self._call('release_stale', 'hold', False))
         return actions + self._check_startup()
 
     def sample(self, sample: SensitivitySample) -> list:
@@ -319,20 +335,19 @@ class LiveSession:
 
     def result(self, call: int, ok: bool, message: str = '') -> list:
         """Take the outcome of call ``call`` (of a :class:`SetParameters`, :class:`CallService`)."""
-        if self._pending is None or self._pending[0] != call:
+        entry = self._pending.pop(call, None)
+        if entry is None:
             return []                    # an answer to a call given up on: ignore it
-        what = self._pending[1]
-        self._pending = None
-        return self._guard(self._on_result, what, bool(ok), message)
+        return self._guard(self._on_result, entry[0], bool(ok), message)
 
     def tick(self) -> list:
         """Check the timeouts (call a few times a second)."""
         now = self.clock()
-        if self._pending is not None and now > self._pending[2]:
-            what = self._pending[1]
-            self._pending = None
-            return self._guard(self._timeout, f'{what}: no answer within '
-                                              f'{self.settings.service_timeout_s:g} s')
+        for call, (what, deadline) in list(self._pending.items()):
+            if now > deadline:
+                del self._pending[call]
+                return self._guard(self._timeout, f'{CALLS[what]}: no answer within '
+                                                  f'{self.settings.service_timeout_s:g} s')
         if self._deadline is not None and now > self._deadline[0]:
             what = self._deadline[1]
             self._deadline = None
@@ -349,10 +364,10 @@ class LiveSession:
         except _Retry as retry:
             return self._retry(retry.kind, retry.reason)
 
-    def _call(self, what: str, service: str | None, data=None, values=None):
-        """Start a call (a service, or a parameter set when ``values`` is given)."""
+    def _call(self, what: str, service: str | None = None, data=None, values=None):
+        """Start the call ``what`` (a key of :data:`CALLS`): a service or a parameter set."""
         self._calls += 1
-        self._pending = (self._calls, what, self.clock() + self.settings.service_timeout_s)
+        self._pending[self._calls] = (what, self.clock() + self.settings.service_timeout_s)
         if values is not None:
             return SetParameters(self._calls, values)
         return CallService(self._calls, service, data)
@@ -371,7 +386,8 @@ class LiveSession:
 
     def _fail(self, reason: str) -> list:
         self.phase = 'failed'
-        self._pending = self._deadline = None
+        self._pending.clear()
+        self._deadline = None
         return [Log('error', reason), Failed(reason)]
 
     def _retry(self, kind: str, reason: str) -> list:
@@ -385,7 +401,8 @@ class LiveSession:
         if self._attempt > self.settings.max_episode_retries:
             return self._fail(f'the {what} failed {self._attempt} times in a row; last: '
                               f'{reason}')
-        self._pending = self._deadline = None
+        self._pending.clear()
+        self._deadline = None
         self._builder = None
         # after a failure the controller may or may not be held: hold again to be sure
         self._held = False
@@ -402,7 +419,7 @@ class LiveSession:
 
     # ------------------------------------------------------------------ startup
     def _check_startup(self) -> list:
-        if self.phase != 'startup' or self._pending is not None:
+        if self.phase != 'startup' or self._pending:
             return []
         if self._last_sample_ns is None or self._last_odom_ns is None:
             return []
@@ -428,62 +445,78 @@ class LiveSession:
         self._start_info = {}
         if self.settings.start_mode == 'fly_to_start':
             self.phase = 'go_to_start'
-            return [self._call('set x_ref to hover at x0', None,
+            return [self._call('go_to_start',
                                values={'x_ref': [float(v) for v in self._start_ref]})]
         self.phase = 'set_theta'
         self._prev_revision = self._last_revision
         x_ref = None if self._x_ref_sent else self.x_ref
-        return [self._call('set theta', None,
-                           values=self._theta_values(self._request.theta, x_ref))]
+        return [self._call('set_theta', values=self._theta_values(self._request.theta, x_ref))]
 
     def _on_result(self, what: str, ok: bool, message: str) -> list:
-        phase = self.phase
-        if phase == 'startup':
+        if what == 'release_stale':
+            actions = []
             if not ok:
                 self.hold_available = False
                 actions = [Log('info', f'the controller has no ~/hold ({message}): episodes '
                                        'start at the first sample after the reset odometry')]
-            else:
-                actions = []
             return actions + self._check_startup()
-        if phase in ('finish_set', 'finish_release'):
-            return self._on_finish_result(ok, message)
+        if what in ('finish_set', 'finish_release'):
+            return self._on_finish_result(what, ok, message)
         if not ok:
-            raise _Retry('refused', f'{what} refused: {message}')
-        if phase == 'set_theta':
+            raise _Retry('refused', f'{CALLS[what]} refused: {message}')
+        if what == 'set_theta':
             self._x_ref_sent = True          # the first successful set carried it
             if self.hold_available and not self._held:
                 self.phase = 'hold'
-                return [self._call('hold the controller', 'hold', True)]
+                return [self._call('hold', 'hold', True)]
             return self._await_token()
-        if phase == 'hold':
+        if what == 'hold':
             self._held = True
+            self._note_answered(message)
             return self._await_token()
-        if phase == 'simulator_reset':
+        if what == 'simulator_reset':
             self._reset_done = True
             return self._check_reset_odometry()
-        if phase == 'controller_reset':
-            if self.hold_available:
-                self.phase = 'release'
-                return [self._call('release the controller', 'hold', False)]
-            return self._collect()
-        if phase == 'release':
+        if what == 'controller_reset':
+            if not self.hold_available:
+                return self._collect()
+            # collect from now on: the controller answers x0 before it answers the call
+            actions = [self._call('release', 'hold', False)]
+            return actions + self._collect()
+        if what == 'release':
             self._held = False
-            return self._collect()
-        if phase == 'final':           # the hold after the last step
+            return []
+        if what == 'final_hold':
             self._final_hold_done = True
             self._held = True
+            self._note_answered(message)
             return self._check_final()
-        if phase == 'go_to_start':
+        if what == 'go_to_start':
             self.phase = 'settle'
             self._settled_since = None
             self._wait('the vehicle to settle at x0', self.settings.settle_timeout_s)
             return self._check_settled()
-        if phase == 'set_theta_fly':
-            return self._collect()
-        raise RuntimeError(f'unexpected answer to {what} in phase {phase}')
+        if what == 'set_theta_fly':
+            return []                    # already collecting: the new revision starts it
+        raise RuntimeError(f'unexpected answer to {what!r} in phase {self.phase}')
 
     # -- reset mode ------------------------------------------------------------------
+    def _note_answered(self, message: str) -> None:
+        """Read which odometry stamp brings the token back from the hold's answer.
+
+        The answer names the last odometry the controller answered (a), so the odometry
+        a + one period, the simulator's answer to that command, is the one to wait for.
+        'none' (it has answered nothing yet): whatever odometry it holds. A controller
+        whose answer does not say: the newest sample's stamp + one period, which is
+        right unless that sample is still on its way when the answer arrives.
+        """
+        if ANSWERED_TAG not in message:
+            self._token_target = None
+            return
+        answered = answered_stamp(message)
+        self._token_target = (-1 if answered is None else
+                              answered.nanoseconds + self.period_ns)
+
     def _await_token(self) -> list:
         """Step 2: wait until the odometry answering the newest sample's command is in."""
         if not self.hold_available:
@@ -493,9 +526,13 @@ class LiveSession:
         return self._check_token()
 
     def _check_token(self) -> list:
-        if self._last_odom_ns is None or self._last_sample_ns is None:
+        if self._last_odom_ns is None:
             return []
-        if self._last_odom_ns != self._last_sample_ns + self.period_ns:
+        if self._token_target is not None:
+            if self._last_odom_ns < self._token_target:
+                return []
+        elif (self._last_sample_ns is None
+              or self._last_odom_ns != self._last_sample_ns + self.period_ns):
             return []
         self._token_ns = self._last_odom_ns
         return self._reset_simulator()
@@ -508,7 +545,7 @@ class LiveSession:
         self._reset_after_ns = (self._token_ns if self.hold_available else
                                 self._last_odom_ns)
         self._deadline = None
-        return [self._call('reset the simulator', 'simulator_reset')]
+        return [self._call('simulator_reset', 'simulator_reset')]
 
     def _check_reset_odometry(self) -> list:
         if not self._reset_done:
@@ -518,7 +555,7 @@ class LiveSession:
             return []
         self._deadline = None
         self.phase = 'controller_reset'
-        return [self._call('reset the controller', 'controller_reset')]
+        return [self._call('controller_reset', 'controller_reset')]
 
     def _collect(self) -> list:
         """Step 4: take the samples of the new revision."""
@@ -547,11 +584,11 @@ class LiveSession:
             self._settled_since = stamp_ns
         if stamp_ns - self._settled_since < self._settle_ns:
             return []
-        self.phase = 'set_theta_fly'
-        self._deadline = None
         self._prev_revision = self._last_revision
-        return [self._call('set theta and the target', None,
-                           values=self._theta_values(self._request.theta, self.x_ref))]
+        # collect from now on: samples of the new revision may come before the answer
+        actions = [self._call('set_theta_fly',
+                              values=self._theta_values(self._request.theta, self.x_ref))]
+        return actions + self._collect()
 
     # -- samples and odometry ------------------------------------------------------------
     def _on_odometry(self, stamp_ns: int, x: np.ndarray) -> list:
@@ -578,6 +615,8 @@ class LiveSession:
             return self._check_token()
         if self.phase != 'collect' or sample.revision <= self._prev_revision:
             return []                # between episodes, or from before theta was set
+        if self._reset_ns is not None and sample.odom_stamp.nanoseconds < self._reset_ns:
+            return []                # theta was set but the vehicle not yet reset: late
         if self._builder is None:
             if not self._accept_first(sample):
                 return []
@@ -600,7 +639,7 @@ class LiveSession:
             # stop the loop now: nothing flies while the tuner computes, and the next
             # episode starts from a held controller
             self._final_hold_done = False
-            actions.append(self._call('hold the controller after the episode', 'hold', True))
+            actions.append(self._call('final_hold', 'hold', True))
         return actions + self._check_final()
 
     def _accept_first(self, sample: SensitivitySample) -> bool:
@@ -628,6 +667,7 @@ class LiveSession:
         if self._final_ns not in self._odometry or not self._final_hold_done:
             return []
         self._deadline = None
+        self._pending.clear()            # answers this episode no longer needs
         try:
             record = self._builder.finish(self._odometry[self._final_ns],
                                           Stamp.from_nanoseconds(self._final_ns))
@@ -658,20 +698,21 @@ class LiveSession:
         """Leave the controller flying the final theta towards the target, released."""
         self.phase = 'finish_set'
         self._request = None
-        return [self._call('set the final theta', None,
+        return [self._call('finish_set',
                            values=self._theta_values(self.tuner.state.theta, self.x_ref))]
 
-    def _on_finish_result(self, ok: bool, message: str) -> list:
+    def _on_finish_result(self, what: str, ok: bool, message: str) -> list:
         note = '' if ok else f'; the controller refused the last call: {message}'
-        if self.phase == 'finish_set' and self.hold_available:
+        if what == 'finish_set' and self.hold_available:
             self.phase = 'finish_release'
             actions = [Log('warn', note.lstrip('; '))] if note else []
-            return actions + [self._call('release the controller', 'hold', False)]
+            return actions + [self._call('finish_release', 'hold', False)]
         return self._finish_done(note)
 
     def _finish_done(self, note: str) -> list:
         self.phase = 'finished'
-        self._pending = self._deadline = None
+        self._pending.clear()
+        self._deadline = None
         state = self.tuner.state
         text = (f'tuning finished: {len(state.history)} iterations, {self.episodes} '
                 f'episodes, {self.retries} reruns{note}')

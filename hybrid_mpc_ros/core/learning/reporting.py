@@ -8,12 +8,14 @@ both write the same files the same way:
 * :func:`resumable_state`: the checkpointed state when a checkpoint holds this very
   experiment;
 * :func:`plot_learning_curves`: tracking cost, total cost and constraint violation against
-  the iteration, one line per run (the paper's Figure 1 layout).
+  the iteration, one line per run (the paper's Figure 1 layout);
+* :class:`RunRecorder`: the files of a live run (the tuner node), written as it goes.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sys
 
@@ -88,3 +90,94 @@ def plot_learning_curves(curves: dict, path: str, violation_weight: float) -> st
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+LIVE_FIELDS = ('theta_revision', 'retries', 'rollbacks', 'episodes')
+
+
+class RunRecorder:
+    """Writes a live tuning run's files as its episodes and iterations complete.
+
+    In ``folder``, for the run ``name`` (e.g. ``hybrid_g0.5``):
+
+    * ``<name>.csv``: the history, :data:`CSV_FIELDS` plus :data:`LIVE_FIELDS` (the
+      theta revision of the base episode, episode reruns, rollbacks and episodes so far),
+      one row per iteration, flushed after each;
+    * ``<name>.theta.csv``: ``iteration`` and theta after it (94 columns named as
+      :func:`theta.names`);
+    * ``<name>.episodes.csv``: one row per episode the tuner took (``episode_fields``);
+    * ``<name>.learning_curve.png`` and ``<name>.summary.json`` at :meth:`finish`.
+
+    The checkpoint ``<name>.checkpoint.json`` is the :class:`Tuner`'s (:attr:`checkpoint`
+    is its path). ``history`` is a resumed run's history so far: its rows start the CSV,
+    and the other files are appended to instead of started afresh.
+    """
+
+    def __init__(self, folder: str, name: str, violation_weight: float,
+                 episode_fields: tuple, history: list | None = None):
+        from hybrid_mpc_ros.core.mpc import theta as th
+        os.makedirs(folder, exist_ok=True)
+        self.folder, self.name = folder, name
+        self.violation_weight = violation_weight
+        self.rows = list(history or [])
+        self.checkpoint = self.path('checkpoint.json')
+        self._fields = CSV_FIELDS + LIVE_FIELDS
+        mode = 'a' if history else 'w'
+        self._history = self._open('csv', 'w', self._fields, self.rows)
+        self._thetas = self._open('theta.csv', mode, ('iteration',) + tuple(th.names()))
+        self._episodes = self._open('episodes.csv', mode, tuple(episode_fields))
+
+    def path(self, suffix: str) -> str:
+        """Path of the run's file ``<name>.<suffix>``."""
+        return os.path.join(self.folder, f'{self.name}.{suffix}')
+
+    def _open(self, suffix: str, mode: str, fields: tuple, rows=()):
+        path = self.path(suffix)
+        fresh = mode == 'w' or not os.path.exists(path)
+        stream = open(path, mode, newline='')
+        writer = csv.DictWriter(stream, fieldnames=fields, extrasaction='ignore')
+        if fresh:
+            writer.writeheader()
+        writer.writerows(rows)
+        stream.flush()
+        return stream, writer
+
+    @staticmethod
+    def _write(target, row: dict) -> None:
+        stream, writer = target
+        writer.writerow(row)
+        stream.flush()
+
+    def episode(self, info: dict) -> None:
+        """Record one episode: ``info`` holds the episode fields."""
+        self._write(self._episodes, info)
+
+    def iteration(self, row: dict, theta: np.ndarray) -> None:
+        """Record one iteration: its history row and theta (94,) after it."""
+        from hybrid_mpc_ros.core.mpc import theta as th
+        self.rows.append(row)
+        self._write(self._history, row)
+        self._write(self._thetas, dict(zip(('iteration',) + tuple(th.names()),
+                                           [row['iteration']] + [float(v) for v in theta])))
+
+    def finish(self, summary: dict) -> list[str]:
+        """Close the files, draw the learning curve, write the summary; return new paths."""
+        self.close()
+        written = []
+        if self.rows:
+            curves = {self.name: {key: [row[field] for row in self.rows] for key, field in
+                                  (('costs', 'cost'), ('tracking', 'tracking'),
+                                   ('violation', 'violation'))}}
+            written.append(plot_learning_curves(curves, self.path('learning_curve.png'),
+                                                self.violation_weight))
+        path = self.path('summary.json')
+        with open(path, 'w') as stream:
+            json.dump(summary, stream, indent=1)
+        written.append(path)
+        return written
+
+    def close(self) -> None:
+        """Close the CSV files (idempotent)."""
+        for stream, _ in (self._history, self._thetas, self._episodes):
+            if not stream.closed:
+                stream.close()
