@@ -115,6 +115,43 @@ def _add_reproduce(commands) -> None:
     parser.set_defaults(handler=_run_reproduce)
 
 
+def _run_tune(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros.tools import tune
+    return tune.main(scenario=args.scenario, out=args.out, method=args.method,
+                     gamma=args.gamma, iterations=args.iterations, steps=args.steps,
+                     seed=args.seed, start_mode=args.start_mode, resume=args.resume)
+
+
+def _add_tune(commands) -> None:
+    parser = commands.add_parser(
+        'tune', help='the simulated tuning through ROS 2 nodes (the main job)',
+        description='Start the simulator (lockstep), the MPC controller and the tuner as '
+                    'three ROS 2 processes on a private domain, tune theta from the '
+                    "scenario's start with its method, print a line per iteration, write "
+                    'the CSVs, checkpoint, learning-curve figure and summary into --out, '
+                    'and print a JSON summary as the last line.')
+    parser.add_argument('--scenario', default=None, help=SCENARIO_HELP)
+    parser.add_argument('--out', default='results/tuning',
+                        help='output directory (default: %(default)s)')
+    parser.add_argument('--method', default=None,
+                        choices=('hybrid', 'model_based', 'zeroth_order'),
+                        help="tuning method (default: the scenario's)")
+    parser.add_argument('--gamma', type=_positive_float, default=None,
+                        help="hybrid mixing exponent (default: the scenario's)")
+    parser.add_argument('--iterations', type=_positive_int, default=None,
+                        help="iterations (default: the scenario's)")
+    parser.add_argument('--steps', type=_positive_int, default=None,
+                        help="closed-loop steps per episode, T (default: the scenario's)")
+    parser.add_argument('--seed', type=int, default=None,
+                        help="random seed (default: the scenario's)")
+    parser.add_argument('--start-mode', default='reset', choices=('reset', 'fly_to_start'),
+                        help='how episodes start: a simulator reset (exact, the default) or '
+                             'flying back to x0 as a vehicle would')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue from the checkpoint in --out if it holds this run')
+    parser.set_defaults(handler=_run_tune)
+
+
 def _add_demo(commands) -> None:
     parser = commands.add_parser(
         'demo', help='fly the quadcopter simulator with the LQR controller (ROS 2 nodes)',
@@ -176,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description='Hybrid model-based / zeroth-order tuning of an MPC, with ROS 2 nodes.')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    _add_tune(commands)
     _add_demo(commands)
     _add_identify(commands)
     _add_reproduce(commands)
