@@ -205,6 +205,31 @@ def _add_bench(commands) -> None:
                      help='nominal model kind: the identified affine model, or the '
                           'nonlinear physics model solved by SQP-RTI (default: affine)')
     mpc.set_defaults(handler=_run_bench_mpc)
+    _add_bench_ros(targets)
+
+
+def _run_bench_ros(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros.tools import bench_ros
+    return bench_ros.main(scenario=args.scenario, iterations=args.iterations,
+                          steps=args.steps, out=args.out)
+
+
+def _add_bench_ros(targets) -> None:
+    ros = targets.add_parser(
+        'ros', help='the same short tuning through ROS (lockstep) and offline',
+        description='Tune offline in this process, then through the three ROS 2 node '
+                    'processes in lockstep (as hybrid-mpc tune), with the same settings; '
+                    'report ros_wall_s, offline_wall_s, overhead_ratio, ros_iteration_s '
+                    '(one iteration: two episodes for the hybrid) and control_steps_per_s.')
+    ros.add_argument('--scenario', default=None, help=SCENARIO_HELP)
+    ros.add_argument('--iterations', type=_positive_int, default=10,
+                     help='iterations (default: %(default)s)')
+    ros.add_argument('--steps', type=_positive_int, default=200,
+                     help='closed-loop steps per episode, T (default: %(default)s, the '
+                          "paper's)")
+    ros.add_argument('--out', default=None,
+                     help="the ROS run's output directory (default: a new temporary one)")
+    ros.set_defaults(handler=_run_bench_ros)
 
 
 def build_parser() -> argparse.ArgumentParser:
