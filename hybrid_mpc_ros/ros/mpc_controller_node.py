@@ -259,8 +259,11 @@ class MPCControllerNode(Node):
 
     def _control_step(self, started: float) -> None:
         age = started - self._odom_received
-        result = self._controller.step(self._x, age)
+        result = self._controller.step(self._x, age, sensitivities=False)
+        # the command first: the vehicle (in lockstep, the simulator and the next odometry)
+        # goes on while the sensitivities, which only the tuner needs, are computed
         self._command_pub.publish(rotor_command(result.u))
+        result = self._controller.add_sensitivities(result)
         # sensitivities that could not be computed are NaN: "none", never a zero derivative
         du_dx, du_dtheta = (result.du_dx, result.du_dtheta) if result.sensitivities_ok else \
             (self._no_dx, self._no_dtheta)

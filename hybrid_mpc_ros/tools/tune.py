@@ -3,10 +3,12 @@
 Three nodes in three processes (:func:`hybrid_mpc_ros.tools.processes.start_node`) on a
 private ``ROS_DOMAIN_ID`` with discovery on loopback, exactly as
 ``launch/tuning_sim.launch.py`` starts them: the simulator in lockstep (the ``/clock``
-source), the MPC controller (``use_sim_time``, so it answers every odometry) and the
-tuner. Each reads the scenario file as its parameter file; the tuner also gets
-``config/hybrid_tuner.yaml`` and a file of this command's overrides (method, iterations,
-output directory, ...), written into ``<out>/logs`` with the nodes' logs. This process
+source; without ``use_sim_time``, which it does not need: a subscriber to its own
+``/clock`` would cost it a delivery and a callback per step), the MPC controller
+(``use_sim_time``, so it answers every odometry) and the tuner. Each reads the scenario
+file as its parameter file; the tuner also gets ``config/hybrid_tuner.yaml`` and a file
+of this command's overrides (method, iterations, output directory, ...), written into
+``<out>/logs`` with the nodes' logs. This process
 joins the domain with an observer node that prints one line per ``~/progress`` message.
 
 The tuner writes its files into ``--out`` (history CSV, theta after each iteration,
@@ -104,7 +106,7 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
     try:
         nodes['simulator'] = processes.start_node(
             'ros.simulator_node', params_file=scenario_path,
-            params={'clock_mode': 'lockstep', 'use_sim_time': True}, env=env,
+            params={'clock_mode': 'lockstep'}, env=env,
             log_path=os.path.join(log_dir, 'simulator.log'))
         nodes['controller'] = processes.start_node(
             'ros.mpc_controller_node', params_file=scenario_path,
