@@ -169,12 +169,15 @@ def node_command(module: str, params: dict | None = None, params_file=None,
                  remaps: dict | None = None, node_name: str | None = None) -> list[str]:
     """Build the argument list running ``hybrid_mpc_ros.<module>`` with these ROS arguments.
 
-    ``params_file`` is one parameter file or a list of them (later files override earlier
-    ones). Nested ``params`` groups are flattened to dotted names (``{'plant': {'mass':
-    1.0}}`` gives ``plant.mass``). Command-line ``-p`` values override the files' ``/**``
-    sections but not their node sections (rcl applies a node's own section last): to
-    override a value a file sets for the node, write it with :func:`write_params_file`
-    and pass that file last.
+    ``params_file`` is one parameter file or a list of them. Nested ``params`` groups are
+    flattened to dotted names (``{'plant': {'mass': 1.0}}`` gives ``plant.mass``) and
+    passed as ``-p``. How rclpy (Kilted) resolves them, checked here: values are grouped
+    by node-name entry (``/**``, ``/node``), the entries are applied in the order they
+    first appear and, within one entry, a later value wins. ``-p`` values join the
+    ``/**`` entry; so with a scenario file, whose ``/**`` section comes before its node
+    sections, a ``-p`` value does not override the node's section. To override such a
+    value, write it with :func:`write_params_file` (a section for the node) and pass that
+    file last, as ``launch_ros`` does with a dict of parameters for a named node.
     """
     module = module if module.startswith(PACKAGE + '.') else f'{PACKAGE}.{module}'
     command = [sys.executable, '-m', module, '--ros-args']

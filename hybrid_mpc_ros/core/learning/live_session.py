@@ -306,6 +306,14 @@ class LiveSession:
                                f'{self.tuner.state.iteration}..{self.tuner.config.iterations}, '
                                f'{self.tuner.config.episode_steps} steps per episode, start '
                                f'mode {self.settings.start_mode}')]
+        if self.settings.start_mode == 'fly_to_start' and \
+                self.tuner.config.method != 'model_based':
+            actions.append(Log('warn', 'fly_to_start: every episode starts somewhere within '
+                                       'the settle tolerance of x0, so the costs the '
+                                       'zeroth-order difference compares differ by about '
+                                       '|dC/dx0| x tolerance, far more than theta changes '
+                                       'them by delta (README: Starting episodes on a '
+                                       'vehicle); consider method model_based'))
         if self.hold_available:
             # release a hold a previous run may have left; a refusal means the controller
             # runs on its wall-clock timer (no hold there)
