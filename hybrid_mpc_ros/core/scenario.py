@@ -623,6 +623,14 @@ def _rules(file: ParameterFile, tuner: dict) -> TunerRules:
                       step.get('cap'), safety, eta['kind'], eta.get('beta'), eta.get('prior'))
 
 
+def _tuning_config(tuner: dict, alpha: Schedule) -> TuningConfig:
+    return TuningConfig(
+        method=tuner['method'], iterations=tuner['iterations'], gamma=tuner['gamma'],
+        delta=tuner['delta'], alpha=alpha, eta_first_k=tuner['eta']['first_k'],
+        episode_steps=tuner['episode_steps'], seed=tuner['seed'],
+        box_scale=tuner['theta_box']['scale'], box_abs_min=tuner['theta_box']['abs_min'])
+
+
 def _load_model(file: ParameterFile, shared: dict,
                 require: bool) -> tuple[str | None, AffineModel | None]:
     name = shared['nominal_model_file']
@@ -669,11 +677,7 @@ def load_scenario(path: str | os.PathLike, load_model: bool = True) -> Scenario:
                          f'must not exceed steps ({ident["steps"]}), got '
                          f'{ident["prediction_horizon"]}')
     mpc_config = _mpc_config(shared, values['mpc_controller'])
-    tuning = TuningConfig(
-        method=tuner['method'], iterations=tuner['iterations'], gamma=tuner['gamma'],
-        delta=tuner['delta'], alpha=alpha, eta_first_k=tuner['eta']['first_k'],
-        episode_steps=tuner['episode_steps'], seed=tuner['seed'],
-        box_scale=tuner['theta_box']['scale'], box_abs_min=tuner['theta_box']['abs_min'])
+    tuning = _tuning_config(tuner, alpha)
     model_path, model = _load_model(file, shared, load_model)
     paper = values.get('paper')
     return Scenario(
@@ -773,3 +777,86 @@ def controller_settings(values: Mapping[str, Any], source: str) -> ControllerSet
     return ControllerSettings(model, model_path, _mpc_config(shared, mpc),
                               _frozen(shared['x_ref']), _frozen(shared['u_ref']),
                               _frozen(weights['qc']), _frozen(weights['rc']))
+
+
+@dataclass(frozen=True, eq=False)
+class TunerSettings:
+    """What a tuner node builds its tuning run from (see :func:`tuner_settings`).
+
+    ``model`` the nominal model (its Jacobians give the model-based gradient),
+    ``tuning`` the run's :class:`TuningConfig`, ``period_s`` [s] the sampling time, ``x0``
+    (12,) the episodes' initial state, ``x_ref`` (12,) and ``u_ref`` (4,) the references,
+    ``qc`` (12,) and ``rc`` (4,) the upper-level weights' diagonals, ``terminal_weight_kind``
+    and ``pc`` (12,) (None with the DARE) the terminal weight, ``violation_weight`` the
+    penalty weight, ``x_lb`` and ``x_ub`` (12,) the state box X (infinite where unbounded);
+    ``model_path`` where the model was found.
+    """
+
+    model: AffineModel
+    model_path: str
+    tuning: TuningConfig
+    period_s: float
+    x0: np.ndarray
+    x_ref: np.ndarray
+    u_ref: np.ndarray
+    qc: np.ndarray
+    rc: np.ndarray
+    terminal_weight_kind: str
+    pc: np.ndarray | None
+    violation_weight: float
+    x_lb: np.ndarray
+    x_ub: np.ndarray
+
+    def initial_theta(self) -> np.ndarray:
+        """Return the paper's start (94,): Q = Qc, R = Rc, P = DARE of the model's (A, B)."""
+        return th.initial_theta(self.model.A, self.model.B, self.qc, self.rc)
+
+    def cost(self) -> ClosedLoopCost:
+        """Build the closed-loop cost C, as :meth:`Scenario.cost` does for a scenario file."""
+        terminal = (self.pc.copy() if self.terminal_weight_kind == 'diagonal' else
+                    th.dare_weight(self.model.A, self.model.B, self.qc, self.rc))
+        return ClosedLoopCost(self.x_ref.copy(), self.u_ref.copy(), self.qc.copy(),
+                              self.rc.copy(), terminal, self.x_lb.copy(), self.x_ub.copy(),
+                              self.violation_weight)
+
+    @property
+    def run_name(self) -> str:
+        """The run's name as ``hybrid-mpc reproduce`` names it (e.g. ``hybrid_g0.5``)."""
+        return run_name(self.tuning.method, self.tuning.gamma)
+
+
+def tuner_settings(values: Mapping[str, Any], source: str) -> TunerSettings:
+    """Check a tuner's scenario values like a scenario file's, and build its parts.
+
+    ``values`` maps the flattened names of :func:`node_defaults` for ``hybrid_tuner`` to
+    the values the node was given (plain Python or rclpy's arrays); ``source`` names where
+    they came from in error messages (e.g. the node's name). Raises :class:`ConfigError`
+    naming the key and the problem, with the same checks as :func:`load_scenario`. One
+    difference: a ROS parameter cannot be absent once declared, so ``cost.pc`` (declared
+    with the default scenario's value) is ignored when ``cost.terminal_weight`` is
+    ``dare``, where a scenario file must leave it out.
+    """
+    nested = _nested(values)
+    file = ParameterFile(source, 'node', _unknown_key_hint)
+    node = 'hybrid_tuner'
+    shared = file.read('/**', {key: nested[key] for key in _SHARED if key in nested}, _SHARED)
+    own = {key: value for key, value in nested.items() if key not in _SHARED}
+    if isinstance(own.get('cost'), dict) and own['cost'].get('terminal_weight') == 'dare':
+        own['cost'] = {key: value for key, value in own['cost'].items() if key != 'pc'}
+    tuner = file.read(node, own, _SCHEMA[node])
+    _check_box(file, shared)
+    alpha = _schedule(file, tuner)
+    cost = _cost(file, tuner)
+    model_path, model = _load_model(file, shared, True)
+    x_lb, x_ub = np.full(NX, -np.inf), np.full(NX, np.inf)
+    x_lb[list(SOFT_IDX)] = shared['constraints']['x_lb']
+    x_ub[list(SOFT_IDX)] = shared['constraints']['x_ub']
+    weights = shared['cost_weights']
+    return TunerSettings(
+        model=model, model_path=model_path, tuning=_tuning_config(tuner, alpha),
+        period_s=shared['period_s'], x0=_frozen(shared['initial_state']),
+        x_ref=_frozen(shared['x_ref']), u_ref=_frozen(shared['u_ref']),
+        qc=_frozen(weights['qc']), rc=_frozen(weights['rc']),
+        terminal_weight_kind=cost['terminal_weight'],
+        pc=_frozen(cost['pc']) if 'pc' in cost else None,
+        violation_weight=cost['violation_weight'], x_lb=_frozen(x_lb), x_ub=_frozen(x_ub))

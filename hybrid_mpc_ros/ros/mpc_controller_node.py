@@ -17,7 +17,10 @@ namespaced and remapped onto a vehicle's topics:
   rollout does; and ``~/hold`` (``std_srvs/SetBool``, ``odometry`` trigger only): while
   held, odometry is kept but not answered. The lockstep simulator then waits, so the
   tuner can reset it and this node between two steps without a command in flight; on
-  release the node answers the newest odometry at once.
+  release the node answers the newest odometry at once. The answer's text ends with the
+  stamp of the last odometry the node answered
+  (:func:`~hybrid_mpc_ros.core.learning.samples.hold_answer`), so a tuner knows which
+  odometry brings the token back.
 
 When a control step runs (parameter ``trigger``):
 
@@ -63,7 +66,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from hybrid_mpc_ros.core import paths, scenario
 from hybrid_mpc_ros.core.config import ConfigError, load_node_params
-from hybrid_mpc_ros.core.learning.samples import Stamp
+from hybrid_mpc_ros.core.learning.samples import hold_answer, Stamp
 from hybrid_mpc_ros.core.model.frames import euler_to_quaternion
 from hybrid_mpc_ros.core.model.quadcopter import NX
 from hybrid_mpc_ros.core.mpc import theta as th
@@ -273,8 +276,11 @@ class MPCControllerNode(Node):
 
     def _control_step(self, started: float) -> None:
         age = started - self._odom_received
-        result = self._controller.step(self._x, age)
+        result = self._controller.step(self._x, age, sensitivities=False)
+        # the command first: the vehicle (in lockstep, the simulator and the next odometry)
+        # goes on while the sensitivities, which only the tuner needs, are computed
         self._command_pub.publish(rotor_command(result.u))
+        result = self._controller.add_sensitivities(result)
         # sensitivities that could not be computed are NaN: "none", never a zero derivative
         du_dx, du_dtheta = (result.du_dx, result.du_dtheta) if result.sensitivities_ok else \
             (self._no_dx, self._no_dtheta)
@@ -322,8 +328,9 @@ class MPCControllerNode(Node):
             return response
         self._held = bool(request.data)
         response.success = True
-        response.message = 'holding: odometry is kept, not answered' if self._held else \
-            'released'
+        answered = self._last_stepped_stamp_ns
+        response.message = hold_answer(
+            self._held, Stamp.from_nanoseconds(answered) if answered >= 0 else None)
         if not self._held:
             self._answer_new_odometry(time.monotonic())
         return response

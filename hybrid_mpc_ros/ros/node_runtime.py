@@ -25,7 +25,12 @@ report a bug:
   job and staying up would hide it: it stops with exit status 1 (so ``ros2 launch``'s
   ``respawn`` or a supervisor can act).
 
-SIGINT and SIGTERM stop the node cleanly with exit status 0.
+SIGINT and SIGTERM stop the node cleanly with exit status 0. Nodes spin in rclpy's
+``EventsExecutor`` (see :func:`make_executor`).
+
+A node whose job ends (the tuner after its last iteration, or after giving up) sets its
+attribute ``exit_status`` (0 or 1); ``run_node`` then stops it and returns that status.
+Nodes that run until stopped need no such attribute.
 """
 
 from __future__ import annotations
@@ -41,9 +46,9 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from hybrid_mpc_ros.core.config import ConfigError
 
+EXECUTOR_VARIABLE = 'HYBRID_MPC_EXECUTOR'
 MAX_CALLBACK_ERRORS = 10
 CALLBACK_ERROR_WINDOW_S = 10.0
-EXECUTOR_ENV = 'HYBRID_MPC_EXECUTOR'
 
 
 def descriptor(description: str, read_only: bool = False, float_range=None,
@@ -99,7 +104,8 @@ def run_node(make_node, name: str, args: list[str] | None = None,
 
     0 after a clean stop, 1 after an invalid configuration, an internal error while
     starting, or more than ``max_callback_errors`` errors escaping callbacks within
-    ``callback_error_window_s`` seconds (see the module docstring). Call it from the main
+    ``callback_error_window_s`` seconds (see the module docstring), or the node's own
+    ``exit_status`` once it sets one (its job is done). Call it from the main
     thread: rclpy's own signal handlers would shut the context down from another thread
     while a callback may still be publishing, which under load ends in ``RCLError:
     publisher's context is invalid`` tracebacks. Here a signal only sets a flag, the
@@ -107,7 +113,7 @@ def run_node(make_node, name: str, args: list[str] | None = None,
     destroyed before rclpy shuts down.
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.impl.implementation_singleton import rclpy_implementation
     from rclpy.signals import SignalHandlerOptions
 
@@ -137,10 +143,14 @@ def run_node(make_node, name: str, args: list[str] | None = None,
             print(f'{name}: internal error while starting (a bug, please report it):\n'
                   f'{traceback.format_exc()}', file=sys.stderr)
             return 1
-        executor = make_executor()
+        executor = make_executor(SingleThreadedExecutor)
         executor.add_node(node)
         errors = _CallbackErrors(max_callback_errors, callback_error_window_s)
         while not stop_requested and rclpy.ok():
+            finished = getattr(node, 'exit_status', None)
+            if finished is not None:
+                status = int(finished)
+                break
             try:
                 executor.spin_once(timeout_sec=0.1)
             except (KeyboardInterrupt, ExternalShutdownException):
@@ -166,19 +176,25 @@ def run_node(make_node, name: str, args: list[str] | None = None,
     return status
 
 
-def make_executor():
-    """Return the executor nodes spin in: rclpy's EventsExecutor, or ``single`` by env.
+def make_executor(fallback):
+    """Return the executor nodes spin in: rclpy's EventsExecutor, else ``fallback()``.
 
-    Measured with ``hybrid-mpc bench controller``: rclpy's SingleThreadedExecutor rebuilds
-    its wait set in Python for every callback, which costs more than the MPC's solve on
-    this machine; the events executor dispatches from C++. ``single`` keeps the classic
-    executor for comparison.
+    rclpy's default ``SingleThreadedExecutor`` rebuilds a wait set in Python for every
+    callback; in the lockstep loop (a simulator, a controller and a tuner exchanging a
+    message each per step, three processes on two cores) that cost about a third of the
+    nodes' CPU time. The ``EventsExecutor`` (``rclpy.experimental``, C++) dispatches from
+    middleware events instead and passes every node test. ``HYBRID_MPC_EXECUTOR=single``
+    selects the default executor (to compare, or should the experimental one misbehave);
+    an rclpy without the EventsExecutor gets it too.
     """
-    from rclpy.executors import SingleThreadedExecutor
-    if os.environ.get(EXECUTOR_ENV, 'events') == 'single':
-        return SingleThreadedExecutor()
-    from rclpy.experimental import EventsExecutor
-    return EventsExecutor()
+    if os.environ.get(EXECUTOR_VARIABLE, 'events') != 'single':
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:
+            pass
+        else:
+            return EventsExecutor()
+    return fallback()
 
 
 def _log_error(node, message: str) -> None:

@@ -172,6 +172,43 @@ def _add_reproduce(commands) -> None:
     parser.set_defaults(handler=_run_reproduce)
 
 
+def _run_tune(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros.tools import tune
+    return tune.main(scenario=args.scenario, out=args.out, method=args.method,
+                     gamma=args.gamma, iterations=args.iterations, steps=args.steps,
+                     seed=args.seed, start_mode=args.start_mode, resume=args.resume)
+
+
+def _add_tune(commands) -> None:
+    parser = commands.add_parser(
+        'tune', help='the simulated tuning through ROS 2 nodes (the main job)',
+        description='Start the simulator (lockstep), the MPC controller and the tuner as '
+                    'three ROS 2 processes on a private domain, tune theta from the '
+                    "scenario's start with its method, print a line per iteration, write "
+                    'the CSVs, checkpoint, learning-curve figure and summary into --out, '
+                    'and print a JSON summary as the last line.')
+    parser.add_argument('--scenario', default=None, help=SCENARIO_HELP)
+    parser.add_argument('--out', default='results/tuning',
+                        help='output directory (default: %(default)s)')
+    parser.add_argument('--method', default=None,
+                        choices=('hybrid', 'model_based', 'zeroth_order'),
+                        help="tuning method (default: the scenario's)")
+    parser.add_argument('--gamma', type=_positive_float, default=None,
+                        help="hybrid mixing exponent (default: the scenario's)")
+    parser.add_argument('--iterations', type=_positive_int, default=None,
+                        help="iterations (default: the scenario's)")
+    parser.add_argument('--steps', type=_positive_int, default=None,
+                        help="closed-loop steps per episode, T (default: the scenario's)")
+    parser.add_argument('--seed', type=int, default=None,
+                        help="random seed (default: the scenario's)")
+    parser.add_argument('--start-mode', default='reset', choices=('reset', 'fly_to_start'),
+                        help='how episodes start: a simulator reset (exact, the default) or '
+                             'flying back to x0 as a vehicle would')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue from the checkpoint in --out if it holds this run')
+    parser.set_defaults(handler=_run_tune)
+
+
 def _add_demo(commands) -> None:
     parser = commands.add_parser(
         'demo', help='fly the quadcopter simulator with the MPC controller (ROS 2 nodes)',
@@ -285,6 +322,31 @@ def _add_bench(commands) -> None:
                         help='CI-sized check of the machinery: two scenarios, one seed, '
                              '3 iterations of 20-step episodes')
     robust.set_defaults(handler=_run_bench_robustness)
+    _add_bench_ros(targets)
+
+
+def _run_bench_ros(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros.tools import bench_ros
+    return bench_ros.main(scenario=args.scenario, iterations=args.iterations,
+                          steps=args.steps, out=args.out)
+
+
+def _add_bench_ros(targets) -> None:
+    ros = targets.add_parser(
+        'ros', help='the same short tuning through ROS (lockstep) and offline',
+        description='Tune offline in this process, then through the three ROS 2 node '
+                    'processes in lockstep (as hybrid-mpc tune), with the same settings; '
+                    'report ros_wall_s, offline_wall_s, overhead_ratio, ros_iteration_s '
+                    '(one iteration: two episodes for the hybrid) and control_steps_per_s.')
+    ros.add_argument('--scenario', default=None, help=SCENARIO_HELP)
+    ros.add_argument('--iterations', type=_positive_int, default=10,
+                     help='iterations (default: %(default)s)')
+    ros.add_argument('--steps', type=_positive_int, default=200,
+                     help='closed-loop steps per episode, T (default: %(default)s, the '
+                          "paper's)")
+    ros.add_argument('--out', default=None,
+                     help="the ROS run's output directory (default: a new temporary one)")
+    ros.set_defaults(handler=_run_bench_ros)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description='Hybrid model-based / zeroth-order tuning of an MPC, with ROS 2 nodes.')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    _add_tune(commands)
     _add_demo(commands)
     _add_identify(commands)
     _add_reproduce(commands)
