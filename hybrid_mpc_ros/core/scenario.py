@@ -712,7 +712,13 @@ def node_defaults(node: str, path: str | os.PathLike | None = None) -> dict[str,
     load_scenario(path, load_model=False)
     file = ParameterFile(path, 'scenario', _unknown_key_hint)
     sections = file.sections(load_yaml(path), tuple(_SCHEMA), _OPTIONAL_SECTIONS)
-    return flatten(dict(sections['/**'], **sections[node]))
+    values = flatten(dict(sections['/**'], **sections[node]))
+    if node == 'hybrid_tuner' and 'cost.pc' not in values:
+        # a node declares what the default scenario has; a scenario with a diagonal
+        # terminal weight gives cost.pc, so it must be declared too. NaN: a file that
+        # should give it and does not is refused by tuner_settings ("finite"), not run
+        values['cost.pc'] = [math.nan] * NX
+    return values
 
 
 def _nested(values: Mapping[str, Any]) -> dict:
