@@ -18,7 +18,7 @@ setup: $(STAMP)
 ## The main job: the simulated tuning through ROS 2 (simulator, MPC controller and tuner as
 ## three processes, lockstep), 60 hybrid iterations of the default scenario (~2 min on 2 cores).
 run: setup
-	$(VENV)/bin/hybrid-mpc tune --iterations 60 --out results/tuning
+	$(VENV)/bin/hybrid-mpc tune --scenario arxiv_v1 --iterations 60 --out results/tuning
 
 ## The paper's experiment offline: every method of the default scenario (~3-4 min on 2 cores).
 reproduce: setup
