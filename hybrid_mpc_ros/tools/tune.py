@@ -203,11 +203,13 @@ def main(scenario: str | None = None, out: str = 'results/tuning', method: str |
         signal.signal(signal.SIGTERM, previous)
     summary = run.summary
     initial, final, best = summary['initial_cost'], summary['final_cost'], summary['best_cost']
+    per_iteration = summary['iteration_wall_s']
     print(f'done: {summary["iterations"]} iterations, cost {initial:.2f} -> {final:.2f} '
           f'(best {best:.2f}, {100 * (final - initial) / initial:+.1f} %), '
-          f'{summary["episodes"]} episodes, {summary["reruns"]} reruns, '
-          f'{summary["rollbacks"]} rollbacks; {summary["tuning_wall_s"]:.1f} s of tuning '
-          f'({summary["iteration_wall_s"]:.2f} s per iteration), {run.wall_s:.1f} s in all')
+          f'{summary["episodes"]} episodes flown now, {summary["reruns"]} reruns, '
+          f'{summary["rollbacks"]} rollbacks; {summary["tuning_wall_s"]:.1f} s of tuning'
+          + (f' ({per_iteration:.2f} s per iteration)' if per_iteration is not None else '')
+          + f', {run.wall_s:.1f} s in all')
     for kind, file in summary['files'].items():
         if os.path.exists(file):
             print(f'wrote {file}')
