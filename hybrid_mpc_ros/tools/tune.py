@@ -216,6 +216,7 @@ def main(scenario: str | None = None, out: str = 'results/tuning', method: str |
     result = {key: value for key, value in summary.items() if key not in ('theta', 'files')}
     result.update({'command': 'tune', 'scenario': path, 'output_dir': os.path.abspath(out),
                    'wall_s': round(run.wall_s, 3), 'domain_id': run.domain_id,
+                   'first_iteration_done_s': run.first_progress_s,
                    'cost_change_pct': 100 * (final - initial) / initial})
     print(json.dumps(result), flush=True)
     return 0
