@@ -51,7 +51,7 @@ class World:
     """Simulator, controller and bus; :meth:`run` drives a session until it is done."""
 
     def __init__(self, scenario, mode: str = 'lockstep', tamper=None,
-                 controller_phase: float = 0.3):
+                 controller_phase: float = 0.3, jitter_s: float = 0.0, seed: int = 0):
         self.scenario = scenario
         self.mode = mode
         self.tamper = tamper
@@ -81,6 +81,9 @@ class World:
         self.session = None
         self.actions: list = []
         self._controller_phase = controller_phase
+        # realtime timers fire a little early or late, as wall timers do
+        self._jitter_s = jitter_s
+        self._rng = np.random.default_rng(seed)
         self._publish_odometry()
         if mode == 'realtime':
             self._schedule(self.period_ns / NANOS_PER_SECOND, 'simulator', 'timer')
@@ -88,6 +91,10 @@ class World:
                            'controller', 'timer')
         else:
             self._schedule(REPUBLISH_S, 'simulator', 'republish')
+
+    def _timer_period(self) -> float:
+        return self.period_ns / NANOS_PER_SECOND + self._rng.uniform(-1.0, 1.0) * \
+            self._jitter_s
 
     # -- the bus ---------------------------------------------------------------------------
     def _schedule(self, delay: float, target: str, kind: str, *payload) -> None:
@@ -116,7 +123,7 @@ class World:
                 self._step()
         elif event.kind == 'timer':
             self._step()
-            self._schedule(self.period_ns / NANOS_PER_SECOND, 'simulator', 'timer')
+            self._schedule(self._timer_period(), 'simulator', 'timer')
         elif event.kind == 'republish':
             if self.now - self.last_command_time >= REPUBLISH_S:
                 self.last_command_time = self.now
@@ -147,7 +154,7 @@ class World:
         elif kind == 'timer':
             if self.odom is not None:
                 self._control_step()
-            self._schedule(self.period_ns / NANOS_PER_SECOND, 'controller', 'timer')
+            self._schedule(self._timer_period(), 'controller', 'timer')
         elif kind == 'set':
             call, values = event.payload
             reason = th.validate_parameters({k: v for k, v in values.items() if k != 'x_ref'})

@@ -52,6 +52,11 @@ def test_parser_and_ros_args_stripping():
     assert args.scenario == 'l4dc2026' and args.iterations is None and args.runs == ['x']
     args = build_parser().parse_args(['bench', 'sim', '--steps', '10'])
     assert args.target == 'sim' and args.steps == 10
+    args = build_parser().parse_args(['tune', '--iterations', '3', '--method', 'model_based'])
+    assert args.iterations == 3 and args.method == 'model_based' and args.steps is None
+    assert args.start_mode == 'reset' and not args.resume and args.out == 'results/tuning'
+    args = build_parser().parse_args(['bench', 'ros'])
+    assert args.target == 'ros' and args.iterations == 10 and args.steps == 200
     assert strip_ros_args(['demo', '--ros-args', '-r', '__node:=x', '--', '--realtime']) == [
         'demo', '--realtime']
     assert strip_ros_args(['demo', '--ros-args', '-p', 'a:=1']) == ['demo']
@@ -106,7 +111,8 @@ def test_a_bad_scenario_file_is_one_line_naming_file_and_key(tmp_path):
     text = open(scenario().path).read().replace('horizon: 12', 'horizn: 12')
     bad.write_text(text)
     commands = (('reproduce', '--iterations', '1'),
-                ('identify', '--out', str(tmp_path / 'm.npz')))
+                ('identify', '--out', str(tmp_path / 'm.npz')),
+                ('tune', '--out', str(tmp_path / 'tuning')))
     for command in commands:
         result = run_cli(*command, '--scenario', str(bad))
         assert result.returncode == 2, result.stderr
@@ -153,3 +159,27 @@ def test_bench_paper_timings_reports_ours_beside_the_papers():
                                'machine': scenario('l4dc2026').paper.timing_machine}
     assert report['machine']['logical_cpus'] >= 1 and report['machine']['cpu_model']
     assert '| qp_solve_ms |' in result.stdout
+
+
+def test_tune_runs_the_tuning_through_ros_and_resumes(tmp_path):
+    out = tmp_path / 'tuning'
+    result = run_cli('tune', '--scenario', 'arxiv_v1', '--iterations', '2', '--steps', '20',
+                     '--out', str(out), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert sum(line.startswith('iteration ') for line in lines) == 2, result.stdout
+    summary = last_json(result.stdout)
+    assert summary['command'] == 'tune' and summary['status'] == 'finished'
+    assert summary['iterations'] == 2 and summary['episodes'] == 4
+    assert summary['reruns'] == 0
+    for suffix in ('csv', 'theta.csv', 'episodes.csv', 'checkpoint.json',
+                   'learning_curve.png', 'summary.json'):
+        assert (out / f'hybrid_g0.5.{suffix}').is_file(), suffix
+    assert (out / 'logs' / 'tuner.log').is_file()
+    # the same run again with --resume: the checkpoint says it is done, no episode flies
+    result = run_cli('tune', '--scenario', 'arxiv_v1', '--iterations', '2', '--steps', '20',
+                     '--out', str(out), '--resume', timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    again = last_json(result.stdout)
+    assert again['iterations'] == 2 and again['episodes'] == 0
+    assert again['final_cost'] == summary['final_cost']

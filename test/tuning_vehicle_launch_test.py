@@ -54,7 +54,7 @@ class TestTheTuningRuns(unittest.TestCase):
     """While the launch runs."""
 
     def test_the_tuner_finishes(self, proc_output):
-        """Two episodes flown from a settled start (wall time: about 10 s each)."""
+        """Two episodes flown from a settled start (real time: about 20 s each)."""
         proc_output.assertWaitFor('tuning finished', timeout=240)
 
 

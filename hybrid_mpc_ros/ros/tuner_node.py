@@ -47,7 +47,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, Paramet
 from rcl_interfaces.srv import SetParametersAtomically
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
@@ -66,7 +66,11 @@ RUNTIME_FILE = 'hybrid_tuner.yaml'
 # deep enough that no step of an episode is lost while this node falls behind a lockstep
 # loop running at ~1 kHz (the x[T] odometry is needed too)
 STREAM_QOS = QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE)
-PROGRESS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+# transient local: a subscriber that discovers the tuner late (a plotter started later,
+# hybrid-mpc tune's observer racing DDS discovery) still gets the last 100 iterations;
+# volatile subscribers (PlotJuggler's default) are compatible with it
+PROGRESS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TICK_S = 0.05
 FIRST_LOOK_S, LONGEST_LOOK_S = 0.1, 2.0
 LOG_THROTTLE_S = 1.0

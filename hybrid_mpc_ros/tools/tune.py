@@ -76,7 +76,7 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
     """
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from rclpy.signals import SignalHandlerOptions
     from rclpy.executors import SingleThreadedExecutor
     from hybrid_mpc_ros.ros.context import local_context
@@ -97,7 +97,8 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
     received: list[dict] = []
     observer.create_subscription(DiagnosticArray, f'/{TUNER}/progress',
                                  lambda msg: received.append(parse_progress(msg)),
-                                 QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+                                 QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                            durability=DurabilityPolicy.TRANSIENT_LOCAL))
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(observer)
     nodes: dict[str, processes.NodeProcess] = {}
@@ -203,17 +204,20 @@ def main(scenario: str | None = None, out: str = 'results/tuning', method: str |
         signal.signal(signal.SIGTERM, previous)
     summary = run.summary
     initial, final, best = summary['initial_cost'], summary['final_cost'], summary['best_cost']
+    per_iteration = summary['iteration_wall_s']
     print(f'done: {summary["iterations"]} iterations, cost {initial:.2f} -> {final:.2f} '
           f'(best {best:.2f}, {100 * (final - initial) / initial:+.1f} %), '
-          f'{summary["episodes"]} episodes, {summary["reruns"]} reruns, '
-          f'{summary["rollbacks"]} rollbacks; {summary["tuning_wall_s"]:.1f} s of tuning '
-          f'({summary["iteration_wall_s"]:.2f} s per iteration), {run.wall_s:.1f} s in all')
+          f'{summary["episodes"]} episodes flown now, {summary["reruns"]} reruns, '
+          f'{summary["rollbacks"]} rollbacks; {summary["tuning_wall_s"]:.1f} s of tuning'
+          + (f' ({per_iteration:.2f} s per iteration)' if per_iteration is not None else '')
+          + f', {run.wall_s:.1f} s in all')
     for kind, file in summary['files'].items():
         if os.path.exists(file):
             print(f'wrote {file}')
     result = {key: value for key, value in summary.items() if key not in ('theta', 'files')}
     result.update({'command': 'tune', 'scenario': path, 'output_dir': os.path.abspath(out),
                    'wall_s': round(run.wall_s, 3), 'domain_id': run.domain_id,
+                   'first_iteration_done_s': run.first_progress_s,
                    'cost_change_pct': 100 * (final - initial) / initial})
     print(json.dumps(result), flush=True)
     return 0

@@ -277,7 +277,7 @@ class LiveSession:
         self._reset_after_ns: int | None = None
         self._reset_ns: int | None = None
         self._reset_done = False
-        self._final_ns: int | None = None
+        self._last_step_ns: int | None = None     # odometry stamp of the episode's last step
         self._final_hold_done = True
         self._settled_since: int | None = None
         self._start_info: dict = {}
@@ -449,7 +449,7 @@ class LiveSession:
         self._builder = None
         self._reset_ns = None
         self._reset_done = False
-        self._final_ns = None
+        self._last_step_ns = None
         self._start_info = {}
         if self.settings.start_mode == 'fly_to_start':
             self.phase = 'go_to_start'
@@ -639,7 +639,7 @@ class LiveSession:
         if not self._builder.complete:
             return []
         self.phase = 'final'
-        self._final_ns = sample.odom_stamp.nanoseconds + self.period_ns
+        self._last_step_ns = sample.odom_stamp.nanoseconds
         self._wait('the odometry after the episode\'s last step')
         actions = []
         self._final_hold_done = True
@@ -671,14 +671,24 @@ class LiveSession:
                             'start_position_error_m': position, 'start_speed_m_s': speed}
         return True
 
+    def _final_odometry(self) -> int | None:
+        """Stamp of x[T]: the first odometry after the last step's, None while none came.
+
+        In lockstep it is the last step's stamp + one period exactly; with wall-clock
+        stamps (a vehicle) about that, and the builder checks it within its tolerance.
+        """
+        later = [stamp for stamp in self._odometry if stamp > self._last_step_ns]
+        return min(later) if later else None
+
     def _check_final(self) -> list:
-        if self._final_ns not in self._odometry or not self._final_hold_done:
+        final_ns = self._final_odometry()
+        if final_ns is None or not self._final_hold_done:
             return []
         self._deadline = None
         self._pending.clear()            # answers this episode no longer needs
         try:
-            record = self._builder.finish(self._odometry[self._final_ns],
-                                          Stamp.from_nanoseconds(self._final_ns))
+            record = self._builder.finish(self._odometry[final_ns],
+                                          Stamp.from_nanoseconds(final_ns))
         except EpisodeRejected as exc:
             raise _Retry(exc.kind, str(exc)) from None
         request = self._request
