@@ -138,6 +138,7 @@ def test_bench_controller_reports_latency_rate_and_jitter():
     assert result.returncode == 0, result.stdout + result.stderr
     report = last_json(result.stdout)
     assert 0 < report['latency_ms_p50'] <= report['latency_ms_p99']
+    assert report['latency_ms_p50'] <= report['step_ms_p50'] <= report['step_ms_p99']
     assert report['lockstep_steps_per_s'] > 0 and report['lockstep_steps'] >= 300
     assert 0 <= report['jitter_ms_p50'] <= report['jitter_ms_p99']
     assert report['in_process']['solve_ms_p50'] <= report['in_process']['step_ms_p50']

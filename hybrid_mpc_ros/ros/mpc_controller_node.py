@@ -121,7 +121,8 @@ class MPCControllerNode(Node):
         self._held = False
         self._rejected_odometry = 0
         self._last_rejection = ''
-        self._latency_s = deque(maxlen=TIMING_WINDOW)
+        self._latency_s = deque(maxlen=TIMING_WINDOW)       # odometry -> command published
+        self._step_s = deque(maxlen=TIMING_WINDOW)          # odometry -> sensitivities out
         self._solve_ms = deque(maxlen=TIMING_WINDOW)
         self._world_frame = 'odom'
         self._diagnostics_snapshot = (0, 0, 0, 0)
@@ -280,6 +281,7 @@ class MPCControllerNode(Node):
         # the command first: the vehicle (in lockstep, the simulator and the next odometry)
         # goes on while the sensitivities, which only the tuner needs, are computed
         self._command_pub.publish(rotor_command(result.u))
+        self._latency_s.append(time.monotonic() - started)
         result = self._controller.add_sensitivities(result)
         # sensitivities that could not be computed are NaN: "none", never a zero derivative
         du_dx, du_dtheta = (result.du_dx, result.du_dtheta) if result.sensitivities_ok else \
@@ -288,7 +290,7 @@ class MPCControllerNode(Node):
             Stamp.from_nanoseconds(self.get_clock().now().nanoseconds),
             Stamp.from_nanoseconds(self._odom_stamp_ns), self._revision, result.status,
             result.solve_ms, self._x, result.u, du_dx, du_dtheta))
-        self._latency_s.append(time.monotonic() - started)
+        self._step_s.append(time.monotonic() - started)
         self._solve_ms.append(result.solve_ms)
         if result.reason:
             log = self.get_logger().error if result.mode == 'failsafe' else \
@@ -378,6 +380,7 @@ class MPCControllerNode(Node):
         jitter = np.abs(np.asarray(self._tick_periods) - self._timer_period_s)
         for name, samples, scale in (('solve_ms', self._solve_ms, 1.0),
                                      ('latency_ms', self._latency_s, 1e3),
+                                     ('step_ms', self._step_s, 1e3),
                                      ('timer_jitter_ms', jitter, 1e3)):
             if len(samples):
                 p50, p99 = np.percentile(np.asarray(samples) * scale, (50, 99))

@@ -224,8 +224,10 @@ def main_controller(scenario: str | None = None, steps: int = 3000, warmup_steps
     """Run ``hybrid-mpc bench controller``: progress on stderr, a JSON object last.
 
     ``latency_ms_p50``/``p99``: the node's own time from entering its odometry callback to
-    having published the command and the sensitivity message, over its last 1000 lockstep
-    steps; ``lockstep_steps_per_s``: simulator + MPC node, counted from odometry stamps as
+    having published the command, over its last 1000 lockstep steps; ``step_ms_p50``/``p99``:
+    the same to having published the sensitivity message too (the node publishes the command
+    first: the vehicle, or the simulator, goes on while it computes the sensitivities);
+    ``lockstep_steps_per_s``: simulator + MPC node, counted from odometry stamps as
     ``bench sim`` does; ``jitter_ms_p50``/``p99``: the node's wall-timer period error at
     ``rate_hz``.
     """
@@ -248,6 +250,8 @@ def main_controller(scenario: str | None = None, steps: int = 3000, warmup_steps
         'horizon': setup.mpc_config.horizon,
         'latency_ms_p50': float(diag['latency_ms_p50']),
         'latency_ms_p99': float(diag['latency_ms_p99']),
+        'step_ms_p50': float(diag['step_ms_p50']),
+        'step_ms_p99': float(diag['step_ms_p99']),
         'solve_ms_p50': float(diag['solve_ms_p50']),
         'solve_ms_p99': float(diag['solve_ms_p99']),
         'lockstep_steps_per_s': round(lockstep['steps_per_s'], 1),
