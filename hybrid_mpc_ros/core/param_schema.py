@@ -125,8 +125,12 @@ def text(choices: tuple[str, ...] | None = None):
     return check
 
 
-def _distinct_list(item, what: str):
-    """Check a non-empty list of distinct entries, each checked by ``item``; a tuple."""
+def _list_of(item, what: str, distinct: bool):
+    """Check a non-empty list, each entry checked by ``item``; return a tuple.
+
+    ``what`` names the entries in the error (``'strings'``); with ``distinct`` the entries
+    must differ from each other.
+    """
     def check(value):
         if not isinstance(value, list) or not value:
             raise type_problem(f'a non-empty list of {what}', value)
@@ -136,7 +140,7 @@ def _distinct_list(item, what: str):
                 out.append(item(entry))
             except Problem as exc:
                 raise Problem(f'entry {index}: {exc}') from None
-        if len(set(out)) != len(out):
+        if distinct and len(set(out)) != len(out):
             raise Problem(f'entries must be distinct, got {out}')
         return tuple(out)
     return check
@@ -144,48 +148,22 @@ def _distinct_list(item, what: str):
 
 def texts(choices: tuple[str, ...]):
     """Check a non-empty list of distinct strings from ``choices``."""
-    return _distinct_list(text(choices), 'strings')
+    return _list_of(text(choices), 'strings', distinct=True)
 
 
 def distinct_floats(minimum: float):
     """Check a non-empty list of distinct doubles above ``minimum``; return a tuple."""
-    return _distinct_list(floating(minimum, strict=True), 'floating-point numbers')
+    return _list_of(floating(minimum, strict=True), 'floating-point numbers', distinct=True)
 
 
 def float_list(minimum: float | None = None):
     """Check a non-empty list of finite doubles (any length); return a tuple."""
-    item = floating(minimum)
-
-    def check(value):
-        if not isinstance(value, list) or not value:
-            raise type_problem('a non-empty list of floating-point numbers', value)
-        out = []
-        for index, entry in enumerate(value):
-            try:
-                out.append(item(entry))
-            except Problem as exc:
-                raise Problem(f'entry {index}: {exc}') from None
-        return tuple(out)
-    return check
+    return _list_of(floating(minimum), 'floating-point numbers', distinct=False)
 
 
 def distinct_integers(minimum: int | None = None):
     """Check a non-empty list of distinct integers, optionally ``>= minimum``; a tuple."""
-    item = integer(minimum)
-
-    def check(value):
-        if not isinstance(value, list) or not value:
-            raise type_problem('a non-empty list of integers', value)
-        out = []
-        for index, entry in enumerate(value):
-            try:
-                out.append(item(entry))
-            except Problem as exc:
-                raise Problem(f'entry {index}: {exc}') from None
-        if len(set(out)) != len(out):
-            raise Problem(f'entries must be distinct, got {out}')
-        return tuple(out)
-    return check
+    return _list_of(integer(minimum), 'integers', distinct=True)
 
 
 @dataclass(frozen=True)
