@@ -70,25 +70,18 @@ def test_curve_measures():
     assert claims.instability([10.0, 8.0, 9.0, 7.0, 7.5]) == pytest.approx(12.5)  # 1 on 8
 
 
-def test_the_optimum_module_is_pending_in_this_checkout():
-    # when core/learning/optimum.py is merged this test is to be replaced by one of it
-    assert optimum_hook.find_optimum_reference() is None
-    assert 'pending' in optimum_hook.PENDING
-
-
-def test_reproduce_reports_both_gaps_when_an_optimum_reference_exists(tmp_path):
-    import fake_optimum
+def test_reproduce_runs_the_optimum_reference_on_the_runs_episode_length(tmp_path):
+    """The real reference (L-BFGS-B on the exact gradient), capped at 2 iterations, T = 12."""
     out = str(tmp_path / 'with_optimum')
     code = reproduce.main(scenario_path('l4dc2026'), out, iterations=2, steps=12,
-                          runs=['hybrid_g0.5', 'exact_model'],
-                          optimum=fake_optimum.optimum_reference)
+                          runs=['hybrid_g0.5', 'exact_model'])
     assert code == 0
     summary = json.load(open(os.path.join(out, 'summary.json')))
-    published = load_scenario(scenario_path('l4dc2026'))
-    start_cost = summary['initial_cost']
-    # the stand-in "optimum" is theta0 on the scenario's own episode length (200 steps),
-    # not the shortened one: it is what its module computed, reported as it is
-    assert summary['optimum_cost'] > start_cost and summary['optimum_iterations'] == 0
+    stored = json.load(open(os.path.join(out, 'optimum.json')))
+    assert summary['optimum_cost'] == stored['cost'] < summary['initial_cost']
+    assert stored['initial_cost'] == pytest.approx(summary['initial_cost'], rel=1e-9)
+    assert summary['optimum_iterations'] == 2 and stored['episode_steps'] == 12
+    assert summary['optimum_status'] == 'iteration cap 2'
     best = summary['final_cost']['hybrid_g0.5']
     assert summary['hybrid_gap_vs_optimum_pct'] == pytest.approx(
         100 * (best / summary['optimum_cost'] - 1))
@@ -97,7 +90,26 @@ def test_reproduce_reports_both_gaps_when_an_optimum_reference_exists(tmp_path):
     table = open(os.path.join(out, 'results.md')).read()
     assert 'optimum reference' in table and 'same steps' in table
     saved = np.load(os.path.join(out, 'optimum.final.npz'))
-    assert saved['x'].shape == (published.tuning.episode_steps + 1, 12)
+    assert saved['x'].shape == (13, 12) and saved['u'].shape == (12, 4)
+    # the stored trajectory is the closed loop at the stored theta, with the stored cost
+    published = load_scenario(scenario_path('l4dc2026'))
+    assert published.cost().parts(saved['x'], saved['u'])[0] + stored['violation'] == \
+        pytest.approx(stored['cost'], rel=1e-9)
+    np.testing.assert_array_equal(saved['theta'], stored['theta'])
+
+
+def test_the_optimum_reference_resumes_only_the_same_experiment(tmp_path, capsys):
+    path = scenario_path('l4dc2026')
+    out = str(tmp_path)
+    first = optimum_hook.run_optimum(path, out, steps=8, iterations=1)
+    assert first['iterations'] == 1 and first['episode_steps'] == 8
+    assert 'iteration' in capsys.readouterr().err
+    again = optimum_hook.run_optimum(path, out, steps=8, iterations=1)
+    assert again == first                                  # read back, not run again
+    assert 'iteration' not in capsys.readouterr().err
+    longer = optimum_hook.run_optimum(path, out, steps=9, iterations=1)
+    assert longer['episode_steps'] == 9 and longer['signature'] != first['signature']
+    assert 'another experiment' in capsys.readouterr().err
 
 
 def test_study_combinations_change_one_factor_each(tmp_path):

@@ -104,9 +104,11 @@ def test_reproduce_command_writes_everything(tmp_path):
     expected_gap = 100 * (summary['final_cost']['hybrid_g0.5'] /
                           summary['final_cost']['exact_model'] - 1)
     assert summary['hybrid_gap_vs_same_steps_pct'] == pytest.approx(expected_gap)
-    # the optimum reference is not in this checkout yet: said, not invented
-    assert summary['optimum_cost'] is None and summary['hybrid_gap_vs_optimum_pct'] is None
-    assert summary['optimum_status'].startswith('pending')
+    # the optimum reference ran too, capped by --iterations, on the runs' 15 steps
+    assert summary['optimum_iterations'] == 2 and summary['optimum_status'] == 'iteration cap 2'
+    assert summary['hybrid_gap_vs_optimum_pct'] == pytest.approx(
+        100 * (summary['final_cost']['hybrid_g0.5'] / summary['optimum_cost'] - 1))
+    assert np.load(out / 'optimum.final.npz')['x'].shape == (16, 12)
     assert summary['scenario'].endswith('l4dc2026.yaml')        # the default scenario
     assert json.load(open(out / 'summary.json'))['final_cost'] == summary['final_cost']
     for name in ('learning_curves.png', 'trajectories.png', 'results.md',

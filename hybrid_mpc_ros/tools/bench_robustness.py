@@ -49,16 +49,14 @@ import numpy as np
 
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import ConfigError
-from hybrid_mpc_ros.core.learning.optimum import exact_gradient, optimise
+from hybrid_mpc_ros.core.learning.optimum import optimum_reference
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
-from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.scenario import load_scenario, SCENARIO_DIR
 
 FAMILY = 'robustness'                   # config/scenarios/robustness/*.yaml
 METHODS = ('hybrid', 'zeroth_order', 'model_based', 'optimum')
 DETERMINISTIC = ('model_based', 'optimum')
 QUICK_SCENARIOS = ('issue_vehicle', 'low_drag')
-OPTIMUM_WINDOW, OPTIMUM_TOLERANCE = 20, 1e-4
 
 
 @dataclass(frozen=True)
@@ -156,12 +154,8 @@ def run_job(job: Job, settings: Settings) -> dict:
                        box.u_min, box.u_max)
     theta0 = policy.theta.copy()
     if job.method == 'optimum':
-        rules = scenario.rules
-        floor = rules.floor if rules.floor is not None else 1.0
-        result = optimise(exact_gradient(watched, cost, plant.jacobians), theta0,
-                          th.default_box(theta0, config.box_scale, config.box_abs_min),
-                          np.maximum(np.abs(theta0), floor), OPTIMUM_WINDOW,
-                          OPTIMUM_TOLERANCE, settings.optimum_iterations)
+        result = optimum_reference(scenario, steps, settings.optimum_iterations,
+                                   episodes=watched)
         initial, final, rollbacks = result.initial_cost, result.cost, 0
         detail = {'iterations': result.iterations, 'reason': result.reason,
                   'restarts': result.restarts}

@@ -106,7 +106,7 @@ def _add_identify(commands) -> None:
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
-    optimum = None if args.no_optimum else 'auto'
+    optimum = not args.no_optimum
     if args.study and args.ablation:
         raise SystemExit(f'{PROG} reproduce: error: --study and --ablation are separate runs')
     if (args.study or args.ablation) and (args.seed is not None or args.runs):
@@ -160,7 +160,7 @@ def _add_reproduce(commands) -> None:
     parser.add_argument('--workers', type=_positive_int, default=None,
                         help='parallel processes (default: number of cores)')
     parser.add_argument('--no-optimum', action='store_true',
-                        help='skip the optimum reference even when its module is present')
+                        help='skip the optimum reference (L-BFGS-B on the exact gradient)')
     parser.add_argument('--study', action='store_true',
                         help='run the study of the unstated choices (tools/study.py)')
     parser.add_argument('--combinations', nargs='+', default=None, metavar='NAME',

@@ -1,81 +1,104 @@
-"""The one place where ``reproduce`` reaches the optimum reference, when it exists.
+"""The one place where ``reproduce`` (and ``--study``) runs the optimum reference.
 
-The optimum reference (issue 10) is the exact closed-loop gradient from the plant's
-Jacobians with a line-search method inside Theta, run until its relative improvement over
-20 iterations is below 1e-4. It is being written in
-``hybrid_mpc_ros.core.learning.optimum`` (function ``optimum_reference``) on another
-branch. Until that module is merged, :func:`find_optimum_reference` returns None and
-``reproduce`` reports the gap against the same-steps exact-model run only, saying the
-optimum is pending; nothing here computes an optimum of its own.
+The reference itself is :func:`hybrid_mpc_ros.core.learning.optimum.optimum_reference`:
+the exact closed-loop gradient from the plant's Jacobians, L-BFGS-B inside Theta, until
+its relative improvement over 20 iterations is below 1e-4. Here it becomes one job of
+the experiment's process pool: it honours the run's episode length (``--steps``) and,
+when ``--iterations`` is given, caps its own iterations at that number too (short checks
+stay short; the full experiment uses the reference's own cap,
+:data:`~hybrid_mpc_ros.core.learning.optimum.MAX_ITERATIONS`).
 
-The contract this hook assumes of it (adapt :func:`run_optimum` here, and only here, if
-the merged module differs)::
-
-    optimum_reference(scenario: Scenario, out_dir: str) -> result
-
-with ``result`` a mapping or an object holding ``cost`` (float, C at the optimum theta),
-``iterations`` (int) and ``theta`` (94,), and optionally ``x`` (T+1, 12) and ``u`` (T, 4),
-the closed loop at that theta. ``out_dir`` is where it may keep a checkpoint to resume.
+L-BFGS-B cannot continue from the middle of a run, so the reference resumes only as a
+whole: it writes ``optimum.json`` (its summary and a signature: the scenario file's
+bytes, the episode length, the cap and the stopping rule) and ``optimum.final.npz``
+(theta, x, u) into the experiment's folder, and a later call with the same signature
+reads them instead of running again.
 """
 
 from __future__ import annotations
 
-import importlib
+import hashlib
+import json
 import os
-from typing import Callable
+import sys
+import tempfile
+import time
 
 import numpy as np
 
-from hybrid_mpc_ros.core.learning.episode import rollout
+from hybrid_mpc_ros.core.learning import optimum
 from hybrid_mpc_ros.core.scenario import load_scenario
 
-OPTIMUM_MODULE = 'hybrid_mpc_ros.core.learning.optimum'
-PENDING = (f'pending: {OPTIMUM_MODULE} has no optimum_reference(scenario, out_dir) entry '
-           'point yet')
+SUMMARY_FILE, FINAL_FILE = 'optimum.json', 'optimum.final.npz'
 
 
-def find_optimum_reference() -> Callable | None:
-    """Return ``optimum.optimum_reference`` if that module exists, else None.
+def signature(scenario_path: str, steps: int, max_iterations: int) -> str:
+    """SHA-256 of what the reference's result depends on (see the module docstring)."""
+    with open(scenario_path, 'rb') as stream:
+        text = stream.read()
+    record = json.dumps([steps, max_iterations, optimum.WINDOW, optimum.TOLERANCE])
+    return hashlib.sha256(text + record.encode()).hexdigest()
 
-    Only the module's own absence means "not there yet"; an import error inside it (a
-    missing dependency, a bug) propagates.
-    """
-    try:
-        module = importlib.import_module(OPTIMUM_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != OPTIMUM_MODULE:
-            raise
+
+def _stored(out: str, expected: str) -> dict | None:
+    path = os.path.join(out, SUMMARY_FILE)
+    if not (os.path.exists(path) and os.path.exists(os.path.join(out, FINAL_FILE))):
         return None
-    # the merged module has the optimiser (optimise, exact_gradient: the robustness bench
-    # uses them) but not yet this entry point, which must also honour a run's episode
-    # length: until it exists the reference stays pending here
-    return getattr(module, 'optimum_reference', None)
+    try:
+        with open(path) as stream:
+            saved = json.load(stream)
+    except (OSError, ValueError) as exc:
+        print(f'{path}: not readable ({exc}); running the optimum reference again',
+              file=sys.stderr, flush=True)
+        return None
+    if saved.get('signature') != expected:
+        print(f'{path}: another experiment (scenario, episode length or cap differ); '
+              'running the optimum reference again', file=sys.stderr, flush=True)
+        return None
+    return saved
 
 
-def _field(result, name: str):
-    if isinstance(result, dict):
-        return result.get(name)
-    return getattr(result, name, None)
+def run_optimum(scenario_path: str, out: str, steps: int | None = None,
+                iterations: int | None = None, label: str = 'optimum') -> dict:
+    """Run (or reuse) the scenario's optimum reference into ``out``; return its summary.
 
-
-def run_optimum(function: Callable, scenario_path: str, out: str) -> dict:
-    """Run ``function`` (an ``optimum_reference``) on the scenario; return its summary.
-
-    Returns ``{'name': 'optimum', 'cost', 'iterations', 'theta'}`` and writes
-    ``optimum.final.npz`` (theta, x, u) into ``out`` like every other run, flying the
-    closed loop at its theta when the result carries no trajectory.
+    ``steps`` overrides the episode length, ``iterations`` caps L-BFGS-B's iterations
+    (default :data:`~hybrid_mpc_ros.core.learning.optimum.MAX_ITERATIONS`). The summary:
+    ``name`` ('optimum'), ``cost`` (its ``tracking`` part and its ``violation``, the
+    weighted penalty), ``initial_cost``, ``iterations``, ``evaluations``
+    (episodes flown), ``restarts``, ``reason`` (why it stopped), ``costs`` (best after
+    each iteration), ``episode_steps``, ``wall_s``, ``theta`` and ``signature``.
     """
     scenario = load_scenario(scenario_path)
-    folder = os.path.join(out, 'optimum')
-    os.makedirs(folder, exist_ok=True)
-    result = function(scenario, folder)
-    theta = np.asarray(_field(result, 'theta'), dtype=float)
-    x, u = _field(result, 'x'), _field(result, 'u')
-    if x is None or u is None:
-        policy = scenario.policy(theta=theta)
-        record = rollout(scenario.plant().step, policy, scenario.x0,
-                         scenario.tuning.episode_steps, False)
-        x, u = record.x, record.u
-    np.savez(os.path.join(out, 'optimum.final.npz'), theta=theta, x=x, u=u)
-    return {'name': 'optimum', 'cost': float(_field(result, 'cost')),
-            'iterations': int(_field(result, 'iterations')), 'theta': theta.tolist()}
+    steps = steps or scenario.tuning.episode_steps
+    cap = iterations or optimum.MAX_ITERATIONS
+    expected = signature(scenario_path, steps, cap)
+    saved = _stored(out, expected)
+    if saved is not None:
+        return saved
+    start = time.perf_counter()
+
+    def progress(k: int, best: float) -> None:
+        if k == 1 or k % 10 == 0:
+            print(f'[{label:13s}] iteration {k:4d} (cap {cap})  best cost {best:10.2f}  '
+                  f'{time.perf_counter() - start:6.1f} s', file=sys.stderr, flush=True)
+
+    result = optimum.optimum_reference(scenario, steps, cap, progress)
+    wall_s = time.perf_counter() - start
+    np.savez(os.path.join(out, FINAL_FILE), theta=result.theta, x=result.x, u=result.u)
+    tracking, violation = scenario.cost().parts(result.x, result.u)
+    summary = {'name': 'optimum', 'cost': result.cost, 'initial_cost': result.initial_cost,
+               'tracking': float(tracking), 'violation': float(violation),
+               'iterations': result.iterations, 'evaluations': result.evaluations,
+               'restarts': result.restarts, 'reason': result.reason, 'costs': result.costs,
+               'episode_steps': steps, 'max_iterations': cap, 'wall_s': wall_s,
+               'theta': result.theta.tolist(), 'signature': expected}
+    # written last and atomically: its presence means the npz beside it is complete
+    fd, tmp = tempfile.mkstemp(dir=out, suffix='.tmp')
+    with os.fdopen(fd, 'w') as stream:
+        json.dump(summary, stream)
+    os.replace(tmp, os.path.join(out, SUMMARY_FILE))
+    print(f'[{label:13s}] {result.reason}: cost {result.cost:.2f} after {result.iterations} '
+          f'iterations ({result.evaluations} episodes, {wall_s:.0f} s)', file=sys.stderr,
+          flush=True)
+    return summary

@@ -9,12 +9,14 @@ paper's initialisation (Q = Qc, R = Rc, P from the DARE of the nominal model).
 Independent runs go to separate processes so both cores work; every run resumes from its
 checkpoint.
 
-The optimum reference (line search on the exact gradient until it stalls) comes from
-:mod:`~hybrid_mpc_ros.tools.optimum_hook` when its module exists; until then it is
-reported as pending and the gap "hybrid vs exact" is against the same-steps run only.
+The optimum reference (L-BFGS-B on the exact gradient inside Theta until it stalls,
+:mod:`~hybrid_mpc_ros.tools.optimum_hook`) is one more job of the same pool, on the runs'
+episode length; the gap "hybrid vs exact" is reported against it and against the
+same-steps exact-model run, labelled.
 
 Writes into ``--out``: per run ``<run>.csv``, ``<run>.checkpoint.json`` and
-``<run>.final.npz`` (final theta and its closed loop); ``learning_curves.png`` (the
+``<run>.final.npz`` (final theta and its closed loop); ``optimum.json`` and
+``optimum.final.npz`` (the reference); ``learning_curves.png`` (the
 paper's Figure 2) and ``trajectories.png`` (its Figure 3, see
 :mod:`~hybrid_mpc_ros.tools.reproduce_figures`); ``results.md`` (a table and the paper's
 claims judged by :mod:`~hybrid_mpc_ros.tools.claims`) and ``summary.json``; and prints
@@ -44,7 +46,7 @@ from hybrid_mpc_ros.core.learning.tuning import (load_checkpoint, simulated_epis
                                                  TuningConfig)
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
 from hybrid_mpc_ros.tools import claims, reproduce_figures as figures
-from hybrid_mpc_ros.tools.optimum_hook import find_optimum_reference, PENDING, run_optimum
+from hybrid_mpc_ros.tools.optimum_hook import run_optimum
 
 CSV_FIELDS = ('iteration', 'cost', 'tracking', 'violation', 'grad_model_norm', 'grad_zo_norm',
               'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s', 'rollback',
@@ -183,24 +185,31 @@ def run_jobs(jobs: list[Job], workers: int | None = None) -> dict:
                 print(f'[{label}] done: final cost {result["final_cost"]:.2f} '
                       f'({result["wall_s"]:.0f} s); {len(results)}/{len(jobs)} jobs',
                       file=sys.stderr, flush=True)
+            elif 'cost' in result:
+                print(f'[{label}] done: cost {result["cost"]:.2f} ({result["wall_s"]:.0f} s); '
+                      f'{len(results)}/{len(jobs)} jobs', file=sys.stderr, flush=True)
             else:
                 print(f'[{label}] done; {len(results)}/{len(jobs)} jobs', file=sys.stderr,
                       flush=True)
     return results
 
 
-def experiment_jobs(scenario_path: str, out: str, names: list[str], optimum=None,
+def experiment_jobs(scenario_path: str, out: str, names: list[str], optimum: bool = True,
                     prefix: str = '', **overrides) -> list[Job]:
-    """Jobs of one experiment: each run ``name`` into ``out``, plus the optimum if given.
+    """Jobs of one experiment: each run ``name`` into ``out``, plus the optimum reference.
 
-    Keys are ``(out, name)`` and ``(out, 'optimum')``; ``overrides`` go to :func:`run_one`;
-    ``prefix`` starts the runs' progress labels (the study: the combination).
+    Keys are ``(out, name)`` and ``(out, 'optimum')``; ``overrides`` go to :func:`run_one`
+    (``steps`` and ``iterations`` also to the reference: its episode length and its cap);
+    ``prefix`` starts the progress labels (the study: the combination). The reference
+    goes first: it is one long job, so the pool starts it while the runs share the rest.
     """
     jobs = [Job((out, name), run_one, (scenario_path, name, out), dict(overrides, label=label))
             for name in names
             for label in [f'{prefix}{name}' if prefix else None]]
-    if optimum is not None:
-        jobs.append(Job((out, 'optimum'), run_optimum, (optimum, scenario_path, out)))
+    if optimum:
+        jobs.insert(0, Job((out, 'optimum'), run_optimum, (scenario_path, out), {
+            'steps': overrides.get('steps'), 'iterations': overrides.get('iterations'),
+            'label': f'{prefix}optimum'}))
     return jobs
 
 
@@ -239,7 +248,8 @@ def summarise(results: dict, scenario: Scenario, out: str, optimum: dict | None,
         'best_hybrid': best_hybrid,
         'optimum_cost': optimum_cost,
         'optimum_iterations': optimum['iterations'] if optimum else None,
-        'optimum_status': 'done' if optimum else PENDING,
+        'optimum_evaluations': optimum['evaluations'] if optimum else None,
+        'optimum_status': optimum['reason'] if optimum else 'not run (--no-optimum)',
         'same_steps_reference_cost': same_steps,
         'hybrid_gap_vs_optimum_pct': gap(optimum_cost),
         'hybrid_gap_vs_same_steps_pct': gap(same_steps),
@@ -253,8 +263,11 @@ def summarise(results: dict, scenario: Scenario, out: str, optimum: dict | None,
     }
 
 
-def table(results: dict, summary: dict, scenario: Scenario) -> str:
-    """Markdown: one row per run, the gaps "hybrid vs exact" and the claims judged."""
+def table(results: dict, summary: dict, scenario: Scenario, optimum: dict | None = None) -> str:
+    """Markdown: one row per run and the optimum reference, the gaps and the claims judged.
+
+    ``optimum`` is the reference's summary (:func:`~.optimum_hook.run_optimum`), if run.
+    """
     lines = ['| run | initial cost | final cost | best cost | final violation | '
              'iterations to 90 % | run time [s] |', '|---|---:|---:|---:|---:|---:|---:|']
     for name, res in results.items():
@@ -262,9 +275,12 @@ def table(results: dict, summary: dict, scenario: Scenario) -> str:
         lines.append(f'| {name} | {res["initial_cost"]:.2f} | {res["final_cost"]:.2f} | '
                      f'{res["best_cost"]:.2f} | {res["final_violation"]:.2f} | '
                      f'{k90 if k90 else "-"} | {res["wall_s"]:.0f} |')
-    if summary['optimum_cost'] is not None:
-        lines.append(f'| optimum reference | | {summary["optimum_cost"]:.2f} | | | '
-                     f'{summary["optimum_iterations"]} iterations | |')
+    if optimum is not None:
+        lines.append(f'| optimum reference (L-BFGS-B, exact gradient) | '
+                     f'{optimum["initial_cost"]:.2f} | {optimum["cost"]:.2f} | '
+                     f'{optimum["cost"]:.2f} | {optimum["violation"]:.2f} | '
+                     f'{optimum["iterations"]} L-BFGS-B iterations, {optimum["evaluations"]} '
+                     f'episodes | {optimum["wall_s"]:.0f} |')
     lines.append('')
     best = summary['best_hybrid']
     if best is not None:
@@ -290,10 +306,13 @@ def table(results: dict, summary: dict, scenario: Scenario) -> str:
     return '\n'.join(lines)
 
 
-def initial_trajectory(scenario: Scenario) -> np.ndarray:
-    """Return the closed loop (T+1, 12) from the start theta0: Figure 3's context line."""
+def initial_trajectory(scenario: Scenario, steps: int | None = None) -> np.ndarray:
+    """Return the closed loop (T+1, 12) from the start theta0: Figure 3's context line.
+
+    ``steps`` is T (default the scenario's episode length).
+    """
     record = rollout(scenario.plant().step, scenario.policy(), scenario.x0,
-                     scenario.tuning.episode_steps, False)
+                     steps or scenario.tuning.episode_steps, False)
     return record.x
 
 
@@ -305,14 +324,15 @@ def finish(scenario: Scenario, out: str, results: dict, optimum: dict | None,
     paths = [figures.learning_curves(results, os.path.join(out, 'learning_curves.png'),
                                      scenario.violation_weight, title,
                                      summary['optimum_cost'])]
-    lines = figures.figure3_runs(out, results, initial_trajectory(scenario), optimum)
+    start = initial_trajectory(scenario, summary['episode_steps'])
+    lines = figures.figure3_runs(out, results, start, optimum)
     if len(lines) > 1:
         paths.append(figures.trajectories(lines, os.path.join(out, 'trajectories.png'),
                                           scenario.period_s, scenario.x_ref,
                                           f'{title}: closed loop, first '
                                           f'{figures.FIGURE3_SECONDS:g} s'))
     summary['figures'] = paths
-    text = table(results, summary, scenario)
+    text = table(results, summary, scenario, optimum)
     with open(os.path.join(out, 'results.md'), 'w') as stream:
         stream.write(text + '\n')
     with open(os.path.join(out, 'summary.json'), 'w') as stream:
@@ -324,13 +344,12 @@ def finish(scenario: Scenario, out: str, results: dict, optimum: dict | None,
 def main(scenario: str | None = None, out: str = 'results/reproduce',
          iterations: int | None = None, steps: int | None = None, seed: int | None = None,
          runs: list[str] | None = None, workers: int | None = None,
-         optimum: Callable | None | str = 'auto') -> int:
+         optimum: bool = True) -> int:
     """Run the scenario's experiment; print progress, a table and the JSON summary last.
 
     ``scenario`` is a file or a shipped scenario's name (default: the default scenario);
     ``iterations``, ``steps`` and ``seed`` override its values; ``runs`` picks some of its
-    runs (default: all). ``optimum`` is the optimum reference function; ``'auto'`` finds
-    it (:func:`find_optimum_reference`), None skips it.
+    runs (default: all). ``optimum`` False skips the optimum reference.
     """
     path = resolve_scenario_path(scenario)
     setup = load_scenario(path)
@@ -339,15 +358,13 @@ def main(scenario: str | None = None, out: str = 'results/reproduce',
         setup.run(name)               # ConfigError naming the runs there are
     os.makedirs(out, exist_ok=True)
     setup.policy()  # generate/compile the solver once before the workers start
-    if optimum == 'auto':
-        optimum = find_optimum_reference()
     config = setup.tuning_config(iterations=iterations, episode_steps=steps, seed=seed)
     jobs = experiment_jobs(path, out, names, optimum, iterations=iterations, steps=steps,
                            seed=seed)
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     print(f'scenario {path}: {len(names)} tuning runs x {config.iterations} iterations '
           f'on {workers} processes; output in {out}; optimum reference: '
-          f'{"yes" if optimum else PENDING}', file=sys.stderr, flush=True)
+          f'{"one more job" if optimum else "skipped"}', file=sys.stderr, flush=True)
     start = time.perf_counter()
     done = run_jobs(jobs, workers)
     results = {name: done[(out, name)] for name in names}

@@ -18,6 +18,12 @@ the best cost improved by less than ``tolerance`` (relative) over the last ``win
 iterations, or after ``max_iterations`` iterations (L-BFGS-B's, each one or a few
 episodes). The result is a local optimum near theta0, which is what a tuner started at
 theta0 can reach; it is not a global one.
+
+:func:`optimum_reference` sets this up for a scenario: its plant, policy, closed-loop
+cost and x0, the Theta box the tuner uses, entry scales ``max(|theta0|, floor)`` (the
+scale-free step rule's floor, 1 without one), and an episode length that a run may
+shorten (``reproduce --steps``) so the reference always compares with the runs it sits
+beside.
 """
 
 from __future__ import annotations
@@ -31,7 +37,14 @@ import scipy.optimize
 
 from hybrid_mpc_ros.core.learning.gradients import Jacobians, model_based_gradient
 from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
+from hybrid_mpc_ros.core.learning.tuning import simulated_episodes
+from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.theta import ThetaBox
+
+#: the issue's stopping rule: relative improvement below 1e-4 over 20 iterations
+WINDOW, TOLERANCE = 20, 1e-4
+#: a safety cap only; the stopping rule ends the published scenario's reference first
+MAX_ITERATIONS = 500
 
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
@@ -71,6 +84,8 @@ class OptimumResult:
     reason: str
     costs: list = field(default_factory=list)
     evaluated: list = field(default_factory=list)
+    x: np.ndarray | None = None
+    u: np.ndarray | None = None
 
 
 class _Stop(Exception):
@@ -78,8 +93,8 @@ class _Stop(Exception):
 
 
 def optimise(objective: Objective, theta0: np.ndarray, box: ThetaBox,
-             entry_scale: np.ndarray | None = None, window: int = 20,
-             tolerance: float = 1e-4, max_iterations: int = 300,
+             entry_scale: np.ndarray | None = None, window: int = WINDOW,
+             tolerance: float = TOLERANCE, max_iterations: int = MAX_ITERATIONS,
              progress: Callable[[int, float], None] | None = None) -> OptimumResult:
     """Minimise ``objective`` over the box from theta0 (n,); see the module docstring.
 
@@ -147,3 +162,32 @@ def optimise(objective: Objective, theta0: np.ndarray, box: ThetaBox,
         restarts += 1                      # a line search failed at a kink: fresh memory
     return OptimumResult(best['theta'], best['cost'], initial_cost, len(costs),
                          len(evaluated), restarts, reason, costs, evaluated)
+
+
+def optimum_reference(scenario, steps: int | None = None,
+                      max_iterations: int = MAX_ITERATIONS,
+                      progress: Callable[[int, float], None] | None = None,
+                      episodes=None) -> OptimumResult:
+    """Run the optimum reference of ``scenario`` (a :class:`~.scenario.Scenario`).
+
+    From the scenario's theta0 (the tuner's start) inside the tuner's Theta box, with
+    episodes of ``steps`` (default the scenario's T) from its x0 on its plant, until the
+    stopping rule (:data:`WINDOW`, :data:`TOLERANCE`) or ``max_iterations``.
+    ``episodes(theta, sensitivities) -> EpisodeRecord`` replaces the simulated episode
+    runner (a wrapper that watches them); ``progress`` as in :func:`optimise`. The result
+    carries the closed loop at its theta (``x``, ``u``).
+    """
+    steps = steps or scenario.tuning.episode_steps
+    plant, cost = scenario.plant(), scenario.cost()
+    if episodes is None:
+        episodes = simulated_episodes(plant.step, scenario.policy(), scenario.x0, steps)
+    theta0 = scenario.initial_theta()                 # the policy's start, the tuner's too
+    config = scenario.tuning
+    floor = scenario.rules.floor if scenario.rules.floor is not None else 1.0
+    result = optimise(exact_gradient(episodes, cost, plant.jacobians), theta0,
+                      th.default_box(theta0, config.box_scale, config.box_abs_min),
+                      np.maximum(np.abs(theta0), floor), max_iterations=max_iterations,
+                      progress=progress)
+    final = episodes(result.theta, False)
+    result.x, result.u = final.x, final.u
+    return result
