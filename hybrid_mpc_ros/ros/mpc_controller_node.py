@@ -38,7 +38,10 @@ theta are the parameters ``theta.p_Q`` (12), ``theta.p_R`` (4) and ``theta.p_P``
 double arrays that may be set live (``ros2 param set``, ``set_parameters`` or
 ``set_parameters_atomically``). A set is checked whole (sizes, finiteness, magnitude) in
 the on-set callback and refused with a reason, or applied between two control steps; each
-accepted set increments the theta revision carried by every later sensitivity message.
+accepted set increments the theta revision carried by every later sensitivity message;
+the answer to an accepted set names the revision it makes
+(:func:`~hybrid_mpc_ros.core.learning.samples.revision_answer`), so a tuner knows which
+samples are its episode's and notices a restarted controller (revisions start at 0).
 ``x_ref`` (12) may change live too and also increments the revision (the revision names
 the policy: theta and reference; a tuner flying a vehicle back to its start uses it to
 know where an episode begins). Structural parameters (horizon, model file, bounds,
@@ -66,7 +69,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from hybrid_mpc_ros.core import paths, scenario
 from hybrid_mpc_ros.core.config import ConfigError, load_node_params
-from hybrid_mpc_ros.core.learning.samples import hold_answer, Stamp
+from hybrid_mpc_ros.core.learning.samples import hold_answer, revision_answer, Stamp
 from hybrid_mpc_ros.core.model.frames import euler_to_quaternion
 from hybrid_mpc_ros.core.model.quadcopter import NX
 from hybrid_mpc_ros.core.mpc import theta as th
@@ -218,7 +221,14 @@ class MPCControllerNode(Node):
             limit = self._controller.policy.config.horizon - 1
             if updates['max_plan_steps'] > limit:
                 reason = f'max_plan_steps must not exceed horizon - 1 = {limit}'
-        return SetParametersResult(successful=not reason, reason=reason)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+        # an accepted set of theta or x_ref makes the next revision: say which, so a tuner
+        # knows the revision its episode's samples carry (and sees a restarted controller)
+        makes_revision = bool(theta_updates) or 'x_ref' in updates
+        return SetParametersResult(
+            successful=True, reason=revision_answer(self._revision + 1) if makes_revision
+            else '')
 
     def _apply_parameters(self, params) -> None:
         """Apply an accepted set between two control steps (one executor, one thread)."""

@@ -177,3 +177,25 @@ def answered_stamp(text: str) -> Stamp | None:
     if not dot or not sec.lstrip('-').isdigit() or not nanosec.isdigit():
         return None
     return Stamp(int(sec), int(nanosec))
+
+
+REVISION_TAG = 'theta revision: '
+
+
+def revision_answer(revision: int) -> str:
+    """Return the reason text of an accepted theta/x_ref set: the revision it makes.
+
+    The controller answers a successful ``set_parameters(_atomically)`` with it, so a
+    tuner knows the exact revision of the samples its episode must carry, and notices a
+    restarted controller (its revisions start again from 0).
+    """
+    return f'applied; {REVISION_TAG}{int(revision)}'
+
+
+def answered_revision(text: str) -> int | None:
+    """Return the revision in a :func:`revision_answer` text (None: the text has none)."""
+    _, tag, value = text.rpartition(REVISION_TAG)
+    value = value.strip()
+    if not tag or not value.isdigit():
+        return None
+    return int(value)
