@@ -374,6 +374,8 @@ class TunerNode(Node):
             'final_violation': rows[-1]['violation'] if rows else None,
             'episodes': session.episodes, 'episode_steps': self._settings.tuning.episode_steps,
             'reruns': session.retries, 'rejections': dict(session.rejections),
+            'stale_odometry': session.stale_odometry, 'bad_odometry': self._bad_odometry,
+            'bad_samples': self._bad_samples,
             'rollbacks': session.tuner.state.guard_rollbacks,
             'tuning_wall_s': wall,
             'iteration_wall_s': (sum(row['wall_s'] for row in live) / len(live)

@@ -70,8 +70,8 @@ Reruns caused by a call (refused, unanswered, its service missing: the node repo
 with :meth:`~LiveSession.unavailable` instead of sending a request nobody receives, or a
 restarted controller) start after a backoff of :data:`BACKOFF_FIRST_S` doubling up to
 :data:`BACKOFF_MAX_S`, so a node being restarted has time to come back. The controller
-names the revision an accepted set makes
-(:func:`~hybrid_mpc_ros.core.learning.samples.revision_answer`): the episode then takes
+names its revision when it is reset right before an episode
+(:func:`~hybrid_mpc_ros.core.learning.samples.revision_note`): the episode then takes
 exactly the samples of that revision, whatever stale or duplicated messages arrive; a
 revision at or below one named before means the controller process was restarted (with
 its default theta and x_ref), and the episode is rerun with both pushed again.
@@ -271,6 +271,7 @@ class LiveSession:
         self._settle_ns = round(settings.settle_time_s * NANOS_PER_SECOND)
         self.phase = 'idle'
         self.retries = 0
+        self.stale_odometry = 0          # odometry ignored: older than the newest one
         self.rejections: Counter = Counter()
         self.episodes = 0
         self.hold_available = settings.start_mode == 'reset' and settings.hold == 'auto'
@@ -352,6 +353,11 @@ class LiveSession:
         """Take one odometry message: its stamp (:class:`Stamp`, ``(sec, nanosec)``), x (12,)."""
         stamp_ns = Stamp.of(stamp).nanoseconds
         x = np.asarray(x, dtype=float)
+        if self._last_odom_ns is not None and stamp_ns < self._last_odom_ns:
+            # stamps never go back (simulation time neither, even on a reset): an older
+            # one is a stale or bogus message, refused as the controller refuses it
+            self.stale_odometry += 1
+            return []
         self._odometry[stamp_ns] = x
         self._odometry.move_to_end(stamp_ns)
         while len(self._odometry) > ODOMETRY_KEPT:
@@ -524,8 +530,6 @@ class LiveSession:
             return self._on_finish_result(what, ok, message)
         if not ok:
             raise _Retry('refused', f'{CALLS[what]} refused: {message}')
-        if what in ('set_theta', 'go_to_start', 'set_theta_fly'):
-            self._check_revision(what, message)
         if what == 'set_theta':
             self._x_ref_sent = True          # the first successful set carried it
             if self.hold_available and not self._held:
@@ -540,6 +544,7 @@ class LiveSession:
             self._reset_done = True
             return self._check_reset_odometry()
         if what == 'controller_reset':
+            self._check_revision(message)
             if not self.hold_available:
                 return self._collect()
             # collect from now on: the controller answers x0 before it answers the call
@@ -562,15 +567,15 @@ class LiveSession:
             return []                    # already collecting: the new revision starts it
         raise RuntimeError(f'unexpected answer to {what!r} in phase {self.phase}')
 
-    def _check_revision(self, what: str, message: str) -> None:
-        """Read the revision an accepted set made; _Retry when the controller restarted.
+    def _check_revision(self, message: str) -> None:
+        """Read the revision the controller's reset answer names; _Retry if it restarted.
 
-        A controller that names the revision (``revision_answer``) lets the episode take
-        exactly the samples of that revision. A revision at or below one named before
-        means a new controller process (its revisions start again from 0) running its
-        default theta and x_ref: the episode is rerun with theta and x_ref pushed again.
-        Without a named revision the episode's is the first one above the last revision
-        seen in samples.
+        The controller is reset after theta was set, so a controller that names its
+        revision (``revision_note``) lets the episode take exactly the samples of that
+        revision. A revision at or below one named before means a new controller process
+        (its revisions start again from 0) running its default theta and x_ref: the
+        episode is rerun with theta and x_ref pushed again. Without a named revision the
+        episode's is the first one above the last revision seen in samples.
         """
         revision = answered_revision(message)
         if revision is None:
@@ -579,10 +584,9 @@ class LiveSession:
         if previous is not None and revision <= previous:
             self._x_ref_sent = False
             raise _Retry('controller_restart',
-                         f'the controller restarted ({CALLS[what]} made theta revision '
-                         f'{revision}, after {previous}): theta and x_ref are pushed again')
-        if what == 'set_theta':
-            self._episode_revision = revision
+                         f'the controller restarted (its theta revision is {revision}, '
+                         f'after {previous}): theta and x_ref are pushed again')
+        self._episode_revision = revision
 
     # -- reset mode ------------------------------------------------------------------
     def _note_answered(self, message: str) -> None:

@@ -182,18 +182,20 @@ def answered_stamp(text: str) -> Stamp | None:
 REVISION_TAG = 'theta revision: '
 
 
-def revision_answer(revision: int) -> str:
-    """Return the reason text of an accepted theta/x_ref set: the revision it makes.
+def revision_note(revision: int) -> str:
+    """Return the end of the controller's answer to ``~/reset``: its current theta revision.
 
-    The controller answers a successful ``set_parameters(_atomically)`` with it, so a
-    tuner knows the exact revision of the samples its episode must carry, and notices a
-    restarted controller (its revisions start again from 0).
+    A tuner resets the controller right before an episode, after setting theta, so the
+    answer names the exact revision the episode's samples must carry, and a revision at
+    or below one named before reveals a restarted controller (revisions start at 0).
+    (The answer to a parameter set cannot carry it: rclpy drops the reason of an
+    accepted set.)
     """
-    return f'applied; {REVISION_TAG}{int(revision)}'
+    return f'{REVISION_TAG}{int(revision)}'
 
 
 def answered_revision(text: str) -> int | None:
-    """Return the revision in a :func:`revision_answer` text (None: the text has none)."""
+    """Return the revision in a text ending with :func:`revision_note` (None: it has none)."""
     _, tag, value = text.rpartition(REVISION_TAG)
     value = value.strip()
     if not tag or not value.isdigit():
