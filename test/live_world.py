@@ -28,7 +28,7 @@ import numpy as np
 
 from hybrid_mpc_ros.core.learning import live_session as ls
 from hybrid_mpc_ros.core.learning.samples import (hold_answer, NANOS_PER_SECOND,
-                                                  SensitivitySample, Stamp)
+                                                  revision_note, SensitivitySample, Stamp)
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
 
@@ -183,7 +183,9 @@ class World:
             self._send('tuner', 'result', call, True, hold_answer(self.held, answered))
         elif kind == 'reset':
             self.controller.reset()
-            self._send('tuner', 'result', event.payload[0], True, 'reset')
+            # as the node: the answer names the current revision
+            self._send('tuner', 'result', event.payload[0], True,
+                       f'reset; {revision_note(self.revision)}')
 
     def _answer(self) -> None:
         if not self.held and self.odom is not None and self.odom[0] != self.answered_ns:

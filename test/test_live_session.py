@@ -7,6 +7,7 @@ still equal the offline run of the same configuration (reruns of a discarded epi
 exact), or fail with a clear reason.
 """
 
+from dataclasses import replace
 import math
 
 import numpy as np
@@ -144,6 +145,12 @@ def _later(event, seconds):
                        event.payload)
 
 
+def _stale(event):
+    sample = event.payload[0]
+    return type(event)(event.time, event.seq, event.target, event.kind,
+                       (replace(sample, revision=sample.revision - 1),))
+
+
 def _drop_call(kind, n):
     """Drop the n-th request of ``kind`` ('hold', 'set') to the controller: no answer."""
     seen = []
@@ -193,6 +200,8 @@ def _refuse_sets(count):
     ('a lost answer to a set', _drop_call('set', 2), 'timeout'),
     ('a lost final odometry', _drop_final_odometry, 'missing_step'),
     ('a refused set', _refuse_sets(1), 'refused'),
+    ('a sample of the previous revision',
+     _nth_while_collecting('sample', 8, lambda e: [_stale(e)]), 'wrong_revision'),
 ])
 def test_faults_rerun_the_episode_and_the_run_still_equals_offline(name, tamper, kind):
     world = World(scenario(), tamper=tamper)

@@ -38,7 +38,10 @@ theta are the parameters ``theta.p_Q`` (12), ``theta.p_R`` (4) and ``theta.p_P``
 double arrays that may be set live (``ros2 param set``, ``set_parameters`` or
 ``set_parameters_atomically``). A set is checked whole (sizes, finiteness, magnitude) in
 the on-set callback and refused with a reason, or applied between two control steps; each
-accepted set increments the theta revision carried by every later sensitivity message.
+accepted set increments the theta revision carried by every later sensitivity message;
+the answer to ``~/reset`` names the current revision
+(:func:`~hybrid_mpc_ros.core.learning.samples.revision_note`), so a tuner knows which
+samples are its episode's and notices a restarted controller (revisions start at 0).
 ``x_ref`` (12) may change live too and also increments the revision (the revision names
 the policy: theta and reference; a tuner flying a vehicle back to its start uses it to
 know where an episode begins). Structural parameters (horizon, model file, bounds,
@@ -49,7 +52,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-import math
 import sys
 import time
 
@@ -66,7 +68,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from hybrid_mpc_ros.core import paths, scenario
 from hybrid_mpc_ros.core.config import ConfigError, load_node_params
-from hybrid_mpc_ros.core.learning.samples import hold_answer, Stamp
+from hybrid_mpc_ros.core.learning.samples import hold_answer, revision_note, Stamp
 from hybrid_mpc_ros.core.model.frames import euler_to_quaternion
 from hybrid_mpc_ros.core.model.quadcopter import NX
 from hybrid_mpc_ros.core.mpc import theta as th
@@ -86,7 +88,6 @@ QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # running at ~1 kHz: keep a few seconds of messages (3.6 kB each) for late acknowledgments
 SENSITIVITY_QOS = QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE)
 LOG_THROTTLE_S = 1.0
-QUATERNION_NORM_TOL = 1e-3
 TIMING_WINDOW = 1000                 # control steps kept for the latency statistics
 
 
@@ -246,7 +247,7 @@ class MPCControllerNode(Node):
         received = time.monotonic()
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         try:
-            x = _odometry_state(msg)
+            x = odometry_to_state(msg)    # ValueError: NaN/Inf, not a unit quaternion
             if stamp_ns < self._odom_stamp_ns:
                 raise ValueError(f'stamp {stamp_ns * 1e-9:.9f} s is older than the last '
                                  f'accepted one ({self._odom_stamp_ns * 1e-9:.9f} s)')
@@ -318,8 +319,8 @@ class MPCControllerNode(Node):
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response):
         self._controller.reset()
         response.success = True
-        response.message = (f'solver warm start and plan cleared (theta revision '
-                            f'{self._revision})')
+        response.message = (f'solver warm start and plan cleared; '
+                            f'{revision_note(self._revision)}')
         return response
 
     def _on_hold(self, request: SetBool.Request, response: SetBool.Response):
@@ -389,16 +390,6 @@ class MPCControllerNode(Node):
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(array)
-
-
-def _odometry_state(msg: Odometry) -> np.ndarray:
-    """Model state (12,) of odometry; ValueError for NaN/Inf or a non-unit quaternion."""
-    quat = msg.pose.pose.orientation
-    norm = math.sqrt(quat.x ** 2 + quat.y ** 2 + quat.z ** 2 + quat.w ** 2)
-    if not abs(norm - 1.0) <= QUATERNION_NORM_TOL:          # also catches NaN
-        raise ValueError(f'orientation quaternion has norm {norm:.6g}, not 1 '
-                         f'(tolerance {QUATERNION_NORM_TOL:g})')
-    return odometry_to_state(msg)
 
 
 def _state_problem(name: str, value) -> str:

@@ -23,6 +23,8 @@ from hybrid_mpc_ros.core.model.quadcopter import NU
 
 ROTOR_COMMAND_LABEL = 'rotor_speed_rad_s'
 
+QUATERNION_NORM_TOL = 1e-3       # |norm - 1| accepted in an odometry's orientation
+
 
 def state_to_odometry(x, stamp: Time, frame_id: str, child_frame_id: str,
                       out: Odometry | None = None) -> Odometry:
@@ -48,7 +50,12 @@ def state_to_odometry(x, stamp: Time, frame_id: str, child_frame_id: str,
 
 
 def odometry_to_state(msg: Odometry) -> np.ndarray:
-    """Model state (12) from ``nav_msgs/Odometry``; ``ValueError`` on non-finite content."""
+    """Model state (12) from ``nav_msgs/Odometry``.
+
+    ``ValueError`` on non-finite content or an orientation quaternion whose norm is not 1
+    within :data:`QUATERNION_NORM_TOL` (a zero quaternion included): the controller and
+    the tuner refuse the same odometry.
+    """
     pose, twist = msg.pose.pose, msg.twist.twist
     values = (pose.position.x, pose.position.y, pose.position.z,
               pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w,
@@ -57,6 +64,10 @@ def odometry_to_state(msg: Odometry) -> np.ndarray:
     if not all(math.isfinite(value) for value in values):
         raise ValueError(f'odometry in frame {msg.header.frame_id!r} has non-finite '
                          f'pose or twist: {values}')
+    norm = math.sqrt(sum(value * value for value in values[3:7]))
+    if not abs(norm - 1.0) <= QUATERNION_NORM_TOL:
+        raise ValueError(f'orientation quaternion has norm {norm:.6g}, not 1 '
+                         f'(tolerance {QUATERNION_NORM_TOL:g})')
     return odometry_arrays_to_state(values[0:3], values[3:7], values[7:10], values[10:13])
 
 

@@ -120,8 +120,10 @@ class TunerNode(Node):
         session_settings = ls.SessionSettings(**{name: values[name] for name in _SESSION})
         self._recorder, state = self._open_run(settings, values['output_dir'],
                                                values['resume'])
+        # no checkpoint path: the node commits it after the iteration's rows are written
+        # (RunRecorder.commit), so a kill at any moment loses or repeats no row
         tuner = Tuner(settings.tuning, None, settings.model.jacobians, settings.cost(),
-                      settings.initial_theta(), self._recorder.checkpoint, state=state)
+                      settings.initial_theta(), None, state=state)
         self._session = ls.LiveSession(tuner, session_settings, settings.period_s,
                                        settings.x0, settings.x_ref)
         self._settings = settings
@@ -129,6 +131,7 @@ class TunerNode(Node):
         self._bad_samples = 0
         self._bad_odometry = 0
         self._retries_seen = 0
+        self._unavailable = []          # (call, service) not made: the service is missing
 
         controller = values['controller'].rstrip('/')
         self._set_client = self.create_client(SetParametersAtomically,
@@ -201,8 +204,12 @@ class TunerNode(Node):
                                   'overwrite it')
             self.get_logger().info(f'resuming from {checkpoint} at iteration '
                                    f'{state.iteration}')
-        recorder = RunRecorder(output_dir, name, settings.violation_weight,
-                               ls.EPISODE_FIELDS, state.history if state else None)
+        try:
+            recorder = RunRecorder(output_dir, name, settings.violation_weight,
+                                   ls.EPISODE_FIELDS, state.history if state else None)
+        except OSError as exc:
+            raise ConfigError(f'cannot write the run\'s files into output_dir '
+                              f'{output_dir!r}: {exc}') from None
         return recorder, state
 
     # -- events --------------------------------------------------------------------------
@@ -233,6 +240,9 @@ class TunerNode(Node):
         if self._session.phase == 'idle':
             self._look_for_services()
             return
+        unavailable, self._unavailable = self._unavailable, []
+        for call, service in unavailable:
+            self._perform(self._session.unavailable(call, service))
         self._perform(self._session.tick())
 
     def _look_for_services(self) -> None:
@@ -293,20 +303,44 @@ class TunerNode(Node):
                 else:
                     self.get_logger().info(action.text)
             elif isinstance(action, ls.EpisodeDone):
-                self._recorder.episode(action.info)
+                if not self._write(self._recorder.episode, action.info):
+                    return
             elif isinstance(action, ls.IterationDone):
-                self._iteration_done(action.row, action.theta)
+                if not self._write(self._iteration_files, action.row, action.theta):
+                    return
+                self._iteration_done(action.row)
             elif isinstance(action, ls.Finished):
                 self._finish(0, action.message)
             elif isinstance(action, ls.Failed):
                 self._fail(action.reason, logged=True)
 
     def _call(self, client, request, call: int) -> None:
+        if not client.service_is_ready():
+            # a request to a missing service is lost; tell the session at the next tick
+            # (not from inside this action list), which reruns the episode after a backoff
+            self._unavailable.append((call, client.srv_name))
+            return
         future = client.call_async(request)
         future.add_done_callback(partial(self._on_answer, call))
 
-    def _iteration_done(self, row: dict, theta) -> None:
+    def _write(self, write, *args) -> bool:
+        """Write the run's files; on OSError (read-only, full) stop with a clear error."""
+        try:
+            write(*args)
+        except OSError as exc:
+            saved = len(self._recorder.rows) - (1 if write == self._iteration_files else 0)
+            self._fail(f'cannot write the run\'s files in {self._recorder.folder}: {exc}; the '
+                       f'checkpoint {self._recorder.checkpoint} is left as it was (after '
+                       f'iteration {saved}, where a resume continues); the controller keeps '
+                       'flying its current theta')
+            return False
+        return True
+
+    def _iteration_files(self, row: dict, theta) -> None:
         self._recorder.iteration(row, theta)
+        self._recorder.commit(self._session.tuner.config, self._session.tuner.state)
+
+    def _iteration_done(self, row: dict) -> None:
         config = self._settings.tuning
 
         def number(key, spec):
@@ -340,6 +374,8 @@ class TunerNode(Node):
             'final_violation': rows[-1]['violation'] if rows else None,
             'episodes': session.episodes, 'episode_steps': self._settings.tuning.episode_steps,
             'reruns': session.retries, 'rejections': dict(session.rejections),
+            'stale_odometry': session.stale_odometry, 'bad_odometry': self._bad_odometry,
+            'bad_samples': self._bad_samples,
             'rollbacks': session.tuner.state.guard_rollbacks,
             'tuning_wall_s': wall,
             'iteration_wall_s': (sum(row['wall_s'] for row in live) / len(live)
@@ -352,8 +388,12 @@ class TunerNode(Node):
 
     def _finish(self, status: int, message: str) -> None:
         summary = self._summary(status, message)
-        for path in self._recorder.finish(summary):
-            self.get_logger().info(f'wrote {path}')
+        try:
+            for path in self._recorder.finish(summary):
+                self.get_logger().info(f'wrote {path}')
+        except OSError as exc:
+            status = 1
+            self.get_logger().error(f'could not write the summary and figure: {exc}')
         final = summary['final_cost']
         if status == 0 and final is not None and math.isfinite(final):
             self.get_logger().info(
@@ -372,7 +412,10 @@ class TunerNode(Node):
         """Close the run's files, then destroy the node."""
         recorder = getattr(self, '_recorder', None)
         if recorder is not None:
-            recorder.close()
+            try:
+                recorder.close()
+            except OSError as exc:      # already reported when a write failed
+                print(f'{NODE_NAME}: closing the run\'s files: {exc}', file=sys.stderr)
         return super().destroy_node()
 
 

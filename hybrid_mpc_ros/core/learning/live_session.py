@@ -65,6 +65,16 @@ from step 1; each is logged and counted (:attr:`LiveSession.retries`,
 :attr:`LiveSession.rejections`). More than ``max_episode_retries`` reruns of one episode
 in a row fail the session with the last reason. Answers to calls that were given up are
 recognised by their call id and ignored.
+
+Reruns caused by a call (refused, unanswered, its service missing: the node reports it
+with :meth:`~LiveSession.unavailable` instead of sending a request nobody receives, or a
+restarted controller) start after a backoff of :data:`BACKOFF_FIRST_S` doubling up to
+:data:`BACKOFF_MAX_S`, so a node being restarted has time to come back. The controller
+names its revision when it is reset right before an episode
+(:func:`~hybrid_mpc_ros.core.learning.samples.revision_note`): the episode then takes
+exactly the samples of that revision, whatever stale or duplicated messages arrive; a
+revision at or below one named before means the controller process was restarted (with
+its default theta and x_ref), and the episode is rerun with both pushed again.
 """
 
 from __future__ import annotations
@@ -77,8 +87,9 @@ from typing import Callable
 import numpy as np
 
 from hybrid_mpc_ros.core.learning.episode import EpisodeBuilder, EpisodeRejected
-from hybrid_mpc_ros.core.learning.samples import (ANSWERED_TAG, answered_stamp,
-                                                  NANOS_PER_SECOND, SensitivitySample, Stamp)
+from hybrid_mpc_ros.core.learning.samples import (ANSWERED_TAG, answered_revision,
+                                                  answered_stamp, NANOS_PER_SECOND,
+                                                  SensitivitySample, Stamp)
 from hybrid_mpc_ros.core.learning.tuning import EpisodeRequest, RecordRejected, Tuner
 from hybrid_mpc_ros.core.model.frames import odometry_arrays_to_state, state_to_odometry_arrays
 from hybrid_mpc_ros.core.mpc import theta as th
@@ -87,6 +98,11 @@ START_MODES = ('reset', 'fly_to_start')
 HOLD_MODES = ('auto', 'never')
 SERVICES = ('hold', 'controller_reset', 'simulator_reset')
 ODOMETRY_KEPT = 4096            # odometry states kept by stamp (for x[T], reset and token)
+# reruns after a call failed (refused, unanswered, service missing) wait this long first,
+# doubling per rerun up to the maximum: a restarting controller or simulator gets time to
+# come back (0.5 + 1 + 2 + 4 + 8 s over the default 5 reruns) instead of being hammered
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 8.0
+BACKOFF_KINDS = ('refused', 'timeout', 'unavailable', 'controller_restart')
 
 
 @dataclass(frozen=True)
@@ -255,6 +271,7 @@ class LiveSession:
         self._settle_ns = round(settings.settle_time_s * NANOS_PER_SECOND)
         self.phase = 'idle'
         self.retries = 0
+        self.stale_odometry = 0          # odometry ignored: older than the newest one
         self.rejections: Counter = Counter()
         self.episodes = 0
         self.hold_available = settings.start_mode == 'reset' and settings.hold == 'auto'
@@ -282,6 +299,9 @@ class LiveSession:
         self._settled_since: int | None = None
         self._start_info: dict = {}
         self._base_revision: int | None = None
+        self._episode_revision: int | None = None     # named by the set's answer
+        self._answered_revision: int | None = None    # the newest one any answer named
+        self._resume_at: float | None = None          # end of a backoff before a rerun
 
     # ------------------------------------------------------------------ state
     @property
@@ -333,6 +353,11 @@ class LiveSession:
         """Take one odometry message: its stamp (:class:`Stamp`, ``(sec, nanosec)``), x (12,)."""
         stamp_ns = Stamp.of(stamp).nanoseconds
         x = np.asarray(x, dtype=float)
+        if self._last_odom_ns is not None and stamp_ns < self._last_odom_ns:
+            # stamps never go back (simulation time neither, even on a reset): an older
+            # one is a stale or bogus message, refused as the controller refuses it
+            self.stale_odometry += 1
+            return []
         self._odometry[stamp_ns] = x
         self._odometry.move_to_end(stamp_ns)
         while len(self._odometry) > ODOMETRY_KEPT:
@@ -348,9 +373,37 @@ class LiveSession:
             return []                    # an answer to a call given up on: ignore it
         return self._guard(self._on_result, entry[0], bool(ok), message)
 
+    def unavailable(self, call: int, service: str) -> list:
+        """Take the news that call ``call`` was not made: its ``service`` is not there.
+
+        The node checks a service before calling it (a request to a missing service is
+        lost, and would only be noticed at the timeout); the episode is rerun after a
+        backoff (:data:`BACKOFF_FIRST_S`), so a restarting node gets time to come back.
+        """
+        entry = self._pending.pop(call, None)
+        if entry is None:
+            return []
+        what = entry[0]
+        reason = f'{CALLS[what]}: the service {service} is not available'
+        if what == 'release_stale':
+            # at start: ask again until it is there (the startup timeout still applies)
+            return [self._call('release_stale', 'hold', False)]
+        if what in ('finish_set', 'finish_release'):
+            return self._guard(self._on_result, what, False, reason)
+        return self._guard(self._raise, _Retry('unavailable', reason))
+
+    @staticmethod
+    def _raise(exc: Exception) -> list:
+        raise exc
+
     def tick(self) -> list:
-        """Check the timeouts (call a few times a second)."""
+        """Check the timeouts and backoffs (call a few times a second)."""
         now = self.clock()
+        if self.phase == 'backoff':
+            if now < self._resume_at:
+                return []
+            self._resume_at = None
+            return self._guard(self._begin_attempt)
         for call, (what, deadline) in list(self._pending.items()):
             if now > deadline:
                 del self._pending[call]
@@ -414,10 +467,14 @@ class LiveSession:
         self._builder = None
         # after a failure the controller may or may not be held: hold again to be sure
         self._held = False
-        actions = [Log('warn', f'{what} discarded ({kind}): {reason}; rerun '
-                               f'{self._attempt} of at most '
-                               f'{self.settings.max_episode_retries}')]
-        return actions + self._begin_attempt()
+        text = (f'{what} discarded ({kind}): {reason}; rerun {self._attempt} of at most '
+                f'{self.settings.max_episode_retries}')
+        if kind in BACKOFF_KINDS:
+            delay = min(BACKOFF_FIRST_S * 2 ** (self._attempt - 1), BACKOFF_MAX_S)
+            self.phase = 'backoff'
+            self._resume_at = self.clock() + delay
+            return [Log('warn', f'{text} in {delay:g} s')]
+        return [Log('warn', text)] + self._begin_attempt()
 
     def _theta_values(self, theta: np.ndarray, x_ref: np.ndarray | None) -> dict:
         values = th.to_parameters(theta)
@@ -451,6 +508,7 @@ class LiveSession:
         self._reset_done = False
         self._last_step_ns = None
         self._start_info = {}
+        self._episode_revision = None
         if self.settings.start_mode == 'fly_to_start':
             self.phase = 'go_to_start'
             return [self._call('go_to_start',
@@ -486,6 +544,7 @@ class LiveSession:
             self._reset_done = True
             return self._check_reset_odometry()
         if what == 'controller_reset':
+            self._check_revision(message)
             if not self.hold_available:
                 return self._collect()
             # collect from now on: the controller answers x0 before it answers the call
@@ -507,6 +566,27 @@ class LiveSession:
         if what == 'set_theta_fly':
             return []                    # already collecting: the new revision starts it
         raise RuntimeError(f'unexpected answer to {what!r} in phase {self.phase}')
+
+    def _check_revision(self, message: str) -> None:
+        """Read the revision the controller's reset answer names; _Retry if it restarted.
+
+        The controller is reset after theta was set, so a controller that names its
+        revision (``revision_note``) lets the episode take exactly the samples of that
+        revision. A revision at or below one named before means a new controller process
+        (its revisions start again from 0) running its default theta and x_ref: the
+        episode is rerun with theta and x_ref pushed again. Without a named revision the
+        episode's is the first one above the last revision seen in samples.
+        """
+        revision = answered_revision(message)
+        if revision is None:
+            return
+        previous, self._answered_revision = self._answered_revision, revision
+        if previous is not None and revision <= previous:
+            self._x_ref_sent = False
+            raise _Retry('controller_restart',
+                         f'the controller restarted (its theta revision is {revision}, '
+                         f'after {previous}): theta and x_ref are pushed again')
+        self._episode_revision = revision
 
     # -- reset mode ------------------------------------------------------------------
     def _note_answered(self, message: str) -> None:
@@ -621,8 +701,13 @@ class LiveSession:
             return self._check_startup()
         if self.phase == 'token':
             return self._check_token()
-        if self.phase != 'collect' or sample.revision <= self._prev_revision:
-            return []                # between episodes, or from before theta was set
+        if self.phase != 'collect':
+            return []                # between episodes
+        if self._episode_revision is not None:
+            if self._builder is None and sample.revision != self._episode_revision:
+                return []            # from before theta was set (or a stale message)
+        elif sample.revision <= self._prev_revision:
+            return []                # from before theta was set
         if self._reset_ns is not None and sample.odom_stamp.nanoseconds < self._reset_ns:
             return []                # theta was set but the vehicle not yet reset: late
         if self._builder is None:

@@ -21,7 +21,8 @@ import sys
 
 import numpy as np
 
-from hybrid_mpc_ros.core.learning.tuning import load_checkpoint, TuningConfig
+from hybrid_mpc_ros.core.learning.tuning import (load_checkpoint, save_checkpoint,
+                                                 TuningConfig, TuningState)
 
 CSV_FIELDS = ('iteration', 'cost', 'tracking', 'violation', 'grad_model_norm', 'grad_zo_norm',
               'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s', 'rollback',
@@ -108,9 +109,13 @@ class RunRecorder:
     * ``<name>.episodes.csv``: one row per episode the tuner took (``episode_fields``);
     * ``<name>.learning_curve.png`` and ``<name>.summary.json`` at :meth:`finish`.
 
-    The checkpoint ``<name>.checkpoint.json`` is the :class:`Tuner`'s (:attr:`checkpoint`
-    is its path). ``history`` is a resumed run's history so far: its rows start the CSV,
-    and the other files are appended to instead of started afresh.
+    The checkpoint ``<name>.checkpoint.json`` (:attr:`checkpoint` is its path) is written
+    by :meth:`commit`, after an iteration's rows are on disk: a process killed at any
+    moment leaves rows of at most the iteration after the checkpoint's, which a resume
+    removes and reruns, so the files never lose or repeat an iteration. ``history`` is a
+    resumed run's history so far (the checkpoint's): its rows start the CSV (with the
+    live columns the CSV on disk had for them), the rows of the other files from its
+    iterations are kept, later ones dropped, and the files are appended to.
     """
 
     def __init__(self, folder: str, name: str, violation_weight: float,
@@ -123,9 +128,55 @@ class RunRecorder:
         self.checkpoint = self.path('checkpoint.json')
         self._fields = CSV_FIELDS + LIVE_FIELDS
         mode = 'a' if history else 'w'
+        if history:
+            done = len(self.rows)         # iterations are numbered from 1
+            self._merge_live_columns()
+            for suffix in ('theta.csv', 'episodes.csv'):
+                self._keep_rows(suffix, lambda row: int(row['iteration']) <= done)
         self._history = self._open('csv', 'w', self._fields, self.rows)
         self._thetas = self._open('theta.csv', mode, ('iteration',) + tuple(th.names()))
         self._episodes = self._open('episodes.csv', mode, tuple(episode_fields))
+
+    def _read_rows(self, suffix: str) -> tuple[list, list]:
+        """Return the header and rows of ``<name>.<suffix>`` ([] and [] when it is missing)."""
+        path = self.path(suffix)
+        if not os.path.exists(path):
+            return [], []
+        with open(path, newline='') as stream:
+            reader = csv.DictReader(stream)
+            return list(reader.fieldnames or []), list(reader)
+
+    def _keep_rows(self, suffix: str, keep) -> None:
+        """Rewrite ``<name>.<suffix>`` atomically with only the rows ``keep(row)`` accepts."""
+        fields, rows = self._read_rows(suffix)
+        if not fields:
+            return
+        path = self.path(suffix)
+        tmp = path + '.tmp'
+        with open(tmp, 'w', newline='') as stream:
+            writer = csv.DictWriter(stream, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(row for row in rows if row.get('iteration', '').isdigit()
+                             and keep(row))
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+
+    def _merge_live_columns(self) -> None:
+        """Give the resumed rows the live columns the CSV on disk holds for them.
+
+        The checkpoint's history has the tuner's columns only; the live ones (revision,
+        reruns, ...) were written to the CSV with each row.
+        """
+        _, rows = self._read_rows('csv')
+        written = {row.get('iteration'): row for row in rows}
+        merged = []
+        for row in self.rows:
+            old = written.get(str(row['iteration']), {})
+            extra = {field: _number(old[field]) for field in LIVE_FIELDS
+                     if field not in row and old.get(field) not in (None, '')}
+            merged.append(dict(row, **extra))
+        self.rows = merged
 
     def path(self, suffix: str) -> str:
         """Path of the run's file ``<name>.<suffix>``."""
@@ -151,6 +202,18 @@ class RunRecorder:
     def episode(self, info: dict) -> None:
         """Record one episode: ``info`` holds the episode fields."""
         self._write(self._episodes, info)
+
+    def commit(self, config: TuningConfig, state: TuningState) -> None:
+        """Put the rows written so far on disk, then write the checkpoint (atomically).
+
+        Call it after :meth:`iteration`, with the tuner's configuration and state after
+        that iteration. OSError (a read-only or full disk) leaves the previous checkpoint
+        as it was.
+        """
+        for stream, _ in (self._history, self._thetas, self._episodes):
+            stream.flush()
+            os.fsync(stream.fileno())
+        save_checkpoint(self.checkpoint, config, state)
 
     def iteration(self, row: dict, theta: np.ndarray) -> None:
         """Record one iteration: its history row and theta (94,) after it."""
@@ -178,6 +241,22 @@ class RunRecorder:
 
     def close(self) -> None:
         """Close the CSV files (idempotent)."""
+        errors = []
         for stream, _ in (self._history, self._thetas, self._episodes):
             if not stream.closed:
-                stream.close()
+                try:
+                    stream.close()
+                except OSError as exc:     # a full disk fails the last flush; still closed
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _number(text: str):
+    """Return a CSV cell as the int, float or bool it was written from (else the text)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {'True': True, 'False': False}.get(text, text)

@@ -177,3 +177,27 @@ def answered_stamp(text: str) -> Stamp | None:
     if not dot or not sec.lstrip('-').isdigit() or not nanosec.isdigit():
         return None
     return Stamp(int(sec), int(nanosec))
+
+
+REVISION_TAG = 'theta revision: '
+
+
+def revision_note(revision: int) -> str:
+    """Return the end of the controller's answer to ``~/reset``: its current theta revision.
+
+    A tuner resets the controller right before an episode, after setting theta, so the
+    answer names the exact revision the episode's samples must carry, and a revision at
+    or below one named before reveals a restarted controller (revisions start at 0).
+    (The answer to a parameter set cannot carry it: rclpy drops the reason of an
+    accepted set.)
+    """
+    return f'{REVISION_TAG}{int(revision)}'
+
+
+def answered_revision(text: str) -> int | None:
+    """Return the revision in a text ending with :func:`revision_note` (None: it has none)."""
+    _, tag, value = text.rpartition(REVISION_TAG)
+    value = value.strip()
+    if not tag or not value.isdigit():
+        return None
+    return int(value)

@@ -1,0 +1,148 @@
+"""The tuning graph of the fault-injection tests: real node processes, faults from outside.
+
+:class:`FaultGraph` starts the lockstep simulator, the MPC controller and the tuner as
+separate processes (the test session's isolated domain), the tuner's sensitivity
+subscription remapped through a :class:`~hybrid_mpc_ros.tools.fault_injection.
+SensitivityRelay` in the test process, and watches every command. Nodes can be killed
+and started again (same parameters, same output directory) by name.
+"""
+
+import csv
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
+from hybrid_mpc_ros.tools import fault_injection as fi
+from hybrid_mpc_ros.tools import processes
+from scenario_setup import scenario, scenario_path
+
+RUN = 'hybrid_g0.5'
+STEPS = 25
+# short timeouts: a lost link or a killed node is noticed in seconds, not minutes
+TUNER_DEFAULTS = {'message_timeout_s': 2.0, 'service_timeout_s': 2.0,
+                  'max_episode_retries': 6, 'episode_steps': STEPS}
+
+
+class FaultGraph:
+    """Simulator (lockstep), controller and tuner processes with a fault relay between."""
+
+    def __init__(self, ros_node, folder, faults=None, hook=None, out=None, **tuner_params):
+        self.ros_node = ros_node
+        self.folder = folder
+        self.out_dir = str(out or folder / 'out')
+        self.path = scenario_path('arxiv_v1')
+        chosen = scenario()
+        config = chosen.mpc_config
+        self.relay = fi.SensitivityRelay(ros_node.node, chosen.x0, faults, hook=hook)
+        self.commands = fi.CommandWatch(ros_node.node, config.u_min, config.u_max)
+        self.tuner_params = dict(TUNER_DEFAULTS, output_dir=self.out_dir, resume=True,
+                                 **tuner_params)
+        self.nodes = {}
+        self.starts = {}
+
+    def start(self, name, **extra):
+        """Start node ``name`` ('simulator', 'controller', 'tuner'); its log is per start."""
+        count = self.starts[name] = self.starts.get(name, 0) + 1
+        log = str(self.folder / f'{name}{count}.log')
+        if name == 'simulator':
+            node = processes.start_node('ros.simulator_node', params_file=self.path,
+                                        params={'clock_mode': 'lockstep',
+                                                'use_sim_time': True, **extra}, log_path=log)
+        elif name == 'controller':
+            node = processes.start_node('ros.mpc_controller_node', params_file=self.path,
+                                        params={'use_sim_time': True, **extra}, log_path=log)
+        else:
+            overrides = processes.write_params_file(
+                str(self.folder / f'tuner{count}.yaml'), 'hybrid_tuner',
+                dict(self.tuner_params, **extra))
+            node = processes.start_node(
+                'ros.tuner_node', params_file=[self.path, overrides], log_path=log,
+                remaps={fi.SOURCE_TOPIC: fi.RELAY_TOPIC})
+        self.nodes[name] = node
+        return node
+
+    def start_all(self):
+        """Start the three nodes."""
+        for name in ('simulator', 'controller', 'tuner'):
+            self.start(name)
+
+    def kill(self, name):
+        """SIGKILL node ``name`` (no clean shutdown, as a crash or the OOM killer)."""
+        os.kill(self.nodes[name].pid, signal.SIGKILL)
+
+    def logs(self):
+        """The tail of every node's log, for a failure message."""
+        return '\n'.join(f'--- {name}:\n{node.log_text()[-3000:]}'
+                         for name, node in self.nodes.items())
+
+    def spin_until(self, predicate, timeout, watch=('simulator', 'controller')):
+        """Spin until ``predicate()``; fail with the logs on timeout or if a node died."""
+        def done():
+            for name in watch:
+                if name in self.nodes and not self.nodes[name].alive():
+                    pytest.fail(f'{name} exited:\n{self.logs()}')
+            return predicate()
+        assert self.ros_node.spin_until(done, timeout), self.logs()
+
+    def wait_tuner(self, timeout, status=0):
+        """Wait until the tuner exits; assert its exit status."""
+        tuner = self.nodes['tuner']
+        self.spin_until(lambda: not tuner.alive(), timeout)
+        self.ros_node.spin_for(0.3)
+        assert tuner.returncode == status, self.logs()
+
+    def stop(self):
+        """Stop every node."""
+        for node in self.nodes.values():
+            node.stop()
+
+    def file(self, suffix):
+        """Path of the run's file ``<run>.<suffix>``."""
+        return os.path.join(self.out_dir, f'{RUN}.{suffix}')
+
+    def rows(self, suffix):
+        """Rows of the run's CSV ``<run>.<suffix>``."""
+        with open(self.file(suffix), newline='') as stream:
+            return list(csv.DictReader(stream))
+
+    def summary(self):
+        """The run's summary.json."""
+        with open(self.file('summary.json')) as stream:
+            return json.load(stream)
+
+    def assert_files_complete(self, iterations):
+        """Every iteration exactly once in the CSVs; both episodes of each in episodes.csv."""
+        for suffix in ('csv', 'theta.csv'):
+            counted = fi.iteration_rows(self.file(suffix), iterations)
+            assert counted == {'rows': iterations, 'lost': 0, 'duplicated': 0}, \
+                (suffix, counted)
+        pairs = [(int(row['iteration']), row['role']) for row in self.rows('episodes.csv')]
+        assert sorted(pairs) == [(k, role) for k in range(1, iterations + 1)
+                                 for role in ('base', 'perturbed')], pairs
+
+    def assert_equals_offline(self, iterations):
+        """Costs and theta of every iteration equal the offline run's (same seed)."""
+        history, thetas = offline_run(iterations, STEPS)
+        from hybrid_mpc_ros.core.mpc import theta as th
+        for row, expected, theta_row, expected_theta in zip(
+                self.rows('csv'), history, self.rows('theta.csv'), thetas):
+            assert abs(float(row['cost']) - expected['cost']) <= 1e-9 * expected['cost']
+            theta = np.array([float(theta_row[name]) for name in th.names()])
+            # the odometry round trip changes the last bits (see test_tuner_node)
+            np.testing.assert_allclose(theta, expected_theta, rtol=1e-6, atol=1e-9)
+
+
+def offline_run(iterations, steps):
+    """History and theta after each iteration of the offline run of the same scenario."""
+    chosen = scenario()
+    config = chosen.tuning_config(iterations=iterations, episode_steps=steps)
+    policy, plant = chosen.policy(), chosen.plant()
+    thetas = []
+    tuner = Tuner(config, simulated_episodes(plant.step, policy, chosen.x0, steps),
+                  chosen.nominal_model().jacobians, chosen.cost(), policy.theta.copy(),
+                  progress=lambda row: thetas.append(tuner.state.theta.copy()))
+    return tuner.run().history, thetas

@@ -1,0 +1,149 @@
+"""Fault injection on a live tuning: real node processes, faults from outside (suite ``faults``).
+
+* The sensitivity stream between controller and tuner loses, repeats, swaps, backdates
+  (stale revision) and corrupts one message in each of five episodes: the tuner discards
+  each of those episodes and reruns it, says so in its log, progress and summary, and the
+  run still equals the offline run of the same seed (no gradient from a broken episode).
+* The tuner is SIGKILLed mid-episode and started again; later the controller is
+  SIGKILLed mid-episode and started again: the tuner resumes at the same iteration with
+  the same theta and random state (the run equals the offline run), the CSVs hold every
+  iteration exactly once, and the restarted controller got theta pushed again.
+* The simulator's reset service missing at start, then failing, then vanishing: retried
+  with backoff (growing intervals), then a clear error and exit status 1.
+"""
+
+from collections import Counter
+import time
+
+import numpy as np
+import pytest
+from rcl_interfaces.srv import GetParameters
+from std_srvs.srv import Trigger
+
+from hybrid_mpc_ros.core.learning.tuning import load_checkpoint
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.tools import fault_injection as fi
+from fault_graph import FaultGraph
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture
+def graphs():
+    made = []
+    yield made
+    for graph in made:
+        graph.stop()
+
+
+def test_broken_sensitivity_messages_make_the_tuner_rerun_the_episode(
+        ros_node, tmp_path, graphs):
+    faults = dict(enumerate(fi.STREAM_FAULTS, start=1))
+    graph = FaultGraph(ros_node, tmp_path, faults=faults, iterations=2)
+    graphs.append(graph)
+    graph.start_all()
+    graph.wait_tuner(180.0)
+
+    assert graph.relay.injected == list(faults.items())
+    summary = graph.summary()
+    assert summary['status'] == 'finished' and summary['iterations'] == 2, summary
+    expected = Counter(fi.EXPECTED_REJECTION[kind] for kind in fi.STREAM_FAULTS)
+    assert summary['reruns'] == len(faults) and Counter(summary['rejections']) == expected
+    assert summary['bad_samples'] == 1                      # the corrupted one
+    log = graph.nodes['tuner'].log_text()
+    for kind in expected:
+        assert f'discarded ({kind})' in log, log[-3000:]
+    # progress and CSV carry the reruns (all in the first iteration's base episode)
+    assert [int(row['retries']) for row in graph.rows('csv')] == [len(faults)] * 2
+    assert [int(row['attempts']) for row in graph.rows('episodes.csv')][0] == len(faults) + 1
+    graph.assert_files_complete(2)
+    graph.assert_equals_offline(2)
+    assert graph.commands.count > 0 and graph.commands.bad == []
+
+
+def test_killed_tuner_resumes_and_restarted_controller_gets_theta_again(
+        ros_node, tmp_path, graphs):
+    killed = []
+
+    def hook(episode, step):
+        # mid-episode: the tuner at the 10th step of episode 3 (iteration 2's base: the
+        # checkpoint holds iteration 1), the controller at the 10th step of episode 7
+        if step == 10 and episode in (3, 7) and episode not in killed:
+            killed.append(episode)
+            graph.kill('tuner' if episode == 3 else 'controller')
+
+    graph = FaultGraph(ros_node, tmp_path, hook=hook, iterations=4)
+    graphs.append(graph)
+    graph.start_all()
+    graph.spin_until(lambda: 3 in killed, 120.0)
+    first = graph.nodes['tuner']
+    graph.spin_until(lambda: not first.alive(), 10.0)
+    assert first.returncode == -9
+    _, state = load_checkpoint(graph.file('checkpoint.json'))
+    assert state.iteration == 2
+    graph.start('tuner')
+    graph.spin_until(lambda: 7 in killed, 120.0, watch=('simulator',))
+    controller = graph.nodes['controller']
+    graph.spin_until(lambda: not controller.alive(), 10.0, watch=('simulator',))
+    graph.start('controller')
+    graph.wait_tuner(180.0)
+
+    assert killed == [3, 7]
+    log = graph.nodes['tuner'].log_text()
+    assert 'resuming from' in log and 'at iteration 2' in log, log[-3000:]
+    assert 'the controller restarted' in log, log[-3000:]
+    summary = graph.summary()
+    assert summary['status'] == 'finished' and summary['iterations'] == 4, summary
+    graph.assert_files_complete(4)
+    graph.assert_equals_offline(4)
+    # theta reached the new controller process: it flies the run's final theta
+    _, state = load_checkpoint(graph.file('checkpoint.json'))
+    response = ros_node.call(GetParameters, '/mpc_controller/get_parameters',
+                             GetParameters.Request(names=list(th.PARAMETER_NAMES)))
+    on_controller = th.from_parameters({name: list(value.double_array_value) for name, value
+                                        in zip(th.PARAMETER_NAMES, response.values)})
+    np.testing.assert_array_equal(on_controller, state.theta)
+    assert graph.commands.bad == []
+
+
+def test_missing_and_failing_reset_service_is_retried_with_backoff_then_a_clear_error(
+        ros_node, tmp_path, graphs):
+    graph = FaultGraph(ros_node, tmp_path, iterations=2)
+    graphs.append(graph)
+    graph.start('simulator')
+    graph.start('controller')
+
+    # missing from the start: looked for with a growing interval, then a clear error
+    graph.start('tuner', simulator_reset_service='/nobody/reset', startup_timeout_s=3.0)
+    graph.wait_tuner(30.0, status=1)
+    log = graph.nodes['tuner'].log_text()
+    assert 'services not available after 3 s: /nobody/reset' in log, log[-2000:]
+    intervals = [float(part.split(' s')[0]) for part in log.split('looking again in ')[1:]]
+    assert intervals[:4] == [0.1, 0.2, 0.4, 0.8], intervals
+
+    # failing, then gone: every rerun waits longer; the last reason says what failed
+    calls = []
+    state = {}
+
+    def refuse(request, response):
+        calls.append(time.monotonic())
+        response.success = False
+        response.message = 'reset refused by the test'
+        return response
+    state['service'] = ros_node.node.create_service(Trigger, '/faulty/reset', refuse)
+
+    def vanish():
+        if len(calls) >= 2 and 'service' in state:
+            ros_node.node.destroy_service(state.pop('service'))
+        return False
+    graph.start('tuner', simulator_reset_service='/faulty/reset', max_episode_retries=3)
+    tuner = graph.nodes['tuner']
+    graph.spin_until(lambda: vanish() or not tuner.alive(), 60.0)
+    assert tuner.returncode == 1, graph.logs()
+    log = tuner.log_text()
+    assert 'reset the simulator refused: reset refused by the test' in log, log[-3000:]
+    assert 'base episode of iteration 1 failed 4 times in a row' in log, log[-3000:]
+    assert 'the service /faulty/reset is not available' in log, log[-3000:]
+    assert len(calls) == 2 and calls[1] - calls[0] >= 0.45, calls
+    assert ' in 0.5 s' in log and ' in 1 s' in log and ' in 2 s' in log, log[-3000:]
+    assert graph.commands.bad == []
