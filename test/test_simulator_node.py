@@ -540,6 +540,13 @@ def test_node_command_and_environment():
     assert all(1 <= processes.free_domain_id() <= 100 for _ in range(50))
 
 
+def test_free_domain_id_avoids_a_domain_in_use(ros_node):
+    # this test session's participant holds its domain: a new run must not pick it
+    ours = int(os.environ['ROS_DOMAIN_ID'])
+    assert processes.domain_in_use(ours)
+    assert ours not in {processes.free_domain_id() for _ in range(300)}
+
+
 def test_message_codecs_reject_bad_content():
     odom = Odometry()
     odom.pose.pose.orientation.w = 1.0

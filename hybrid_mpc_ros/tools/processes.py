@@ -14,6 +14,7 @@ import math
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,9 +42,40 @@ def ros_env(domain_id: int | None = None, base: dict | None = None) -> dict:
     return env
 
 
-def free_domain_id() -> int:
-    """Pick a ROS domain id in 1..100 from the process id and randomness, to isolate a run."""
-    return 1 + (os.getpid() + random.SystemRandom().randrange(100)) % 100
+# Fast DDS (RTPS) ports: the first participant of domain d takes the metatraffic unicast
+# port PB + DG d + d1 (participant 0) for itself, without sharing it
+RTPS_PORT_BASE, RTPS_DOMAIN_GAIN, RTPS_UNICAST_OFFSET = 7400, 250, 10
+
+
+def domain_in_use(domain_id: int) -> bool:
+    """Whether some DDS participant on this machine already uses ``domain_id``.
+
+    Tries to bind the UDP port the domain's first participant holds; a port someone holds
+    means the domain is taken (a false "in use" only costs another pick).
+    """
+    port = RTPS_PORT_BASE + RTPS_DOMAIN_GAIN * domain_id + RTPS_UNICAST_OFFSET
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(('', port))
+        except OSError:
+            return True
+    return False
+
+
+def free_domain_id(tries: int = 200) -> int:
+    """Pick a ROS domain id in 1..100 that no participant on this machine uses yet.
+
+    Random (seeded by the process id and the system's randomness), so that concurrent runs
+    (two test sessions, a bench beside a tuning run) isolate themselves from each other;
+    when every try finds its domain in use, the last candidate is returned.
+    """
+    rng = random.SystemRandom()
+    candidate = 1 + (os.getpid() + rng.randrange(100)) % 100
+    for _ in range(tries):
+        if not domain_in_use(candidate):
+            return candidate
+        candidate = 1 + rng.randrange(100)
+    return candidate
 
 
 def format_param_value(value) -> str:
