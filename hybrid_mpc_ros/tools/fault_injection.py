@@ -42,7 +42,7 @@ ODOMETRY_FAULTS = ('nan', 'inf', 'zero_quaternion', 'non_unit_quaternion', 'olde
 
 
 def stream_qos():
-    """QoS of the relayed stream: as deep and reliable as the tuner's subscription."""
+    """Return the relayed stream's QoS: as deep and reliable as the tuner's subscription."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     return QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE)
 
