@@ -97,8 +97,20 @@ class Outcome:
         return f'{self.name} = {self.value!r} (type {self.type_}): {verdict}'
 
 
-def candidates(descriptor, current: ParameterValue, extra=()) -> list[tuple[int, object]]:
-    """``(type, value)`` pairs to try on a parameter with this descriptor and value."""
+def element_positions(size: int, max_positions: int | None) -> list[int]:
+    """Array positions to probe one at a time: all, or the ends and the middle of long arrays."""
+    if max_positions is None or size <= max_positions:
+        return list(range(size))
+    return sorted({0, 1, size // 2, size - 2, size - 1})
+
+
+def candidates(descriptor, current: ParameterValue, extra=(),
+               max_positions: int | None = None) -> list[tuple[int, object]]:
+    """``(type, value)`` pairs to try on a parameter with this descriptor and value.
+
+    ``max_positions``: arrays longer than this get single-element probes at their ends
+    and middle only (every element otherwise).
+    """
     type_ = current.type
     values: list[tuple[int, object]] = [(type_, python_value(current))]
     if type_ == T.PARAMETER_DOUBLE:
@@ -134,7 +146,8 @@ def candidates(descriptor, current: ParameterValue, extra=()) -> list[tuple[int,
         for element in _MAGNITUDES + (math.nan, math.inf, -math.inf):
             values.append((type_, [element] * size))
             if size > 1:
-                values += [(type_, now[:i] + [element] + now[i + 1:]) for i in range(size)]
+                values += [(type_, now[:i] + [element] + now[i + 1:])
+                           for i in element_positions(size, max_positions)]
         values += [(type_, []), (type_, now[:-1]), (type_, now + [0.0]),
                    (type_, [0.0] * (10 * size + 10))]
     elif type_ in (T.PARAMETER_INTEGER_ARRAY, T.PARAMETER_BOOL_ARRAY,
@@ -195,13 +208,14 @@ class ParameterClient:
 
 
 def sweep(client: ParameterClient, process, check_alive, extra=None, after_applied=None,
-          skip=()) -> list[Outcome]:
+          skip=(), max_positions: int | None = None) -> list[Outcome]:
     """Try every candidate value on every writable parameter; return the outcomes.
 
     ``process`` is the node's :class:`NodeProcess`; ``check_alive()`` must raise (or fail
     an assertion) when the node stopped doing its job. ``extra`` maps a parameter name to
     more values to try; ``after_applied(name, value)`` runs after a value was applied
-    (for example to exercise it with a reset). ``skip`` names parameters left alone.
+    (for example to exercise it with a reset). ``skip`` names parameters left alone;
+    ``max_positions`` limits the single-element probes of long arrays (:func:`candidates`).
     Asserts, after every call, the contract described in the module docstring. Each
     parameter gets its original value back once its sweep is over.
     """
@@ -215,7 +229,8 @@ def sweep(client: ParameterClient, process, check_alive, extra=None, after_appli
             continue
         original = client.get([name])[name]
         before = python_value(original)
-        for type_, value in candidates(descriptor, original, extra.get(name, ())):
+        for type_, value in candidates(descriptor, original, extra.get(name, ()),
+                                       max_positions):
             result = client.set([parameter(name, type_, value)])[0]
             assert process.alive(), (
                 f'{name} = {value!r} killed the node:\n{process.log_text()[-4000:]}')

@@ -57,6 +57,8 @@ def test_parser_and_ros_args_stripping():
     assert args.start_mode == 'reset' and not args.resume and args.out == 'results/tuning'
     args = build_parser().parse_args(['bench', 'ros'])
     assert args.target == 'ros' and args.iterations == 10 and args.steps == 200
+    args = build_parser().parse_args(['bench', 'faults'])
+    assert args.target == 'faults' and args.iterations == 4 and args.steps == 25
     assert strip_ros_args(['demo', '--ros-args', '-r', '__node:=x', '--', '--realtime']) == [
         'demo', '--realtime']
     assert strip_ros_args(['demo', '--ros-args', '-p', 'a:=1']) == ['demo']
@@ -184,3 +186,15 @@ def test_tune_runs_the_tuning_through_ros_and_resumes(tmp_path):
     again = last_json(result.stdout)
     assert again['iterations'] == 2 and again['episodes'] == 0
     assert again['final_cost'] == summary['final_cost']
+
+
+@pytest.mark.faults
+def test_bench_faults_survives_every_fault_it_injects(tmp_path):
+    done = subprocess.run([sys.executable, '-m', 'hybrid_mpc_ros.tools.cli', 'bench', 'faults',
+                           '--out', str(tmp_path)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result['faults_injected'] == 12 and result['faults_survived'] == 12, result
+    assert result['bad_commands_emitted'] == 0 and result['rejected_odometry'] == 5
+    assert result['iterations_lost'] == 0 and result['iterations_duplicated'] == 0

@@ -24,6 +24,7 @@ from hybrid_mpc_ros.core.learning.tuning import load_checkpoint
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.tools import fault_injection as fi
 from fault_graph import FaultGraph
+import param_sweep
 
 pytestmark = pytest.mark.faults
 
@@ -147,3 +148,26 @@ def test_missing_and_failing_reset_service_is_retried_with_backoff_then_a_clear_
     assert len(calls) == 2 and calls[1] - calls[0] >= 0.45, calls
     assert ' in 0.5 s' in log and ' in 1 s' in log and ' in 2 s' in log, log[-3000:]
     assert graph.commands.bad == []
+
+
+@pytest.mark.parametrize('start_mode', ['reset', 'fly_to_start'])
+def test_every_tuner_parameter_is_read_only_and_a_set_is_refused_with_a_reason(
+        ros_node, tmp_path, graphs, start_mode):
+    # the tuner alone (it waits for its services): its parameters define the run, so none
+    # may change under it; the sweep finds nothing of its own writable, a set is refused
+    graph = FaultGraph(ros_node, tmp_path, iterations=1)
+    graphs.append(graph)
+    tuner = graph.start('tuner', start_mode=start_mode, startup_timeout_s=120.0)
+    client = param_sweep.ParameterClient(ros_node, '/hybrid_tuner')
+    ros_node.spin_until(lambda: 'tuner ready' in tuner.log_text(), 30.0)
+    outcomes = param_sweep.sweep(client, tuner, lambda context: None)
+    # only rclpy's own use_sim_time is writable (its wall-clock timers do not mind)
+    assert {outcome.name for outcome in outcomes} == {'use_sim_time'}
+    names = client.names()
+    assert 'message_timeout_s' in names and 'iterations' in names
+    for name in ('message_timeout_s', 'iterations', 'output_dir'):
+        value = client.get([name])[name]
+        result = client.set([param_sweep.parameter(name, value.type,
+                                                   param_sweep.python_value(value))])[0]
+        assert not result.successful and result.reason.strip(), name
+    assert tuner.alive(), tuner.log_text()[-2000:]

@@ -79,6 +79,7 @@ def test_a_command_that_is_not_finite_is_never_sent(controller, ros_node):
     assert _answer(ros_node, odom_pub, commands, _odometry(np.zeros(12))) is not None
 
 
+@pytest.mark.faults       # also part of the fault-injection suite
 def test_no_runtime_parameter_value_kills_the_node(controller, ros_node):
     node, odom_pub, commands = controller
 

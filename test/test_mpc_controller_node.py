@@ -210,6 +210,7 @@ def wall_clock_controller(ros_node, tmp_path):
     controller.stop()
 
 
+@pytest.mark.faults       # also part of the fault-injection suite
 def test_safe_behaviour_on_bad_stale_and_unsolvable_odometry(wall_clock_controller, ros_node):
     source, controller = wall_clock_controller
     chosen = scenario()

@@ -423,6 +423,7 @@ def test_changing_command_timeout_after_a_warning_keeps_the_node_alive(simulator
     assert ros_node.spin_until(lambda: len(driver.odoms) > count + 5, 2.0)
 
 
+@pytest.mark.faults       # also part of the fault-injection suite
 @pytest.mark.parametrize('clock_mode', ['realtime', 'lockstep'])
 def test_no_runtime_parameter_value_kills_the_node(simulator, ros_node, clock_mode):
     """Every writable parameter, across its range and beyond, through the real service."""

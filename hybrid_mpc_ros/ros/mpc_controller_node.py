@@ -277,7 +277,11 @@ class MPCControllerNode(Node):
             self._control_step(now)
 
     def _control_step(self, started: float) -> None:
-        age = started - self._odom_received
+        # the odometry trigger answers each odometry as it arrives, or when a hold is
+        # released: the lockstep simulation waits meanwhile, so the wall time the odometry
+        # was held says nothing about the vehicle (with odom_timeout_s 0.2 s a loaded
+        # machine turned the first step of an episode into a failsafe step)
+        age = 0.0 if self._trigger == 'odometry' else started - self._odom_received
         result = self._controller.step(self._x, age, sensitivities=False)
         # the command first: the vehicle (in lockstep, the simulator and the next odometry)
         # goes on while the sensitivities, which only the tuner needs, are computed
@@ -293,10 +297,15 @@ class MPCControllerNode(Node):
             result.solve_ms, self._x, result.u, du_dx, du_dtheta))
         self._step_s.append(time.monotonic() - started)
         self._solve_ms.append(result.solve_ms)
-        if result.reason:
-            log = self.get_logger().error if result.mode == 'failsafe' else \
-                self.get_logger().warning
-            log(f'{result.mode}: {result.reason}', throttle_duration_sec=LOG_THROTTLE_S)
+        # one call site per severity: rclpy raises when one site changes its severity
+        # (a shifted-plan warning, then a failsafe error, stopped the node in the
+        # fault-injection suite's parameter sweep)
+        if result.reason and result.mode == 'failsafe':
+            self.get_logger().error(f'{result.mode}: {result.reason}',
+                                    throttle_duration_sec=LOG_THROTTLE_S)
+        elif result.reason:
+            self.get_logger().warning(f'{result.mode}: {result.reason}',
+                                      throttle_duration_sec=LOG_THROTTLE_S)
         if result.mode == 'mpc' and self._path_pub.get_subscription_count() > 0:
             self._publish_path()
 

@@ -31,6 +31,14 @@ for again with a growing interval (0.1 s doubling to 2 s) for ``startup_timeout_
 the run is finished the node leaves the controller flying the final theta, writes its
 files and exits with status 0; when the session gives up (too many reruns, no answer) it
 exits with status 1 after one error line saying why.
+
+A call to a service that is not there is not sent (DDS would lose the request): the
+session hears of it at the next tick and reruns the episode after a backoff. The
+checkpoint is written after the iteration's rows (:meth:`RunRecorder.commit`), so a
+process killed at any moment resumes without a lost or repeated row. A write that fails
+(a full or read-only output directory) stops the node with status 1 and an error naming
+the directory and the error; the checkpoint of the last complete iteration is left as
+it was (written atomically).
 """
 
 from __future__ import annotations

@@ -323,6 +323,34 @@ def _add_bench(commands) -> None:
                              '3 iterations of 20-step episodes')
     robust.set_defaults(handler=_run_bench_robustness)
     _add_bench_ros(targets)
+    _add_bench_faults(targets)
+
+
+def _run_bench_faults(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros.tools import bench_faults
+    return bench_faults.main(scenario=args.scenario, iterations=args.iterations,
+                             steps=args.steps, out=args.out)
+
+
+def _add_bench_faults(targets) -> None:
+    faults = targets.add_parser(
+        'faults', help='a short tuning through ROS (lockstep) with faults injected from '
+                       'outside',
+        description='Run the three node processes of hybrid-mpc tune in lockstep and inject '
+                    'faults from outside: broken sensitivity messages (dropped, duplicated, '
+                    'swapped, stale revision, corrupted), the tuner and the controller '
+                    'SIGKILLed mid-episode and restarted, invalid odometry. Report '
+                    'faults_injected, faults_survived, bad_commands_emitted, iterations_lost '
+                    'and iterations_duplicated.')
+    faults.add_argument('--scenario', default=None, help=SCENARIO_HELP)
+    faults.add_argument('--iterations', type=_positive_int, default=4,
+                        help='iterations (default: %(default)s; the faults need at least 4)')
+    faults.add_argument('--steps', type=_positive_int, default=25,
+                        help='closed-loop steps per episode (default: %(default)s; the '
+                             'faults act at step 10)')
+    faults.add_argument('--out', default=None,
+                        help='output directory (default: a new temporary one)')
+    faults.set_defaults(handler=_run_bench_faults)
 
 
 def _run_bench_ros(args: argparse.Namespace) -> int:

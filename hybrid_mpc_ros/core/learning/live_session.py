@@ -407,6 +407,14 @@ class LiveSession:
         for call, (what, deadline) in list(self._pending.items()):
             if now > deadline:
                 del self._pending[call]
+                if what == 'release_stale':
+                    # at start a service may be seen before its answers can come back (a
+                    # restarted tuner meets a running controller): ask again, within the
+                    # startup timeout
+                    return [Log('info', f'{CALLS[what]}: no answer within '
+                                        f'{self.settings.service_timeout_s:g} s; asking '
+                                        'again'),
+                            self._call('release_stale', 'hold', False)]
                 return self._guard(self._timeout, f'{CALLS[what]}: no answer within '
                                                   f'{self.settings.service_timeout_s:g} s')
         if self._deadline is not None and now > self._deadline[0]:

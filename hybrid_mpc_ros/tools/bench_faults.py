@@ -1,0 +1,236 @@
+"""``hybrid-mpc bench faults``: a short lockstep tuning through ROS with faults from outside.
+
+The three nodes of ``hybrid-mpc tune`` run as separate processes on a private domain,
+the tuner's sensitivity stream passing through a
+:class:`~hybrid_mpc_ros.tools.fault_injection.SensitivityRelay` in this process. Faults,
+by episode (an episode is counted when its first step from x0 goes by):
+
+* episodes 1-5: one sensitivity message dropped, duplicated, swapped with the next, given
+  the previous theta revision, cut short (a corrupted layout); the tuner must discard
+  each of those episodes (its log says so);
+* episode 8: the tuner SIGKILLed at step 10 and started again; it must resume from its
+  checkpoint ("resuming from ... at iteration");
+* episode 11: the controller SIGKILLed at step 10 and started again; the tuner must see
+  the restart and push theta again ("the controller restarted");
+* the episode after that: odometry with NaN, Inf, a zero and a non-unit quaternion and a
+  stamp going backwards published on ``odom``; the (new) controller must refuse all of
+  them (its ``rejected_odometry`` diagnostic).
+
+The JSON last line has ``faults_injected``, ``faults_survived`` (a fault is survived
+when its expected reaction was observed and the run finished), ``bad_commands_emitted``
+(commands on ``rotor_speeds_cmd`` not finite or outside the rotor bounds),
+``iterations_lost`` and ``iterations_duplicated`` (of the history CSV, every iteration
+must be there once; ``theta.csv`` is counted into them too), the reruns by kind, the
+wall time and where the logs are. It measures and prints; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+from hybrid_mpc_ros.core import paths
+from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, run_name
+from hybrid_mpc_ros.tools import fault_injection as fi
+from hybrid_mpc_ros.tools import processes
+
+TUNER_KILL_EPISODE, CONTROLLER_KILL_EPISODE, KILL_STEP = 8, 11, 10
+ODOMETRY_STEP = 5
+TUNER_SETTINGS = {'message_timeout_s': 2.0, 'service_timeout_s': 2.0,
+                  'max_episode_retries': 8, 'resume': True}
+
+
+class _Bench:
+    """The graph, the injector and what was observed."""
+
+    def __init__(self, setup, path, folder, iterations, steps):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from nav_msgs.msg import Odometry
+        from hybrid_mpc_ros.ros.context import local_context
+        self.setup, self.path, self.folder = setup, path, folder
+        self.log_dir = os.path.join(folder, 'logs')
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.domain_id = processes.free_domain_id()
+        self.env = processes.ros_env(self.domain_id)
+        self.context = local_context(self.domain_id, 'LOCALHOST')
+        self.node = rclpy.create_node('hybrid_mpc_fault_bench', context=self.context,
+                                      start_parameter_services=False)
+        from rclpy.executors import SingleThreadedExecutor
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.params = dict(TUNER_SETTINGS, iterations=iterations, episode_steps=steps,
+                           output_dir=os.path.join(folder, 'out'))
+        self.relay = fi.SensitivityRelay(self.node, setup.x0,
+                                         dict(enumerate(fi.STREAM_FAULTS, start=1)),
+                                         hook=self._hook)
+        config = setup.mpc_config
+        self.commands = fi.CommandWatch(self.node, config.u_min, config.u_max)
+        self.odom_pub = self.node.create_publisher(Odometry, 'odom', 10)
+        self.newest_odom_ns = 0
+        self.node.create_subscription(Odometry, 'odom', self._on_odom, 10)
+        self.rejected_odometry = {}          # controller start -> newest diagnostic count
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
+        self.nodes, self.starts, self.events = {}, {}, []
+        self.restart = []
+        self.odometry_faults = []
+        self.odometry_episode = None
+
+    def start(self, name):
+        count = self.starts[name] = self.starts.get(name, 0) + 1
+        log = os.path.join(self.log_dir, f'{name}{count}.log')
+        if name == 'simulator':
+            node = processes.start_node('ros.simulator_node', params_file=self.path,
+                                        params={'clock_mode': 'lockstep'}, env=self.env,
+                                        log_path=log)
+        elif name == 'controller':
+            node = processes.start_node('ros.mpc_controller_node', params_file=self.path,
+                                        params={'use_sim_time': True}, env=self.env,
+                                        log_path=log)
+        else:
+            overrides = processes.write_params_file(
+                os.path.join(self.log_dir, 'tuner_overrides.yaml'), 'hybrid_tuner',
+                self.params)
+            node = processes.start_node(
+                'ros.tuner_node', params_file=[self.path, paths.config_file(
+                    'hybrid_tuner.yaml'), overrides], env=self.env, log_path=log,
+                remaps={fi.SOURCE_TOPIC: fi.RELAY_TOPIC})
+        self.nodes[name] = node
+
+    def _on_odom(self, msg):
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.newest_odom_ns = max(self.newest_odom_ns, stamp)
+
+    def _on_diag(self, msg):
+        for status in msg.status:
+            if status.name.startswith('mpc_controller'):
+                values = {item.key: item.value for item in status.values}
+                if 'rejected_odometry' in values:
+                    self.rejected_odometry[self.starts.get('controller', 0)] = \
+                        int(values['rejected_odometry'])
+
+    def _hook(self, episode, step):
+        import signal
+        if step == KILL_STEP and episode in (TUNER_KILL_EPISODE, CONTROLLER_KILL_EPISODE) \
+                and episode not in [e for e, _ in self.events]:
+            name = 'tuner' if episode == TUNER_KILL_EPISODE else 'controller'
+            os.kill(self.nodes[name].pid, signal.SIGKILL)
+            self.events.append((episode, f'{name}_killed'))
+            self.restart.append(name)
+        elif (step == ODOMETRY_STEP and episode > CONTROLLER_KILL_EPISODE
+              and self.odometry_episode is None and self.starts.get('controller') == 2):
+            self.odometry_episode = episode
+            for kind, msg in fi.bad_odometry(self.setup.x0, self.newest_odom_ns):
+                self.odom_pub.publish(msg)
+                self.odometry_faults.append(kind)
+
+    def spin(self, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def run(self, timeout_s):
+        for name in ('simulator', 'controller', 'tuner'):
+            self.start(name)
+        started = time.monotonic()
+        while True:
+            self.executor.spin_once(timeout_sec=0.02)
+            while self.restart:
+                name = self.restart.pop(0)
+                process = self.nodes[name]
+                while process.alive():
+                    self.executor.spin_once(timeout_sec=0.02)
+                process.stop()
+                self.start(name)
+            tuner = self.nodes['tuner']
+            if not tuner.alive() and not self.restart:
+                break
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f'the faulted tuning took longer than {timeout_s:g} s '
+                                   f'(logs in {self.log_dir})')
+        wall = time.monotonic() - started
+        self.spin(2.5)                 # the last commands and a diagnostics message
+        return wall
+
+    def close(self):
+        for name in ('tuner', 'controller', 'simulator'):
+            if name in self.nodes:
+                self.nodes[name].stop()
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+    def tuner_logs(self):
+        texts = []
+        for count in range(1, self.starts.get('tuner', 0) + 1):
+            with open(os.path.join(self.log_dir, f'tuner{count}.log'), errors='replace') as f:
+                texts.append(f.read())
+        return texts
+
+
+def evaluate(bench, iterations, config) -> dict:
+    """Return the bench's JSON result from what the run left (see the module docstring)."""
+    logs = bench.tuner_logs()
+    joined = '\n'.join(logs)
+    finished = bench.nodes['tuner'].returncode == 0
+    name = run_name(config.method, config.gamma)
+    out = bench.params['output_dir']
+    counts = {suffix: fi.iteration_rows(os.path.join(out, f'{name}.{suffix}'), iterations)
+              for suffix in ('csv', 'theta.csv')}
+    survived = {}
+    discarded = re.findall(r'discarded \((\w+)\)', logs[0] if logs else '')
+    for episode, kind in bench.relay.injected:
+        expected = fi.EXPECTED_REJECTION[kind]
+        survived[f'stream_{kind}'] = expected in discarded
+        if expected in discarded:
+            discarded.remove(expected)
+    for episode, event in bench.events:
+        if event == 'tuner_killed':
+            survived[event] = len(logs) >= 2 and 'resuming from' in logs[1]
+        else:
+            survived[event] = 'the controller restarted' in joined
+    rejected = bench.rejected_odometry.get(2, 0)
+    for index, kind in enumerate(bench.odometry_faults):
+        survived[f'odometry_{kind}'] = index < rejected
+    injected = len(survived)
+    return {
+        'faults_injected': injected,
+        'faults_survived': sum(1 for ok in survived.values() if ok and finished),
+        'bad_commands_emitted': len(bench.commands.bad),
+        'iterations_lost': max(c['lost'] for c in counts.values()),
+        'iterations_duplicated': max(c['duplicated'] for c in counts.values()),
+        'finished': finished,
+        'faults': {key: bool(ok and finished) for key, ok in survived.items()},
+        'commands_seen': bench.commands.count,
+        'reruns_logged': len(re.findall(r'discarded \(', joined)),
+        'rejected_odometry': rejected,
+        'iterations': iterations,
+    }
+
+
+def main(scenario: str | None = None, iterations: int = 4, steps: int = 25,
+         out: str | None = None, timeout_s: float = 600.0) -> int:
+    """Run ``hybrid-mpc bench faults``: progress on stderr, a JSON object as the last line."""
+    path = resolve_scenario_path(scenario)
+    setup = load_scenario(path)
+    config = setup.tuning_config(iterations=iterations, episode_steps=steps)
+    folder = os.path.abspath(out or tempfile.mkdtemp(prefix='hybrid_mpc_bench_faults_'))
+    print(f'bench faults: {config.method}, {iterations} iterations of {steps}-step episodes '
+          f'in lockstep, faults from outside; logs in {folder}/logs', file=sys.stderr,
+          flush=True)
+    bench = _Bench(setup, path, folder, iterations, steps)
+    try:
+        wall = bench.run(timeout_s)
+        result = evaluate(bench, iterations, config)
+    finally:
+        bench.close()
+    result.update({'wall_s': round(wall, 2), 'domain_id': bench.domain_id,
+                   'logs': bench.log_dir})
+    for key, ok in result['faults'].items():
+        print(f'bench faults: {key}: {"survived" if ok else "NOT survived"}', file=sys.stderr)
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,76 @@
+"""A run's files after a crash at any point: RunRecorder's commit order and resume (no ROS).
+
+The recorder writes an iteration's rows first and the checkpoint last (``commit``); a
+process killed in between leaves rows of the iteration after the checkpoint's, which a
+resume drops, so no iteration is lost or repeated; the live columns survive a resume.
+(A real full disk is test_faults_storage's.)
+"""
+
+import csv
+
+import numpy as np
+import pytest
+
+from hybrid_mpc_ros.core.learning import live_session as ls
+from hybrid_mpc_ros.core.learning.reporting import RunRecorder
+from hybrid_mpc_ros.core.learning.tuning import load_checkpoint, TuningState
+from hybrid_mpc_ros.core.mpc import theta as th
+from scenario_setup import scenario
+
+pytestmark = pytest.mark.faults
+
+
+def _row(k):
+    return {'iteration': k, 'cost': 100.0 - k, 'tracking': 90.0, 'violation': 10.0 - k,
+            'eta': 0.5, 'wall_s': 0.1, 'rollback': False, 'rollback_reason': '',
+            'theta_revision': 2 * k - 1, 'retries': k, 'rollbacks': 0, 'episodes': 2 * k}
+
+
+def _state(done):
+    theta = np.full(th.N_THETA, float(done))
+    history = [{key: value for key, value in _row(k).items()
+                if key not in ('theta_revision', 'retries', 'rollbacks', 'episodes')}
+               for k in range(1, done + 1)]
+    return TuningState(done + 1, theta, theta.copy(), 1.0, {'state': 'rng'}, history)
+
+
+def _episode(k, role):
+    return {'iteration': k, 'role': role, 'revision': 1, 'steps': 25, 'attempts': 1,
+            'cost': 1.0, 'wall_s': 0.1}
+
+
+def _read(path):
+    with open(path, newline='') as stream:
+        return list(csv.DictReader(stream))
+
+
+def _iterate(recorder, config, k, commit=True):
+    recorder.episode(_episode(k, 'base'))
+    recorder.episode(_episode(k, 'perturbed'))
+    recorder.iteration(_row(k), np.full(th.N_THETA, float(k)))
+    if commit:
+        recorder.commit(config, _state(k))
+
+
+def test_a_crash_before_the_commit_loses_and_repeats_no_iteration(tmp_path):
+    config = scenario().tuning_config(iterations=4)
+    recorder = RunRecorder(str(tmp_path), 'run', 1e4, ls.EPISODE_FIELDS)
+    for k in (1, 2):
+        _iterate(recorder, config, k)
+    # iteration 3's rows are written, then the process dies before the checkpoint
+    _iterate(recorder, config, 3, commit=False)
+    recorder.episode(_episode(4, 'base'))
+    recorder.close()
+    _, state = load_checkpoint(recorder.checkpoint)
+    assert state.iteration == 3
+
+    resumed = RunRecorder(str(tmp_path), 'run', 1e4, ls.EPISODE_FIELDS, state.history)
+    for k in (3, 4):
+        _iterate(resumed, config, k)
+    resumed.close()
+    assert [int(r['iteration']) for r in _read(resumed.path('csv'))] == [1, 2, 3, 4]
+    assert [int(r['iteration']) for r in _read(resumed.path('theta.csv'))] == [1, 2, 3, 4]
+    assert [(int(r['iteration']), r['role']) for r in _read(resumed.path('episodes.csv'))] \
+        == [(k, role) for k in (1, 2, 3, 4) for role in ('base', 'perturbed')]
+    # the resumed rows keep the live columns the CSV had for them
+    assert [int(r['retries']) for r in _read(resumed.path('csv'))] == [1, 2, 3, 4]
