@@ -105,7 +105,7 @@ def test_the_mismatch_example_and_the_family_use_the_defaults_for_a_new_vehicle(
         chosen = scenario(name)
         rules = chosen.rules
         assert (rules.step_rule, rules.radius, rules.floor, rules.warmup, rules.cap) == (
-            'scale_free', 0.1, 0.1, 10, 2.0), name
+            'scale_free', 0.1, 0.1, 10, 1.0), name
         assert rules.guard == SafetyGuard(cost_margin=0.2) and rules.eta_rule == 'schedule'
     chosen = scenario('mismatch_example')
     config = chosen.tuning_config(method='zeroth_order')
