@@ -46,6 +46,10 @@ def test_the_default_is_the_arxiv_scenario_and_names_resolve():
         resolve_scenario_path('no_such_scenario')
     with pytest.raises(ConfigError, match='not found'):     # a path is never a name
         resolve_scenario_path(os.path.join('elsewhere', 'l4dc2026.yaml'))
+    assert os.path.samefile(resolve_scenario_path('robustness/issue_vehicle'),
+                            scenario_path('robustness/issue_vehicle'))
+    with pytest.raises(ConfigError, match='not found'):
+        resolve_scenario_path('../scenarios/l4dc2026')
 
 
 def test_the_arxiv_scenario_is_the_packages_first_reproduction():

@@ -81,14 +81,16 @@ def resolve_scenario_path(name_or_path: str | os.PathLike | None) -> str:
     """Return the scenario file for a path, a shipped scenario's name, or None (the default).
 
     A path to an existing file is used as it is; otherwise ``name`` (with or without
-    ``.yaml``) is looked up in ``config/scenarios`` of the package.
+    ``.yaml``) is looked up in ``config/scenarios`` of the package, where it may name a
+    file in a subfolder (``robustness/issue_vehicle``).
     """
     if name_or_path is None:
         return default_scenario_path()
     given = os.fspath(name_or_path)
     if os.path.isfile(given):
         return given
-    if os.path.basename(given) == given:            # a bare name: look among the shipped
+    parts = given.replace(os.sep, '/').split('/')
+    if not os.path.isabs(given) and '..' not in parts:      # a name: look among the shipped
         candidates = [given] if given.endswith('.yaml') else [given + '.yaml', given]
         for candidate in candidates:
             try:
