@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run demo test colcon-check clean
+.PHONY: setup run reproduce bench demo test colcon-check clean
 
 $(STAMP): requirements.txt setup.py package.xml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybrid_mpc_ros needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -15,11 +15,20 @@ $(STAMP): requirements.txt setup.py package.xml
 
 setup: $(STAMP)
 
-## The main job: the simulated tuning experiment (all methods of the paper, ~3-4 min on 2 cores).
+## The main job: the simulated tuning through ROS 2 (simulator, MPC controller and tuner as
+## three processes, lockstep), 60 hybrid iterations of the default scenario (~2 min on 2 cores).
 run: setup
+	$(VENV)/bin/hybrid-mpc tune --scenario arxiv_v1 --iterations 60 --out results/tuning
+
+## The paper's experiment offline: every method of the default scenario (~3-4 min on 2 cores).
+reproduce: setup
 	$(VENV)/bin/hybrid-mpc reproduce --out results/reproduce
 
-## The simulator and a controller as real ROS 2 nodes in separate processes.
+## Speed of the tuning through ROS against the same tuning offline (JSON last line).
+bench: setup
+	$(VENV)/bin/hybrid-mpc bench ros
+
+## The simulator and the MPC controller as real ROS 2 nodes in separate processes (lockstep).
 demo: setup
 	$(VENV)/bin/hybrid-mpc demo
 

@@ -32,6 +32,7 @@ setup(
             'simulator_node = hybrid_mpc_ros.ros.simulator_node:main',
             'lqr_controller_node = hybrid_mpc_ros.ros.lqr_controller_node:main',
             'mpc_controller_node = hybrid_mpc_ros.ros.mpc_controller_node:main',
+            'tuner_node = hybrid_mpc_ros.ros.tuner_node:main',
             'hybrid-mpc = hybrid_mpc_ros.tools.cli:main',
         ],
     },

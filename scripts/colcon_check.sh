@@ -17,7 +17,7 @@ PATH="$venv/bin:$PATH" "$venv/bin/colcon" build --event-handlers console_direct-
 prefix="$ws/install/hybrid_mpc_ros"
 fail=0
 need() { if [ -e "$1" ]; then echo "ok       ${1#$ws/}"; else echo "MISSING  ${1#$ws/}"; fail=1; fi; }
-for exe in simulator_node lqr_controller_node mpc_controller_node hybrid-mpc; do need "$prefix/lib/hybrid_mpc_ros/$exe"; done
+for exe in simulator_node lqr_controller_node mpc_controller_node tuner_node hybrid-mpc; do need "$prefix/lib/hybrid_mpc_ros/$exe"; done
 need "$prefix/share/ament_index/resource_index/packages/hybrid_mpc_ros"
 need "$prefix/share/hybrid_mpc_ros/package.xml"
 for f in "$here"/launch/*.launch.py; do need "$prefix/share/hybrid_mpc_ros/launch/$(basename "$f")"; done

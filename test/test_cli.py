@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from scenario_setup import scenario
 
+from hybrid_mpc_ros.core.model.lqr import LQRController
+from hybrid_mpc_ros.core.scenario import default_scenario_path, load_scenario
 from hybrid_mpc_ros.tools.cli import build_parser, strip_ros_args
 from hybrid_mpc_ros.tools.processes import ros_env
 
@@ -50,6 +52,11 @@ def test_parser_and_ros_args_stripping():
     assert args.scenario == 'l4dc2026' and args.iterations is None and args.runs == ['x']
     args = build_parser().parse_args(['bench', 'sim', '--steps', '10'])
     assert args.target == 'sim' and args.steps == 10
+    args = build_parser().parse_args(['tune', '--iterations', '3', '--method', 'model_based'])
+    assert args.iterations == 3 and args.method == 'model_based' and args.steps is None
+    assert args.start_mode == 'reset' and not args.resume and args.out == 'results/tuning'
+    args = build_parser().parse_args(['bench', 'ros'])
+    assert args.target == 'ros' and args.iterations == 10 and args.steps == 200
     assert strip_ros_args(['demo', '--ros-args', '-r', '__node:=x', '--', '--realtime']) == [
         'demo', '--realtime']
     assert strip_ros_args(['demo', '--ros-args', '-p', 'a:=1']) == ['demo']
@@ -59,8 +66,9 @@ def test_parser_and_ros_args_stripping():
         build_parser().parse_args([])
 
 
-def test_demo_reproduces_the_offline_closed_loop():
-    result = run_cli('demo', '--seconds', '3')
+@pytest.mark.parametrize('controller', ['mpc', 'lqr'])
+def test_demo_reproduces_the_offline_closed_loop(controller):
+    result = run_cli('demo', '--seconds', '3', '--controller', controller)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = last_json(result.stdout)
     assert summary['clock_mode'] == 'lockstep'
@@ -69,17 +77,30 @@ def test_demo_reproduces_the_offline_closed_loop():
     assert summary['steps_per_wall_s'] > 0
     # progress: one line per simulated second, 0 to 3
     assert sum(line.startswith('t=') for line in result.stdout.splitlines()) == 4
-    # the default scenario flown offline by the same LQR (the node's weights are Qc, Rc)
-    default = scenario()
-    controller = default.lqr()
+    # the default scenario (the published one: forward Euler, which the simulator node reads
+    # from the file) flown offline by the same controller
+    default = load_scenario(default_scenario_path())
+    plant = default.plant()
     x = default.x0.copy()
-    for _ in range(30):
-        x = controller.quad.step(x, controller.command(x))
+    if controller == 'mpc':
+        policy = default.policy()
+        for _ in range(30):
+            x = plant.step(x, policy.solve(x).u)
+        # the MPC node answers each odometry stamp once: the same flight, to the printed digit
+        tolerance = 2e-6
+    else:
+        # the LQR the node builds: weights Qc, Rc, gain designed on the paper's plant
+        # linearised with its own default (RK4) step
+        lqr = LQRController(dt=default.period_s, target_position=default.x_ref[0:3])
+        for _ in range(30):
+            x = plant.step(x, lqr.command(x))
+        # the LQR node answers every message: a lockstep re-publish racing the first command
+        # can repeat a step
+        tolerance = 0.02
     target = default.x_ref[0:3]
-    # (a tolerance, not exact: a lockstep re-publish racing the first command can repeat it)
-    np.testing.assert_allclose(summary['final_position'], x[0:3], atol=0.02)
+    np.testing.assert_allclose(summary['final_position'], x[0:3], atol=tolerance)
     expected_error = np.linalg.norm(x[0:3] - target)
-    assert summary['final_error_m'] == pytest.approx(expected_error, abs=0.02)
+    assert summary['final_error_m'] == pytest.approx(expected_error, abs=tolerance)
     initial_error = np.linalg.norm(default.x0[0:3] - target)
     assert summary['initial_error_m'] == pytest.approx(initial_error, abs=1e-6)
     assert summary['target'] == target.tolist()
@@ -90,7 +111,8 @@ def test_a_bad_scenario_file_is_one_line_naming_file_and_key(tmp_path):
     text = open(scenario().path).read().replace('horizon: 12', 'horizn: 12')
     bad.write_text(text)
     commands = (('reproduce', '--iterations', '1'),
-                ('identify', '--out', str(tmp_path / 'm.npz')))
+                ('identify', '--out', str(tmp_path / 'm.npz')),
+                ('tune', '--out', str(tmp_path / 'tuning')))
     for command in commands:
         result = run_cli(*command, '--scenario', str(bad))
         assert result.returncode == 2, result.stderr
@@ -108,6 +130,59 @@ def test_bench_sim_reports_both_rates():
     assert report['core_steps_per_s'] > 0
     assert report['ros_lockstep_steps_per_s'] > 0
     assert report['ros_lockstep_steps'] >= 300
+
+
+def test_bench_controller_reports_latency_rate_and_jitter():
+    result = run_cli('bench', 'controller', '--steps', '300', '--warmup', '20', '--seconds',
+                     '2', timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = last_json(result.stdout)
+    assert 0 < report['latency_ms_p50'] <= report['latency_ms_p99']
+    assert report['lockstep_steps_per_s'] > 0 and report['lockstep_steps'] >= 300
+    assert 0 <= report['jitter_ms_p50'] <= report['jitter_ms_p99']
+    assert report['in_process']['solve_ms_p50'] <= report['in_process']['step_ms_p50']
+
+
+def test_bench_paper_timings_reports_ours_beside_the_papers():
+    result = run_cli('bench', 'paper-timings', '--iterations', '2')
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = last_json(result.stdout)
+    # iteration 1 (eta_0 = 1): the base episode only; iteration 2: base and perturbed.
+    # Solves in all three episodes, Jacobians in the base ones; only iteration 2 is timed
+    # as an iteration
+    steps = report['episode_steps']
+    assert report['qp_solve_ms']['count'] == 3 * steps
+    assert report['jacobian_ms']['count'] == 2 * steps
+    assert report['iteration_s']['count'] == 1
+    assert report['qp_solve_ms']['median'] > 0 and report['iteration_s']['median'] > 0
+    assert report['paper'] == {'qp_solve_ms': 3.0, 'jacobian_ms': 6.1, 'iteration_s': 1.6,
+                               'machine': scenario('l4dc2026').paper.timing_machine}
+    assert report['machine']['logical_cpus'] >= 1 and report['machine']['cpu_model']
+    assert '| qp_solve_ms |' in result.stdout
+
+
+def test_tune_runs_the_tuning_through_ros_and_resumes(tmp_path):
+    out = tmp_path / 'tuning'
+    result = run_cli('tune', '--scenario', 'arxiv_v1', '--iterations', '2', '--steps', '20',
+                     '--out', str(out), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert sum(line.startswith('iteration ') for line in lines) == 2, result.stdout
+    summary = last_json(result.stdout)
+    assert summary['command'] == 'tune' and summary['status'] == 'finished'
+    assert summary['iterations'] == 2 and summary['episodes'] == 4
+    assert summary['reruns'] == 0
+    for suffix in ('csv', 'theta.csv', 'episodes.csv', 'checkpoint.json',
+                   'learning_curve.png', 'summary.json'):
+        assert (out / f'hybrid_g0.5.{suffix}').is_file(), suffix
+    assert (out / 'logs' / 'tuner.log').is_file()
+    # the same run again with --resume: the checkpoint says it is done, no episode flies
+    result = run_cli('tune', '--scenario', 'arxiv_v1', '--iterations', '2', '--steps', '20',
+                     '--out', str(out), '--resume', timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    again = last_json(result.stdout)
+    assert again['iterations'] == 2 and again['episodes'] == 0
+    assert again['final_cost'] == summary['final_cost']
 
 
 def test_bench_robustness_quick_runs_every_method_and_resumes(tmp_path):

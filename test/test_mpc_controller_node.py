@@ -142,9 +142,15 @@ def test_lockstep_commands_and_sensitivities_equal_the_offline_rollout(lockstep,
         results = _set(ros_node, [_double_array('theta.p_R', theta[th.SLICE_R] * 2),
                                   _double_array('theta.p_Q', [1.0] * 5)], atomically=False)
         assert results[0].successful and not results[1].successful
+        # samples already in flight when the set returned still say revision 1 (the lockstep
+        # loop runs on while this process waits for the service): once one says 2, all do
         seen = len(samples)
-        _wait(ros_node, lambda: len(samples) > seen + 5, 20.0, sim, controller)
-        assert {s.revision for s in samples[seen + 2:]} == {2}
+        _wait(ros_node, lambda: any(s.revision == 2 for s in samples[seen:]), 20.0, sim,
+              controller)
+        first = next(i for i in range(seen, len(samples)) if samples[i].revision == 2)
+        _wait(ros_node, lambda: len(samples) > first + 5, 20.0, sim, controller)
+        assert {s.revision for s in samples[first:]} == {2}
+        assert {s.revision for s in samples[seen:first]} <= {1}
         _alive(sim, controller)
     finally:
         controller.stop()

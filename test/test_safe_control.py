@@ -150,3 +150,20 @@ def test_predicted_states_follow_the_nominal_model_from_the_measured_state(polic
     for k in range(policy.config.horizon):
         np.testing.assert_allclose(states[k + 1], policy.model.step(states[k], plan[k]),
                                    atol=1e-9)
+
+
+def test_sensitivities_added_after_the_command_are_the_same(controller, policy):
+    x = np.zeros(12)
+    first = controller.step(x, sensitivities=False)
+    assert first.mode == 'mpc' and first.sensitivities_pending and not first.sensitivities_ok
+    later = controller.add_sensitivities(first)
+    assert later.sensitivities_ok and not later.sensitivities_pending
+    assert first.sensitivities_pending and not first.du_dtheta.any()    # left as it was
+    controller.reset()
+    whole = controller.step(x)
+    np.testing.assert_array_equal(later.u, whole.u)
+    np.testing.assert_array_equal(later.du_dx, whole.du_dx)
+    np.testing.assert_array_equal(later.du_dtheta, whole.du_dtheta)
+    # nothing pending on a failsafe step: the result comes back as it is
+    failsafe = controller.step(x, odom_age_s=1.0, sensitivities=False)
+    assert controller.add_sensitivities(failsafe) is failsafe

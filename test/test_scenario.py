@@ -37,9 +37,10 @@ def test_shipped_scenarios_load_and_build(name):
         chosen.x0[0] = 1.0            # shared, read-only
 
 
-def test_the_default_is_the_arxiv_scenario_and_names_resolve():
-    assert os.path.samefile(default_scenario_path(), scenario_path('arxiv_v1'))
-    assert os.path.samefile(resolve_scenario_path(None), scenario_path('arxiv_v1'))
+def test_the_default_is_the_published_scenario_and_names_resolve():
+    assert os.path.samefile(default_scenario_path(), scenario_path('l4dc2026'))
+    assert os.path.samefile(resolve_scenario_path(None), scenario_path('l4dc2026'))
+    assert os.path.samefile(resolve_scenario_path('arxiv_v1'), scenario_path('arxiv_v1'))
     assert os.path.samefile(resolve_scenario_path('l4dc2026'), scenario_path('l4dc2026'))
     assert os.path.samefile(resolve_scenario_path('l4dc2026.yaml'), scenario_path('l4dc2026'))
     with pytest.raises(ConfigError, match='mismatch_example.yaml'):
@@ -92,6 +93,27 @@ def test_the_published_scenario_states_what_the_paper_states():
     assert {run.gamma for run in published.runs if run.method == 'hybrid'} == {0.25, 0.5, 0.75}
     assert (published.paper.hybrid_final_cost, published.paper.exact_model_cost) == (
         1084.91, 1081.3)
+    # the schedules read with k = 0, 1, 2, ...: iteration 1 is k = 0
+    assert alpha(1) == 2e-4 * math.log(2.0) and alpha(2) == 2e-4 * math.log(3.0) / 2 ** 0.8
+    eta = published.tuning_config('hybrid', 0.25).eta()
+    assert eta(1) == 1.0 and eta(2) == 1.0 / 2 ** 0.25          # the first step is model-based
+    assert published.tuning_config('zeroth_order').eta()(1) == 0.0
+    assert published.tuning_config('model_based').eta()(5) == 1.0
+    assert [run.name for run in published.runs] == [
+        'zeroth_order', 'model_based', 'hybrid_g0.25', 'hybrid_g0.5', 'hybrid_g0.75',
+        'exact_model']
+    # what both versions share (SPEC section 2): references, box, MPC, upper-level weights
+    assert published.x_ref.tolist() == [-6.0, -3.5] + [0.0] * 10
+    assert published.u_ref.tolist() == [published.plant_params.hover_speed] * 4
+    assert published.qc.tolist() == [1.0] * 6 + [0.1] * 6
+    assert published.rc.tolist() == [0.01] * 4
+    mpc = published.mpc_config
+    assert (mpc.horizon, mpc.slack_quadratic, mpc.slack_linear) == (12, 25.0, 25.0)
+    assert (mpc.u_min, mpc.u_max) == (0.0, 630.0)
+    assert mpc.x_ub == (2.0,) * 3 + (math.pi / 4,) * 3 + (math.pi / 8,) * 3
+    assert mpc.x_lb == tuple(-value for value in mpc.x_ub)
+    assert published.plant_params == QuadParams()          # the paper's plant constants
+    assert published.identification.trajectories == 100
 
 
 @pytest.mark.parametrize('name', ('arxiv_v1', 'l4dc2026'))
@@ -452,3 +474,19 @@ def test_loading_a_scenario_imports_no_ros():
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == '[]'
+
+
+def test_a_node_declares_its_scenario_values_and_gets_the_loader_s_checks():
+    from hybrid_mpc_ros.core.scenario import controller_settings, node_defaults
+    values = node_defaults('mpc_controller', scenario_path('arxiv_v1'))
+    assert values['horizon'] == 12 and values['constraints.u_max'] == 630.0
+    assert 'plant.mass' not in values and 'method' not in values     # other nodes' sections
+    settings = controller_settings(values, '/mpc_controller')
+    chosen = scenario('arxiv_v1')
+    assert settings.mpc_config == chosen.mpc_config
+    np.testing.assert_array_equal(settings.initial_theta(), chosen.initial_theta())
+    bad = dict(values, **{'constraints.x_lb': [0.0] * 8})
+    with pytest.raises(ConfigError, match=r'node /mpc_controller: /\*\*.constraints.x_lb'):
+        controller_settings(bad, '/mpc_controller')
+    with pytest.raises(ConfigError, match='horizon'):
+        controller_settings(dict(values, horizon=0), '/mpc_controller')

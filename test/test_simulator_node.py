@@ -125,6 +125,39 @@ def test_lockstep_command_moves_state_as_the_model_predicts(simulator, ros_node)
     assert odom.header.frame_id == 'odom' and odom.child_frame_id == 'base_link'
 
 
+def test_published_scenario_makes_the_node_integrate_with_forward_euler(simulator, ros_node):
+    """The scenario's ``integrator: euler`` is read: a lockstep step is one Euler step."""
+    path = os.path.join(CONFIG_DIR, 'scenarios', 'l4dc2026.yaml')
+    with open(path, encoding='utf-8') as stream:
+        section = yaml.safe_load(stream)['quadcopter_simulator']['ros__parameters']
+    assert (section['integrator'], section['substeps']) == ('euler', 1)
+    sim = simulator(params_file=path,
+                    params={'clock_mode': 'lockstep', 'initial_state': X0.tolist()})
+    driver = Driver(ros_node, sim)
+    x = driver.wait_ready()
+    euler = Quadcopter(QuadParams.from_mapping(section['plant']), 0.1, 1, integrator='euler')
+    rk4 = Quadcopter(QuadParams.from_mapping(section['plant']), 0.1, 4)
+    for command in ([600.0, 610.0, 630.0, 620.0], [625.0, 615.0, 605.0, 629.0]):
+        odom = driver.send(command)
+        expected = euler.step(x, np.array(command))
+        # the two integrators differ by far more than the tolerance: the check can tell
+        assert np.max(np.abs(rk4.step(x, np.array(command)) - expected)) > 1e-5
+        x = odometry_to_state(odom)
+        np.testing.assert_allclose(x, expected, rtol=0.0, atol=1e-9)
+    assert 'euler, 1 substeps' in sim.log_text()
+
+
+def test_an_unknown_integrator_is_a_configuration_error(rclpy_context):
+    with processes.start_node('ros.simulator_node', params={'integrator': 'midpoint'}) as sim:
+        deadline = time.monotonic() + START_TIMEOUT
+        while sim.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sim.returncode == 1
+    log = sim.log_text()
+    assert 'invalid configuration' in log and 'integrator' in log
+    assert 'Traceback' not in log
+
+
 def test_lockstep_advances_one_period_per_command_and_clock_agrees(simulator, ros_node):
     period_ns = 20_000_000
     sim = simulator(params={'clock_mode': 'lockstep', 'period_s': period_ns * 1e-9})

@@ -125,13 +125,11 @@ def text(choices: tuple[str, ...] | None = None):
     return check
 
 
-def texts(choices: tuple[str, ...]):
-    """Check a non-empty list of distinct strings from ``choices``."""
-    item = text(choices)
-
+def _distinct_list(item, what: str):
+    """Check a non-empty list of distinct entries, each checked by ``item``; a tuple."""
     def check(value):
         if not isinstance(value, list) or not value:
-            raise type_problem('a non-empty list of strings', value)
+            raise type_problem(f'a non-empty list of {what}', value)
         out = []
         for index, entry in enumerate(value):
             try:
@@ -144,13 +142,40 @@ def texts(choices: tuple[str, ...]):
     return check
 
 
+def texts(choices: tuple[str, ...]):
+    """Check a non-empty list of distinct strings from ``choices``."""
+    return _distinct_list(text(choices), 'strings')
+
+
 def distinct_floats(minimum: float):
     """Check a non-empty list of distinct doubles above ``minimum``; return a tuple."""
-    item = floating(minimum, strict=True)
+    return _distinct_list(floating(minimum, strict=True), 'floating-point numbers')
+
+
+def float_list(minimum: float | None = None):
+    """Check a non-empty list of finite doubles (any length); return a tuple."""
+    item = floating(minimum)
 
     def check(value):
         if not isinstance(value, list) or not value:
             raise type_problem('a non-empty list of floating-point numbers', value)
+        out = []
+        for index, entry in enumerate(value):
+            try:
+                out.append(item(entry))
+            except Problem as exc:
+                raise Problem(f'entry {index}: {exc}') from None
+        return tuple(out)
+    return check
+
+
+def distinct_integers(minimum: int | None = None):
+    """Check a non-empty list of distinct integers, optionally ``>= minimum``; a tuple."""
+    item = integer(minimum)
+
+    def check(value):
+        if not isinstance(value, list) or not value:
+            raise type_problem('a non-empty list of integers', value)
         out = []
         for index, entry in enumerate(value):
             try:

@@ -21,13 +21,19 @@ ignored by ROS (rclpy ignores overrides of parameters a node does not declare)::
     system_identification:  trajectories, held_out, steps, seed, input_noise_std, the four
                             start spreads, prediction_horizon, affine
     reproduction:           methods, gammas (the runs of ``hybrid-mpc reproduce``)
-    paper:                  citation, hybrid_final_cost, exact_model_cost (optional)
+    ablation:               run, iterations, alpha_scale, best_of_last, deltas, seeds
+                            (optional: ``hybrid-mpc reproduce --ablation delta|seeds``)
+    paper:                  citation, hybrid_final_cost, exact_model_cost, and optionally
+                            ablation_delta_costs, ablation_seed_costs, timing_qp_solve_ms,
+                            timing_jacobian_ms, timing_iteration_s, timing_machine
+                            (the section is optional)
 
-Every key is required, except that some belong to one choice only: ``pc`` to
-``terminal_weight: diagonal``; ``radius``, ``floor``, ``warmup``, ``cap`` to
-``step_rule.kind: scale_free``; ``cost_margin`` to ``guard.enabled: true`` (and
-``violation_limit``, optional there); ``beta`` and ``prior`` to ``eta_rule.kind:
-agreement``. A key of the other choice is refused (it would do nothing). The shipped files
+Every key is required (the keys marked optional above may be left out), except that some
+belong to one choice only: ``pc`` to ``terminal_weight: diagonal``; ``radius``, ``floor``,
+``warmup``, ``cap`` to ``step_rule.kind: scale_free``; ``cost_margin`` to ``guard.enabled:
+true`` (and ``violation_limit``, optional there); ``beta`` and ``prior`` to
+``eta_rule.kind: agreement``. A key of the other choice is refused (it would do nothing).
+The shipped files
 comment each value with its unit and source. :func:`load_scenario` checks the whole file
 before anything is built and raises :class:`ConfigError` naming the file, the key and the
 problem: an unknown key (a typo never passes silently), a missing key, a wrong type (as
@@ -61,10 +67,11 @@ from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 from hybrid_mpc_ros.core.model.quadcopter import INTEGRATORS, NU, NX, Quadcopter, QuadParams
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy, SOFT_IDX
-from hybrid_mpc_ros.core.param_schema import (boolean, distinct_floats, floating, floats,
-                                              integer, Optional, ParameterFile, text, texts)
+from hybrid_mpc_ros.core.param_schema import (boolean, distinct_floats, distinct_integers,
+                                              float_list, floating, floats, integer,
+                                              Optional, ParameterFile, text, texts)
 
-DEFAULT_SCENARIO = 'arxiv_v1.yaml'
+DEFAULT_SCENARIO = 'l4dc2026.yaml'    # the published paper's experiment
 SCENARIO_DIR = 'scenarios'            # under config/
 TERMINAL_WEIGHTS = ('diagonal', 'dare')
 STEP_RULES = ('schedule', 'scale_free')
@@ -73,7 +80,7 @@ N_SOFT = len(SOFT_IDX)
 
 
 def default_scenario_path() -> str:
-    """Path of the default scenario file (``config/scenarios/arxiv_v1.yaml`` for now)."""
+    """Path of the default scenario file, ``config/scenarios/l4dc2026.yaml`` (published paper)."""
     return paths.config_file(os.path.join(SCENARIO_DIR, DEFAULT_SCENARIO))
 
 
@@ -163,10 +170,19 @@ _SCHEMA = {
         'attitude_spread': floating(0.0), 'rate_spread': floating(0.0),
         'prediction_horizon': integer(1), 'affine': boolean},
     'reproduction': {'methods': texts(METHODS), 'gammas': Optional(distinct_floats(0.0))},
+    'ablation': {'run': text(), 'iterations': integer(1),
+                 'alpha_scale': floating(0.0, strict=True), 'best_of_last': integer(1),
+                 'deltas': distinct_floats(0.0), 'seeds': distinct_integers(0)},
     'paper': {'citation': text(), 'hybrid_final_cost': floating(0.0, strict=True),
-              'exact_model_cost': floating(0.0, strict=True)},
+              'exact_model_cost': floating(0.0, strict=True),
+              'ablation_delta_costs': Optional(float_list(0.0)),
+              'ablation_seed_costs': Optional(float_list(0.0)),
+              'timing_qp_solve_ms': Optional(floating(0.0, strict=True)),
+              'timing_jacobian_ms': Optional(floating(0.0, strict=True)),
+              'timing_iteration_s': Optional(floating(0.0, strict=True)),
+              'timing_machine': Optional(text())},
 }
-_OPTIONAL_SECTIONS = ('paper',)
+_OPTIONAL_SECTIONS = ('paper', 'ablation')
 _NODE_SECTIONS = ('quadcopter_simulator', 'mpc_controller', 'hybrid_tuner')
 
 
@@ -194,12 +210,41 @@ class Run:
 
 
 @dataclass(frozen=True)
+class AblationSettings:
+    """The paper's Appendix C ablations (``hybrid-mpc reproduce --ablation delta|seeds``).
+
+    ``run`` is the reproduction run varied (a hybrid), run for ``iterations`` with the
+    step size's constant replaced by ``alpha_scale``; each entry of a table is the best
+    base-episode cost in the last ``best_of_last`` iterations. ``deltas`` (with the
+    scenario's seed) and ``seeds`` (with its delta) are the values tried.
+    """
+
+    run: str
+    iterations: int
+    alpha_scale: float
+    best_of_last: int
+    deltas: tuple[float, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class PaperNumbers:
-    """The paper's published numbers a scenario compares with (tables, summaries)."""
+    """The paper's published numbers a scenario compares with (tables, summaries).
+
+    The ablation costs line up with :class:`AblationSettings` ``deltas`` and ``seeds``;
+    the timings are the paper's per QP solve [ms], per Jacobian (MPC sensitivity) [ms]
+    and per closed-loop tuning iteration [s], measured on ``timing_machine``.
+    """
 
     citation: str
     hybrid_final_cost: float
     exact_model_cost: float
+    ablation_delta_costs: tuple[float, ...] | None = None
+    ablation_seed_costs: tuple[float, ...] | None = None
+    timing_qp_solve_ms: float | None = None
+    timing_jacobian_ms: float | None = None
+    timing_iteration_s: float | None = None
+    timing_machine: str | None = None
 
     def as_dict(self) -> dict:
         """Plain dict (JSON summaries)."""
@@ -291,6 +336,7 @@ class Scenario:
     runs: tuple[Run, ...]
     identification: IdentificationSettings
     paper: PaperNumbers | None
+    ablation: AblationSettings | None = None
 
     # -- the true system and the nominal model ---------------------------------------
 
@@ -443,6 +489,22 @@ def _runs(file: ParameterFile, values: dict) -> tuple[Run, ...]:
     return tuple(runs)
 
 
+def _ablation(file: ParameterFile, values: dict, runs: tuple[Run, ...]) -> AblationSettings | None:
+    settings = values.get('ablation')
+    if settings is None:
+        return None
+    names = [run.name for run in runs]
+    if settings['run'] not in names:
+        raise file.error('ablation', 'run', f'must be one of the reproduction runs {names}, '
+                         f'got {settings["run"]!r}')
+    paper = values.get('paper') or {}
+    for key, given in (('ablation_delta_costs', 'deltas'), ('ablation_seed_costs', 'seeds')):
+        if key in paper and len(paper[key]) != len(settings[given]):
+            raise file.error('paper', key, f'holds {len(paper[key])} costs for the '
+                             f'{len(settings[given])} ablation.{given}')
+    return AblationSettings(**settings)
+
+
 def _resolve_model(name: str) -> str | None:
     """Path of the nominal model file ``name`` (relative: in the config dirs), or None."""
     if os.path.isabs(name):
@@ -563,6 +625,14 @@ def _rules(file: ParameterFile, tuner: dict) -> TunerRules:
                       step.get('cap'), safety, eta['kind'], eta.get('beta'), eta.get('prior'))
 
 
+def _tuning_config(tuner: dict, alpha: Schedule) -> TuningConfig:
+    return TuningConfig(
+        method=tuner['method'], iterations=tuner['iterations'], gamma=tuner['gamma'],
+        delta=tuner['delta'], alpha=alpha, eta_first_k=tuner['eta']['first_k'],
+        episode_steps=tuner['episode_steps'], seed=tuner['seed'],
+        box_scale=tuner['theta_box']['scale'], box_abs_min=tuner['theta_box']['abs_min'])
+
+
 def _load_model(file: ParameterFile, shared: dict,
                 require: bool) -> tuple[str | None, AffineModel | None]:
     name = shared['nominal_model_file']
@@ -602,17 +672,14 @@ def load_scenario(path: str | os.PathLike, load_model: bool = True) -> Scenario:
     rules = _rules(file, tuner)
     cost = _cost(file, tuner)
     runs = _runs(file, values['reproduction'])
+    ablation = _ablation(file, values, runs)
     ident = values['system_identification']
     if ident['prediction_horizon'] > ident['steps']:
         raise file.error('system_identification', 'prediction_horizon',
                          f'must not exceed steps ({ident["steps"]}), got '
                          f'{ident["prediction_horizon"]}')
     mpc_config = _mpc_config(shared, values['mpc_controller'])
-    tuning = TuningConfig(
-        method=tuner['method'], iterations=tuner['iterations'], gamma=tuner['gamma'],
-        delta=tuner['delta'], alpha=alpha, eta_first_k=tuner['eta']['first_k'],
-        episode_steps=tuner['episode_steps'], seed=tuner['seed'],
-        box_scale=tuner['theta_box']['scale'], box_abs_min=tuner['theta_box']['abs_min'])
+    tuning = _tuning_config(tuner, alpha)
     model_path, model = _load_model(file, shared, load_model)
     paper = values.get('paper')
     return Scenario(
@@ -627,7 +694,7 @@ def load_scenario(path: str | os.PathLike, load_model: bool = True) -> Scenario:
         terminal_weight_kind=cost['terminal_weight'],
         violation_weight=cost['violation_weight'], tuning=tuning, rules=rules, runs=runs,
         identification=IdentificationSettings(**ident),
-        paper=PaperNumbers(**paper) if paper is not None else None)
+        paper=PaperNumbers(**paper) if paper is not None else None, ablation=ablation)
 
 
 # ------------------------------------------------------------------ what a node declares
@@ -647,7 +714,13 @@ def node_defaults(node: str, path: str | os.PathLike | None = None) -> dict[str,
     load_scenario(path, load_model=False)
     file = ParameterFile(path, 'scenario', _unknown_key_hint)
     sections = file.sections(load_yaml(path), tuple(_SCHEMA), _OPTIONAL_SECTIONS)
-    return flatten(dict(sections['/**'], **sections[node]))
+    values = flatten(dict(sections['/**'], **sections[node]))
+    if node == 'hybrid_tuner' and 'cost.pc' not in values:
+        # a node declares what the default scenario has; a scenario with a diagonal
+        # terminal weight gives cost.pc, so it must be declared too. NaN: a file that
+        # should give it and does not is refused by tuner_settings ("finite"), not run
+        values['cost.pc'] = [math.nan] * NX
+    return values
 
 
 def _nested(values: Mapping[str, Any]) -> dict:
@@ -712,3 +785,86 @@ def controller_settings(values: Mapping[str, Any], source: str) -> ControllerSet
     return ControllerSettings(model, model_path, _mpc_config(shared, mpc),
                               _frozen(shared['x_ref']), _frozen(shared['u_ref']),
                               _frozen(weights['qc']), _frozen(weights['rc']))
+
+
+@dataclass(frozen=True, eq=False)
+class TunerSettings:
+    """What a tuner node builds its tuning run from (see :func:`tuner_settings`).
+
+    ``model`` the nominal model (its Jacobians give the model-based gradient),
+    ``tuning`` the run's :class:`TuningConfig`, ``period_s`` [s] the sampling time, ``x0``
+    (12,) the episodes' initial state, ``x_ref`` (12,) and ``u_ref`` (4,) the references,
+    ``qc`` (12,) and ``rc`` (4,) the upper-level weights' diagonals, ``terminal_weight_kind``
+    and ``pc`` (12,) (None with the DARE) the terminal weight, ``violation_weight`` the
+    penalty weight, ``x_lb`` and ``x_ub`` (12,) the state box X (infinite where unbounded);
+    ``model_path`` where the model was found.
+    """
+
+    model: AffineModel
+    model_path: str
+    tuning: TuningConfig
+    period_s: float
+    x0: np.ndarray
+    x_ref: np.ndarray
+    u_ref: np.ndarray
+    qc: np.ndarray
+    rc: np.ndarray
+    terminal_weight_kind: str
+    pc: np.ndarray | None
+    violation_weight: float
+    x_lb: np.ndarray
+    x_ub: np.ndarray
+
+    def initial_theta(self) -> np.ndarray:
+        """Return the paper's start (94,): Q = Qc, R = Rc, P = DARE of the model's (A, B)."""
+        return th.initial_theta(self.model.A, self.model.B, self.qc, self.rc)
+
+    def cost(self) -> ClosedLoopCost:
+        """Build the closed-loop cost C, as :meth:`Scenario.cost` does for a scenario file."""
+        terminal = (self.pc.copy() if self.terminal_weight_kind == 'diagonal' else
+                    th.dare_weight(self.model.A, self.model.B, self.qc, self.rc))
+        return ClosedLoopCost(self.x_ref.copy(), self.u_ref.copy(), self.qc.copy(),
+                              self.rc.copy(), terminal, self.x_lb.copy(), self.x_ub.copy(),
+                              self.violation_weight)
+
+    @property
+    def run_name(self) -> str:
+        """The run's name as ``hybrid-mpc reproduce`` names it (e.g. ``hybrid_g0.5``)."""
+        return run_name(self.tuning.method, self.tuning.gamma)
+
+
+def tuner_settings(values: Mapping[str, Any], source: str) -> TunerSettings:
+    """Check a tuner's scenario values like a scenario file's, and build its parts.
+
+    ``values`` maps the flattened names of :func:`node_defaults` for ``hybrid_tuner`` to
+    the values the node was given (plain Python or rclpy's arrays); ``source`` names where
+    they came from in error messages (e.g. the node's name). Raises :class:`ConfigError`
+    naming the key and the problem, with the same checks as :func:`load_scenario`. One
+    difference: a ROS parameter cannot be absent once declared, so ``cost.pc`` (declared
+    with the default scenario's value) is ignored when ``cost.terminal_weight`` is
+    ``dare``, where a scenario file must leave it out.
+    """
+    nested = _nested(values)
+    file = ParameterFile(source, 'node', _unknown_key_hint)
+    node = 'hybrid_tuner'
+    shared = file.read('/**', {key: nested[key] for key in _SHARED if key in nested}, _SHARED)
+    own = {key: value for key, value in nested.items() if key not in _SHARED}
+    if isinstance(own.get('cost'), dict) and own['cost'].get('terminal_weight') == 'dare':
+        own['cost'] = {key: value for key, value in own['cost'].items() if key != 'pc'}
+    tuner = file.read(node, own, _SCHEMA[node])
+    _check_box(file, shared)
+    alpha = _schedule(file, tuner)
+    cost = _cost(file, tuner)
+    model_path, model = _load_model(file, shared, True)
+    x_lb, x_ub = np.full(NX, -np.inf), np.full(NX, np.inf)
+    x_lb[list(SOFT_IDX)] = shared['constraints']['x_lb']
+    x_ub[list(SOFT_IDX)] = shared['constraints']['x_ub']
+    weights = shared['cost_weights']
+    return TunerSettings(
+        model=model, model_path=model_path, tuning=_tuning_config(tuner, alpha),
+        period_s=shared['period_s'], x0=_frozen(shared['initial_state']),
+        x_ref=_frozen(shared['x_ref']), u_ref=_frozen(shared['u_ref']),
+        qc=_frozen(weights['qc']), rc=_frozen(weights['rc']),
+        terminal_weight_kind=cost['terminal_weight'],
+        pc=_frozen(cost['pc']) if 'pc' in cost else None,
+        violation_weight=cost['violation_weight'], x_lb=_frozen(x_lb), x_ub=_frozen(x_ub))

@@ -17,7 +17,10 @@ namespaced and remapped onto a vehicle's topics:
   rollout does; and ``~/hold`` (``std_srvs/SetBool``, ``odometry`` trigger only): while
   held, odometry is kept but not answered. The lockstep simulator then waits, so the
   tuner can reset it and this node between two steps without a command in flight; on
-  release the node answers the newest odometry at once.
+  release the node answers the newest odometry at once. The answer's text ends with the
+  stamp of the last odometry the node answered
+  (:func:`~hybrid_mpc_ros.core.learning.samples.hold_answer`), so a tuner knows which
+  odometry brings the token back.
 
 When a control step runs (parameter ``trigger``):
 
@@ -63,7 +66,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from hybrid_mpc_ros.core import paths, scenario
 from hybrid_mpc_ros.core.config import ConfigError, load_node_params
-from hybrid_mpc_ros.core.learning.samples import Stamp
+from hybrid_mpc_ros.core.learning.samples import hold_answer, Stamp
 from hybrid_mpc_ros.core.model.frames import euler_to_quaternion
 from hybrid_mpc_ros.core.model.quadcopter import NX
 from hybrid_mpc_ros.core.mpc import theta as th
@@ -99,6 +102,8 @@ class MPCControllerNode(Node):
         self._controller = SafeController(self._settings.policy(theta), safety, config.u_min,
                                           config.u_max)
         self._period_s = config.dt
+        self._timer_period_s = 1.0 / values['rate_hz'] if values['rate_hz'] > 0.0 else \
+            config.dt
         self._trigger = values['trigger']
         if self._trigger == 'auto':
             self._trigger = 'odometry' if values['use_sim_time'] else 'timer'
@@ -133,8 +138,15 @@ class MPCControllerNode(Node):
         # wall timers on the steady clock: with use_sim_time a ROS timer would wait on /clock,
         # which the lockstep simulator only advances when this node answers
         self.create_timer(1.0, self._publish_diagnostics, clock=steady)
+        self._last_tick = None
+        self._tick_periods = deque(maxlen=TIMING_WINDOW)
         if self._trigger == 'timer':
-            self.create_timer(self._period_s, self._on_timer, clock=steady)
+            self.create_timer(self._timer_period_s, self._on_timer, clock=steady)
+            if abs(self._timer_period_s - self._period_s) > 1e-9:
+                self.get_logger().warning(
+                    f'control rate {values["rate_hz"]:g} Hz differs from the model\'s '
+                    f'1/period_s = {1.0 / self._period_s:g} Hz: the MPC predicts with the '
+                    'wrong step (benchmarking only)')
         self.get_logger().info(
             f'MPC controller ready: horizon {values["horizon"]}, period {self._period_s} s, '
             f'trigger {self._trigger}, nominal model {self._settings.model_path}')
@@ -163,6 +175,10 @@ class MPCControllerNode(Node):
             "simulator), 'odometry' (one step per new odometry stamp: lockstep simulator) or "
             "'auto' (odometry if use_sim_time, else timer)", read_only=True,
             constraints="one of 'auto', 'timer', 'odometry'"))
+        declare('rate_hz', runtime['rate_hz'], descriptor(
+            'rate of the timer trigger [Hz]; 0: 1/period_s, the rate the MPC model is made '
+            'for (another rate is for benchmarking only)', read_only=True,
+            float_range=(0.0, 1000.0)))
         declare('odom_timeout_s', runtime['odom_timeout_s'], descriptor(
             'odometry older than this (wall time since it arrived) switches to the failsafe '
             'input [s]', float_range=(0.001, 60.0)))
@@ -174,7 +190,7 @@ class MPCControllerNode(Node):
             'u_ref (no torque; below 1 the vehicle sinks slowly)', float_range=(0.0, 1.5)))
         values = {name: self.get_parameter(name).value for name in self._scenario_names}
         values.update({name: self.get_parameter(name).value for name in
-                       ('trigger', 'use_sim_time') + SAFETY_PARAMETERS})
+                       ('trigger', 'use_sim_time', 'rate_hz') + SAFETY_PARAMETERS})
         if values['trigger'] not in TRIGGERS:
             raise ConfigError(f'trigger must be one of {TRIGGERS}, got {values["trigger"]!r}')
         # theta's default is the paper's start for this node's model (Q = Qc, R = Rc, P from
@@ -251,13 +267,20 @@ class MPCControllerNode(Node):
             self._control_step(now)
 
     def _on_timer(self) -> None:
+        now = time.monotonic()
+        if self._last_tick is not None:
+            self._tick_periods.append(now - self._last_tick)
+        self._last_tick = now
         if self._x is not None:               # no command before the first valid odometry
-            self._control_step(time.monotonic())
+            self._control_step(now)
 
     def _control_step(self, started: float) -> None:
         age = started - self._odom_received
-        result = self._controller.step(self._x, age)
+        result = self._controller.step(self._x, age, sensitivities=False)
+        # the command first: the vehicle (in lockstep, the simulator and the next odometry)
+        # goes on while the sensitivities, which only the tuner needs, are computed
         self._command_pub.publish(rotor_command(result.u))
+        result = self._controller.add_sensitivities(result)
         # sensitivities that could not be computed are NaN: "none", never a zero derivative
         du_dx, du_dtheta = (result.du_dx, result.du_dtheta) if result.sensitivities_ok else \
             (self._no_dx, self._no_dtheta)
@@ -305,8 +328,9 @@ class MPCControllerNode(Node):
             return response
         self._held = bool(request.data)
         response.success = True
-        response.message = 'holding: odometry is kept, not answered' if self._held else \
-            'released'
+        answered = self._last_stepped_stamp_ns
+        response.message = hold_answer(
+            self._held, Stamp.from_nanoseconds(answered) if answered >= 0 else None)
         if not self._held:
             self._answer_new_odometry(time.monotonic())
         return response
@@ -351,9 +375,11 @@ class MPCControllerNode(Node):
             'last_fallback_reason': counters.last_reason,
             'odometry_age_s': 'never' if age is None else f'{age:.3f}',
         }
+        jitter = np.abs(np.asarray(self._tick_periods) - self._timer_period_s)
         for name, samples, scale in (('solve_ms', self._solve_ms, 1.0),
-                                     ('latency_ms', self._latency_s, 1e3)):
-            if samples:
+                                     ('latency_ms', self._latency_s, 1e3),
+                                     ('timer_jitter_ms', jitter, 1e3)):
+            if len(samples):
                 p50, p99 = np.percentile(np.asarray(samples) * scale, (50, 99))
                 values[f'{name}_p50'], values[f'{name}_p99'] = f'{p50:.3f}', f'{p99:.3f}'
         status.values = [KeyValue(key=key, value=value) for key, value in values.items()]

@@ -25,12 +25,18 @@ report a bug:
   job and staying up would hide it: it stops with exit status 1 (so ``ros2 launch``'s
   ``respawn`` or a supervisor can act).
 
-SIGINT and SIGTERM stop the node cleanly with exit status 0.
+SIGINT and SIGTERM stop the node cleanly with exit status 0. Nodes spin in rclpy's
+``EventsExecutor`` (see :func:`make_executor`).
+
+A node whose job ends (the tuner after its last iteration, or after giving up) sets its
+attribute ``exit_status`` (0 or 1); ``run_node`` then stops it and returns that status.
+Nodes that run until stopped need no such attribute.
 """
 
 from __future__ import annotations
 
 from collections import deque
+import os
 import signal
 import sys
 import time
@@ -40,6 +46,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from hybrid_mpc_ros.core.config import ConfigError
 
+EXECUTOR_VARIABLE = 'HYBRID_MPC_EXECUTOR'
 MAX_CALLBACK_ERRORS = 10
 CALLBACK_ERROR_WINDOW_S = 10.0
 
@@ -97,7 +104,8 @@ def run_node(make_node, name: str, args: list[str] | None = None,
 
     0 after a clean stop, 1 after an invalid configuration, an internal error while
     starting, or more than ``max_callback_errors`` errors escaping callbacks within
-    ``callback_error_window_s`` seconds (see the module docstring). Call it from the main
+    ``callback_error_window_s`` seconds (see the module docstring), or the node's own
+    ``exit_status`` once it sets one (its job is done). Call it from the main
     thread: rclpy's own signal handlers would shut the context down from another thread
     while a callback may still be publishing, which under load ends in ``RCLError:
     publisher's context is invalid`` tracebacks. Here a signal only sets a flag, the
@@ -135,10 +143,14 @@ def run_node(make_node, name: str, args: list[str] | None = None,
             print(f'{name}: internal error while starting (a bug, please report it):\n'
                   f'{traceback.format_exc()}', file=sys.stderr)
             return 1
-        executor = SingleThreadedExecutor()
+        executor = make_executor(SingleThreadedExecutor)
         executor.add_node(node)
         errors = _CallbackErrors(max_callback_errors, callback_error_window_s)
         while not stop_requested and rclpy.ok():
+            finished = getattr(node, 'exit_status', None)
+            if finished is not None:
+                status = int(finished)
+                break
             try:
                 executor.spin_once(timeout_sec=0.1)
             except (KeyboardInterrupt, ExternalShutdownException):
@@ -162,6 +174,27 @@ def run_node(make_node, name: str, args: list[str] | None = None,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status
+
+
+def make_executor(fallback):
+    """Return the executor nodes spin in: rclpy's EventsExecutor, else ``fallback()``.
+
+    rclpy's default ``SingleThreadedExecutor`` rebuilds a wait set in Python for every
+    callback; in the lockstep loop (a simulator, a controller and a tuner exchanging a
+    message each per step, three processes on two cores) that cost about a third of the
+    nodes' CPU time. The ``EventsExecutor`` (``rclpy.experimental``, C++) dispatches from
+    middleware events instead and passes every node test. ``HYBRID_MPC_EXECUTOR=single``
+    selects the default executor (to compare, or should the experimental one misbehave);
+    an rclpy without the EventsExecutor gets it too.
+    """
+    if os.environ.get(EXECUTOR_VARIABLE, 'events') != 'single':
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:
+            pass
+        else:
+            return EventsExecutor()
+    return fallback()
 
 
 def _log_error(node, message: str) -> None:

@@ -75,7 +75,8 @@ from std_srvs.srv import Trigger
 
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.model.frames import state_to_odometry_arrays
-from hybrid_mpc_ros.core.model.quadcopter import NX, PARAM_DESCRIPTIONS, Quadcopter, QuadParams
+from hybrid_mpc_ros.core.model.quadcopter import (INTEGRATORS, NX, PARAM_DESCRIPTIONS,
+                                                  Quadcopter, QuadParams)
 from hybrid_mpc_ros.ros.msgs import parse_rotor_command, state_to_odometry
 from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
 from hybrid_mpc_ros.ros.simulator_health import CommandHealth
@@ -134,6 +135,8 @@ def _frame_id_problem(name: str, value: str, allow_empty: bool = False) -> str:
 _VALIDATORS = {
     'clock_mode': lambda value: '' if value in CLOCK_MODES else
     f'clock_mode must be one of {CLOCK_MODES}, got {value!r}',
+    'integrator': lambda value: '' if value in INTEGRATORS else
+    f'integrator must be one of {INTEGRATORS}, got {value!r}',
     'initial_state': initial_state_problem,
     'frame_prefix': lambda value: _frame_id_problem('frame_prefix', value, allow_empty=True),
     'world_frame_id': lambda value: _frame_id_problem('world_frame_id', value),
@@ -154,7 +157,8 @@ class SimulatorNode(Node):
             raise ConfigError(f'period_s must be > 0, got {period}')
         plant = QuadParams.from_mapping({
             item.name: param(f'plant.{item.name}').value for item in fields(QuadParams)})
-        self._plant = Quadcopter(plant, dt=period, substeps=param('substeps').value)
+        self._plant = Quadcopter(plant, dt=period, substeps=param('substeps').value,
+                                 integrator=param('integrator').value)
         self._omega_min, self._omega_max = plant.omega_min, plant.omega_max
         self._clock_mode = param('clock_mode').value
         self._publish_clock = param('publish_clock').value
@@ -206,8 +210,9 @@ class SimulatorNode(Node):
                   else "this node's clock (no /clock published)")
         self.get_logger().info(
             f'simulating {plant.mass} kg quadcopter, {self._clock_mode} mode, period '
-            f'{period} s, hover {plant.hover_speed:.1f} rad/s; odom {world_frame} -> '
-            f'{body_frame} stamped with {stamps}')
+            f'{period} s ({self._plant.integrator}, {self._plant.substeps} substeps), hover '
+            f'{plant.hover_speed:.1f} rad/s; odom {world_frame} -> {body_frame} stamped with '
+            f'{stamps}')
         if self._clock_mode == 'lockstep':
             self.get_logger().info(
                 f'lockstep: waiting for rotor commands on {self._command_sub.topic_name}, '
@@ -220,8 +225,14 @@ class SimulatorNode(Node):
         declare('period_s', 0.1, descriptor(
             'integration period [s]: one command is held for one period', read_only=True,
             float_range=(0.0, 1.0), constraints='0 < period_s <= 1'))
+        declare('integrator', 'rk4', descriptor(
+            "integration of the plant over one period: 'rk4' (classic Runge-Kutta) or "
+            "'euler' (forward Euler, what the published paper's authors' code uses), "
+            '`substeps` steps of period_s / substeps each', read_only=True,
+            constraints="one of 'euler', 'rk4'"))
         declare('substeps', 4, descriptor(
-            'RK4 sub-steps per period', read_only=True, int_range=(1, 100)))
+            'integrator steps per period (RK4 stages or Euler steps)', read_only=True,
+            int_range=(1, 100)))
         declare('clock_mode', DEFAULT_CLOCK_MODE, descriptor(
             "'realtime': advance on a wall timer; 'lockstep': advance one period per "
             'received command', read_only=True, constraints="one of 'lockstep', 'realtime'"))
@@ -331,7 +342,7 @@ class SimulatorNode(Node):
         if np.isfinite(state).all():
             self._state = state
         else:
-            # RK4 blew up (e.g. tumbling through pitch +-90 deg): keep the last finite
+            # the integration blew up (e.g. tumbling through pitch +-90 deg): keep the last finite
             # state so consumers never receive NaN; diagnostics report ERROR until reset
             if self._diverged_at_step is None:
                 self._diverged_at_step = self._steps

@@ -1,4 +1,4 @@
-"""``hybrid-mpc bench``: speed benchmarks (``sim`` now; ``mpc`` belongs here too).
+"""``hybrid-mpc bench``: speed benchmarks of the ROS loops (``sim`` and ``controller``).
 
 ``bench sim`` measures
 
@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
-from hybrid_mpc_ros.tools.demo import ClosedLoop, DemoError
+from hybrid_mpc_ros.tools.demo import ClosedLoop, DemoError, run_ros_command
 
 
 def core_steps_per_s(scenario: Scenario, steps: int) -> float:
@@ -53,8 +53,13 @@ def core_lqr_steps_per_s(scenario: Scenario, steps: int) -> float:
 
 
 def ros_lockstep(scenario: Scenario, steps: int, warmup_steps: int = 50,
-                 timeout_s: float = 30.0, poll_s: float = 0.05, log=sys.stderr) -> dict:
-    """Time at least ``steps`` lockstep steps of simulator + LQR node after ``warmup_steps``.
+                 timeout_s: float = 30.0, poll_s: float = 0.05, log=sys.stderr,
+                 controller: str = 'lqr', diagnostics_from: str | None = None) -> dict:
+    """Time at least ``steps`` lockstep steps of simulator + controller after ``warmup_steps``.
+
+    ``controller`` is ``'lqr'`` (the trivial controller) or ``'mpc'``. With
+    ``diagnostics_from`` (a diagnostics status name), the first such status published
+    after the window is returned too, as ``diagnostics`` (its key-values).
 
     The observer takes every message only during the warm-up. In the timed window it
     sleeps ``poll_s`` at a time and then takes just the newest message (depth-1, best
@@ -67,8 +72,8 @@ def ros_lockstep(scenario: Scenario, steps: int, warmup_steps: int = 50,
     observer_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
     period_s = scenario.period_s
     with ClosedLoop(scenario, clock_mode='lockstep', observer_qos=observer_qos,
-                    watch_commands=False) as loop:
-        print(f'bench sim: lockstep simulator + LQR controller on ROS_DOMAIN_ID '
+                    watch_commands=False, controller=controller) as loop:
+        print(f'bench: lockstep simulator + {controller.upper()} controller on ROS_DOMAIN_ID '
               f'{loop.domain_id} (node logs in {loop.log_dir})', file=log, flush=True)
         sample = loop.next_sample(timeout_s)
         while sample.sim_s < warmup_steps * period_s - 1e-9:
@@ -90,10 +95,24 @@ def ros_lockstep(scenario: Scenario, steps: int, warmup_steps: int = 50,
         end = loop.next_sample(timeout_s)
         loop.check_nodes()
         domain_id = loop.domain_id
+        diagnostics = fresh_diagnostics(loop, diagnostics_from, timeout_s) \
+            if diagnostics_from else None
     counted = round((end.sim_s - start.sim_s) / period_s)
     wall = end.wall_s - start.wall_s
     return {'steps_per_s': counted / wall, 'steps': counted, 'wall_s': wall,
-            'domain_id': domain_id}
+            'domain_id': domain_id, 'diagnostics': diagnostics}
+
+
+def fresh_diagnostics(loop: ClosedLoop, name: str, timeout_s: float) -> dict:
+    """Key-values of the next ``name`` diagnostics status published from now on."""
+    loop.diagnostics.pop(name, None)
+    deadline = time.monotonic() + timeout_s
+    while name not in loop.diagnostics:
+        if time.monotonic() > deadline:
+            raise DemoError(f'no diagnostics from {name} within {timeout_s:g} s')
+        loop.spin_once(0.1)
+        loop.check_nodes()
+    return loop.diagnostics[name][2]
 
 
 def main_sim(scenario: str | None = None, steps: int = 2000, warmup_steps: int = 50) -> int:
@@ -107,14 +126,9 @@ def main_sim(scenario: str | None = None, steps: int = 2000, warmup_steps: int =
     core_lqr = core_lqr_steps_per_s(setup, steps)
     print(f'bench sim: LQR command + Quadcopter.step {core_lqr:.0f} steps/s', file=sys.stderr,
           flush=True)
-    try:
-        ros = ros_lockstep(setup, steps, warmup_steps)
-    except DemoError as exc:
-        print(f'hybrid-mpc bench sim: error: {exc}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('hybrid-mpc bench sim: interrupted; nodes stopped', file=sys.stderr)
-        return 130
+    ros, status = run_ros_command('bench sim', ros_lockstep, setup, steps, warmup_steps)
+    if status is not None:
+        return status
     print(f'bench sim: ROS lockstep {ros["steps_per_s"]:.0f} steps/s '
           f'({ros["steps"]} steps in {ros["wall_s"]:.3f} s wall)', file=sys.stderr, flush=True)
     result = {
@@ -131,5 +145,121 @@ def main_sim(scenario: str | None = None, steps: int = 2000, warmup_steps: int =
         'python': sys.version.split()[0],
         'numpy': np.__version__,
     }
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+CONTROLLER_STATUS = 'mpc_controller: mpc'
+
+
+def wall_clock_jitter(scenario: Scenario, rate_hz: float, seconds: float,
+                      log=sys.stderr) -> dict:
+    """Run the MPC node on a wall timer at ``rate_hz`` beside the realtime simulator.
+
+    Returns the node's own diagnostics after ``seconds`` of flight: the timer's period
+    jitter (|period - 1/rate|, over its last 1000 ticks) and its solve and latency times.
+    """
+    with ClosedLoop(scenario, clock_mode='realtime', watch_commands=False,
+                    controller='mpc', controller_params={'rate_hz': float(rate_hz)}) as loop:
+        print(f'bench: MPC controller on a {rate_hz:g} Hz wall timer beside the realtime '
+              f'simulator, {seconds:g} s (ROS_DOMAIN_ID {loop.domain_id})', file=log,
+              flush=True)
+        # the window opens once the node reports control steps (odometry arrived)
+        deadline = time.monotonic() + 30.0
+        while int(fresh_diagnostics(loop, CONTROLLER_STATUS, 10.0).get('steps', 0)) == 0:
+            if time.monotonic() > deadline:
+                raise DemoError('the MPC controller made no control step within 30 s '
+                                f'(node logs in {loop.log_dir})')
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            loop.spin_once(0.1)
+            loop.check_nodes()
+        return fresh_diagnostics(loop, CONTROLLER_STATUS, 10.0)
+
+
+def control_step_breakdown(scenario: Scenario, steps: int = 600) -> dict:
+    """Time the parts of one control step in this process (no ROS graph), p50/p99 [ms].
+
+    Decoding an odometry message, :meth:`SafeController.step` (solve, sensitivities,
+    guarding), of which the solve, and encoding the command and the sensitivity message:
+    what the node does per step besides rclpy's dispatch and DDS.
+    """
+    from builtin_interfaces.msg import Time
+    from hybrid_mpc_ros.core.learning.samples import Stamp
+    from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
+    from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command, state_to_odometry
+    from hybrid_mpc_ros.ros.sensitivity_msg import SensitivityEncoder
+    config = scenario.mpc_config
+    policy = scenario.policy()
+    controller = SafeController(policy, SafetyConfig(1.0, 1, 1.0), config.u_min, config.u_max)
+    plant, encoder = scenario.plant(), SensitivityEncoder()
+    times = {name: np.empty(steps) for name in ('decode', 'step', 'solve', 'encode')}
+    x = scenario.x0.copy()
+    for t in range(steps):
+        if t % 200 == 0:
+            controller.reset()
+            x = scenario.x0.copy()
+        msg = state_to_odometry(x, Time(sec=t), 'odom', 'base_link')
+        t0 = time.perf_counter()
+        state = odometry_to_state(msg)
+        t1 = time.perf_counter()
+        result = controller.step(state, 0.0)
+        t2 = time.perf_counter()
+        rotor_command(result.u)
+        encoder.encode(Stamp(t, 0), Stamp(t, 0), 0, result.status, result.solve_ms, state,
+                       result.u, result.du_dx, result.du_dtheta)
+        t3 = time.perf_counter()
+        times['decode'][t], times['step'][t], times['encode'][t] = t1 - t0, t2 - t1, t3 - t2
+        times['solve'][t] = result.solve_ms * 1e-3
+        x = plant.step(x, result.u)
+    out = {}
+    for name, values in times.items():
+        p50, p99 = np.percentile(values * 1e3, (50, 99))
+        out[f'{name}_ms_p50'], out[f'{name}_ms_p99'] = round(p50, 4), round(p99, 4)
+    return out
+
+
+def main_controller(scenario: str | None = None, steps: int = 3000, warmup_steps: int = 100,
+                    rate_hz: float = 100.0, seconds: float = 12.0) -> int:
+    """Run ``hybrid-mpc bench controller``: progress on stderr, a JSON object last.
+
+    ``latency_ms_p50``/``p99``: the node's own time from entering its odometry callback to
+    having published the command and the sensitivity message, over its last 1000 lockstep
+    steps; ``lockstep_steps_per_s``: simulator + MPC node, counted from odometry stamps as
+    ``bench sim`` does; ``jitter_ms_p50``/``p99``: the node's wall-timer period error at
+    ``rate_hz``.
+    """
+    setup = load_scenario(resolve_scenario_path(scenario))
+    breakdown = control_step_breakdown(setup)
+    print('bench: one control step in-process: ' + ', '.join(
+        f'{key} {value}' for key, value in breakdown.items()), file=sys.stderr, flush=True)
+    lockstep, status = run_ros_command('bench controller', ros_lockstep, setup, steps,
+                                       warmup_steps, controller='mpc',
+                                       diagnostics_from=CONTROLLER_STATUS)
+    if status is None:
+        timer, status = run_ros_command('bench controller', wall_clock_jitter, setup, rate_hz,
+                                        seconds)
+    if status is not None:
+        return status
+    diag = lockstep['diagnostics']
+    result = {
+        'command': 'bench controller',
+        'scenario': setup.name,
+        'horizon': setup.mpc_config.horizon,
+        'latency_ms_p50': float(diag['latency_ms_p50']),
+        'latency_ms_p99': float(diag['latency_ms_p99']),
+        'solve_ms_p50': float(diag['solve_ms_p50']),
+        'solve_ms_p99': float(diag['solve_ms_p99']),
+        'lockstep_steps_per_s': round(lockstep['steps_per_s'], 1),
+        'lockstep_steps': lockstep['steps'],
+        'rate_hz': rate_hz,
+        'jitter_ms_p50': float(timer['timer_jitter_ms_p50']),
+        'jitter_ms_p99': float(timer['timer_jitter_ms_p99']),
+        'timer_latency_ms_p99': float(timer['latency_ms_p99']),
+        'in_process': breakdown,
+        'python': sys.version.split()[0],
+    }
+    for key, value in result.items():
+        print(f'{key:24s} {value}', file=sys.stderr)
     print(json.dumps(result), flush=True)
     return 0

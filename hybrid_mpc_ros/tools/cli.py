@@ -23,7 +23,7 @@ import sys
 
 PROG = 'hybrid-mpc'
 SCENARIO_HELP = ('scenario file, or the name of one in config/scenarios (default: '
-                 'config/scenarios/arxiv_v1.yaml)')
+                 'l4dc2026, the published paper; arxiv_v1 is the preprint)')
 
 
 def _positive_float(text: str) -> float:
@@ -44,7 +44,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     from hybrid_mpc_ros.tools import demo
     return demo.main(scenario=args.scenario, seconds=args.seconds,
                      target=tuple(args.target) if args.target else None,
-                     realtime=args.realtime, odom_timeout_s=args.odom_timeout)
+                     realtime=args.realtime, odom_timeout_s=args.odom_timeout,
+                     controller=args.controller)
 
 
 def _run_bench_sim(args: argparse.Namespace) -> int:
@@ -58,10 +59,22 @@ def _run_identify(args: argparse.Namespace) -> int:
                          trajectories=args.trajectories)
 
 
+def _run_bench_controller(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros.tools import bench
+    return bench.main_controller(scenario=args.scenario, steps=args.steps,
+                                 warmup_steps=args.warmup, rate_hz=args.rate,
+                                 seconds=args.seconds)
+
+
 def _run_bench_mpc(args: argparse.Namespace) -> int:
     from hybrid_mpc_ros.tools import bench_mpc
     return bench_mpc.main(scenario=args.scenario, steps=args.steps, fd_steps=args.fd_steps,
                           kind=args.kind)
+
+
+def _run_bench_paper_timings(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros.tools import paper_timings
+    return paper_timings.main(scenario=args.scenario, iterations=args.iterations)
 
 
 def _run_bench_robustness(args: argparse.Namespace) -> int:
@@ -93,41 +106,114 @@ def _add_identify(commands) -> None:
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
+    optimum = None if args.no_optimum else 'auto'
+    if args.study and args.ablation:
+        raise SystemExit(f'{PROG} reproduce: error: --study and --ablation are separate runs')
+    if (args.study or args.ablation) and (args.seed is not None or args.runs):
+        raise SystemExit(f'{PROG} reproduce: error: --seed and --runs apply to one '
+                         'experiment, not to --study or --ablation')
+    if args.combinations and not args.study:
+        raise SystemExit(f'{PROG} reproduce: error: --combinations needs --study')
+    if args.ablation:
+        from hybrid_mpc_ros.tools import ablation
+        return ablation.main(args.ablation, scenario=args.scenario,
+                             out=args.out or 'results/ablation', iterations=args.iterations,
+                             workers=args.workers, steps=args.steps)
+    if args.study:
+        from hybrid_mpc_ros.tools import study
+        return study.main(scenario=args.scenario, out=args.out or 'results/study',
+                          combinations=args.combinations, iterations=args.iterations,
+                          steps=args.steps, workers=args.workers, optimum=optimum)
     from hybrid_mpc_ros.tools import reproduce
-    return reproduce.main(scenario=args.scenario, out=args.out, iterations=args.iterations,
-                          steps=args.steps, seed=args.seed, runs=args.runs,
-                          workers=args.workers)
+    return reproduce.main(scenario=args.scenario, out=args.out or 'results/reproduce',
+                          iterations=args.iterations, steps=args.steps, seed=args.seed,
+                          runs=args.runs, workers=args.workers, optimum=optimum)
 
 
 def _add_reproduce(commands) -> None:
     parser = commands.add_parser(
-        'reproduce', help="run a scenario's tuning experiment (all its runs)",
+        'reproduce', help="run a scenario's tuning experiment (all its runs), its study of "
+                          'the unstated choices, or the paper\'s ablations',
         description='Tune the MPC from the paper\'s initialisation with every run the '
                     "scenario lists (normally zeroth-order, model-based, hybrid per gamma "
-                    'and the exact-model reference), in parallel processes; write CSVs, '
-                    'figures, a markdown table and a JSON summary (last line). Reruns resume '
-                    'from the checkpoints in --out.')
+                    'and the exact-model run), in parallel processes; write CSVs, figures '
+                    "like the paper's Figures 2 and 3, a markdown table with the paper's "
+                    'claims judged, and a JSON summary (last line). With --study: the same '
+                    'for each combination of the choices the paper leaves unstated '
+                    '(integrator, model, x0, Theta), one factor at a time. With --ablation: '
+                    "the paper's Appendix C (delta, seeds). Reruns resume from the "
+                    'checkpoints in --out.')
     parser.add_argument('--scenario', default=None, help=SCENARIO_HELP)
-    parser.add_argument('--out', default='results/reproduce',
-                        help='output directory (default: %(default)s)')
+    parser.add_argument('--out', default=None,
+                        help='output directory (default: results/reproduce, results/study '
+                             'or results/ablation)')
     parser.add_argument('--iterations', type=_positive_int, default=None,
-                        help="iterations per run (default: the scenario's)")
+                        help="iterations per run (default: the scenario's; for --ablation "
+                             'its ablation.iterations)')
     parser.add_argument('--steps', type=_positive_int, default=None,
                         help="closed-loop steps per episode, T (default: the scenario's)")
     parser.add_argument('--seed', type=int, default=None,
-                        help="random seed (default: the scenario's)")
+                        help="random seed (default: the scenario's; not with --study or "
+                             '--ablation)')
     parser.add_argument('--runs', nargs='+', default=None,
                         help="which of the scenario's runs (default: all)")
     parser.add_argument('--workers', type=_positive_int, default=None,
                         help='parallel processes (default: number of cores)')
+    parser.add_argument('--no-optimum', action='store_true',
+                        help='skip the optimum reference even when its module is present')
+    parser.add_argument('--study', action='store_true',
+                        help='run the study of the unstated choices (tools/study.py)')
+    parser.add_argument('--combinations', nargs='+', default=None, metavar='NAME',
+                        help='with --study: which combinations (default: all of default, '
+                             'rk4, affine, x0_above, x0_half_way, box_wide)')
+    parser.add_argument('--ablation', nargs='+', default=None, choices=('delta', 'seeds'),
+                        help="the paper's Appendix C: one run per delta and/or per seed "
+                             '(both in one process pool when both are given)')
     parser.set_defaults(handler=_run_reproduce)
+
+
+def _run_tune(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros.tools import tune
+    return tune.main(scenario=args.scenario, out=args.out, method=args.method,
+                     gamma=args.gamma, iterations=args.iterations, steps=args.steps,
+                     seed=args.seed, start_mode=args.start_mode, resume=args.resume)
+
+
+def _add_tune(commands) -> None:
+    parser = commands.add_parser(
+        'tune', help='the simulated tuning through ROS 2 nodes (the main job)',
+        description='Start the simulator (lockstep), the MPC controller and the tuner as '
+                    'three ROS 2 processes on a private domain, tune theta from the '
+                    "scenario's start with its method, print a line per iteration, write "
+                    'the CSVs, checkpoint, learning-curve figure and summary into --out, '
+                    'and print a JSON summary as the last line.')
+    parser.add_argument('--scenario', default=None, help=SCENARIO_HELP)
+    parser.add_argument('--out', default='results/tuning',
+                        help='output directory (default: %(default)s)')
+    parser.add_argument('--method', default=None,
+                        choices=('hybrid', 'model_based', 'zeroth_order'),
+                        help="tuning method (default: the scenario's)")
+    parser.add_argument('--gamma', type=_positive_float, default=None,
+                        help="hybrid mixing exponent (default: the scenario's)")
+    parser.add_argument('--iterations', type=_positive_int, default=None,
+                        help="iterations (default: the scenario's)")
+    parser.add_argument('--steps', type=_positive_int, default=None,
+                        help="closed-loop steps per episode, T (default: the scenario's)")
+    parser.add_argument('--seed', type=int, default=None,
+                        help="random seed (default: the scenario's)")
+    parser.add_argument('--start-mode', default='reset', choices=('reset', 'fly_to_start'),
+                        help='how episodes start: a simulator reset (exact, the default) or '
+                             'flying back to x0 as a vehicle would')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue from the checkpoint in --out if it holds this run')
+    parser.set_defaults(handler=_run_tune)
 
 
 def _add_demo(commands) -> None:
     parser = commands.add_parser(
-        'demo', help='fly the quadcopter simulator with the LQR controller (ROS 2 nodes)',
+        'demo', help='fly the quadcopter simulator with the MPC controller (ROS 2 nodes)',
         description="Start the quadcopter simulator node (with the scenario's plant, period "
-                    'and initial state) and the LQR controller node as separate processes '
+                    'and initial state) and the MPC (or LQR) controller node as separate processes '
                     'on a private ROS domain, follow the odometry and print progress every '
                     'simulated second, a summary and, as the last line, a JSON object.')
     parser.add_argument('--scenario', default=None, help=SCENARIO_HELP)
@@ -139,6 +225,9 @@ def _add_demo(commands) -> None:
                              'x_ref position)')
     parser.add_argument('--realtime', action='store_true',
                         help='run the simulator in real time instead of lockstep')
+    parser.add_argument('--controller', choices=('mpc', 'lqr'), default='mpc',
+                        help="the scenario's MPC at its start theta, or the hover LQR "
+                             '(default: %(default)s)')
     parser.add_argument('--odom-timeout', type=_positive_float, default=30.0,
                         help='wall seconds to wait for the first odometry and, after it, for '
                              'simulated time to advance (default: %(default)s)')
@@ -162,6 +251,21 @@ def _add_bench(commands) -> None:
     sim.add_argument('--warmup', type=_positive_int, default=50,
                      help='lockstep steps to let pass before timing (default: %(default)s)')
     sim.set_defaults(handler=_run_bench_sim)
+    controller = targets.add_parser(
+        'controller', help='MPC controller node: latency, lockstep rate, timer jitter',
+        description='The MPC controller node in lockstep with the simulator (its own '
+                    'odometry-to-command latency, the loop rate from odometry stamps) and on '
+                    'a wall timer beside the realtime simulator (period jitter).')
+    controller.add_argument('--scenario', default=None, help=SCENARIO_HELP)
+    controller.add_argument('--steps', type=_positive_int, default=3000,
+                            help='lockstep steps to time (default: %(default)s)')
+    controller.add_argument('--warmup', type=_positive_int, default=100,
+                            help='lockstep steps before timing (default: %(default)s)')
+    controller.add_argument('--rate', type=_positive_float, default=100.0,
+                            help='wall-timer rate for the jitter [Hz] (default: %(default)s)')
+    controller.add_argument('--seconds', type=_positive_float, default=12.0,
+                            help='wall seconds on the timer (default: %(default)s)')
+    controller.set_defaults(handler=_run_bench_controller)
     mpc = targets.add_parser(
         'mpc', help='MPC solve and sensitivity timings, accuracy and memory',
         description='Closed-loop MPC steps on the plant: solve and solve+sensitivity times, '
@@ -176,6 +280,20 @@ def _add_bench(commands) -> None:
                      help='nominal model kind: the identified affine model, or the '
                           'nonlinear physics model solved by SQP-RTI (default: affine)')
     mpc.set_defaults(handler=_run_bench_mpc)
+    timings = targets.add_parser(
+        'paper-timings', help="per QP solve, per Jacobian, per tuning iteration, beside "
+                              "the published paper's",
+        description="Run the scenario's hybrid for a few tuning iterations and time each "
+                    "MPC solve, each Jacobian of the MPC's solution (du/dx, du/dtheta) and "
+                    "each whole iteration (two episodes and the update), as the published "
+                    'paper reports them (3.0 ms, 6.1 ms, 1.6 s on an i7-1165G7); describes '
+                    'the machine (lscpu) and its load.')
+    timings.add_argument('--scenario', default=None, help=SCENARIO_HELP)
+    timings.add_argument('--iterations', type=_positive_int, default=10,
+                         help='tuning iterations to run, at least 2: the first (eta_0 = 1, '
+                              'no perturbed episode) is not timed as an iteration (default: '
+                              '%(default)s)')
+    timings.set_defaults(handler=_run_bench_paper_timings)
     robust = targets.add_parser(
         'robustness', help='the default tuning on the family of mismatched vehicles',
         description='Tune every scenario of config/scenarios/robustness (vehicles that '
@@ -204,6 +322,31 @@ def _add_bench(commands) -> None:
                         help='CI-sized check of the machinery: two scenarios, one seed, '
                              '3 iterations of 20-step episodes')
     robust.set_defaults(handler=_run_bench_robustness)
+    _add_bench_ros(targets)
+
+
+def _run_bench_ros(args: argparse.Namespace) -> int:
+    from hybrid_mpc_ros.tools import bench_ros
+    return bench_ros.main(scenario=args.scenario, iterations=args.iterations,
+                          steps=args.steps, out=args.out)
+
+
+def _add_bench_ros(targets) -> None:
+    ros = targets.add_parser(
+        'ros', help='the same short tuning through ROS (lockstep) and offline',
+        description='Tune offline in this process, then through the three ROS 2 node '
+                    'processes in lockstep (as hybrid-mpc tune), with the same settings; '
+                    'report ros_wall_s, offline_wall_s, overhead_ratio, ros_iteration_s '
+                    '(one iteration: two episodes for the hybrid) and control_steps_per_s.')
+    ros.add_argument('--scenario', default=None, help=SCENARIO_HELP)
+    ros.add_argument('--iterations', type=_positive_int, default=10,
+                     help='iterations (default: %(default)s)')
+    ros.add_argument('--steps', type=_positive_int, default=200,
+                     help='closed-loop steps per episode, T (default: %(default)s, the '
+                          "paper's)")
+    ros.add_argument('--out', default=None,
+                     help="the ROS run's output directory (default: a new temporary one)")
+    ros.set_defaults(handler=_run_bench_ros)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description='Hybrid model-based / zeroth-order tuning of an MPC, with ROS 2 nodes.')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
+    _add_tune(commands)
     _add_demo(commands)
     _add_identify(commands)
     _add_reproduce(commands)

@@ -33,6 +33,7 @@ from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
 from hybrid_mpc_ros.tools import processes
 
+CONTROLLERS = ('mpc', 'lqr')
 STOP_TIMEOUT_S = 5.0
 NODE_CHECK_PERIOD_S = 0.5
 
@@ -66,10 +67,16 @@ class ClosedLoop:
 
     def __init__(self, scenario: Scenario, target=None, clock_mode: str = 'lockstep',
                  observer_qos=100, watch_commands: bool = True, log_dir: str | None = None,
-                 domain_id: int | None = None, startup_timeout_s: float = 30.0):
+                 domain_id: int | None = None, startup_timeout_s: float = 30.0,
+                 controller: str = 'mpc', controller_params: dict | None = None):
         if clock_mode not in ('lockstep', 'realtime'):
             raise ValueError(f"clock_mode must be 'lockstep' or 'realtime', got {clock_mode!r}")
+        if controller not in CONTROLLERS:
+            raise ValueError(f'controller must be one of {CONTROLLERS}, got {controller!r}')
         self.scenario = scenario
+        self.controller = controller
+        self._controller_params = dict(controller_params or {})
+        self.diagnostics: dict = {}
         target = scenario.x_ref[0:3] if target is None else target
         self.target = tuple(float(v) for v in target)
         self.clock_mode = clock_mode
@@ -109,7 +116,7 @@ class ClosedLoop:
         env = processes.ros_env(self.domain_id)
         lockstep = self.clock_mode == 'lockstep'
         try:
-            controller_file = paths.config_file('lqr_controller.yaml')
+            controller_file = paths.config_file(f'{self.controller}_controller.yaml')
         except FileNotFoundError as exc:
             raise DemoError(str(exc)) from exc
         self._start_observer()
@@ -130,16 +137,25 @@ class ClosedLoop:
                                 f'within {self.startup_timeout_s:g} s (log {self.log_dir})')
             self.spin_once(0.1)
             self.check_nodes()
+        if self.controller == 'lqr':
+            params = {'period_s': self.period_s, 'target_position': list(self.target)}
+            files = [controller_file]
+        else:
+            # the MPC reads the scenario like the simulator, then its own runtime settings
+            x_ref = self.scenario.x_ref.copy()
+            x_ref[0:3] = self.target
+            params = {'x_ref': x_ref.tolist()}
+            files = [self.scenario.path, controller_file]
+        params.update(use_sim_time=lockstep, **self._controller_params)
         self._nodes['controller'] = processes.start_node(
-            'ros.lqr_controller_node', params_file=controller_file,
-            params={'period_s': self.period_s, 'target_position': list(self.target),
-                    'use_sim_time': lockstep},
-            env=env, log_path=os.path.join(self.log_dir, 'lqr_controller.log'))
+            f'ros.{self.controller}_controller_node', params_file=files, params=params,
+            env=env, log_path=os.path.join(self.log_dir, f'{self.controller}_controller.log'))
 
     def _start_observer(self) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
+        from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import Odometry
         from std_msgs.msg import Float64MultiArray
         from hybrid_mpc_ros.ros.context import local_context
@@ -151,6 +167,8 @@ class ClosedLoop:
         if self._watch_commands:
             self._node.create_subscription(Float64MultiArray, 'rotor_speeds_cmd',
                                            self._on_command, self._observer_qos)
+        self._node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                       10)
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)
 
@@ -163,6 +181,11 @@ class ClosedLoop:
 
     def _on_command(self, msg) -> None:
         self.last_command = msg
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            self.diagnostics[status.name] = (
+                status.level, status.message, {item.key: item.value for item in status.values})
 
     def check_nodes(self) -> None:
         """Raise :class:`DemoError` with the node's log tail if a node process has exited."""
@@ -239,10 +262,11 @@ def _progress_line(sim_s: float, x: np.ndarray, target: np.ndarray, command) -> 
 
 
 def fly(scenario: Scenario, seconds: float, target=None, clock_mode: str = 'lockstep',
-        odom_timeout_s: float = 30.0, out=sys.stdout) -> dict:
+        odom_timeout_s: float = 30.0, out=sys.stdout, controller: str = 'mpc') -> dict:
     """Fly the scenario's vehicle for ``seconds`` of simulated time; return the summary.
 
-    The target (3,) [m] is the scenario's ``x_ref`` position unless ``target`` is given.
+    The target (3,) [m] is the scenario's ``x_ref`` position unless ``target`` is given;
+    ``controller`` is ``'mpc'`` (the scenario's MPC at its start theta) or ``'lqr'``.
 
     Prints a progress line per simulated second to ``out``. Raises :class:`DemoError` when
     a node dies, no odometry arrives within ``odom_timeout_s`` wall seconds, or simulated
@@ -251,11 +275,11 @@ def fly(scenario: Scenario, seconds: float, target=None, clock_mode: str = 'lock
     from hybrid_mpc_ros.ros.msgs import odometry_to_state
     target = np.asarray(scenario.x_ref[0:3] if target is None else target, dtype=float)
     print(f'demo: scenario {scenario.name}: starting the simulator ({clock_mode}) and the '
-          f'LQR controller, target {target.tolist()} m, {seconds:g} s simulated', file=out,
-          flush=True)
+          f'{controller.upper()} controller, target {target.tolist()} m, {seconds:g} s '
+          'simulated', file=out, flush=True)
     started = time.perf_counter()
-    with ClosedLoop(scenario, target, clock_mode=clock_mode,
-                    startup_timeout_s=odom_timeout_s) as loop:
+    with ClosedLoop(scenario, target, clock_mode=clock_mode, startup_timeout_s=odom_timeout_s,
+                    controller=controller) as loop:
         first = loop.next_sample(odom_timeout_s)
         print(f'simulator up after {first.wall_s - started:.2f} s wall on ROS_DOMAIN_ID '
               f'{loop.domain_id}; node logs in {loop.log_dir} (kept on failure)', file=out,
@@ -312,27 +336,40 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def run_ros_command(command: str, function, *args, **kwargs):
+    """Run ``function(*args, **kwargs)``, which starts node processes, for a CLI command.
+
+    Returns ``(result, None)``, or ``(None, exit status)`` after printing one line: 1 when
+    it raised :class:`DemoError` (a node died, nothing arrived), 130 when interrupted.
+    SIGTERM takes the same clean path as Ctrl-C, so the children are always stopped (by
+    :meth:`ClosedLoop.close`).
+    """
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        return function(*args, **kwargs), None
+    except DemoError as exc:
+        print(f'hybrid-mpc {command}: error: {exc}', file=sys.stderr)
+        return None, 1
+    except KeyboardInterrupt:
+        print(f'hybrid-mpc {command}: interrupted; nodes stopped', file=sys.stderr)
+        return None, 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(scenario: str | None = None, seconds: float = 20.0, target=None,
-         realtime: bool = False, odom_timeout_s: float = 30.0) -> int:
+         realtime: bool = False, odom_timeout_s: float = 30.0, controller: str = 'mpc') -> int:
     """Run the demo for the CLI: progress, summary, JSON last line; the exit status.
 
     ``scenario`` is a file or a shipped scenario's name (default: the default scenario);
     ``target`` (3,) [m] overrides its target position.
     """
     setup = load_scenario(resolve_scenario_path(scenario), load_model=False)
-    # SIGTERM takes the same clean path as Ctrl-C: children are stopped in ClosedLoop.close
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        summary = fly(setup, seconds, target, 'realtime' if realtime else 'lockstep',
-                      odom_timeout_s)
-    except DemoError as exc:
-        print(f'hybrid-mpc demo: error: {exc}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('hybrid-mpc demo: interrupted; nodes stopped', file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    summary, status = run_ros_command(
+        'demo', fly, setup, seconds, target, 'realtime' if realtime else 'lockstep',
+        odom_timeout_s, controller=controller)
+    if status is not None:
+        return status
     print(f'done: t={summary["sim_time_s"]:.1f} s, final error {summary["final_error_m"]:.4f} m '
           f'(from {summary["initial_error_m"]:.3f} m), max tilt {summary["max_tilt_deg"]:.1f} '
           f'deg; {summary["steps"]} steps, {summary["steps_per_wall_s"]} steps per wall second '

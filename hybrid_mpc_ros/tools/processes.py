@@ -165,19 +165,28 @@ class NodeProcess:
         return f'<NodeProcess pid={self.pid} {state} log={self.log_path}>'
 
 
-def node_command(module: str, params: dict | None = None, params_file: str | None = None,
+def node_command(module: str, params: dict | None = None, params_file=None,
                  remaps: dict | None = None, node_name: str | None = None) -> list[str]:
     """Build the argument list running ``hybrid_mpc_ros.<module>`` with these ROS arguments.
 
-    Nested ``params`` groups are flattened to dotted names (``{'plant': {'mass': 1.0}}``
-    gives ``plant.mass``). Command-line ``-p`` values override the ``params_file``.
+    ``params_file`` is one parameter file or a list of them. Nested ``params`` groups are
+    flattened to dotted names (``{'plant': {'mass': 1.0}}`` gives ``plant.mass``) and
+    passed as ``-p``. How rclpy (Kilted) resolves them, checked here: values are grouped
+    by node-name entry (``/**``, ``/node``), the entries are applied in the order they
+    first appear and, within one entry, a later value wins. ``-p`` values join the
+    ``/**`` entry; so with a scenario file, whose ``/**`` section comes before its node
+    sections, a ``-p`` value does not override the node's section. To override such a
+    value, write it with :func:`write_params_file` (a section for the node) and pass that
+    file last, as ``launch_ros`` does with a dict of parameters for a named node.
     """
     module = module if module.startswith(PACKAGE + '.') else f'{PACKAGE}.{module}'
     command = [sys.executable, '-m', module, '--ros-args']
     if node_name:
         command += ['-r', f'__node:={node_name}']
-    if params_file:
-        command += ['--params-file', os.fspath(params_file)]
+    files = [params_file] if isinstance(params_file, (str, os.PathLike)) else \
+        list(params_file or [])
+    for path in files:
+        command += ['--params-file', os.fspath(path)]
     for name, value in flatten(params or {}).items():
         command += ['-p', f'{name}:={format_param_value(value)}']
     for source, target in (remaps or {}).items():
@@ -185,7 +194,21 @@ def node_command(module: str, params: dict | None = None, params_file: str | Non
     return command
 
 
-def start_node(module: str, params: dict | None = None, params_file: str | None = None,
+def write_params_file(path: str, node_name: str, params: dict) -> str:
+    """Write ``params`` as the ROS parameter file ``path`` with a section for ``node_name``.
+
+    Values are written as ROS would type them (floats keep a decimal point); returns
+    ``path``. Passed after a scenario file, they override the scenario's node section.
+    """
+    lines = [f'{node_name}:', '  ros__parameters:']
+    for name, value in flatten(params).items():
+        lines.append(f'    {name}: {format_param_value(value)}')
+    with open(path, 'w') as stream:
+        stream.write('\n'.join(lines) + '\n')
+    return path
+
+
+def start_node(module: str, params: dict | None = None, params_file=None,
                remaps: dict | None = None, node_name: str | None = None,
                env: dict | None = None, log_path: str | None = None,
                kill_with_parent: bool = True) -> NodeProcess:

@@ -1,38 +1,55 @@
-"""``hybrid-mpc reproduce``: a scenario's tuning experiment, all its runs, with plots.
+"""``hybrid-mpc reproduce``: a scenario's tuning experiment, all its runs, with figures.
 
-The scenario file (``--scenario``, default :func:`default_scenario_path`) defines
-everything: plant, nominal model, MPC, closed-loop cost, tuning settings and the runs (its
-``reproduction`` section: typically zeroth-order (eta = 0), model-based (eta = 1), hybrid
-per gamma, and the reference tuned with the exact model, i.e. exact closed-loop gradients
-from the plant's own Jacobians). Every run starts from the paper's initialisation (Q = Qc,
-R = Rc, P from the DARE of the nominal model). Independent runs go to separate processes so
-both cores work.
+The scenario file (``--scenario``, default :func:`default_scenario_path`: the published
+paper's) defines everything: plant, nominal model, MPC, closed-loop cost, tuning settings
+and the runs (its ``reproduction`` section: zeroth-order (eta = 0), model-based (eta = 1),
+hybrid per gamma, and the run tuned with the exact model, i.e. the exact closed-loop
+gradient from the plant's own Jacobians with the same steps). Every run starts from the
+paper's initialisation (Q = Qc, R = Rc, P from the DARE of the nominal model).
+Independent runs go to separate processes so both cores work; every run resumes from its
+checkpoint.
 
-Writes into ``--out``: per run ``<run>.csv`` and ``<run>.checkpoint.json``; ``learning_curves.png``
-(tracking cost and constraint violation against iteration, like the paper's Figure 1);
-``trajectories.png`` (positions and attitudes, hybrid-trained vs exact-model-tuned, like
-its Figure 2); ``results.md`` (a table); and prints a JSON summary as the last line.
+The optimum reference (line search on the exact gradient until it stalls) comes from
+:mod:`~hybrid_mpc_ros.tools.optimum_hook` when its module exists; until then it is
+reported as pending and the gap "hybrid vs exact" is against the same-steps run only.
+
+Writes into ``--out``: per run ``<run>.csv``, ``<run>.checkpoint.json`` and
+``<run>.final.npz`` (final theta and its closed loop); ``learning_curves.png`` (the
+paper's Figure 2) and ``trajectories.png`` (its Figure 3, see
+:mod:`~hybrid_mpc_ros.tools.reproduce_figures`); ``results.md`` (a table and the paper's
+claims judged by :mod:`~hybrid_mpc_ros.tools.claims`) and ``summary.json``; and prints
+the JSON summary as the last line.
+
+``--study`` (:mod:`~hybrid_mpc_ros.tools.study`) and ``--ablation``
+(:mod:`~hybrid_mpc_ros.tools.ablation`) run families of these experiments through
+:func:`run_jobs`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
 import csv
+from dataclasses import dataclass, field, replace
 import json
 import multiprocessing
 import os
 import sys
 import time
+from typing import Callable
 
 import numpy as np
 
+from hybrid_mpc_ros.core.learning.episode import rollout
 from hybrid_mpc_ros.core.learning.tuning import (load_checkpoint, simulated_episodes, Tuner,
                                                  TuningConfig)
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
+from hybrid_mpc_ros.tools import claims, reproduce_figures as figures
+from hybrid_mpc_ros.tools.optimum_hook import find_optimum_reference, PENDING, run_optimum
 
 CSV_FIELDS = ('iteration', 'cost', 'tracking', 'violation', 'grad_model_norm', 'grad_zo_norm',
               'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s', 'rollback',
               'rollback_reason', 'slope_measured', 'slope_model')
+iters_to_fraction = claims.iters_to_fraction
 
 
 def _resume_state(checkpoint: str, config: TuningConfig):
@@ -45,8 +62,23 @@ def _resume_state(checkpoint: str, config: TuningConfig):
         print(f'{checkpoint}: not resumable ({exc}); starting afresh', file=sys.stderr,
               flush=True)
         return None
-    # a different experiment (scenario, settings, episode length): start afresh
+    # a different experiment (settings, episode length): start afresh. The checkpoint does
+    # not record the scenario; each experiment has its own output directory.
     return state if saved_config.to_dict() == config.to_dict() else None
+
+
+def run_config(scenario: Scenario, name: str, iterations: int | None = None,
+               steps: int | None = None, seed: int | None = None, delta: float | None = None,
+               alpha_scale: float | None = None) -> TuningConfig:
+    """Return the :class:`TuningConfig` of run ``name``, some values overridden (None: keep).
+
+    ``alpha_scale`` replaces the step size's constant (the paper's Appendix C uses 1e-4
+    where its main experiment has 2e-4).
+    """
+    alpha = (replace(scenario.tuning.alpha, scale=alpha_scale) if alpha_scale is not None
+             else None)
+    return scenario.run_config(name, iterations=iterations, episode_steps=steps, seed=seed,
+                               delta=delta, alpha=alpha)
 
 
 def resumable_tuner(config: TuningConfig, episodes, jacobians, cost, theta0: np.ndarray,
@@ -69,27 +101,34 @@ def resumable_tuner(config: TuningConfig, episodes, jacobians, cost, theta0: np.
 
 
 def run_one(scenario_path: str, name: str, out: str, iterations: int | None = None,
-            steps: int | None = None, seed: int | None = None) -> dict:
+            steps: int | None = None, seed: int | None = None, delta: float | None = None,
+            alpha_scale: float | None = None, tag: str | None = None,
+            label: str | None = None) -> dict:
     """Run (or resume) the scenario's run ``name`` in this process; returns its summary.
 
-    ``iterations``, ``steps`` (episode length T) and ``seed`` override the scenario's.
+    Overrides as in :func:`run_config`. Files are named after ``tag`` (default ``name``);
+    progress lines start with ``label`` (default ``tag``).
+    The summary's lists (``costs``, ``tracking``, ``violation``) hold one entry per
+    iteration's base episode and, last, the final theta's episode.
     """
+    tag = tag or name
+    label = label or tag
     scenario = load_scenario(scenario_path)
     model, policy, plant = scenario.nominal_model(), scenario.policy(), scenario.plant()
     cost = scenario.cost()
-    config = scenario.run_config(name, iterations=iterations, episode_steps=steps, seed=seed)
-    checkpoint = os.path.join(out, f'{name}.checkpoint.json')
+    config = run_config(scenario, name, iterations, steps, seed, delta, alpha_scale)
+    checkpoint = os.path.join(out, f'{tag}.checkpoint.json')
     jacobians = plant.jacobians if config.method == 'exact_model' else model.jacobians
     start = time.perf_counter()
 
     def progress(row):
         k = row['iteration']
         if row['rollback']:             # always shown: the guard refused this episode
-            print(f'[{name:13s}] iteration {k:4d}/{config.iterations}  cost '
+            print(f'[{label:13s}] iteration {k:4d}/{config.iterations}  cost '
                   f'{row["cost"]:10.2f}  ROLLBACK to the best theta, shorter steps: '
                   f'{row["rollback_reason"]}', file=sys.stderr, flush=True)
         elif k == 1 or k % 10 == 0 or k == config.iterations:
-            print(f'[{name:13s}] iteration {k:4d}/{config.iterations}  cost '
+            print(f'[{label:13s}] iteration {k:4d}/{config.iterations}  cost '
                   f'{row["cost"]:10.2f}  violation {row["violation"]:8.2f}  '
                   f'{time.perf_counter() - start:6.1f} s', file=sys.stderr, flush=True)
 
@@ -101,96 +140,201 @@ def run_one(scenario_path: str, name: str, out: str, iterations: int | None = No
     final = episodes(final_state.theta, False)
     tracking, violation = cost.parts(final.x, final.u)
     history = final_state.history
-    with open(os.path.join(out, f'{name}.csv'), 'w', newline='') as stream:
+    with open(os.path.join(out, f'{tag}.csv'), 'w', newline='') as stream:
         writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(history)
-    np.savez(os.path.join(out, f'{name}.final.npz'), theta=final_state.theta, x=final.x,
+    np.savez(os.path.join(out, f'{tag}.final.npz'), theta=final_state.theta, x=final.x,
              u=final.u)
-    return {'name': name, 'final_cost': tracking + violation, 'final_tracking': tracking,
-            'final_violation': violation, 'initial_cost': history[0]['cost'],
-            'costs': [row['cost'] for row in history] + [tracking + violation],
+    costs = [row['cost'] for row in history] + [tracking + violation]
+    return {'name': tag, 'run': name, 'final_cost': tracking + violation,
+            'final_tracking': tracking, 'final_violation': violation,
+            'best_cost': min(costs), 'initial_cost': history[0]['cost'], 'costs': costs,
             'tracking': [row['tracking'] for row in history] + [tracking],
             'violation': [row['violation'] for row in history] + [violation],
+            'episode_steps': config.episode_steps,
             'wall_s': sum(row['wall_s'] for row in history),
             'solver_failures': sum(row['solver_failures'] for row in history)}
 
 
-def iters_to_fraction(costs: list[float], fraction: float = 0.9) -> int | None:
-    """First iteration (1-based) at which ``fraction`` of the total improvement is reached."""
-    total = costs[0] - costs[-1]
-    if not total > 0:
-        return None
-    for k, value in enumerate(costs, start=1):
-        if costs[0] - value >= fraction * total:
-            return k
-    return None
+@dataclass
+class Job:
+    """One unit of work for :func:`run_jobs`: ``function(*args, **kwargs)`` in a worker."""
+
+    key: tuple
+    function: Callable
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
 
 
-def _plots(results: dict, out: str, scenario: Scenario) -> list[str]:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    written = []
-    fig, (ax_c, ax_z, ax_v) = plt.subplots(1, 3, figsize=(15, 4.2))
-    finals = [res['costs'][-1] for res in results.values()]
-    start_cost = next(iter(results.values()))['costs'][0]
+def run_jobs(jobs: list[Job], workers: int | None = None) -> dict:
+    """Run ``jobs`` on ``workers`` processes (default: the cores); results by ``key``.
+
+    Processes are spawned (no inherited solver state); each job prints its own progress
+    to stderr and a line when it is done. An exception in a job ends the whole call.
+    """
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    results = {}
+    context = multiprocessing.get_context('spawn')
+    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending = {pool.submit(job.function, *job.args, **job.kwargs): job for job in jobs}
+        for done in futures.as_completed(pending):
+            job = pending[done]
+            result = done.result()
+            results[job.key] = result
+            label = '/'.join(str(part) for part in job.key)
+            if 'final_cost' in result:
+                print(f'[{label}] done: final cost {result["final_cost"]:.2f} '
+                      f'({result["wall_s"]:.0f} s); {len(results)}/{len(jobs)} jobs',
+                      file=sys.stderr, flush=True)
+            else:
+                print(f'[{label}] done; {len(results)}/{len(jobs)} jobs', file=sys.stderr,
+                      flush=True)
+    return results
+
+
+def experiment_jobs(scenario_path: str, out: str, names: list[str], optimum=None,
+                    prefix: str = '', **overrides) -> list[Job]:
+    """Jobs of one experiment: each run ``name`` into ``out``, plus the optimum if given.
+
+    Keys are ``(out, name)`` and ``(out, 'optimum')``; ``overrides`` go to :func:`run_one`;
+    ``prefix`` starts the runs' progress labels (the study: the combination).
+    """
+    jobs = [Job((out, name), run_one, (scenario_path, name, out), dict(overrides, label=label))
+            for name in names
+            for label in [f'{prefix}{name}' if prefix else None]]
+    if optimum is not None:
+        jobs.append(Job((out, 'optimum'), run_optimum, (optimum, scenario_path, out)))
+    return jobs
+
+
+def summarise(results: dict, scenario: Scenario, out: str, optimum: dict | None,
+              wall_s: float | None = None) -> dict:
+    """Return the experiment's JSON summary (see the README for every key)."""
+    final = {name: res['final_cost'] for name, res in results.items()}
+    same_steps = final.get('exact_model')
+    hybrids = {name: cost for name, cost in final.items() if name.startswith('hybrid')}
+    best_hybrid = min(hybrids, key=hybrids.get) if hybrids else None
+    optimum_cost = optimum['cost'] if optimum else None
+
+    def gap(reference):
+        if reference is None or best_hybrid is None:
+            return None
+        return 100.0 * (hybrids[best_hybrid] - reference) / reference
+
+    curves = {name: res['costs'] for name, res in results.items()}
+    judged = (claims.judge(curves, optimum_cost)
+              if {'zeroth_order', 'model_based', 'exact_model'} <= set(curves)
+              and best_hybrid else None)
+    any_run = next(iter(results.values()))
+    k90 = {name: claims.iters_to_fraction(res['costs']) for name, res in results.items()}
+    # issue 10's target: the best hybrid reaches 90 % of its improvement in at most a third
+    # of the iterations the zeroth-order run needs (when that one improves at all)
+    ratio = None
+    if best_hybrid and k90.get(best_hybrid) and k90.get('zeroth_order'):
+        ratio = k90[best_hybrid] / k90['zeroth_order']
+    return {
+        'scenario': scenario.path, 'out': out,
+        'iterations': len(any_run['costs']) - 1, 'episode_steps': any_run['episode_steps'],
+        'initial_cost': any_run['initial_cost'],
+        'final_cost': final,
+        'best_cost': {name: res['best_cost'] for name, res in results.items()},
+        'final_violation': {name: res['final_violation'] for name, res in results.items()},
+        'best_hybrid': best_hybrid,
+        'optimum_cost': optimum_cost,
+        'optimum_iterations': optimum['iterations'] if optimum else None,
+        'optimum_status': 'done' if optimum else PENDING,
+        'same_steps_reference_cost': same_steps,
+        'hybrid_gap_vs_optimum_pct': gap(optimum_cost),
+        'hybrid_gap_vs_same_steps_pct': gap(same_steps),
+        'iters_to_90pct': k90,
+        'hybrid_to_zeroth_order_90pct_ratio': ratio,
+        'claims': judged,
+        'run_wall_s': {name: res['wall_s'] for name, res in results.items()},
+        'solver_failures': {name: res['solver_failures'] for name, res in results.items()},
+        'wall_s': wall_s,
+        'paper': scenario.paper.as_dict() if scenario.paper else None,
+    }
+
+
+def table(results: dict, summary: dict, scenario: Scenario) -> str:
+    """Markdown: one row per run, the gaps "hybrid vs exact" and the claims judged."""
+    lines = ['| run | initial cost | final cost | best cost | final violation | '
+             'iterations to 90 % | run time [s] |', '|---|---:|---:|---:|---:|---:|---:|']
     for name, res in results.items():
-        its = np.arange(1, len(res['costs']) + 1)
-        ax_c.semilogy(its, res['tracking'], label=name)
-        ax_z.plot(its, res['costs'], label=name)
-        ax_v.plot(its, res['violation'], label=name)
-    ax_c.set(xlabel='iteration', ylabel='tracking cost (log scale)',
-             title='closed-loop tracking cost')
-    span = max(start_cost - min(finals), 1.0)
-    ax_z.set_ylim(min(finals) - 0.1 * span, start_cost + 0.3 * span)
-    ax_z.set(xlabel='iteration', ylabel='C = tracking + violation',
-             title='closed-loop cost C, zoomed on start-to-best')
-    ax_v.set(xlabel='iteration',
-             ylabel=f'{scenario.violation_weight:g} x constraint violation',
-             title='constraint violation')
-    ax_c.legend(fontsize=8)
-    for ax in (ax_c, ax_z, ax_v):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = os.path.join(out, 'learning_curves.png')
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
-    hybrids = [n for n in results if n.startswith('hybrid')]
-    compare = ([min(hybrids, key=lambda n: results[n]['final_cost'])] if hybrids else [])
-    compare += [n for n in ('exact_model',) if n in results]
-    if compare:
-        fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True)
-        labels = ['p_x [m]', 'p_y [m]', 'p_z [m]', 'roll [rad]', 'pitch [rad]', 'yaw [rad]']
-        for name in compare:
-            data = np.load(os.path.join(out, f'{name}.final.npz'))
-            t = np.arange(data['x'].shape[0]) * scenario.period_s
-            for i, ax in enumerate(axes.flat):
-                ax.plot(t, data['x'][:, i if i < 3 else i + 3], label=name)
-                ax.set_ylabel(labels[i])
-        for ax in axes[1]:
-            ax.set_xlabel('time [s]')
-        for ax in axes.flat:
-            ax.grid(alpha=0.3)
-        axes[0, 0].legend(fontsize=8)
-        fig.suptitle('closed loop with the final parameters')
-        fig.tight_layout()
-        path = os.path.join(out, 'trajectories.png')
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    return written
+        k90 = summary['iters_to_90pct'][name]
+        lines.append(f'| {name} | {res["initial_cost"]:.2f} | {res["final_cost"]:.2f} | '
+                     f'{res["best_cost"]:.2f} | {res["final_violation"]:.2f} | '
+                     f'{k90 if k90 else "-"} | {res["wall_s"]:.0f} |')
+    if summary['optimum_cost'] is not None:
+        lines.append(f'| optimum reference | | {summary["optimum_cost"]:.2f} | | | '
+                     f'{summary["optimum_iterations"]} iterations | |')
+    lines.append('')
+    best = summary['best_hybrid']
+    if best is not None:
+        paper = scenario.paper
+        paper_gap = (f' (paper: {100 * (paper.hybrid_final_cost / paper.exact_model_cost - 1):+.2f}'
+                     f' %, {paper.hybrid_final_cost} vs {paper.exact_model_cost})'
+                     if paper is not None else '')
+        if summary['hybrid_gap_vs_optimum_pct'] is not None:
+            lines.append(f'* Best hybrid ({best}) vs the optimum reference: '
+                         f'{summary["hybrid_gap_vs_optimum_pct"]:+.2f} %{paper_gap}.')
+        else:
+            lines.append(f'* Best hybrid ({best}) vs the optimum reference: '
+                         f'{summary["optimum_status"]}.')
+        if summary['hybrid_gap_vs_same_steps_pct'] is not None:
+            lines.append(f'* Best hybrid ({best}) vs the exact-model run with the same steps: '
+                         f'{summary["hybrid_gap_vs_same_steps_pct"]:+.2f} %'
+                         f'{paper_gap if summary["optimum_cost"] is None else ""}.')
+    if summary['claims']:
+        lines += ['', '| the paper says | holds here | measured |', '|---|---|---|']
+        for claim, verdict in summary['claims'].items():
+            holds = {True: 'yes', False: 'no', None: 'n/a'}[verdict['holds']]
+            lines.append(f'| {claim.replace("_", " ")} | {holds} | {verdict["why"]} |')
+    return '\n'.join(lines)
+
+
+def initial_trajectory(scenario: Scenario) -> np.ndarray:
+    """Return the closed loop (T+1, 12) from the start theta0: Figure 3's context line."""
+    record = rollout(scenario.plant().step, scenario.policy(), scenario.x0,
+                     scenario.tuning.episode_steps, False)
+    return record.x
+
+
+def finish(scenario: Scenario, out: str, results: dict, optimum: dict | None,
+           wall_s: float | None = None, title: str | None = None) -> tuple[dict, str]:
+    """Draw the figures and write ``results.md`` and ``summary.json``; (summary, table)."""
+    summary = summarise(results, scenario, out, optimum, wall_s)
+    title = title or f'scenario {scenario.name}'
+    paths = [figures.learning_curves(results, os.path.join(out, 'learning_curves.png'),
+                                     scenario.violation_weight, title,
+                                     summary['optimum_cost'])]
+    lines = figures.figure3_runs(out, results, initial_trajectory(scenario), optimum)
+    if len(lines) > 1:
+        paths.append(figures.trajectories(lines, os.path.join(out, 'trajectories.png'),
+                                          scenario.period_s, scenario.x_ref,
+                                          f'{title}: closed loop, first '
+                                          f'{figures.FIGURE3_SECONDS:g} s'))
+    summary['figures'] = paths
+    text = table(results, summary, scenario)
+    with open(os.path.join(out, 'results.md'), 'w') as stream:
+        stream.write(text + '\n')
+    with open(os.path.join(out, 'summary.json'), 'w') as stream:
+        json.dump(summary, stream, indent=1)
+        stream.write('\n')
+    return summary, text
 
 
 def main(scenario: str | None = None, out: str = 'results/reproduce',
          iterations: int | None = None, steps: int | None = None, seed: int | None = None,
-         runs: list[str] | None = None, workers: int | None = None) -> int:
+         runs: list[str] | None = None, workers: int | None = None,
+         optimum: Callable | None | str = 'auto') -> int:
     """Run the scenario's experiment; print progress, a table and the JSON summary last.
 
     ``scenario`` is a file or a shipped scenario's name (default: the default scenario);
     ``iterations``, ``steps`` and ``seed`` override its values; ``runs`` picks some of its
-    runs (default: all).
+    runs (default: all). ``optimum`` is the optimum reference function; ``'auto'`` finds
+    it (:func:`find_optimum_reference`), None skips it.
     """
     path = resolve_scenario_path(scenario)
     setup = load_scenario(path)
@@ -199,66 +343,22 @@ def main(scenario: str | None = None, out: str = 'results/reproduce',
         setup.run(name)               # ConfigError naming the runs there are
     os.makedirs(out, exist_ok=True)
     setup.policy()  # generate/compile the solver once before the workers start
-    workers = workers or min(len(names), os.cpu_count() or 1)
+    if optimum == 'auto':
+        optimum = find_optimum_reference()
     config = setup.tuning_config(iterations=iterations, episode_steps=steps, seed=seed)
+    jobs = experiment_jobs(path, out, names, optimum, iterations=iterations, steps=steps,
+                           seed=seed)
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
     print(f'scenario {path}: {len(names)} tuning runs x {config.iterations} iterations '
-          f'on {workers} processes; output in {out}', file=sys.stderr, flush=True)
+          f'on {workers} processes; output in {out}; optimum reference: '
+          f'{"yes" if optimum else PENDING}', file=sys.stderr, flush=True)
     start = time.perf_counter()
-    results = {}
-    context = multiprocessing.get_context('spawn')
-    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        jobs = {pool.submit(run_one, path, name, out, iterations, steps, seed): name
-                for name in names}
-        for job in futures.as_completed(jobs):
-            res = job.result()
-            results[res['name']] = res
-            print(f'[{res["name"]:13s}] done: final cost {res["final_cost"]:.2f} '
-                  f'({res["wall_s"]:.0f} s)', file=sys.stderr, flush=True)
-    results = {name: results[name] for name in names}
-    figures = _plots(results, out, setup)
-    summary = _summary(results, setup, config, time.perf_counter() - start)
-    table = _table(results, summary, setup)
-    with open(os.path.join(out, 'results.md'), 'w') as stream:
-        stream.write(table + '\n')
-    print(table)
-    for path in figures:
-        print(f'wrote {path}')
+    done = run_jobs(jobs, workers)
+    results = {name: done[(out, name)] for name in names}
+    summary, text = finish(setup, out, results, done.get((out, 'optimum')),
+                           time.perf_counter() - start)
+    print(text)
+    for figure in summary['figures']:
+        print(f'wrote {figure}')
     print(json.dumps(summary))
     return 0
-
-
-def _summary(results: dict, scenario: Scenario, config: TuningConfig, wall_s: float) -> dict:
-    final = {name: res['final_cost'] for name, res in results.items()}
-    reference = final.get('exact_model')
-    hybrids = {n: c for n, c in final.items() if n.startswith('hybrid')}
-    gap = None
-    if reference and hybrids:
-        gap = 100.0 * (min(hybrids.values()) - reference) / reference
-    return {'final_cost': final, 'reference_cost': reference, 'hybrid_gap_pct': gap,
-            'initial_cost': next(iter(results.values()))['initial_cost'],
-            'iters_to_90pct': {n: iters_to_fraction(r['costs']) for n, r in results.items()},
-            'run_wall_s': {n: r['wall_s'] for n, r in results.items()},
-            'solver_failures': {n: r['solver_failures'] for n, r in results.items()},
-            'iterations': config.iterations, 'episode_steps': config.episode_steps,
-            'wall_s': wall_s, 'scenario': scenario.path,
-            'paper': scenario.paper.as_dict() if scenario.paper else None}
-
-
-def _table(results: dict, summary: dict, scenario: Scenario) -> str:
-    lines = ['| run | initial cost | final cost | final violation | iterations to 90 % '
-             '| run time [s] |', '|---|---:|---:|---:|---:|---:|']
-    for name, res in results.items():
-        k90 = summary['iters_to_90pct'][name]
-        lines.append(f'| {name} | {res["initial_cost"]:.2f} | {res["final_cost"]:.2f} | '
-                     f'{res["final_violation"]:.2f} | {k90 if k90 else "-"} | '
-                     f'{res["wall_s"]:.0f} |')
-    if summary['hybrid_gap_pct'] is not None:
-        lines.append('')
-        line = (f'Best hybrid vs exact-model reference: {summary["hybrid_gap_pct"]:+.2f} %')
-        paper = scenario.paper
-        if paper is not None:
-            line += (f' (paper: '
-                     f'{100 * (paper.hybrid_final_cost / paper.exact_model_cost - 1):+.2f} '
-                     f'%, {paper.hybrid_final_cost} vs {paper.exact_model_cost})')
-        lines.append(line + '.')
-    return '\n'.join(lines)

@@ -151,3 +151,29 @@ class SensitivitySample:
             return (f'{name} has {bad.size} non-finite entries (first at flat index '
                     f'{bad[0]}: {value.flat[bad[0]]}); it must be finite {where}')
         return ''
+
+
+# -- the controller's answer to ~/hold ------------------------------------------------------
+# std_srvs/SetBool answers with a text only. The controller ends it with the stamp of the
+# last odometry it answered, so a tuner knows exactly which command the simulator still
+# has to answer before the token is back at the held controller (a sample published just
+# before the answer may reach the tuner after it: the two travel on different channels).
+ANSWERED_TAG = 'last answered odometry stamp: '
+
+
+def hold_answer(held: bool, answered: Stamp | None) -> str:
+    """Return the text of the controller's answer to ``~/hold``, ending with the answered stamp."""
+    text = 'holding: odometry is kept, not answered' if held else 'released'
+    stamp = 'none' if answered is None else f'{answered.sec}.{answered.nanosec:09d}'
+    return f'{text}; {ANSWERED_TAG}{stamp}'
+
+
+def answered_stamp(text: str) -> Stamp | None:
+    """Return the answered odometry stamp in a :func:`hold_answer` text (None: it has none)."""
+    _, tag, value = text.rpartition(ANSWERED_TAG)
+    if not tag:
+        return None
+    sec, dot, nanosec = value.strip().partition('.')
+    if not dot or not sec.lstrip('-').isdigit() or not nanosec.isdigit():
+        return None
+    return Stamp(int(sec), int(nanosec))

@@ -33,7 +33,7 @@ happened, for diagnostics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import math
 
 import numpy as np
@@ -80,7 +80,9 @@ class StepResult:
     failure); ``solve_ms`` the solver time (0 when not solved). ``du_dx`` (4x12) and
     ``du_dtheta`` (4x94) are the policy's sensitivities when ``mode == 'mpc'`` and they
     could be computed, zeros otherwise (``sensitivities_ok`` says which). ``reason`` says
-    why the step was not a plain MPC step ('' when it was). The arrays belong to the
+    why the step was not a plain MPC step ('' when it was). ``sensitivities_pending``: an
+    MPC step taken with ``sensitivities=False`` whose sensitivities
+    :meth:`SafeController.add_sensitivities` has yet to compute. The arrays belong to the
     caller: the controller never changes them afterwards.
     """
 
@@ -92,6 +94,7 @@ class StepResult:
     du_dtheta: np.ndarray
     sensitivities_ok: bool
     reason: str = ''
+    sensitivities_pending: bool = False
 
 
 @dataclass
@@ -144,8 +147,15 @@ class SafeController:
         self._plan = None
         self.counters.consecutive_failures = 0
 
-    def step(self, x: np.ndarray, odom_age_s: float = 0.0) -> StepResult:
-        """Command for state x (12,) measured ``odom_age_s`` seconds ago; see the module doc."""
+    def step(self, x: np.ndarray, odom_age_s: float = 0.0,
+             sensitivities: bool = True) -> StepResult:
+        """Command for state x (12,) measured ``odom_age_s`` seconds ago; see the module doc.
+
+        With ``sensitivities`` False an MPC step comes back without its sensitivities
+        (``sensitivities_pending``): send the command, then call :meth:`add_sensitivities`
+        before the next step, so the vehicle (or a lockstep simulator) can act on the
+        command while they are computed.
+        """
         if not odom_age_s <= self.safety.odom_timeout_s:     # also catches NaN
             self.counters.stale_odometry_steps += 1
             return self._failsafe(f'odometry is {odom_age_s:.3f} s old (timeout '
@@ -156,7 +166,11 @@ class SafeController:
             return self._failsafe('state is malformed or non-finite', -1, 0.0)
         sol = self.policy.solve(x)
         if sol.ok and self._valid(sol.u):
-            return self._mpc_step(sol)
+            self.counters.consecutive_failures = 0
+            self._plan = self.policy.plan()
+            result = self._result(sol.u, 'mpc', sol.status, sol.solve_ms, '')
+            result.sensitivities_pending = True
+            return self.add_sensitivities(result) if sensitivities else result
         self.counters.solver_failures += 1
         self.counters.consecutive_failures += 1
         failures = self.counters.consecutive_failures
@@ -171,21 +185,27 @@ class SafeController:
         return self._failsafe(f'{reason}; {failures} consecutive failures', sol.status,
                               sol.solve_ms)
 
-    def _mpc_step(self, sol) -> StepResult:
-        self.counters.consecutive_failures = 0
-        self._plan = self.policy.plan()
+    def add_sensitivities(self, result: StepResult) -> StepResult:
+        """Return ``result`` of the last :meth:`step` with its sensitivities, if pending.
+
+        A new result (the given one is left as it was); ``result`` itself when nothing is
+        pending. The policy must not have solved again since that step.
+        """
+        if not result.sensitivities_pending:
+            return result
         try:
             du_dx, du_dtheta = self.policy.sensitivities()
             sens_ok = bool(np.all(np.isfinite(du_dx)) and np.all(np.isfinite(du_dtheta)))
         except (np.linalg.LinAlgError, RuntimeError, ValueError):
             sens_ok = False
         if sens_ok:
-            return self._result(sol.u, 'mpc', sol.status, sol.solve_ms, '',
-                                du_dx.copy(), du_dtheta.copy())
+            return replace(result, du_dx=du_dx.copy(), du_dtheta=du_dtheta.copy(),
+                           sensitivities_ok=True, sensitivities_pending=False)
         # the command is fine; only the derivative is missing, which the tuner must know
         self.counters.sensitivity_failures += 1
-        return self._result(sol.u, 'mpc', sol.status, sol.solve_ms,
-                            'sensitivities could not be computed')
+        reason = 'sensitivities could not be computed'
+        self.counters.last_reason = reason
+        return replace(result, reason=reason, sensitivities_pending=False)
 
     def _failsafe(self, reason: str, status: int, solve_ms: float) -> StepResult:
         self.counters.failsafe_steps += 1

@@ -49,7 +49,7 @@ GROUPS = (('p_Q', SLICE_Q, 'Q = diag(p_Q^2) + 1e-6 I: stage state weights (12)')
 PARAMETER_PREFIX = 'theta.'
 PARAMETER_NAMES = tuple(PARAMETER_PREFIX + name for name, _, _ in GROUPS)
 # Largest |theta_i| a controller accepts. Weights are squares of theta, so this caps a
-# diagonal weight at 9e4. Measured on the default scenario (60-step episodes from hover,
+# diagonal weight at 9e4. Measured on the arXiv v1 scenario (60-step episodes from hover,
 # HPIPM with absolute tolerances 1e-10): the QP solves at every step with theta = 30 theta0
 # (largest entry 270), fails at some steps at 50 theta0 (largest 450) and at every step at
 # 100 theta0; Q alone scaled by 100 (entries up to 100) already fails at some steps. So the

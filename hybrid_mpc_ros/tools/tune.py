@@ -1,0 +1,223 @@
+"""``hybrid-mpc tune``: the simulated tuning through ROS 2, the package's main job.
+
+Three nodes in three processes (:func:`hybrid_mpc_ros.tools.processes.start_node`) on a
+private ``ROS_DOMAIN_ID`` with discovery on loopback, exactly as
+``launch/tuning_sim.launch.py`` starts them: the simulator in lockstep (the ``/clock``
+source; without ``use_sim_time``, which it does not need: a subscriber to its own
+``/clock`` would cost it a delivery and a callback per step), the MPC controller
+(``use_sim_time``, so it answers every odometry) and the tuner. Each reads the scenario
+file as its parameter file; the tuner also gets ``config/hybrid_tuner.yaml`` and a file
+of this command's overrides (method, iterations, output directory, ...), written into
+``<out>/logs`` with the nodes' logs. This process
+joins the domain with an observer node that prints one line per ``~/progress`` message.
+
+The tuner writes its files into ``--out`` (history CSV, theta after each iteration,
+episodes, checkpoint, learning-curve figure, summary; see
+:class:`~hybrid_mpc_ros.core.learning.reporting.RunRecorder`), leaves the controller flying
+the final theta and exits; this command then stops the simulator and the controller and
+prints a JSON summary as its last line. A rerun with ``--resume`` continues from the
+checkpoint in ``--out``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+from hybrid_mpc_ros.core import paths
+from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, run_name
+from hybrid_mpc_ros.tools import processes
+
+STOP_TIMEOUT_S = 5.0
+TUNER = 'hybrid_tuner'
+
+
+class TuneError(RuntimeError):
+    """The tuning could not run (a node died, the tuner gave up, nothing came)."""
+
+
+@dataclass
+class TuningRun:
+    """What :func:`run_tuning` returns: the tuner's summary and this process's timings."""
+
+    summary: dict
+    progress: list = field(default_factory=list)    # parsed ~/progress messages
+    wall_s: float = 0.0                              # start of the nodes to the tuner's exit
+    first_progress_s: float | None = None            # start to the first iteration's end
+    domain_id: int = 0
+    log_dir: str = ''
+
+
+def _progress_line(progress: dict, iterations: int) -> str:
+    def number(key, spec):
+        value = progress[key]
+        return '-' if value is None or (isinstance(value, float) and math.isnan(value)) \
+            else format(value, spec)
+    return (f'iteration {progress["iteration"]:4d}/{iterations}  cost '
+            f'{progress["cost"]:10.2f}  violation {progress["violation"]:8.2f}  eta '
+            f'{number("eta", ".3f")}  alpha {number("alpha", ".2e")}  reruns '
+            f'{progress["retries"]}  rollbacks {progress["rollbacks"]}  '
+            f'{progress["wall_s"]:5.2f} s')
+
+
+def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int | None = None,
+               timeout_s: float | None = None, log=sys.stdout) -> TuningRun:
+    """Run the three nodes until the tuner exits; return its summary and the timings.
+
+    ``overrides`` are tuner parameters (e.g. ``iterations``, ``method``,
+    ``episode_steps``, ``start_mode``) over the scenario's; ``output_dir`` is ``out``.
+    Prints a line per iteration to ``log`` (None: silent). Raises :class:`TuneError` when
+    a node exits early, the tuner fails, or ``timeout_s`` (wall) passes.
+    """
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
+    from rclpy.executors import SingleThreadedExecutor
+    from hybrid_mpc_ros.ros.context import local_context
+    from hybrid_mpc_ros.ros.progress_msg import parse_progress
+
+    out = os.path.abspath(out)
+    log_dir = os.path.join(out, 'logs')
+    os.makedirs(log_dir, exist_ok=True)
+    domain_id = processes.free_domain_id() if domain_id is None else int(domain_id)
+    env = processes.ros_env(domain_id)
+    iterations = overrides.get('iterations')
+    params = dict(overrides, output_dir=out)
+    tuner_file = processes.write_params_file(os.path.join(log_dir, 'tuner_overrides.yaml'),
+                                             TUNER, params)
+    context = local_context(domain_id, 'LOCALHOST', SignalHandlerOptions.NO)
+    observer = rclpy.create_node('hybrid_mpc_tune_observer', context=context,
+                                 start_parameter_services=False)
+    received: list[dict] = []
+    observer.create_subscription(DiagnosticArray, f'/{TUNER}/progress',
+                                 lambda msg: received.append(parse_progress(msg)),
+                                 QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(observer)
+    nodes: dict[str, processes.NodeProcess] = {}
+    result = TuningRun({}, domain_id=domain_id, log_dir=log_dir)
+    started = time.perf_counter()
+    try:
+        nodes['simulator'] = processes.start_node(
+            'ros.simulator_node', params_file=scenario_path,
+            params={'clock_mode': 'lockstep'}, env=env,
+            log_path=os.path.join(log_dir, 'simulator.log'))
+        nodes['controller'] = processes.start_node(
+            'ros.mpc_controller_node', params_file=scenario_path,
+            params={'use_sim_time': True}, env=env,
+            log_path=os.path.join(log_dir, 'controller.log'))
+        nodes['tuner'] = processes.start_node(
+            'ros.tuner_node',
+            params_file=[scenario_path, paths.config_file('hybrid_tuner.yaml'), tuner_file],
+            env=env, log_path=os.path.join(log_dir, 'tuner.log'))
+        shown = 0
+        while nodes['tuner'].alive():
+            executor.spin_once(timeout_sec=0.1)
+            while shown < len(received):
+                if result.first_progress_s is None:
+                    result.first_progress_s = time.perf_counter() - started
+                if log is not None:
+                    print(_progress_line(received[shown], iterations or 0), file=log,
+                          flush=True)
+                shown += 1
+            for name in ('simulator', 'controller'):
+                if not nodes[name].alive():
+                    raise TuneError(_died(name, nodes[name]))
+            if timeout_s is not None and time.perf_counter() - started > timeout_s:
+                raise TuneError(f'the tuning took longer than {timeout_s:g} s (logs in '
+                                f'{log_dir})')
+        result.wall_s = time.perf_counter() - started
+        deadline = time.monotonic() + 0.5          # the last progress messages in flight
+        while time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        for item in received[shown:]:
+            if log is not None:
+                print(_progress_line(item, iterations or 0), file=log, flush=True)
+        result.progress = received
+        tuner = nodes['tuner']
+        if tuner.returncode != 0:
+            raise TuneError(_died('tuner', tuner))
+        config = load_scenario(scenario_path, load_model=False).tuning_config(
+            method=overrides.get('method'), gamma=overrides.get('gamma'))
+        name = run_name(config.method, config.gamma)
+        with open(os.path.join(out, f'{name}.summary.json')) as stream:
+            result.summary = json.load(stream)
+        return result
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        observer.destroy_node()
+        context.try_shutdown()
+        # the tuner first (it has normally exited), then the controller, then the clock
+        for name in ('tuner', 'controller', 'simulator'):
+            if name in nodes:
+                nodes[name].stop(timeout=STOP_TIMEOUT_S)
+
+
+def _died(name: str, node) -> str:
+    tail = '\n'.join(node.log_text().splitlines()[-25:])
+    return f'the {name} node exited with status {node.returncode} (log {node.log_path}):\n{tail}'
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(scenario: str | None = None, out: str = 'results/tuning', method: str | None = None,
+         gamma: float | None = None, iterations: int | None = None, steps: int | None = None,
+         seed: int | None = None, start_mode: str = 'reset', resume: bool = False) -> int:
+    """Run ``hybrid-mpc tune``: a line per iteration, the results, the JSON summary last.
+
+    ``scenario`` is a file or a shipped scenario's name (default: the default scenario);
+    the other arguments override its tuning values (None keeps them).
+    """
+    path = resolve_scenario_path(scenario)
+    setup = load_scenario(path)                 # ConfigError before any process starts
+    overrides = {'method': method, 'gamma': gamma, 'iterations': iterations,
+                 'episode_steps': steps, 'seed': seed, 'start_mode': start_mode,
+                 'resume': resume}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    config = setup.tuning_config(method=method, gamma=gamma, iterations=iterations,
+                                 episode_steps=steps, seed=seed)
+    overrides['iterations'] = config.iterations
+    print(f'tune: scenario {setup.name}: {run_name(config.method, config.gamma)}, '
+          f'{config.iterations} iterations of {config.episode_steps}-step episodes through '
+          f'ROS 2 (simulator in lockstep, MPC controller, tuner; start mode {start_mode}); '
+          f'output in {out}', flush=True)
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        run = run_tuning(path, out, overrides)
+    except TuneError as exc:
+        print(f'hybrid-mpc tune: error: {exc}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('hybrid-mpc tune: interrupted; nodes stopped (rerun with --resume to continue)',
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    summary = run.summary
+    initial, final, best = summary['initial_cost'], summary['final_cost'], summary['best_cost']
+    per_iteration = summary['iteration_wall_s']
+    print(f'done: {summary["iterations"]} iterations, cost {initial:.2f} -> {final:.2f} '
+          f'(best {best:.2f}, {100 * (final - initial) / initial:+.1f} %), '
+          f'{summary["episodes"]} episodes flown now, {summary["reruns"]} reruns, '
+          f'{summary["rollbacks"]} rollbacks; {summary["tuning_wall_s"]:.1f} s of tuning'
+          + (f' ({per_iteration:.2f} s per iteration)' if per_iteration is not None else '')
+          + f', {run.wall_s:.1f} s in all')
+    for kind, file in summary['files'].items():
+        if os.path.exists(file):
+            print(f'wrote {file}')
+    result = {key: value for key, value in summary.items() if key not in ('theta', 'files')}
+    result.update({'command': 'tune', 'scenario': path, 'output_dir': os.path.abspath(out),
+                   'wall_s': round(run.wall_s, 3), 'domain_id': run.domain_id,
+                   'first_iteration_done_s': run.first_progress_s,
+                   'cost_change_pct': 100 * (final - initial) / initial})
+    print(json.dumps(result), flush=True)
+    return 0
