@@ -28,8 +28,9 @@ signature of what it depends on (the scenario file's text, iterations, episode l
 a rerun skips the jobs whose results match and runs the rest, so an interrupted bench
 resumes, losing at most the jobs that were running. ``--quick`` (CI) runs two scenarios,
 one seed, a few short iterations and a short optimum: it checks the machinery, not the
-numbers. Progress goes to stderr; the table to stdout, then the JSON object (keyed by
-method) as the last line.
+numbers. Progress (and what the solver prints from the workers) goes to stderr; the
+table to stdout, then the JSON object (keyed by method) as the last line. The signature
+does not cover the package's code: after changing it, use a fresh ``--out``.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class _Watched:
 
 def run_job(job: Job, settings: Settings) -> dict:
     """Run one job in this process and return its result (see the module docstring)."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     scenario = load_scenario(job.path)
     policy, plant, cost = scenario.policy(), scenario.plant(), scenario.cost()
     steps = settings.episode_steps or scenario.tuning.episode_steps
@@ -181,7 +182,17 @@ def run_job(job: Job, settings: Settings) -> dict:
             'guard_rollbacks': rollbacks, 'episodes': len(watched.costs),
             'non_finite_commands': watched.non_finite,
             'out_of_bounds_commands': watched.out_of_bounds, 'costs': base_costs,
-            'wall_s': time.perf_counter() - start, **detail}
+            'wall_s': time.perf_counter() - start, 'cpu_s': time.process_time() - cpu_start,
+            **detail}
+
+
+def _stdout_to_stderr() -> None:
+    """Send a worker's stdout (fd 1) to stderr, where the solver's C code prints.
+
+    The bench's stdout is for the table and the JSON line only.
+    """
+    sys.stdout.flush()
+    os.dup2(2, 1)
 
 
 def _worker(job: Job, settings: Settings, out: str) -> dict:
@@ -323,7 +334,8 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
             print(_progress_line(len(results), len(jobs), 0.0, stored, True),
                   file=sys.stderr, flush=True)
     context = multiprocessing.get_context('spawn')
-    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                     initializer=_stdout_to_stderr) as pool:
         running = {pool.submit(_worker, job, settings, out): job for job in pending}
         for done in futures.as_completed(running):
             result = done.result()
@@ -333,7 +345,9 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
     wall = time.perf_counter() - start
     summary = summarise(results)
     print(tables(results, summary))
+    cpu = sum(result.get('cpu_s', 0.0) for result in results)
     print(f'\n{len(jobs)} runs ({len(pending)} run now, {len(jobs) - len(pending)} stored) '
-          f'in {wall / 60:.1f} min of wall time')
+          f'in {wall / 60:.1f} min of wall time on {workers} processes; the runs took '
+          f'{cpu / 60:.1f} min of CPU time ({cpu / 60 / workers:.1f} min per process)')
     print(json.dumps(summary))
     return 0

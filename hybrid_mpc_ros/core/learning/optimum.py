@@ -79,14 +79,17 @@ class _Stop(Exception):
 
 def optimise(objective: Objective, theta0: np.ndarray, box: ThetaBox,
              entry_scale: np.ndarray | None = None, window: int = 20,
-             tolerance: float = 1e-4, max_iterations: int = 300,
+             tolerance: float = 1e-4, max_iterations: int = 300, line_search: int = 10,
              progress: Callable[[int, float], None] | None = None) -> OptimumResult:
     """Minimise ``objective`` over the box from theta0 (n,); see the module docstring.
 
     ``objective(theta) -> (C, gradient (n,))`` (:func:`exact_gradient`); ``entry_scale``
     (n,) positive scales of the variables (default ones); the run stops when ``(best
     window iterations ago - best now) / |best now| < tolerance``, or after
-    ``max_iterations``. ``progress(iteration, best cost)`` is called after each iteration.
+    ``max_iterations``. ``line_search`` caps the points one line search tries (scipy's
+    default is 20; at a kink of C a line search fails either way, and the restart costs
+    less than 20 episodes). ``progress(iteration, best cost)`` is called after each
+    iteration.
     """
     theta0 = box.project(np.asarray(theta0, dtype=float))
     scale = np.ones_like(theta0) if entry_scale is None else np.asarray(entry_scale, float)
@@ -132,7 +135,8 @@ def optimise(objective: Objective, theta0: np.ndarray, box: ThetaBox,
             result = scipy.optimize.minimize(
                 fun, best['theta'] / scale, jac=True, method='L-BFGS-B', bounds=bounds,
                 callback=callback,
-                options={'maxiter': max_iterations - len(costs), 'ftol': 0.0, 'gtol': 0.0})
+                options={'maxiter': max_iterations - len(costs), 'ftol': 0.0, 'gtol': 0.0,
+                         'maxls': line_search})
         except _Stop:
             reason = ('converged: relative improvement below '
                       f'{tolerance:g} over {window} iterations' if converged()
