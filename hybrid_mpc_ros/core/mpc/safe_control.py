@@ -40,7 +40,8 @@ theta, or what its owner sets with :meth:`SafeController.set_safe_theta`, e.g. t
 tuner's best theta) and flies it from then on; the step's result and
 :attr:`SafeController.abort_reason` say why. The abort is latched until :meth:`reset`
 (the next episode's start), so one excursion aborts once and the candidate theta is not
-flown again in that episode. An episode that ends this way counts as failed: the tuner
+flown again in that episode (:meth:`SafeController.rearm` re-arms it for a new candidate
+theta without a reset). An episode that ends this way counts as failed: the tuner
 rolls back to its best theta and shrinks its steps
 (:class:`~hybrid_mpc_ros.core.learning.tuning.Tuner`).
 :meth:`SafeController.envelope_abort` is the same check for an offline rollout
@@ -240,6 +241,10 @@ class SafeController:
         self.policy.reset()
         self._plan = None
         self.counters.consecutive_failures = 0
+        self.rearm()
+
+    def rearm(self) -> None:
+        """Let the envelope abort again (a new episode, or a new candidate theta)."""
         self.abort_reason = ''
 
     def step(self, x: np.ndarray, odom_age_s: float = 0.0,
