@@ -28,7 +28,8 @@ signature of what it depends on (the scenario file's text, iterations, episode l
 a rerun skips the jobs whose results match and runs the rest, so an interrupted bench
 resumes, losing at most the jobs that were running. ``--quick`` (CI) runs two scenarios,
 one seed, a few short iterations and a short optimum: it checks the machinery, not the
-numbers. Progress (and what the solver prints from the workers) goes to stderr; the
+numbers. ``--stored-only`` runs nothing and reports the stored runs (a bench in progress).
+Progress (and what the solver prints from the workers) goes to stderr; the
 table to stdout, then the JSON object (keyed by method) as the last line. The signature
 does not cover the package's code: after changing it, use a fresh ``--out``.
 """
@@ -60,6 +61,7 @@ METHODS = ('hybrid', 'zeroth_order', 'model_based', 'optimum')
 DETERMINISTIC = ('model_based', 'optimum')
 QUICK_SCENARIOS = ('issue_vehicle', 'low_drag')
 OPTIMUM_WINDOW, OPTIMUM_TOLERANCE = 20, 1e-4
+OPTIMUM_LINE_SEARCH = 20                # points per line search (optimise's line_search)
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,10 @@ def family_paths(names: list[str] | None = None) -> list[str]:
 def _signature(job: Job, settings: Settings) -> str:
     with open(job.path, 'rb') as stream:
         text = stream.read()
+    optimum = ([settings.optimum_iterations, OPTIMUM_LINE_SEARCH] if job.method == 'optimum'
+               else None)
     record = json.dumps([job.method, job.seed, settings.iterations, settings.episode_steps,
-                         settings.optimum_iterations if job.method == 'optimum' else None])
+                         optimum])
     return hashlib.sha256(text + record.encode()).hexdigest()
 
 
@@ -162,7 +166,8 @@ def run_job(job: Job, settings: Settings) -> dict:
         result = optimise(exact_gradient(watched, cost, plant.jacobians), theta0,
                           th.default_box(theta0, config.box_scale, config.box_abs_min),
                           np.maximum(np.abs(theta0), floor), OPTIMUM_WINDOW,
-                          OPTIMUM_TOLERANCE, settings.optimum_iterations)
+                          OPTIMUM_TOLERANCE, settings.optimum_iterations,
+                          OPTIMUM_LINE_SEARCH)
         initial, final, rollbacks = result.initial_cost, result.cost, 0
         detail = {'iterations': result.iterations, 'reason': result.reason,
                   'restarts': result.restarts}
@@ -304,8 +309,13 @@ def _progress_line(done: int, total: int, elapsed: float, result: dict, reused: 
 
 def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
          workers: int | None = None, quick: bool = False,
-         scenarios: list[str] | None = None, optimum_iterations: int = 200) -> int:
-    """Run the bench (see the module docstring); print the tables and the JSON last line."""
+         scenarios: list[str] | None = None, optimum_iterations: int = 200,
+         stored_only: bool = False) -> int:
+    """Run the bench (see the module docstring); print the tables and the JSON last line.
+
+    With ``stored_only`` nothing runs: the figures of the runs stored under ``out`` so far
+    (partial while a bench is still running: read them as such).
+    """
     if quick:
         scenarios = scenarios or list(QUICK_SCENARIOS)
         seeds, iterations, optimum_iterations = 1, 3, 3
@@ -317,7 +327,8 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
     family = family_paths(scenarios)
     for path in family:
         load_scenario(path)                       # every file checked before any job
-    load_scenario(family[0]).policy()             # compile the shared solver once
+    if not stored_only:
+        load_scenario(family[0]).policy()         # compile the shared solver once
     jobs = jobs_for(family, seeds)
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     print(f'bench robustness: {len(family)} scenarios, {len(jobs)} runs ({seeds} seeds for '
@@ -333,6 +344,16 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
             results.append(stored)
             print(_progress_line(len(results), len(jobs), 0.0, stored, True),
                   file=sys.stderr, flush=True)
+    if stored_only:
+        if not results:
+            print(f'no stored results in {out}', file=sys.stderr)
+            return 1
+        summary = summarise(results)
+        print(tables(results, summary))
+        print(f'\n{len(results)} of {len(jobs)} runs stored in {out} (stored only: '
+              f'{len(pending)} not run; the figures cover the stored runs)')
+        print(json.dumps(summary))
+        return 0
     context = multiprocessing.get_context('spawn')
     with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                      initializer=_stdout_to_stderr) as pool:

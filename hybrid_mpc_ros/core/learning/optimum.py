@@ -79,7 +79,7 @@ class _Stop(Exception):
 
 def optimise(objective: Objective, theta0: np.ndarray, box: ThetaBox,
              entry_scale: np.ndarray | None = None, window: int = 20,
-             tolerance: float = 1e-4, max_iterations: int = 300, line_search: int = 10,
+             tolerance: float = 1e-4, max_iterations: int = 300, line_search: int = 20,
              progress: Callable[[int, float], None] | None = None) -> OptimumResult:
     """Minimise ``objective`` over the box from theta0 (n,); see the module docstring.
 
@@ -87,9 +87,12 @@ def optimise(objective: Objective, theta0: np.ndarray, box: ThetaBox,
     (n,) positive scales of the variables (default ones); the run stops when ``(best
     window iterations ago - best now) / |best now| < tolerance``, or after
     ``max_iterations``. ``line_search`` caps the points one line search tries (scipy's
-    default is 20; at a kink of C a line search fails either way, and the restart costs
-    less than 20 episodes). ``progress(iteration, best cost)`` is called after each
-    iteration.
+    ``maxls``, default 20 as scipy's). Fewer are cheaper but weaken the reference, which
+    inflates every gain measured against it: with 10, on the robustness family, 7 of 8
+    vehicles stopped after 15 to 82 iterations (a line search failed and the restart made
+    no progress), where an earlier run with scipy's 20 went on for up to 180 and ended up
+    to 4.5 % lower (low_drag 974.0 against 1019.4). ``progress(iteration, best cost)`` is
+    called after each iteration.
     """
     theta0 = box.project(np.asarray(theta0, dtype=float))
     scale = np.ones_like(theta0) if entry_scale is None else np.asarray(entry_scale, float)
