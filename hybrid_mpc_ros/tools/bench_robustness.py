@@ -225,10 +225,18 @@ def _stored(job: Job, settings: Settings, out: str) -> dict | None:
 
 
 def jobs_for(paths_: list[str], seeds: int) -> list[Job]:
-    """Every job of the bench, the longest kinds first (they balance the pool best)."""
+    """Every job of the bench: scenario by scenario, the optimum and the hybrid first.
+
+    So a bench stopped early (or read with ``--stored-only`` while it runs) holds whole
+    scenarios of the judged method with their reference, not every method of a few; the
+    zeroth-order and model-based baselines come last.
+    """
     jobs = []
     names = [os.path.splitext(os.path.basename(path))[0] for path in paths_]
-    for method in ('optimum', 'hybrid', 'zeroth_order', 'model_based'):
+    for path, name in zip(paths_, names):
+        jobs.append(Job(path, name, 'optimum', 0))
+        jobs += [Job(path, name, 'hybrid', seed) for seed in range(seeds)]
+    for method in ('zeroth_order', 'model_based'):
         for seed in (range(1) if method in DETERMINISTIC else range(seeds)):
             jobs += [Job(path, name, method, seed) for path, name in zip(paths_, names)]
     return jobs
