@@ -28,16 +28,19 @@ signature of what it depends on (the scenario file's text, iterations, episode l
 a rerun skips the jobs whose results match and runs the rest, so an interrupted bench
 resumes, losing at most the jobs that were running. ``--quick`` (CI) runs two scenarios,
 one seed, a few short iterations and a short optimum: it checks the machinery, not the
-numbers. ``--stored-only`` runs nothing and reports the stored runs (a bench in progress).
-Progress (and what the solver prints from the workers) goes to stderr; the
-table to stdout, then the JSON object (keyed by method) as the last line. The signature
-does not cover the package's code: after changing it, use a fresh ``--out``.
+numbers. ``--compare-eta`` adds ``hybrid_agreement``: the hybrid with the agreement eta
+rule (:class:`~hybrid_mpc_ros.core.learning.mixing.AgreementEta`, its defaults) instead of
+the scenario's, with the same seeds. ``--stored-only`` runs nothing and reports the
+stored runs (a bench in progress). Progress (and what the solver prints from the workers)
+goes to stderr; the table to stdout, then the JSON object (keyed by method) as the last
+line. The signature does not cover the package's code: after changing it, use a fresh
+``--out``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import hashlib
 import json
 import multiprocessing
@@ -51,13 +54,17 @@ import numpy as np
 
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.learning.mixing import AgreementEta
 from hybrid_mpc_ros.core.learning.optimum import exact_gradient, optimise
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.scenario import load_scenario, SCENARIO_DIR
 
 FAMILY = 'robustness'                   # config/scenarios/robustness/*.yaml
-METHODS = ('hybrid', 'zeroth_order', 'model_based', 'optimum')
+METHODS = ('hybrid', 'zeroth_order', 'model_based', 'optimum', 'hybrid_agreement')
+# the hybrid with the agreement eta rule (AgreementEta's defaults) instead of the scenario's,
+# run only with --compare-eta: is adaptive mixing worth keeping?
+COMPARE_ETA = 'hybrid_agreement'
 DETERMINISTIC = ('model_based', 'optimum')
 QUICK_SCENARIOS = ('issue_vehicle', 'low_drag')
 OPTIMUM_WINDOW, OPTIMUM_TOLERANCE = 20, 1e-4
@@ -153,8 +160,9 @@ def run_job(job: Job, settings: Settings) -> dict:
     scenario = load_scenario(job.path)
     policy, plant, cost = scenario.policy(), scenario.plant(), scenario.cost()
     steps = settings.episode_steps or scenario.tuning.episode_steps
+    method = {'optimum': None, COMPARE_ETA: 'hybrid'}.get(job.method, job.method)
     config = scenario.tuning_config(
-        method=None if job.method == 'optimum' else job.method,
+        method=method,
         iterations=settings.iterations, episode_steps=steps, seed=job.seed)
     box = scenario.mpc_config
     watched = _Watched(simulated_episodes(plant.step, policy, scenario.x0, steps), cost,
@@ -174,8 +182,11 @@ def run_job(job: Job, settings: Settings) -> dict:
         base_costs = result.costs
     else:
         jacobians = scenario.nominal_model().jacobians
-        tuner = Tuner(config, watched, jacobians, cost, theta0,
-                      **scenario.tuner_rules(config, theta0))
+        rules = scenario.rules
+        if job.method == COMPARE_ETA:
+            rules = replace(rules, eta_rule='agreement', beta=AgreementEta.beta,
+                            prior=AgreementEta.prior)
+        tuner = Tuner(config, watched, jacobians, cost, theta0, **rules.build(config, theta0))
         state = tuner.run()
         final = float(cost(watched(state.theta, False)))    # the run's final theta
         initial, rollbacks = state.history[0]['cost'], state.guard_rollbacks
@@ -224,19 +235,20 @@ def _stored(job: Job, settings: Settings, out: str) -> dict | None:
     return result if result.get('signature') == _signature(job, settings) else None
 
 
-def jobs_for(paths_: list[str], seeds: int) -> list[Job]:
+def jobs_for(paths_: list[str], seeds: int, compare_eta: bool = False) -> list[Job]:
     """Every job of the bench: scenario by scenario, the optimum and the hybrid first.
 
     So a bench stopped early (or read with ``--stored-only`` while it runs) holds whole
     scenarios of the judged method with their reference, not every method of a few; the
-    zeroth-order and model-based baselines come last.
+    zeroth-order and model-based baselines come last, then (``compare_eta``) the hybrid
+    with the agreement eta rule.
     """
     jobs = []
     names = [os.path.splitext(os.path.basename(path))[0] for path in paths_]
     for path, name in zip(paths_, names):
         jobs.append(Job(path, name, 'optimum', 0))
         jobs += [Job(path, name, 'hybrid', seed) for seed in range(seeds)]
-    for method in ('zeroth_order', 'model_based'):
+    for method in ('zeroth_order', 'model_based') + ((COMPARE_ETA,) if compare_eta else ()):
         for seed in (range(1) if method in DETERMINISTIC else range(seeds)):
             jobs += [Job(path, name, method, seed) for path, name in zip(paths_, names)]
     return jobs
@@ -318,11 +330,12 @@ def _progress_line(done: int, total: int, elapsed: float, result: dict, reused: 
 def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
          workers: int | None = None, quick: bool = False,
          scenarios: list[str] | None = None, optimum_iterations: int = 200,
-         stored_only: bool = False) -> int:
+         stored_only: bool = False, compare_eta: bool = False) -> int:
     """Run the bench (see the module docstring); print the tables and the JSON last line.
 
     With ``stored_only`` nothing runs: the figures of the runs stored under ``out`` so far
-    (partial while a bench is still running: read them as such).
+    (partial while a bench is still running: read them as such). ``compare_eta`` adds the
+    ``hybrid_agreement`` runs (see :data:`COMPARE_ETA`).
     """
     if quick:
         scenarios = scenarios or list(QUICK_SCENARIOS)
@@ -337,7 +350,7 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
         load_scenario(path)                       # every file checked before any job
     if not stored_only:
         load_scenario(family[0]).policy()         # compile the shared solver once
-    jobs = jobs_for(family, seeds)
+    jobs = jobs_for(family, seeds, compare_eta)
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     print(f'bench robustness: {len(family)} scenarios, {len(jobs)} runs ({seeds} seeds for '
           f'hybrid and zeroth_order; model_based and optimum once), {iterations} iterations, '
