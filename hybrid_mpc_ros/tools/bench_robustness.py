@@ -371,8 +371,12 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
             return 1
         summary = summarise(results)
         print(tables(results, summary))
+        cpu = sum(result.get('cpu_s', 0.0) for result in results)
+        wall = sum(result['wall_s'] for result in results)
         print(f'\n{len(results)} of {len(jobs)} runs stored in {out} (stored only: '
-              f'{len(pending)} not run; the figures cover the stored runs)')
+              f'{len(pending)} not run; the figures cover the stored runs); the stored runs '
+              f'took {cpu / 60:.1f} min of CPU time and {wall / 60:.1f} min of wall time '
+              'summed over runs')
         print(json.dumps(summary))
         return 0
     context = multiprocessing.get_context('spawn')
