@@ -644,6 +644,9 @@ class LiveSession:
                                            self.period_ns / NANOS_PER_SECOND)
         if sample.status == ENVELOPE_ABORT_STATUS:
             # the controller stopped flying this revision here: the episode ends at x
+            if sample.revision != self._builder.revision:
+                raise _Retry('revision', f'an envelope abort of revision {sample.revision} '
+                                         f'during the episode of {self._builder.revision}')
             self._abort_sample = sample
             self._deadline = None
         else:
