@@ -27,8 +27,9 @@ import itertools
 import numpy as np
 
 from hybrid_mpc_ros.core.learning import live_session as ls
-from hybrid_mpc_ros.core.learning.samples import (hold_answer, NANOS_PER_SECOND,
-                                                  revision_note, SensitivitySample, Stamp)
+from hybrid_mpc_ros.core.learning.samples import (ENVELOPE_ABORT_STATUS, hold_answer,
+                                                  NANOS_PER_SECOND, revision_note,
+                                                  SensitivitySample, Stamp)
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
 
@@ -51,7 +52,8 @@ class World:
     """Simulator, controller and bus; :meth:`run` drives a session until it is done."""
 
     def __init__(self, scenario, mode: str = 'lockstep', tamper=None,
-                 controller_phase: float = 0.3, jitter_s: float = 0.0, seed: int = 0):
+                 controller_phase: float = 0.3, jitter_s: float = 0.0, seed: int = 0,
+                 envelope=None):
         self.scenario = scenario
         self.mode = mode
         self.tamper = tamper
@@ -70,7 +72,7 @@ class World:
         # controller
         config = scenario.mpc_config
         self.controller = SafeController(scenario.policy(), SafetyConfig(1e9, 3, 0.9),
-                                         config.u_min, config.u_max)
+                                         config.u_min, config.u_max, envelope)
         self.revision = 0
         self.held = False
         self.odom = None                    # (stamp_ns, x) the controller stores
@@ -164,6 +166,7 @@ class World:
                 policy = self.controller.policy
                 if theta:
                     policy.set_theta(th.from_parameters(theta, policy.theta))
+                    self.controller.rearm()       # as the node: a new candidate theta
                 if 'x_ref' in values:
                     policy.set_reference(np.array(values['x_ref']))
                 self.revision += 1
@@ -197,9 +200,14 @@ class World:
         result = self.controller.step(x, 0.0)
         du_dx, du_dtheta = (result.du_dx, result.du_dtheta) if result.sensitivities_ok else \
             (np.full((4, 12), np.nan), np.full((4, th.N_THETA), np.nan))
+        # as the node: the abort's step says so in its status, later steps fly the safe
+        # theta under a revision of their own
+        status = ENVELOPE_ABORT_STATUS if result.abort_reason else result.status
         sample = SensitivitySample(Stamp.from_nanoseconds(round(self.now * 1e9)),
-                                   Stamp.from_nanoseconds(stamp), self.revision, result.status,
+                                   Stamp.from_nanoseconds(stamp), self.revision, status,
                                    result.solve_ms, x, result.u, du_dx, du_dtheta)
+        if result.abort_reason:
+            self.revision += 1
         self.samples.append(sample)
         self._send('simulator', 'command', result.u)
         self._send('tuner', 'sample', sample)

@@ -188,6 +188,29 @@ def test_tune_runs_the_tuning_through_ros_and_resumes(tmp_path):
     assert again['final_cost'] == summary['final_cost']
 
 
+def test_bench_robustness_quick_runs_every_method_and_resumes(tmp_path):
+    """--quick: two family scenarios, every method; a rerun takes the stored results."""
+    out = str(tmp_path / 'bench')
+    result = run_cli('bench', 'robustness', '--quick', '--out', out, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = last_json(result.stdout)
+    assert list(report) == ['hybrid', 'zeroth_order', 'model_based', 'optimum']
+    for method, row in report.items():
+        assert set(row) >= {'improved_fraction', 'median_gain_vs_optimum', 'worst_excursion',
+                            'guard_rollbacks', 'non_finite_commands',
+                            'out_of_bounds_commands'}, method
+        assert row['runs'] == 2 and 0.0 <= row['improved_fraction'] <= 1.0
+        assert row['worst_excursion'] >= 1.0
+        assert row['non_finite_commands'] == row['out_of_bounds_commands'] == 0
+    assert report['optimum']['median_gain_vs_optimum'] == 1.0
+    assert report['model_based']['deterministic'] and not report['hybrid']['deterministic']
+    assert '| hybrid |' in result.stdout and '[  8/8]' in result.stderr
+    again = run_cli('bench', 'robustness', '--quick', '--out', out, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert last_json(again.stdout) == report
+    assert again.stderr.count('(stored)') == 8 and '(0 run now, 8 stored)' in again.stdout
+
+
 @pytest.mark.faults
 def test_bench_faults_survives_every_fault_it_injects(tmp_path):
     done = subprocess.run([sys.executable, '-m', 'hybrid_mpc_ros.tools.cli', 'bench', 'faults',

@@ -16,7 +16,10 @@ import pytest
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import load_node_params
 from hybrid_mpc_ros.core.learning import live_session as ls
+from hybrid_mpc_ros.core.learning.step_rules import ScheduleSteps
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
+from hybrid_mpc_ros.core.mpc.safe_control import Envelope, SafeController, SafetyConfig
+from landscape import constant
 from live_world import World
 from scenario_setup import scenario
 
@@ -329,3 +332,57 @@ def test_a_sample_arriving_after_the_hold_answer_does_not_fool_the_token_rule():
     session = live(world, config(iterations=1), settings())
     assert session.retries == 0, session.rejections
     assert_equals_offline(world, session, config(iterations=1))
+
+
+def test_an_envelope_abort_ends_the_episode_as_a_failed_one_and_the_run_goes_on():
+    """The controller's envelope abort through the protocol; the offline run is the answer.
+
+    A model-based step of length 1 (as in the safe-control tests) tilts the vehicle beyond
+    an envelope the start theta stays in. The aborted episode ends at the step that left
+    it, the tuner rolls back to its best theta, the next episodes run normally, and every
+    cost equals the offline run whose rollout stops at the same state.
+    """
+    chosen = scenario()
+    steps, iterations = 30, 3
+    plant, policy = chosen.plant(), chosen.policy()
+    policy.reset()
+    x, tilt = chosen.x0.copy(), 0.0
+    for _ in range(steps):                   # the start theta's flight: its largest tilt
+        x = plant.step(x, policy.solve(x).u)
+        tilt = max(tilt, float(np.max(np.abs(x[6:8]))))
+    envelope = Envelope(max_tilt_rad=1.05 * tilt)
+    tuning_config = config(method='model_based', iterations=iterations, episode_steps=steps)
+
+    def tuner(episodes):
+        return Tuner(tuning_config, episodes, chosen.nominal_model().jacobians, chosen.cost(),
+                     chosen.initial_theta(), step_rule=ScheduleSteps(constant(1.0)))
+
+    world = World(chosen, envelope=envelope)
+    session = ls.LiveSession(tuner(None), settings(), chosen.period_s, chosen.x0,
+                             chosen.x_ref, clock=world.clock)
+    world.run(session)
+    assert world.of_type(ls.Finished), world.of_type(ls.Failed)
+    assert session.retries == 0
+    rows = [action.row for action in world.of_type(ls.IterationDone)]
+    assert [row['rollback'] for row in rows] == [False, True, False]
+    assert rows[1]['rollback_reason'].startswith('base episode aborted: the controller '
+                                                 'left its envelope at step ')
+    assert world.controller.counters.envelope_aborts == 1
+    infos = [action.info for action in world.of_type(ls.EpisodeDone)]
+    aborted = infos[1]
+    assert 0 < aborted['steps'] < steps and all(info['steps'] == steps
+                                                for i, info in enumerate(infos) if i != 1)
+
+    # offline: the same controller check ends the rollout at the same state
+    offline_policy = chosen.policy()
+    check = SafeController(offline_policy, SafetyConfig(1e9, 3, 0.9), 0.0, 630.0, envelope)
+    rollout = simulated_episodes(plant.step, offline_policy, chosen.x0, steps,
+                                 abort_if=check.envelope_abort)
+
+    def episodes(theta, sensitivities):
+        check.reset()
+        return rollout(theta, sensitivities)
+    expected = tuner(episodes).run().history
+    assert [row['rollback'] for row in expected] == [False, True, False]
+    for row, offline_row in zip(rows, expected):
+        assert abs(row['cost'] - offline_row['cost']) <= 1e-9 * offline_row['cost']

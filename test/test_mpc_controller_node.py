@@ -6,7 +6,8 @@
   revision; invalid sets are refused with their reason and change nothing.
 * Safe behaviour with the wall-clock trigger, odometry published by this test: no
   command before odometry, NaN odometry rejected, stale odometry -> failsafe -> recovery,
-  a solver failure forced through the state -> shifted plan -> failsafe -> recovery.
+  a solver failure forced through the state -> shifted plan -> failsafe -> recovery; the
+  envelope abort (a tilted state ends the candidate's revision, the start theta flies).
 """
 
 import math
@@ -21,6 +22,7 @@ from rcl_interfaces.srv import SetParameters, SetParametersAtomically
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray
 
+from hybrid_mpc_ros.core.learning.samples import ENVELOPE_ABORT_STATUS
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.ros.msgs import parse_rotor_command, state_to_odometry
 from hybrid_mpc_ros.ros.sensitivity_msg import parse_sensitivity_message
@@ -271,3 +273,61 @@ def test_safe_behaviour_on_bad_stale_and_unsolvable_odometry(wall_clock_controll
     commands = np.array(source.commands)
     assert np.all(np.isfinite(commands)) and commands.min() >= 0 and commands.max() <= 630
     _alive(controller)
+
+
+def test_leaving_the_envelope_aborts_the_revision_and_flies_the_start_theta(ros_node, tmp_path):
+    """The envelope abort in the node: status, revisions, safe theta, diagnostics, re-arming.
+
+    A wall-clock controller with a tilt limit of 0.3 rad; odometry from this test. A
+    candidate theta set live flies level odometry normally; a state tilted by 0.5 rad aborts
+    it: that step's sample has the abort status and the candidate's revision, later ones the
+    next revision and the start theta's commands (an offline MPC with the start theta at
+    the same state is the answer). A new theta set re-arms the abort.
+    """
+    source = OdometrySource(ros_node)
+    controller = _start('ros.mpc_controller_node', tmp_path, 'controller', use_sim_time=False,
+                        **{'envelope.max_tilt_rad': 0.3})
+    try:
+        chosen = scenario()
+        level, tilted = chosen.x0.copy(), chosen.x0.copy()
+        tilted[6] = 0.5
+        _wait(ros_node, lambda: source.diagnostics, 20.0, controller)
+        source.publish(level, 0.5)
+        assert source.samples and {s.status for s in source.samples} == {0}
+        start = chosen.initial_theta()
+        candidate = start.copy()
+        candidate[0:3] *= 4.0
+        params = th.to_parameters(candidate)
+        assert _set(ros_node, [_double_array(name, params[name])
+                               for name in th.PARAMETER_NAMES])[0].successful
+        source.publish(level, 0.5)
+        assert source.samples[-1].revision == 1 and source.samples[-1].status == 0
+        seen = len(source.samples)
+        source.publish(tilted, 1.0)
+        after = source.samples[seen:]
+        aborts = [i for i, s in enumerate(after) if s.status == ENVELOPE_ABORT_STATUS]
+        assert len(aborts) == 1, [s.status for s in after]
+        assert after[aborts[0]].revision == 1 and after[aborts[0]].x[6] == pytest.approx(0.5)
+        assert {s.revision for s in after[aborts[0] + 1:]} == {2}
+        assert {s.status for s in after[aborts[0] + 1:]} == {0}
+        expected = chosen.policy(theta=start).solve(after[-1].x).u
+        np.testing.assert_allclose(after[-1].u, expected, rtol=1e-6, atol=1e-3)
+        source.publish(tilted, 1.2)                  # a diagnostics period; no new abort
+        level_, values = source.values()
+        assert values['envelope_aborts'] == '1' and 'tilt 0.500 rad' in \
+            values['last_fallback_reason'], values
+        # a new candidate re-arms it
+        source.publish(level, 0.3)
+        assert _set(ros_node, [_double_array(name, params[name])
+                               for name in th.PARAMETER_NAMES])[0].successful
+        seen = len(source.samples)
+        source.publish(tilted, 0.5)
+        assert [s.revision for s in source.samples[seen:]
+                if s.status == ENVELOPE_ABORT_STATUS] == [3]
+        # limits are checked: 0 is no envelope
+        result = _set(ros_node, [ParameterMsg(name='envelope.max_tilt_rad', value=ParameterValue(
+            type=ParameterType.PARAMETER_DOUBLE, double_value=0.0))])[0]
+        assert not result.successful and 'must be > 0' in result.reason
+        _alive(controller)
+    finally:
+        controller.stop()

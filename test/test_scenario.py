@@ -47,6 +47,10 @@ def test_the_default_is_the_published_scenario_and_names_resolve():
         resolve_scenario_path('no_such_scenario')
     with pytest.raises(ConfigError, match='not found'):     # a path is never a name
         resolve_scenario_path(os.path.join('elsewhere', 'l4dc2026.yaml'))
+    assert os.path.samefile(resolve_scenario_path('robustness/issue_vehicle'),
+                            scenario_path('robustness/issue_vehicle'))
+    with pytest.raises(ConfigError, match='not found'):
+        resolve_scenario_path('../scenarios/l4dc2026')
 
 
 def test_the_arxiv_scenario_is_the_packages_first_reproduction():
@@ -127,7 +131,7 @@ def test_the_mismatch_example_and_the_family_use_the_defaults_for_a_new_vehicle(
         chosen = scenario(name)
         rules = chosen.rules
         assert (rules.step_rule, rules.radius, rules.floor, rules.warmup, rules.cap) == (
-            'scale_free', 0.1, 0.1, 10, 2.0), name
+            'scale_free', 0.1, 0.1, 10, 1.0), name
         assert rules.guard == SafetyGuard(cost_margin=0.2) and rules.eta_rule == 'schedule'
     chosen = scenario('mismatch_example')
     config = chosen.tuning_config(method='zeroth_order')

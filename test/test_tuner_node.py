@@ -6,6 +6,9 @@
   the offline run of the same scenario and seed.
 * fly_to_start in simulation: the tuner waits until the vehicle has settled at x0 before
   each episode, and the episodes start within the tolerance.
+* The scenario's rules (step rule, safety guard, eta rule) reach the node as declared,
+  described and bounded parameters, and it steps, rolls back and mixes as the offline
+  tuning with the same values.
 """
 
 import csv
@@ -15,7 +18,7 @@ import os
 from nav_msgs.msg import Odometry
 import numpy as np
 import pytest
-from rcl_interfaces.srv import GetParameters
+from rcl_interfaces.srv import DescribeParameters, GetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray
 from diagnostic_msgs.msg import DiagnosticArray
@@ -23,6 +26,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from hybrid_mpc_ros.core.learning.live_session import measured_state
 from hybrid_mpc_ros.core.learning.tuning import load_checkpoint, simulated_episodes, Tuner
 from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.scenario import node_defaults, tuner_settings
 from hybrid_mpc_ros.ros.msgs import odometry_to_state
 from hybrid_mpc_ros.ros.progress_msg import parse_progress
 from hybrid_mpc_ros.ros.sensitivity_msg import parse_sensitivity_message
@@ -206,3 +210,52 @@ def test_fly_to_start_waits_for_the_vehicle_to_settle(graph):
     after = states[stamps == first_end]
     assert len(after) and np.linalg.norm(after[0][0:3] - chosen.x0[0:3]) > 5 * tolerance
     assert 'reset to initial_state' not in run.nodes['simulator'].log_text()
+
+
+def test_the_node_steps_guards_and_mixes_as_the_offline_tuning(graph, ros_node):
+    """Scale-free steps with a radius so large and a guard so tight that iteration 3 is refused.
+
+    The offline run with the same values (known from it: iteration 3's episode costs more
+    than 1.01 x the best) is the reference: the same costs, the rollback, the same theta.
+    """
+    rules = {'step_rule': {'kind': 'scale_free', 'radius': 1.0},
+             'guard': {'enabled': True, 'cost_margin': 0.01},
+             'eta_rule': {'kind': 'agreement'}}
+    iterations = 4
+    run = graph(iterations=iterations, episode_steps=STEPS, **rules)
+    described = ros_node.call(
+        DescribeParameters, '/hybrid_tuner/describe_parameters',
+        DescribeParameters.Request(names=['step_rule.radius', 'guard.cost_margin',
+                                          'step_rule.warmup', 'eta_rule.kind']),
+        timeout=60.0)
+    radius, margin, warmup, eta_kind = described.descriptors
+    assert 'largest relative change' in radius.description and radius.read_only
+    assert radius.floating_point_range[0].from_value == 0.0
+    assert margin.floating_point_range and 'best so far' in margin.description
+    assert warmup.integer_range[0].from_value == 1 and 'agreement' in eta_kind.description
+    run.wait_for_tuner(240.0)
+    history = run.rows('csv')
+    assert [row['rollback'] for row in history] == ['False', 'False', 'True', 'False']
+    assert 'exceeds 1.01 x the best' in history[2]['rollback_reason']
+    assert [p['rollbacks'] for p in run.progress] == [0, 0, 1, 1]
+    assert 'ROLLBACK' in run.progress[2]['message']
+    assert 'ROLLBACK' in run.nodes['tuner'].log_text()
+
+    values = node_defaults('hybrid_tuner', scenario_path('arxiv_v1'))
+    values.update({'iterations': iterations, 'episode_steps': STEPS,
+                   'step_rule.kind': 'scale_free', 'step_rule.radius': 1.0,
+                   'guard.enabled': True, 'guard.cost_margin': 0.01,
+                   'eta_rule.kind': 'agreement'})
+    settings = tuner_settings(values, 'offline')
+    chosen = scenario('arxiv_v1')
+    theta0 = settings.initial_theta()
+    offline = Tuner(settings.tuning, simulated_episodes(chosen.plant().step, chosen.policy(),
+                                                        chosen.x0, STEPS),
+                    settings.model.jacobians, settings.cost(), theta0,
+                    **settings.tuner_rules(theta0)).run()
+    for row, expected in zip(history, offline.history):
+        assert abs(float(row['cost']) - expected['cost']) <= 1e-6 * expected['cost']
+        assert float(row['eta']) == pytest.approx(expected['eta'], rel=1e-9)
+    _, state = load_checkpoint(run.out('checkpoint.json'))
+    assert state.guard_rollbacks == offline.guard_rollbacks == 1
+    np.testing.assert_allclose(state.theta, offline.theta, rtol=1e-6, atol=1e-9)

@@ -88,14 +88,16 @@ def resolve_scenario_path(name_or_path: str | os.PathLike | None) -> str:
     """Return the scenario file for a path, a shipped scenario's name, or None (the default).
 
     A path to an existing file is used as it is; otherwise ``name`` (with or without
-    ``.yaml``) is looked up in ``config/scenarios`` of the package.
+    ``.yaml``) is looked up in ``config/scenarios`` of the package, where it may name a
+    file in a subfolder (``robustness/issue_vehicle``).
     """
     if name_or_path is None:
         return default_scenario_path()
     given = os.fspath(name_or_path)
     if os.path.isfile(given):
         return given
-    if os.path.basename(given) == given:            # a bare name: look among the shipped
+    parts = given.replace(os.sep, '/').split('/')
+    if not os.path.isabs(given) and '..' not in parts:      # a name: look among the shipped
         candidates = [given] if given.endswith('.yaml') else [given + '.yaml', given]
         for candidate in candidates:
             try:
@@ -181,6 +183,51 @@ _SCHEMA = {
               'timing_machine': Optional(text())},
 }
 _OPTIONAL_SECTIONS = ('paper', 'ablation')
+
+# The tuner's rule keys as a tuner node declares them: (value declared when the default
+# scenario leaves the key out, description, (low, high) range rclpy enforces, ends
+# included). A scenario file gives only the keys of the kinds it chooses (the others are
+# refused), but a node must declare every key a file may set, so the keys the default
+# scenario leaves out get the values below: the package's settings for a new vehicle
+# (README, "Tuning your own vehicle"; those of mismatch_example.yaml and the robustness
+# family, which a test checks) and AgreementEta's defaults. :func:`tuner_settings` ignores
+# the keys the chosen kinds do not use. violation_limit: inf means no limit (a file
+# leaves the key out instead). Lower ends of "> 0" keys are checked by the loader.
+TUNER_RULE_PARAMETERS = {
+    'step_rule.kind': ('schedule', "how a direction becomes a step: 'schedule' (the paper's "
+                       "alpha_k, in the cost's units) or 'scale_free' (a trust radius per "
+                       'entry of theta; the default for a new vehicle)', None),
+    'step_rule.radius': (0.1, 'scale_free: the largest relative change of any entry of '
+                         'theta in the first step (0.1 = 10 %); later steps shrink like '
+                         'alpha_k; > 0', (0.0, math.inf)),
+    'step_rule.floor': (0.1, "scale_free: the size of theta's entries that start at zero "
+                        '(the relative radius is taken of max(|theta0_i|, floor)); > 0',
+                        (0.0, math.inf)),
+    'step_rule.warmup': (10, 'scale_free: directions whose median max-norm fixes the '
+                         'gradient scale', (1, 1_000_000)),
+    'step_rule.cap': (1.0, 'scale_free: no step is longer than cap times the radius',
+                      (1.0, math.inf)),
+    'guard.enabled': (False, 'the safety guard: refuse an episode much worse than the best '
+                      'one so far, roll theta back to the best theta and halve the steps',
+                      None),
+    'guard.cost_margin': (0.2, 'guard: refuse an episode costlier than (1 + cost_margin) x '
+                          'the best so far; > 0', (0.0, math.inf)),
+    'guard.violation_limit': (math.inf, "guard: refuse an episode whose constraint penalty "
+                              "exceeds this [cost units]; inf: no limit", (0.0, math.inf)),
+    'eta_rule.kind': ('schedule', "the mixing weight eta: 'schedule' (the paper's eta_k) or "
+                      "'agreement' (the paper's eta_k while the model agrees with the data)",
+                      None),
+    'eta_rule.beta': (AgreementEta.beta, 'agreement: memory of the agreement average '
+                      '(about 1 / (1 - beta) iterations); < 1', (0.0, 1.0)),
+    'eta_rule.prior': (AgreementEta.prior, 'agreement: the agreement before any test (1: '
+                       'trust the model at first, as eta_1 does)', (-1.0, 1.0)),
+}
+# keys of each choice: (group, key of the choice, {choice value: keys it uses})
+_RULE_CHOICES = (
+    ('step_rule', 'kind', {'scale_free': ('radius', 'floor', 'warmup', 'cap')}),
+    ('guard', 'enabled', {True: ('cost_margin', 'violation_limit')}),
+    ('eta_rule', 'kind', {'agreement': ('beta', 'prior')}),
+)
 _NODE_SECTIONS = ('quadcopter_simulator', 'mpc_controller', 'hybrid_tuner')
 
 
@@ -718,6 +765,9 @@ def node_defaults(node: str, path: str | os.PathLike | None = None) -> dict[str,
         # terminal weight gives cost.pc, so it must be declared too. NaN: a file that
         # should give it and does not is refused by tuner_settings ("finite"), not run
         values['cost.pc'] = [math.nan] * NX
+    if node == 'hybrid_tuner':
+        for name, (default, _, _) in TUNER_RULE_PARAMETERS.items():
+            values.setdefault(name, default)
     return values
 
 
@@ -795,7 +845,8 @@ class TunerSettings:
     ``qc`` (12,) and ``rc`` (4,) the upper-level weights' diagonals, ``terminal_weight_kind``
     and ``pc`` (12,) (None with the DARE) the terminal weight, ``violation_weight`` the
     penalty weight, ``x_lb`` and ``x_ub`` (12,) the state box X (infinite where unbounded);
-    ``model_path`` where the model was found.
+    ``model_path`` where the model was found; ``rules`` the step rule, guard and eta rule
+    (:class:`TunerRules`).
     """
 
     model: AffineModel
@@ -812,10 +863,19 @@ class TunerSettings:
     violation_weight: float
     x_lb: np.ndarray
     x_ub: np.ndarray
+    rules: TunerRules
 
     def initial_theta(self) -> np.ndarray:
         """Return the paper's start (94,): Q = Qc, R = Rc, P = DARE of the model's (A, B)."""
         return th.initial_theta(self.model.A, self.model.B, self.qc, self.rc)
+
+    def tuner_rules(self, theta0: np.ndarray) -> dict:
+        """Return the :class:`Tuner` keywords ``step_rule``, ``eta_rule``, ``guard``.
+
+        The same rules as the offline tuning of the same scenario
+        (:meth:`Scenario.tuner_rules`), for a run from ``theta0`` (94,).
+        """
+        return self.rules.build(self.tuning, theta0)
 
     def cost(self) -> ClosedLoopCost:
         """Build the closed-loop cost C, as :meth:`Scenario.cost` does for a scenario file."""
@@ -849,9 +909,11 @@ def tuner_settings(values: Mapping[str, Any], source: str) -> TunerSettings:
     own = {key: value for key, value in nested.items() if key not in _SHARED}
     if isinstance(own.get('cost'), dict) and own['cost'].get('terminal_weight') == 'dare':
         own['cost'] = {key: value for key, value in own['cost'].items() if key != 'pc'}
+    _drop_unused_rule_keys(own)
     tuner = file.read(node, own, _SCHEMA[node])
     _check_box(file, shared)
     alpha = _schedule(file, tuner)
+    rules = _rules(file, tuner)
     cost = _cost(file, tuner)
     model_path, model = _load_model(file, shared, True)
     x_lb, x_ub = np.full(NX, -np.inf), np.full(NX, np.inf)
@@ -865,4 +927,24 @@ def tuner_settings(values: Mapping[str, Any], source: str) -> TunerSettings:
         qc=_frozen(weights['qc']), rc=_frozen(weights['rc']),
         terminal_weight_kind=cost['terminal_weight'],
         pc=_frozen(cost['pc']) if 'pc' in cost else None,
-        violation_weight=cost['violation_weight'], x_lb=_frozen(x_lb), x_ub=_frozen(x_ub))
+        violation_weight=cost['violation_weight'], x_lb=_frozen(x_lb), x_ub=_frozen(x_ub),
+        rules=rules)
+
+
+def _drop_unused_rule_keys(own: dict) -> None:
+    """Remove the rule keys (declared by every tuner node) that the chosen kinds do not use.
+
+    ``own`` is the node's nested section, changed in place; a ``guard.violation_limit`` of
+    inf (no limit) is removed too, as a file leaves it out.
+    """
+    for group, choice, used in _RULE_CHOICES:
+        values = own.get(group)
+        if not isinstance(values, dict):
+            continue                        # the loader reports it
+        keep = used.get(values.get(choice), ())
+        for key in list(values):
+            if key != choice and key not in keep and f'{group}.{key}' in TUNER_RULE_PARAMETERS:
+                del values[key]
+    guard = own.get('guard')
+    if isinstance(guard, dict) and guard.get('violation_limit') == math.inf:
+        del guard['violation_limit']

@@ -46,12 +46,26 @@ samples are its episode's and notices a restarted controller (revisions start at
 the policy: theta and reference; a tuner flying a vehicle back to its start uses it to
 know where an episode begins). Structural parameters (horizon, model file, bounds,
 period, trigger) are read-only.
+
+The envelope abort (parameters ``envelope.max_position_error_m``, ``envelope.max_tilt_rad``,
+``envelope.max_rate_rad_s``; inf, the default, disables a limit; they may change live):
+the first control step whose state lies outside puts back the theta the node started with
+(the safe theta) before solving, so that step and every later one fly it
+(:class:`~hybrid_mpc_ros.core.mpc.safe_control.SafeController`). That step's sensitivity
+message carries the status
+:data:`~hybrid_mpc_ros.core.learning.samples.ENVELOPE_ABORT_STATUS` and the revision of
+the theta it stopped; later messages carry the next revision, so a tuner ends that
+episode there and counts it as failed (it rolls back). The abort is logged, counted in
+the diagnostics (``envelope_aborts``) and re-armed by the next theta set or ``~/reset``.
+The ``theta.*`` parameters keep the candidate's values meanwhile (setting them from inside
+would re-arm the abort): the revision says which theta flies.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
+import math
 import sys
 import time
 
@@ -68,11 +82,12 @@ from std_srvs.srv import SetBool, Trigger
 
 from hybrid_mpc_ros.core import paths, scenario
 from hybrid_mpc_ros.core.config import ConfigError, load_node_params
-from hybrid_mpc_ros.core.learning.samples import hold_answer, revision_note, Stamp
+from hybrid_mpc_ros.core.learning.samples import (ENVELOPE_ABORT_STATUS, hold_answer,
+                                                  revision_note, Stamp)
 from hybrid_mpc_ros.core.model.frames import euler_to_quaternion
 from hybrid_mpc_ros.core.model.quadcopter import NX
 from hybrid_mpc_ros.core.mpc import theta as th
-from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
+from hybrid_mpc_ros.core.mpc.safe_control import Envelope, SafeController, SafetyConfig
 from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
 from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
 from hybrid_mpc_ros.ros.sensitivity_msg import SensitivityEncoder
@@ -81,6 +96,13 @@ NODE_NAME = 'mpc_controller'
 RUNTIME_FILE = 'mpc_controller.yaml'
 TRIGGERS = ('auto', 'timer', 'odometry')
 SAFETY_PARAMETERS = ('odom_timeout_s', 'max_plan_steps', 'failsafe_thrust_fraction')
+# the envelope abort's limits (Envelope's fields), as envelope.<field>
+ENVELOPE_PARAMETERS = (
+    ('max_position_error_m', 'largest distance of the position from the target position '
+                             '[m]'),
+    ('max_tilt_rad', 'largest |roll| and |pitch| [rad]'),
+    ('max_rate_rad_s', 'largest |p|, |q|, |r| [rad/s]'),
+)
 # scenario values that may change while the node runs; the rest define the compiled MPC
 LIVE_SCENARIO_PARAMETERS = ('x_ref',)
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -100,8 +122,9 @@ class MPCControllerNode(Node):
         theta = th.from_parameters({name: values[name] for name in th.PARAMETER_NAMES})
         safety = SafetyConfig(*(values[name] for name in SAFETY_PARAMETERS))
         config = self._settings.mpc_config
+        # the safe theta an envelope abort restores is the one the node started with
         self._controller = SafeController(self._settings.policy(theta), safety, config.u_min,
-                                          config.u_max)
+                                          config.u_max, self._envelope(values))
         self._period_s = config.dt
         self._timer_period_s = 1.0 / values['rate_hz'] if values['rate_hz'] > 0.0 else \
             config.dt
@@ -126,7 +149,7 @@ class MPCControllerNode(Node):
         self._step_s = deque(maxlen=TIMING_WINDOW)          # odometry -> sensitivities out
         self._solve_ms = deque(maxlen=TIMING_WINDOW)
         self._world_frame = 'odom'
-        self._diagnostics_snapshot = (0, 0, 0, 0)
+        self._diagnostics_snapshot = (0, 0, 0, 0, 0)
 
         self._command_pub = self.create_publisher(Float64MultiArray, 'rotor_speeds_cmd', QOS)
         self._sensitivity_pub = self.create_publisher(Float64MultiArray, '~/sensitivity',
@@ -190,9 +213,15 @@ class MPCControllerNode(Node):
         declare('failsafe_thrust_fraction', runtime['failsafe_thrust_fraction'], descriptor(
             'failsafe input: equal rotor speeds giving this fraction of the hover thrust of '
             'u_ref (no torque; below 1 the vehicle sinks slowly)', float_range=(0.0, 1.5)))
+        for name, text in ENVELOPE_PARAMETERS:
+            declare(f'envelope.{name}', float(runtime['envelope'][name]), descriptor(
+                f'envelope abort: {text}; the first step beyond it ends the tuner\'s episode '
+                'and flies the start theta until the next theta; inf: no limit; may change '
+                'live', float_range=(0.0, math.inf)))
         values = {name: self.get_parameter(name).value for name in self._scenario_names}
         values.update({name: self.get_parameter(name).value for name in
-                       ('trigger', 'use_sim_time', 'rate_hz') + SAFETY_PARAMETERS})
+                       ('trigger', 'use_sim_time', 'rate_hz') + SAFETY_PARAMETERS
+                       + self._envelope_names()})
         if values['trigger'] not in TRIGGERS:
             raise ConfigError(f'trigger must be one of {TRIGGERS}, got {values["trigger"]!r}')
         # theta's default is the paper's start for this node's model (Q = Qc, R = Rc, P from
@@ -208,6 +237,15 @@ class MPCControllerNode(Node):
             values[name] = self.get_parameter(name).value
         return values
 
+    @staticmethod
+    def _envelope_names() -> tuple:
+        return tuple(f'envelope.{name}' for name, _ in ENVELOPE_PARAMETERS)
+
+    @staticmethod
+    def _envelope(values: dict) -> Envelope:
+        """Build the :class:`Envelope` of the ``envelope.*`` values (ConfigError when not > 0)."""
+        return Envelope(**{name: values[f'envelope.{name}'] for name, _ in ENVELOPE_PARAMETERS})
+
     def _validate_parameters(self, params) -> SetParametersResult:
         """Accept or refuse a whole set of parameters, with a reason; applies nothing."""
         updates = {param.name: param.value for param in params}
@@ -220,7 +258,17 @@ class MPCControllerNode(Node):
             limit = self._controller.policy.config.horizon - 1
             if updates['max_plan_steps'] > limit:
                 reason = f'max_plan_steps must not exceed horizon - 1 = {limit}'
+        envelope = {name: updates[name] for name in self._envelope_names() if name in updates}
+        if not reason and envelope:
+            try:
+                self._envelope(dict(self._envelope_values(), **envelope))
+            except ConfigError as exc:
+                reason = str(exc)
         return SetParametersResult(successful=not reason, reason=reason)
+
+    def _envelope_values(self) -> dict:
+        envelope = self._controller.envelope
+        return {f'envelope.{name}': getattr(envelope, name) for name, _ in ENVELOPE_PARAMETERS}
 
     def _apply_parameters(self, params) -> None:
         """Apply an accepted set between two control steps (one executor, one thread)."""
@@ -230,6 +278,7 @@ class MPCControllerNode(Node):
         policy = self._controller.policy
         if theta_updates:
             policy.set_theta(th.from_parameters(theta_updates, policy.theta))
+            self._controller.rearm()           # a new candidate: the envelope may abort it
         if 'x_ref' in updates:
             policy.set_reference(np.array(updates['x_ref'], dtype=float))
         if theta_updates or 'x_ref' in updates:
@@ -240,6 +289,10 @@ class MPCControllerNode(Node):
         safety = {name: updates[name] for name in SAFETY_PARAMETERS if name in updates}
         if safety:
             self._controller.safety = replace(self._controller.safety, **safety)
+        envelope = {name: updates[name] for name in self._envelope_names() if name in updates}
+        if envelope:
+            self._controller.envelope = self._envelope(dict(self._envelope_values(),
+                                                            **envelope))
 
     # -- odometry and the control step ---------------------------------------------------
 
@@ -291,10 +344,18 @@ class MPCControllerNode(Node):
         # sensitivities that could not be computed are NaN: "none", never a zero derivative
         du_dx, du_dtheta = (result.du_dx, result.du_dtheta) if result.sensitivities_ok else \
             (self._no_dx, self._no_dtheta)
+        # an envelope abort: this step's sample ends the episode of this revision (its
+        # status says so); the safe theta flying from here gets a revision of its own
+        status = ENVELOPE_ABORT_STATUS if result.abort_reason else result.status
         self._sensitivity_pub.publish(self._encoder.encode(
             Stamp.from_nanoseconds(self.get_clock().now().nanoseconds),
-            Stamp.from_nanoseconds(self._odom_stamp_ns), self._revision, result.status,
+            Stamp.from_nanoseconds(self._odom_stamp_ns), self._revision, status,
             result.solve_ms, self._x, result.u, du_dx, du_dtheta))
+        if result.abort_reason:
+            self._revision += 1
+            self.get_logger().warning(
+                f'envelope abort at revision {self._revision - 1}: {result.abort_reason}; '
+                f'flying the safe (start) theta as revision {self._revision}')
         self._step_s.append(time.monotonic() - started)
         self._solve_ms.append(result.solve_ms)
         # one call site per severity: rclpy raises when one site changes its severity
@@ -354,10 +415,11 @@ class MPCControllerNode(Node):
         now = time.monotonic()
         status = DiagnosticStatus(name=f'{self.get_name()}: mpc', hardware_id='mpc controller')
         snapshot = (self._rejected_odometry, counters.shifted_plan_steps,
-                    counters.sensitivity_failures, counters.failsafe_steps)
+                    counters.sensitivity_failures, counters.failsafe_steps,
+                    counters.envelope_aborts)
         recent = [name for name, new, old in zip(
-            ('odometry rejected', 'shifted plan used', 'sensitivities missing', 'failsafe'),
-            snapshot, self._diagnostics_snapshot) if new > old]
+            ('odometry rejected', 'shifted plan used', 'sensitivities missing', 'failsafe',
+             'envelope abort'), snapshot, self._diagnostics_snapshot) if new > old]
         self._diagnostics_snapshot = snapshot
         age = None if self._odom_received is None else now - self._odom_received
         stale = age is not None and age > self._controller.safety.odom_timeout_s
@@ -382,6 +444,7 @@ class MPCControllerNode(Node):
             'consecutive_failures': str(counters.consecutive_failures),
             'sensitivity_failures': str(counters.sensitivity_failures),
             'stale_odometry_steps': str(counters.stale_odometry_steps),
+            'envelope_aborts': str(counters.envelope_aborts),
             'rejected_odometry': str(self._rejected_odometry),
             'last_rejection': self._last_rejection,
             'last_fallback_reason': counters.last_reason,

@@ -18,7 +18,8 @@ dim  label                                               size  offset  content
 1    ``stamp [sec, nanosec]``                            2     0       when the sample was made
 2    ``odom_stamp [sec, nanosec]``                       2     2       stamp of the odometry used
 3    ``theta_revision``                                  1     4       integer >= 0
-4    ``solver_status [0 = success]``                     1     5       integer; -1: bad state
+4    ``solver_status [0 = success]``                     1     5       integer; -1: bad state,
+                                                                     -2: envelope abort
 5    ``solve_time [ms]``                                 1     6       finite, >= 0
 6    ``x [12]: p [m], v [m/s], rpy [rad], pqr [rad/s]``  12    7       state at the step
 7    ``u [4]: rotor speeds [rad/s]``                     4     19      applied input

@@ -20,9 +20,13 @@ progress messages and files. Relative names, so the node can be namespaced and r
   with ``resume`` true it continues from the checkpoint there if it holds the same run.
 
 Parameters: the scenario's ``/**`` and ``hybrid_tuner`` sections (method, gamma, delta,
-schedules, iterations, episode_steps, Theta box, seed, nominal model file, cost), declared
-read-only with the default scenario's values as defaults, exactly as the controller node
-declares its section; and the runtime settings of ``config/hybrid_tuner.yaml`` (start
+schedules, iterations, episode_steps, Theta box, seed, nominal model file, cost, and the
+step rule, safety guard and eta rule, so a live run steps, guards and mixes as the offline
+tuning of the same scenario file), declared read-only with the default scenario's values
+as defaults, exactly as the controller node declares its section (the rule keys the
+default scenario leaves out are declared with the package's settings for a new vehicle,
+:data:`~hybrid_mpc_ros.core.scenario.TUNER_RULE_PARAMETERS`, with their ranges); and the
+runtime settings of ``config/hybrid_tuner.yaml`` (start
 mode, controller name, services, timeouts, retries, settling, output).
 
 Nothing here blocks the executor: service calls are asynchronous with done-callbacks, and
@@ -130,8 +134,9 @@ class TunerNode(Node):
                                                values['resume'])
         # no checkpoint path: the node commits it after the iteration's rows are written
         # (RunRecorder.commit), so a kill at any moment loses or repeats no row
+        theta0 = settings.initial_theta()
         tuner = Tuner(settings.tuning, None, settings.model.jacobians, settings.cost(),
-                      settings.initial_theta(), None, state=state)
+                      theta0, None, state=state, **settings.tuner_rules(theta0))
         self._session = ls.LiveSession(tuner, session_settings, settings.period_s,
                                        settings.x0, settings.x_ref)
         self._settings = settings
@@ -165,11 +170,16 @@ class TunerNode(Node):
         self._look_interval = FIRST_LOOK_S
         self._next_look = time.monotonic()
         self.create_timer(TICK_S, self._on_tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        config = settings.tuning
+        config, rules = settings.tuning, settings.rules
+        guard = (f'guard margin {rules.guard.cost_margin:g}' if rules.guard is not None
+                 else 'no guard')
+        steps = (f'scale_free radius {rules.radius:g}' if rules.step_rule == 'scale_free'
+                 else rules.step_rule)
         self.get_logger().info(
             f'tuner ready: {settings.run_name}, {config.iterations} iterations of '
-            f'{config.episode_steps} steps (from iteration {tuner.state.iteration}), start '
-            f'mode {session_settings.start_mode}, controller {controller}, output '
+            f'{config.episode_steps} steps (from iteration {tuner.state.iteration}), steps '
+            f'{steps}, {guard}, eta {rules.eta_rule}, start mode '
+            f'{session_settings.start_mode}, controller {controller}, output '
             f'{self._recorder.folder}')
 
     # -- parameters and files --------------------------------------------------------------
@@ -179,8 +189,17 @@ class TunerNode(Node):
         scenario_defaults = scenario.node_defaults(NODE_NAME)
         self._scenario_names = tuple(scenario_defaults)
         for name, value in scenario_defaults.items():
+            rule = scenario.TUNER_RULE_PARAMETERS.get(name)
+            if rule is None:
+                text = f'scenario value {name} (see config/scenarios/*.yaml)'
+                self.declare_parameter(name, value, descriptor(text, read_only=True))
+                continue
+            _, text, limits = rule        # the step rule, guard and eta rule, with ranges
+            kind = {} if limits is None else {
+                'int_range' if isinstance(value, int) and not isinstance(value, bool)
+                else 'float_range': limits}
             self.declare_parameter(name, value, descriptor(
-                f'scenario value {name} (see config/scenarios/*.yaml)', read_only=True))
+                f'scenario value {name}: {text}', read_only=True, **kind))
         runtime = load_node_params(paths.config_file(RUNTIME_FILE), NODE_NAME)
         for name, text, limits in _RUNTIME:
             value = runtime[name]

@@ -28,14 +28,19 @@ signature of what it depends on (the scenario file's text, iterations, episode l
 a rerun skips the jobs whose results match and runs the rest, so an interrupted bench
 resumes, losing at most the jobs that were running. ``--quick`` (CI) runs two scenarios,
 one seed, a few short iterations and a short optimum: it checks the machinery, not the
-numbers. Progress goes to stderr; the table to stdout, then the JSON object (keyed by
-method) as the last line.
+numbers. ``--compare-eta`` adds ``hybrid_agreement``: the hybrid with the agreement eta
+rule (:class:`~hybrid_mpc_ros.core.learning.mixing.AgreementEta`, its defaults) instead of
+the scenario's, with the same seeds. ``--stored-only`` runs nothing and reports the
+stored runs (a bench in progress). Progress (and what the solver prints from the workers)
+goes to stderr; the table to stdout, then the JSON object (keyed by method) as the last
+line. The signature does not cover the package's code: after changing it, use a fresh
+``--out``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import hashlib
 import json
 import multiprocessing
@@ -49,12 +54,16 @@ import numpy as np
 
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import ConfigError
-from hybrid_mpc_ros.core.learning.optimum import optimum_reference
+from hybrid_mpc_ros.core.learning.mixing import AgreementEta
+from hybrid_mpc_ros.core.learning.optimum import LINE_SEARCH, optimum_reference
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.scenario import load_scenario, SCENARIO_DIR
 
 FAMILY = 'robustness'                   # config/scenarios/robustness/*.yaml
-METHODS = ('hybrid', 'zeroth_order', 'model_based', 'optimum')
+METHODS = ('hybrid', 'zeroth_order', 'model_based', 'optimum', 'hybrid_agreement')
+# the hybrid with the agreement eta rule (AgreementEta's defaults) instead of the scenario's,
+# run only with --compare-eta: is adaptive mixing worth keeping?
+COMPARE_ETA = 'hybrid_agreement'
 DETERMINISTIC = ('model_based', 'optimum')
 QUICK_SCENARIOS = ('issue_vehicle', 'low_drag')
 
@@ -110,8 +119,10 @@ def family_paths(names: list[str] | None = None) -> list[str]:
 def _signature(job: Job, settings: Settings) -> str:
     with open(job.path, 'rb') as stream:
         text = stream.read()
+    optimum = ([settings.optimum_iterations, LINE_SEARCH] if job.method == 'optimum'
+               else None)
     record = json.dumps([job.method, job.seed, settings.iterations, settings.episode_steps,
-                         settings.optimum_iterations if job.method == 'optimum' else None])
+                         optimum])
     return hashlib.sha256(text + record.encode()).hexdigest()
 
 
@@ -142,12 +153,13 @@ class _Watched:
 
 def run_job(job: Job, settings: Settings) -> dict:
     """Run one job in this process and return its result (see the module docstring)."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     scenario = load_scenario(job.path)
     policy, plant, cost = scenario.policy(), scenario.plant(), scenario.cost()
     steps = settings.episode_steps or scenario.tuning.episode_steps
+    method = {'optimum': None, COMPARE_ETA: 'hybrid'}.get(job.method, job.method)
     config = scenario.tuning_config(
-        method=None if job.method == 'optimum' else job.method,
+        method=method,
         iterations=settings.iterations, episode_steps=steps, seed=job.seed)
     box = scenario.mpc_config
     watched = _Watched(simulated_episodes(plant.step, policy, scenario.x0, steps), cost,
@@ -162,8 +174,11 @@ def run_job(job: Job, settings: Settings) -> dict:
         base_costs = result.costs
     else:
         jacobians = scenario.nominal_model().jacobians
-        tuner = Tuner(config, watched, jacobians, cost, theta0,
-                      **scenario.tuner_rules(config, theta0))
+        rules = scenario.rules
+        if job.method == COMPARE_ETA:
+            rules = replace(rules, eta_rule='agreement', beta=AgreementEta.beta,
+                            prior=AgreementEta.prior)
+        tuner = Tuner(config, watched, jacobians, cost, theta0, **rules.build(config, theta0))
         state = tuner.run()
         final = float(cost(watched(state.theta, False)))    # the run's final theta
         initial, rollbacks = state.history[0]['cost'], state.guard_rollbacks
@@ -175,7 +190,17 @@ def run_job(job: Job, settings: Settings) -> dict:
             'guard_rollbacks': rollbacks, 'episodes': len(watched.costs),
             'non_finite_commands': watched.non_finite,
             'out_of_bounds_commands': watched.out_of_bounds, 'costs': base_costs,
-            'wall_s': time.perf_counter() - start, **detail}
+            'wall_s': time.perf_counter() - start, 'cpu_s': time.process_time() - cpu_start,
+            **detail}
+
+
+def _stdout_to_stderr() -> None:
+    """Send a worker's stdout (fd 1) to stderr, where the solver's C code prints.
+
+    The bench's stdout is for the table and the JSON line only.
+    """
+    sys.stdout.flush()
+    os.dup2(2, 1)
 
 
 def _worker(job: Job, settings: Settings, out: str) -> dict:
@@ -202,11 +227,20 @@ def _stored(job: Job, settings: Settings, out: str) -> dict | None:
     return result if result.get('signature') == _signature(job, settings) else None
 
 
-def jobs_for(paths_: list[str], seeds: int) -> list[Job]:
-    """Every job of the bench, the longest kinds first (they balance the pool best)."""
+def jobs_for(paths_: list[str], seeds: int, compare_eta: bool = False) -> list[Job]:
+    """Every job of the bench: scenario by scenario, the optimum and the hybrid first.
+
+    So a bench stopped early (or read with ``--stored-only`` while it runs) holds whole
+    scenarios of the judged method with their reference, not every method of a few; the
+    zeroth-order and model-based baselines come last, then (``compare_eta``) the hybrid
+    with the agreement eta rule.
+    """
     jobs = []
     names = [os.path.splitext(os.path.basename(path))[0] for path in paths_]
-    for method in ('optimum', 'hybrid', 'zeroth_order', 'model_based'):
+    for path, name in zip(paths_, names):
+        jobs.append(Job(path, name, 'optimum', 0))
+        jobs += [Job(path, name, 'hybrid', seed) for seed in range(seeds)]
+    for method in ('zeroth_order', 'model_based') + ((COMPARE_ETA,) if compare_eta else ()):
         for seed in (range(1) if method in DETERMINISTIC else range(seeds)):
             jobs += [Job(path, name, method, seed) for path, name in zip(paths_, names)]
     return jobs
@@ -287,8 +321,14 @@ def _progress_line(done: int, total: int, elapsed: float, result: dict, reused: 
 
 def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
          workers: int | None = None, quick: bool = False,
-         scenarios: list[str] | None = None, optimum_iterations: int = 200) -> int:
-    """Run the bench (see the module docstring); print the tables and the JSON last line."""
+         scenarios: list[str] | None = None, optimum_iterations: int = 200,
+         stored_only: bool = False, compare_eta: bool = False) -> int:
+    """Run the bench (see the module docstring); print the tables and the JSON last line.
+
+    With ``stored_only`` nothing runs: the figures of the runs stored under ``out`` so far
+    (partial while a bench is still running: read them as such). ``compare_eta`` adds the
+    ``hybrid_agreement`` runs (see :data:`COMPARE_ETA`).
+    """
     if quick:
         scenarios = scenarios or list(QUICK_SCENARIOS)
         seeds, iterations, optimum_iterations = 1, 3, 3
@@ -300,8 +340,9 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
     family = family_paths(scenarios)
     for path in family:
         load_scenario(path)                       # every file checked before any job
-    load_scenario(family[0]).policy()             # compile the shared solver once
-    jobs = jobs_for(family, seeds)
+    if not stored_only:
+        load_scenario(family[0]).policy()         # compile the shared solver once
+    jobs = jobs_for(family, seeds, compare_eta)
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     print(f'bench robustness: {len(family)} scenarios, {len(jobs)} runs ({seeds} seeds for '
           f'hybrid and zeroth_order; model_based and optimum once), {iterations} iterations, '
@@ -316,8 +357,23 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
             results.append(stored)
             print(_progress_line(len(results), len(jobs), 0.0, stored, True),
                   file=sys.stderr, flush=True)
+    if stored_only:
+        if not results:
+            print(f'no stored results in {out}', file=sys.stderr)
+            return 1
+        summary = summarise(results)
+        print(tables(results, summary))
+        cpu = sum(result.get('cpu_s', 0.0) for result in results)
+        wall = sum(result['wall_s'] for result in results)
+        print(f'\n{len(results)} of {len(jobs)} runs stored in {out} (stored only: '
+              f'{len(pending)} not run; the figures cover the stored runs); the stored runs '
+              f'took {cpu / 60:.1f} min of CPU time and {wall / 60:.1f} min of wall time '
+              'summed over runs')
+        print(json.dumps(summary))
+        return 0
     context = multiprocessing.get_context('spawn')
-    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                     initializer=_stdout_to_stderr) as pool:
         running = {pool.submit(_worker, job, settings, out): job for job in pending}
         for done in futures.as_completed(running):
             result = done.result()
@@ -327,7 +383,9 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
     wall = time.perf_counter() - start
     summary = summarise(results)
     print(tables(results, summary))
+    cpu = sum(result.get('cpu_s', 0.0) for result in results)
     print(f'\n{len(jobs)} runs ({len(pending)} run now, {len(jobs) - len(pending)} stored) '
-          f'in {wall / 60:.1f} min of wall time')
+          f'in {wall / 60:.1f} min of wall time on {workers} processes; the runs took '
+          f'{cpu / 60:.1f} min of CPU time ({cpu / 60 / workers:.1f} min per process)')
     print(json.dumps(summary))
     return 0

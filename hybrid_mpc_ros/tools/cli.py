@@ -82,7 +82,9 @@ def _run_bench_robustness(args: argparse.Namespace) -> int:
     return bench_robustness.main(out=args.out, seeds=args.seeds, iterations=args.iterations,
                                  workers=args.workers, quick=args.quick,
                                  scenarios=args.scenarios,
-                                 optimum_iterations=args.optimum_iterations)
+                                 optimum_iterations=args.optimum_iterations,
+                                 stored_only=args.stored_only,
+                                 compare_eta=args.compare_eta)
 
 
 def _add_identify(commands) -> None:
@@ -321,6 +323,12 @@ def _add_bench(commands) -> None:
     robust.add_argument('--quick', action='store_true',
                         help='CI-sized check of the machinery: two scenarios, one seed, '
                              '3 iterations of 20-step episodes')
+    robust.add_argument('--compare-eta', action='store_true',
+                        help="also run the hybrid with the agreement eta rule "
+                             "(hybrid_agreement) beside the scenario's")
+    robust.add_argument('--stored-only', action='store_true',
+                        help='run nothing: the table and JSON line of the runs stored in '
+                             '--out so far (e.g. while a bench is still running)')
     robust.set_defaults(handler=_run_bench_robustness)
     _add_bench_ros(targets)
     _add_bench_faults(targets)

@@ -125,7 +125,11 @@ def run_one(scenario_path: str, name: str, out: str, iterations: int | None = No
 
     def progress(row):
         k = row['iteration']
-        if k == 1 or k % 10 == 0 or k == config.iterations:
+        if row['rollback']:             # always shown: the guard refused this episode
+            print(f'[{label:13s}] iteration {k:4d}/{config.iterations}  cost '
+                  f'{row["cost"]:10.2f}  ROLLBACK to the best theta, shorter steps: '
+                  f'{row["rollback_reason"]}', file=sys.stderr, flush=True)
+        elif k == 1 or k % 10 == 0 or k == config.iterations:
             print(f'[{label:13s}] iteration {k:4d}/{config.iterations}  cost '
                   f'{row["cost"]:10.2f}  violation {row["violation"]:8.2f}  '
                   f'{time.perf_counter() - start:6.1f} s', file=sys.stderr, flush=True)

@@ -57,6 +57,14 @@ the target x_ref in one atomic set (revision r) and count the steps of r from it
 sample, which must still be within the tolerance. The episode starts where the vehicle
 is, not exactly at x0 (the README says what that does to the costs).
 
+**Envelope aborts.** A sample of the episode's revision with the status
+:data:`~hybrid_mpc_ros.core.learning.samples.ENVELOPE_ABORT_STATUS` says that the
+controller's state left its envelope at that step and that it flies the safe theta from
+there (:mod:`~hybrid_mpc_ros.core.mpc.safe_control`). The episode ends at that state: the
+record is aborted (the steps flown, x[t] the sample's state), the tuner counts it as a
+failed episode and rolls back to its best theta (:class:`Tuner`), and the session goes on
+with the next episode as after any other (holding the controller first where it can).
+
 **Robustness.** A step the :class:`EpisodeBuilder` refuses (missing, repeated or
 reordered step, wrong revision, non-finite values), a wrong start, a service call
 without an answer within ``service_timeout_s``, a refused call or parameter set, or an
@@ -88,7 +96,8 @@ import numpy as np
 
 from hybrid_mpc_ros.core.learning.episode import EpisodeBuilder, EpisodeRejected
 from hybrid_mpc_ros.core.learning.samples import (ANSWERED_TAG, answered_revision,
-                                                  answered_stamp, NANOS_PER_SECOND,
+                                                  answered_stamp, ENVELOPE_ABORT_STATUS,
+                                                  NANOS_PER_SECOND,
                                                   SensitivitySample, Stamp)
 from hybrid_mpc_ros.core.learning.tuning import EpisodeRequest, RecordRejected, Tuner
 from hybrid_mpc_ros.core.model.frames import odometry_arrays_to_state, state_to_odometry_arrays
@@ -296,6 +305,7 @@ class LiveSession:
         self._reset_done = False
         self._last_step_ns: int | None = None     # odometry stamp of the episode's last step
         self._final_hold_done = True
+        self._abort_sample: SensitivitySample | None = None    # the envelope abort's step
         self._settled_since: int | None = None
         self._start_info: dict = {}
         self._base_revision: int | None = None
@@ -515,6 +525,7 @@ class LiveSession:
         self._reset_ns = None
         self._reset_done = False
         self._last_step_ns = None
+        self._abort_sample = None
         self._start_info = {}
         self._episode_revision = None
         if self.settings.start_mode == 'fly_to_start':
@@ -724,16 +735,24 @@ class LiveSession:
             self._builder = EpisodeBuilder(self._request.theta, sample.revision,
                                            self.tuner.config.episode_steps,
                                            self.period_ns / NANOS_PER_SECOND)
-        try:
-            self._builder.add(sample)
-        except EpisodeRejected as exc:
-            raise _Retry(exc.kind, str(exc)) from None
-        self._wait('the next sample of the episode')
-        if not self._builder.complete:
-            return []
+        if sample.status == ENVELOPE_ABORT_STATUS:
+            # the controller stopped flying this revision here: the episode ends at x
+            if sample.revision != self._builder.revision:
+                raise _Retry('revision', f'an envelope abort of revision {sample.revision} '
+                                         f'during the episode of {self._builder.revision}')
+            self._abort_sample = sample
+            self._deadline = None
+        else:
+            try:
+                self._builder.add(sample)
+            except EpisodeRejected as exc:
+                raise _Retry(exc.kind, str(exc)) from None
+            self._wait('the next sample of the episode')
+            if not self._builder.complete:
+                return []
+            self._last_step_ns = sample.odom_stamp.nanoseconds
+            self._wait('the odometry after the episode\'s last step')
         self.phase = 'final'
-        self._last_step_ns = sample.odom_stamp.nanoseconds
-        self._wait('the odometry after the episode\'s last step')
         actions = []
         self._final_hold_done = True
         if self.hold_available:
@@ -774,14 +793,22 @@ class LiveSession:
         return min(later) if later else None
 
     def _check_final(self) -> list:
-        final_ns = self._final_odometry()
-        if final_ns is None or not self._final_hold_done:
+        aborted = self._abort_sample
+        final_ns = None if aborted is not None else self._final_odometry()
+        if (aborted is None and final_ns is None) or not self._final_hold_done:
             return []
         self._deadline = None
         self._pending.clear()            # answers this episode no longer needs
         try:
-            record = self._builder.finish(self._odometry[final_ns],
-                                          Stamp.from_nanoseconds(final_ns))
+            if aborted is not None:
+                # a failed episode for the tuner (it rolls back); x[t] is where it ended
+                record = self._builder.abort(
+                    f'the controller left its envelope at step {self._builder.count} and '
+                    'flies the safe theta (its log and diagnostics say why)',
+                    aborted.x, aborted.odom_stamp)
+            else:
+                record = self._builder.finish(self._odometry[final_ns],
+                                              Stamp.from_nanoseconds(final_ns))
         except EpisodeRejected as exc:
             raise _Retry(exc.kind, str(exc)) from None
         request = self._request

@@ -24,6 +24,10 @@ from hybrid_mpc_ros.core.mpc import theta as th
 NANOS_PER_SECOND = 1_000_000_000
 INT32_MIN, INT32_MAX = -2 ** 31, 2 ** 31 - 1
 MAX_REVISION = 2 ** 53          # above this a revision no longer survives a float64
+# status of the sample of the step at which the controller's envelope abort happened: the
+# state x left the envelope, the step already flew the safe theta, and the episode of
+# this revision ends there (core/mpc/safe_control.py)
+ENVELOPE_ABORT_STATUS = -2
 
 
 class Stamp(NamedTuple):
@@ -87,8 +91,10 @@ class SensitivitySample:
     ``stamp``: when the controller made the sample; ``odom_stamp``: the stamp of the
     odometry it was computed from (the step's time); both :class:`Stamp`. ``revision``: the
     theta revision the controller used (int >= 0). ``status``: solver status (0 = success,
-    acados codes; -1: the state was rejected). ``solve_ms``: solve time [ms]. ``x`` (12,)
-    the state the step started from; ``u`` (4,) the applied rotor speeds [rad/s];
+    acados codes; -1: the state was rejected; :data:`ENVELOPE_ABORT_STATUS`: the state left
+    the controller's envelope, which ends the episode of this revision). ``solve_ms``:
+    solve time [ms]. ``x`` (12,) the state the step started from; ``u`` (4,) the applied
+    rotor speeds [rad/s];
     ``du_dx`` (4, 12) and ``du_dtheta`` (4, 94) the MPC's sensitivities, which may be NaN
     ("not computed") when ``status != 0``.
 

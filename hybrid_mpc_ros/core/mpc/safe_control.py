@@ -29,6 +29,23 @@ estimate or a plan; a real vehicle's flight controller should take over from the
 The controller recovers by itself: the next step whose odometry is fresh and whose solve
 succeeds is a normal MPC step again. :attr:`SafeController.counters` counts what
 happened, for diagnostics.
+
+**The envelope abort** (for tuning on a live vehicle). A tuner tries candidate theta on the
+vehicle; the safety guard judges an episode only after it was flown. An optional
+:class:`Envelope` bounds the state while the vehicle flies: the distance of the position
+from the target (x_ref's), the roll and pitch angles, and the body rates. The first step
+whose measured state lies outside it *aborts* the episode: before solving, the controller
+puts back :attr:`SafeController.safe_theta` (the theta known to fly safely: the start
+theta, or what its owner sets with :meth:`SafeController.set_safe_theta`, e.g. the
+tuner's best theta) and flies it from then on; the step's result and
+:attr:`SafeController.abort_reason` say why. The abort is latched until :meth:`reset`
+(the next episode's start), so one excursion aborts once and the candidate theta is not
+flown again in that episode (:meth:`SafeController.rearm` re-arms it for a new candidate
+theta without a reset). An episode that ends this way counts as failed: the tuner
+rolls back to its best theta and shrinks its steps
+(:class:`~hybrid_mpc_ros.core.learning.tuning.Tuner`).
+:meth:`SafeController.envelope_abort` is the same check for an offline rollout
+(``rollout(..., abort_if=controller.envelope_abort)``), which ends the episode there.
 """
 
 from __future__ import annotations
@@ -71,6 +88,50 @@ class SafetyConfig:
                               f'{self.failsafe_thrust_fraction}')
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """Where the vehicle may be while a candidate theta flies it (see the module docstring).
+
+    ``max_position_error_m`` [m]: the largest distance of the position from the target
+    position (the first three entries of x_ref); set it above the start's distance from the
+    target. ``max_tilt_rad`` [rad]: the largest ``|roll|`` and ``|pitch|``.
+    ``max_rate_rad_s`` [rad/s]: the largest ``|p|``, ``|q|``, ``|r|``. ``inf`` disables a
+    limit; every limit must be > 0.
+    """
+
+    max_position_error_m: float = math.inf
+    max_tilt_rad: float = math.inf
+    max_rate_rad_s: float = math.inf
+
+    def __post_init__(self):
+        for name in ('max_position_error_m', 'max_tilt_rad', 'max_rate_rad_s'):
+            value = getattr(self, name)
+            if not value > 0.0:              # NaN too; inf is allowed (no limit)
+                raise ConfigError(f'envelope {name} must be > 0 (inf: no limit), got {value}')
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one limit is finite."""
+        return any(math.isfinite(value) for value in
+                   (self.max_position_error_m, self.max_tilt_rad, self.max_rate_rad_s))
+
+    def check(self, x: np.ndarray, x_ref: np.ndarray) -> str:
+        """Why the state x (12,) is outside the envelope around x_ref (12,), or ''."""
+        x = np.asarray(x, dtype=float)
+        error = float(np.linalg.norm(x[0:3] - np.asarray(x_ref, dtype=float)[0:3]))
+        if error > self.max_position_error_m:
+            return (f'position error {error:.3f} m exceeds the envelope\'s '
+                    f'{self.max_position_error_m:g} m')
+        tilt = float(np.max(np.abs(x[6:8])))
+        if tilt > self.max_tilt_rad:
+            return f'tilt {tilt:.3f} rad exceeds the envelope\'s {self.max_tilt_rad:g} rad'
+        rate = float(np.max(np.abs(x[9:12])))
+        if rate > self.max_rate_rad_s:
+            return (f'body rate {rate:.3f} rad/s exceeds the envelope\'s '
+                    f'{self.max_rate_rad_s:g} rad/s')
+        return ''
+
+
 @dataclass
 class StepResult:
     """What one :meth:`SafeController.step` decided.
@@ -82,8 +143,10 @@ class StepResult:
     could be computed, zeros otherwise (``sensitivities_ok`` says which). ``reason`` says
     why the step was not a plain MPC step ('' when it was). ``sensitivities_pending``: an
     MPC step taken with ``sensitivities=False`` whose sensitivities
-    :meth:`SafeController.add_sensitivities` has yet to compute. The arrays belong to the
-    caller: the controller never changes them afterwards.
+    :meth:`SafeController.add_sensitivities` has yet to compute. ``abort_reason``: why
+    this step aborted the episode (the state left the envelope; the step already flies
+    the safe theta), '' otherwise. The arrays belong to the caller: the controller never
+    changes them afterwards.
     """
 
     u: np.ndarray
@@ -95,6 +158,7 @@ class StepResult:
     sensitivities_ok: bool
     reason: str = ''
     sensitivities_pending: bool = False
+    abort_reason: str = ''
 
 
 @dataclass
@@ -107,6 +171,7 @@ class Counters:
     shifted_plan_steps: int = 0
     failsafe_steps: int = 0
     stale_odometry_steps: int = 0
+    envelope_aborts: int = 0
     consecutive_failures: int = 0
     last_reason: str = ''
     modes: dict = field(default_factory=lambda: {mode: 0 for mode in MODES})
@@ -116,10 +181,13 @@ class SafeController:
     """The MPC policy plus shifted-plan fallback, failsafe and output guarding.
 
     ``policy`` has the MPC policy interface; ``safety`` is a :class:`SafetyConfig`;
-    ``u_min``/``u_max`` [rad/s] are the rotor bounds every command is kept in.
+    ``u_min``/``u_max`` [rad/s] are the rotor bounds every command is kept in;
+    ``envelope`` the optional :class:`Envelope` (None: no abort). The safe theta starts as
+    the policy's theta.
     """
 
-    def __init__(self, policy, safety: SafetyConfig, u_min: float, u_max: float):
+    def __init__(self, policy, safety: SafetyConfig, u_min: float, u_max: float,
+                 envelope: Envelope | None = None):
         if not u_max > u_min:
             raise ConfigError(f'rotor bounds need u_min < u_max, got [{u_min}, {u_max}]')
         horizon = policy.config.horizon
@@ -133,6 +201,33 @@ class SafeController:
         self._plan = None                # (N, 4) of the last successful solve
         self._zero_dx = np.zeros((NU, NX))
         self._zero_dtheta = np.zeros((NU, th.N_THETA))
+        self.envelope = envelope
+        self.safe_theta = np.array(policy.theta, dtype=float)
+        self.abort_reason = ''
+
+    def set_safe_theta(self, theta: np.ndarray) -> None:
+        """Make theta (94,) the one an envelope abort restores (a copy is kept)."""
+        theta = np.array(theta, dtype=float)
+        if theta.shape != (th.N_THETA,) or not np.all(np.isfinite(theta)):
+            raise ValueError(f'a safe theta has {th.N_THETA} finite entries, got {theta!r}')
+        self.safe_theta = theta
+
+    def envelope_abort(self, x: np.ndarray) -> str:
+        """Check the state x (12,) against the envelope; on leaving it, abort (module doc).
+
+        Returns the reason when this call aborted the episode (the safe theta is back in
+        the policy), '' otherwise: inside the envelope, no envelope, or already aborted
+        since the last :meth:`reset`.
+        """
+        if self.envelope is None or self.abort_reason:
+            return ''
+        reason = self.envelope.check(x, self.policy.x_ref)
+        if reason:
+            self.policy.set_theta(self.safe_theta)
+            self.abort_reason = reason
+            self.counters.envelope_aborts += 1
+            self.counters.last_reason = f'envelope abort: {reason}'
+        return reason
 
     @property
     def failsafe_input(self) -> np.ndarray:
@@ -142,10 +237,15 @@ class SafeController:
         return np.full(NU, min(max(speed, self.u_min), self.u_max))
 
     def reset(self) -> None:
-        """Forget the last plan and the solver's warm start (e.g. before an episode)."""
+        """Forget the last plan, the warm start and an envelope abort (an episode starts)."""
         self.policy.reset()
         self._plan = None
         self.counters.consecutive_failures = 0
+        self.rearm()
+
+    def rearm(self) -> None:
+        """Let the envelope abort again (a new episode, or a new candidate theta)."""
+        self.abort_reason = ''
 
     def step(self, x: np.ndarray, odom_age_s: float = 0.0,
              sensitivities: bool = True) -> StepResult:
@@ -164,6 +264,13 @@ class SafeController:
         if x.shape != (NX,) or not np.all(np.isfinite(x)):
             # no plan step can be trusted to fit a state nobody knows
             return self._failsafe('state is malformed or non-finite', -1, 0.0)
+        aborted = self.envelope_abort(x)        # before the solve: this step flies safe theta
+        result = self._solved_step(x, sensitivities)
+        if aborted:
+            result.abort_reason = aborted
+        return result
+
+    def _solved_step(self, x: np.ndarray, sensitivities: bool) -> StepResult:
         sol = self.policy.solve(x)
         if sol.ok and self._valid(sol.u):
             self.counters.consecutive_failures = 0
