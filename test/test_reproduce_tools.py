@@ -112,6 +112,29 @@ def test_the_optimum_reference_resumes_only_the_same_experiment(tmp_path, capsys
     assert 'another experiment' in capsys.readouterr().err
 
 
+def _fake_results(curves):
+    return {name: {'costs': costs, 'best_cost': min(costs), 'final_cost': costs[-1],
+                   'initial_cost': costs[0], 'final_violation': 0.0, 'episode_steps': 200,
+                   'wall_s': 1.0, 'solver_failures': 0} for name, costs in curves.items()}
+
+
+def test_an_optimum_reference_above_a_run_is_flagged_and_not_judged_against():
+    published = scenario('l4dc2026')
+    results = _fake_results(_paper_like())
+    below = {'cost': 1080.0, 'iterations': 30, 'evaluations': 60, 'reason': 'converged'}
+    summary = reproduce.summarise(results, published, 'out', below)
+    assert summary['optimum_below_every_run'] is True
+    assert 'vs optimum 1080.0' in summary['claims']['hybrid_within_1pct_of_exact']['why']
+    stalled = dict(below, cost=1500.0, reason='no progress after a restart')
+    summary = reproduce.summarise(results, published, 'out', stalled)
+    assert summary['optimum_below_every_run'] is False
+    assert summary['hybrid_gap_vs_optimum_pct'] < 0            # reported, labelled
+    assert 'vs optimum' not in summary['claims']['hybrid_within_1pct_of_exact']['why']
+    stalled.update(initial_cost=2000.0, violation=0.0, wall_s=1.0)
+    text = reproduce.table(results, summary, published, stalled)
+    assert 'it is no optimum here' in text and 'no progress after a restart' in text
+
+
 def test_study_combinations_change_one_factor_each(tmp_path):
     base = scenario_path('l4dc2026')
     assert study.write_variant(base, 'default', str(tmp_path)) == base

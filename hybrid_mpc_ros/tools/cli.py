@@ -288,8 +288,8 @@ def _add_bench(commands) -> None:
         description="Run the scenario's hybrid for a few tuning iterations and time each "
                     "MPC solve, each Jacobian of the MPC's solution (du/dx, du/dtheta) and "
                     "each whole iteration (two episodes and the update), as the published "
-                    'paper reports them (3.0 ms, 6.1 ms, 1.6 s on an i7-1165G7); describes '
-                    'the machine (lscpu) and its load.')
+                    'paper reports them (3.0 ms, 6.1 ms, 1.6 s on an i7-1165G7), in wall '
+                    'time and in CPU time; describes the machine (lscpu) and its load.')
     timings.add_argument('--scenario', default=None, help=SCENARIO_HELP)
     timings.add_argument('--iterations', type=_positive_int, default=10,
                          help='tuning iterations to run, at least 2: the first (eta_0 = 1, '

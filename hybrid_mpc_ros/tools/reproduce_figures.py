@@ -50,6 +50,8 @@ def learning_curves(results: dict, path: str, violation_weight: float, title: st
     fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(12, 4.4))
     start = next(iter(results.values()))['tracking'][0]
     lowest = min(min(res['tracking']) for res in results.values())
+    if optimum_cost is not None:
+        lowest = min(lowest, optimum_cost)          # its line must stay on the axis
     top = 1.6 * max(res['tracking'][0] for res in results.values())
     for name, res in results.items():
         its = np.arange(1, len(res['tracking']) + 1)
