@@ -471,8 +471,12 @@ def test_no_runtime_parameter_value_kills_the_node(simulator, ros_node, clock_mo
     assert 'internal error' not in log and 'Traceback' not in log, log[-4000:]
 
 
-def test_lockstep_round_trip_is_fast(simulator, ros_node):
-    """A trivial controller in this process drives the simulator as fast as DDS allows."""
+def test_lockstep_round_trip_steps_once_per_command(simulator, ros_node):
+    """A trivial controller in this process drives the simulator as fast as DDS allows.
+
+    Its rate is printed, not asserted (a loaded CI machine is no place for a timed test;
+    ``hybrid-mpc bench sim`` measures it): each command gives exactly one period.
+    """
     sim = simulator(params={'clock_mode': 'lockstep'})
     command = rotor_command([QuadParams().hover_speed] * 4)
     publisher = ros_node.node.create_publisher(Float64MultiArray, 'rotor_speeds_cmd', 10)
@@ -495,9 +499,7 @@ def test_lockstep_round_trip_is_fast(simulator, ros_node):
     ros_node.spin_for(1.5)
     steps_per_s = (len(received) - start_count) / (time.monotonic() - start)
     print(f'lockstep round trip: {steps_per_s:.0f} steps/s')
-    # ~1000-1900 steps/s on an idle 2-core machine; the bound only catches gross slowdowns
-    # (per-step sleeps, allocation-heavy callbacks) while tolerating a busy CI machine
-    assert steps_per_s > 250
+    assert len(received) - start_count >= 10
     stamps = [_stamp_ns(stamp) for stamp in received[start_count:]]
     assert all(b - a == 100_000_000 for a, b in zip(stamps, stamps[1:]))
 
