@@ -74,7 +74,9 @@ def test_demo_reproduces_the_offline_closed_loop(controller):
     assert result.returncode == 0, result.stdout + result.stderr
     summary = last_json(result.stdout)
     assert summary['clock_mode'] == 'lockstep'
-    assert summary['sim_time_s'] == pytest.approx(3.0)
+    # the loop runs on while this observer reads: on a loaded machine it may see the first
+    # odometry at or after 3 s a step or two late; the summary is that odometry's
+    assert summary['sim_time_s'] >= 3.0 - 1e-9
     assert summary['steps'] >= 29
     assert summary['steps_per_wall_s'] > 0
     # progress: one line per simulated second, 0 to 3
@@ -84,9 +86,10 @@ def test_demo_reproduces_the_offline_closed_loop(controller):
     default = load_scenario(default_scenario_path())
     plant = default.plant()
     x = default.x0.copy()
+    flown = round(summary['sim_time_s'] / default.period_s)
     if controller == 'mpc':
         policy = default.policy()
-        for _ in range(30):
+        for _ in range(flown):
             x = plant.step(x, policy.solve(x).u)
         # the MPC node answers each odometry stamp once: the same flight, to the printed digit
         tolerance = 2e-6
@@ -94,7 +97,7 @@ def test_demo_reproduces_the_offline_closed_loop(controller):
         # the LQR the node builds: weights Qc, Rc, gain designed on the paper's plant
         # linearised with its own default (RK4) step
         lqr = LQRController(dt=default.period_s, target_position=default.x_ref[0:3])
-        for _ in range(30):
+        for _ in range(flown):
             x = plant.step(x, lqr.command(x))
         # the LQR node answers every message: a lockstep re-publish racing the first command
         # can repeat a step
