@@ -15,10 +15,9 @@ import signal
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.tools import fault_injection as fi
 from hybrid_mpc_ros.tools import processes
-from scenario_setup import scenario, scenario_path
+from scenario_setup import offline_run, scenario, scenario_path
 
 RUN = 'hybrid_g0.5'
 STEPS = 25
@@ -134,15 +133,3 @@ class FaultGraph:
             theta = np.array([float(theta_row[name]) for name in th.names()])
             # the odometry round trip changes the last bits (see test_tuner_node)
             np.testing.assert_allclose(theta, expected_theta, rtol=1e-6, atol=1e-9)
-
-
-def offline_run(iterations, steps):
-    """History and theta after each iteration of the offline run of the same scenario."""
-    chosen = scenario()
-    config = chosen.tuning_config(iterations=iterations, episode_steps=steps)
-    policy, plant = chosen.policy(), chosen.plant()
-    thetas = []
-    tuner = Tuner(config, simulated_episodes(plant.step, policy, chosen.x0, steps),
-                  chosen.nominal_model().jacobians, chosen.cost(), policy.theta.copy(),
-                  progress=lambda row: thetas.append(tuner.state.theta.copy()))
-    return tuner.run().history, thetas

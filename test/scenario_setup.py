@@ -8,6 +8,7 @@ scenario file, so no test restates a scenario value. Scenarios are read once per
 import functools
 import os
 
+from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.scenario import load_scenario
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,3 +34,19 @@ def tuning_setup(name='arxiv_v1'):
     """``(nominal model, MPC policy, plant, closed-loop cost)`` of a shipped scenario."""
     chosen = scenario(name)
     return chosen.nominal_model(), chosen.policy(), chosen.plant(), chosen.cost()
+
+
+def offline_run(iterations, steps, name='arxiv_v1'):
+    """History and theta after each iteration of the offline tuning of a shipped scenario.
+
+    What a tuning through ROS of the same scenario, iterations and episode length must
+    reproduce.
+    """
+    chosen = scenario(name)
+    config = chosen.tuning_config(iterations=iterations, episode_steps=steps)
+    policy, plant = chosen.policy(), chosen.plant()
+    thetas = []
+    tuner = Tuner(config, simulated_episodes(plant.step, policy, chosen.x0, steps),
+                  chosen.nominal_model().jacobians, chosen.cost(), policy.theta.copy(),
+                  progress=lambda row: thetas.append(tuner.state.theta.copy()))
+    return tuner.run().history, thetas

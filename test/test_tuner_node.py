@@ -31,7 +31,7 @@ from hybrid_mpc_ros.ros.msgs import odometry_to_state
 from hybrid_mpc_ros.ros.progress_msg import parse_progress
 from hybrid_mpc_ros.ros.sensitivity_msg import parse_sensitivity_message
 from hybrid_mpc_ros.tools import processes
-from scenario_setup import scenario, scenario_path
+from scenario_setup import offline_run, scenario, scenario_path
 
 DEEP = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
 STEPS = 25
@@ -112,17 +112,6 @@ def graph(ros_node, tmp_path):
         item.stop()
 
 
-def _offline(iterations, steps):
-    chosen = scenario()
-    config = chosen.tuning_config(iterations=iterations, episode_steps=steps)
-    policy, plant = chosen.policy(), chosen.plant()
-    thetas = []
-    tuner = Tuner(config, simulated_episodes(plant.step, policy, chosen.x0, steps),
-                  chosen.nominal_model().jacobians, chosen.cost(), policy.theta.copy(),
-                  progress=lambda row: thetas.append(tuner.state.theta.copy()))
-    return tuner.run().history, thetas
-
-
 def test_lockstep_tuning_through_ros_reproduces_the_offline_run(graph, ros_node):
     run = graph(iterations=ITERATIONS, episode_steps=STEPS)
     run.wait_for_tuner(240.0)
@@ -172,7 +161,7 @@ def test_lockstep_tuning_through_ros_reproduces_the_offline_run(graph, ros_node)
     assert max(s.revision for s in run.samples) == 2 * ITERATIONS + 1
 
     # the offline run of the same scenario and seed: the same costs and theta
-    offline_history, offline_thetas = _offline(ITERATIONS, STEPS)
+    offline_history, offline_thetas = offline_run(ITERATIONS, STEPS)
     for row, expected, theta_row, expected_theta in zip(history, offline_history, thetas,
                                                         offline_thetas):
         assert abs(float(row['cost']) - expected['cost']) <= 1e-9 * expected['cost'], (
