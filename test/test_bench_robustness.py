@@ -26,10 +26,10 @@ def test_an_optimum_run_s_signature_covers_its_line_search():
     hybrid = bench.Job(path, 'low_drag', 'hybrid', 0)
     before = bench._signature(optimum, settings), bench._signature(hybrid, settings)
     try:
-        bench.OPTIMUM_LINE_SEARCH = 10
+        bench.LINE_SEARCH = 10
         after = bench._signature(optimum, settings), bench._signature(hybrid, settings)
     finally:
-        bench.OPTIMUM_LINE_SEARCH = 20
+        bench.LINE_SEARCH = 20
     assert after[0] != before[0] and after[1] == before[1]
 
 
