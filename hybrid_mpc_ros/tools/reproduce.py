@@ -30,7 +30,6 @@ the JSON summary as the last line.
 from __future__ import annotations
 
 import concurrent.futures as futures
-import csv
 from dataclasses import dataclass, field, replace
 import json
 import multiprocessing
@@ -42,31 +41,14 @@ from typing import Callable
 import numpy as np
 
 from hybrid_mpc_ros.core.learning.episode import rollout
-from hybrid_mpc_ros.core.learning.tuning import (load_checkpoint, simulated_episodes, Tuner,
+from hybrid_mpc_ros.core.learning.reporting import resumable_state, write_history_csv
+from hybrid_mpc_ros.core.learning.tuning import (simulated_episodes, Tuner,
                                                  TuningConfig)
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
 from hybrid_mpc_ros.tools import claims, reproduce_figures as figures
 from hybrid_mpc_ros.tools.optimum_hook import run_optimum
 
-CSV_FIELDS = ('iteration', 'cost', 'tracking', 'violation', 'grad_model_norm', 'grad_zo_norm',
-              'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s', 'rollback',
-              'rollback_reason', 'slope_measured', 'slope_model')
 iters_to_fraction = claims.iters_to_fraction
-
-
-def _resume_state(checkpoint: str, config: TuningConfig):
-    """Return the saved state when ``checkpoint`` holds this very experiment, else None."""
-    if not os.path.exists(checkpoint):
-        return None
-    try:
-        saved_config, state = load_checkpoint(checkpoint)
-    except (ValueError, KeyError, TypeError) as exc:
-        print(f'{checkpoint}: not resumable ({exc}); starting afresh', file=sys.stderr,
-              flush=True)
-        return None
-    # a different experiment (settings, episode length): start afresh. The checkpoint does
-    # not record the scenario; each experiment has its own output directory.
-    return state if saved_config.to_dict() == config.to_dict() else None
 
 
 def run_config(scenario: Scenario, name: str, iterations: int | None = None,
@@ -91,7 +73,7 @@ def resumable_tuner(config: TuningConfig, episodes, jacobians, cost, theta0: np.
     :meth:`Scenario.tuner_rules`); a checkpoint of another configuration or other rules
     is another experiment, and the run starts afresh (overwriting it).
     """
-    state = _resume_state(checkpoint, config)
+    state = resumable_state(checkpoint, config)
     if state is not None:
         try:
             return Tuner(config, episodes, jacobians, cost, theta0, checkpoint, progress,
@@ -142,10 +124,7 @@ def run_one(scenario_path: str, name: str, out: str, iterations: int | None = No
     final = episodes(final_state.theta, False)
     tracking, violation = cost.parts(final.x, final.u)
     history = final_state.history
-    with open(os.path.join(out, f'{tag}.csv'), 'w', newline='') as stream:
-        writer = csv.DictWriter(stream, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(history)
+    write_history_csv(os.path.join(out, f'{tag}.csv'), history)
     np.savez(os.path.join(out, f'{tag}.final.npz'), theta=final_state.theta, x=final.x,
              u=final.u)
     costs = [row['cost'] for row in history] + [tracking + violation]
