@@ -219,7 +219,9 @@ class SafeController:
         the policy), '' otherwise: inside the envelope, no envelope, or already aborted
         since the last :meth:`reset`.
         """
-        if self.envelope is None or self.abort_reason:
+        # the node always holds an Envelope; with every limit inf (the default) there is
+        # nothing to check on the control step's path
+        if self.envelope is None or not self.envelope.enabled or self.abort_reason:
             return ''
         reason = self.envelope.check(x, self.policy.x_ref)
         if reason:
