@@ -16,7 +16,8 @@ $(STAMP): requirements.txt setup.py package.xml
 setup: $(STAMP)
 
 ## The main job: the simulated tuning through ROS 2 (simulator, MPC controller and tuner as
-## three processes, lockstep), 60 hybrid iterations of the default scenario (~2 min on 2 cores).
+## three processes, lockstep), 60 hybrid iterations of the arXiv v1 scenario (~2 min on 2 cores;
+## README, "The main job", says why that one).
 run: setup
 	$(VENV)/bin/hybrid-mpc tune --scenario arxiv_v1 --iterations 60 --out results/tuning
 

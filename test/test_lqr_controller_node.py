@@ -101,3 +101,20 @@ def test_no_runtime_parameter_value_kills_the_node(controller, ros_node):
     assert verdicts[str(targets[0])].applied and verdicts[str(targets[1])].applied
     for target in targets[2:]:
         assert 'within +-1e+06 m' in verdicts[str(target)].reason
+
+
+def test_defaults_come_from_the_default_scenario_and_the_runtime_file(rclpy_context):
+    """No value restated in code: period and target are the default scenario's."""
+    from hybrid_mpc_ros.core import paths, scenario
+    from hybrid_mpc_ros.core.config import load_node_params
+    from hybrid_mpc_ros.ros.lqr_controller_node import LQRControllerNode
+    shipped = scenario.load_scenario(scenario.default_scenario_path(), load_model=False)
+    runtime = load_node_params(paths.config_file('lqr_controller.yaml'), 'lqr_controller')
+    node = LQRControllerNode()
+    try:
+        assert node.get_parameter('period_s').value == shipped.period_s
+        assert list(node.get_parameter('target_position').value) == list(shipped.x_ref[:3])
+        assert (node.get_parameter('max_position_error').value
+                == runtime['max_position_error'])
+    finally:
+        node.destroy_node()

@@ -10,10 +10,12 @@ controller" of ``hybrid-mpc bench sim``.
 ROS parameters of the node:
 
 * ``target_position`` (3 doubles, m): hover target in the odom frame, each coordinate
-  within +-1e6 m; may change live.
+  within +-1e6 m; may change live. Default: the position of the default scenario's
+  ``x_ref``.
 * ``max_position_error`` (double, m): saturation of the position error; may change live.
+  Default: ``config/lqr_controller.yaml``.
 * ``period_s`` (double, s, read-only): control period the gain is designed for; it must
-  equal the simulator's ``period_s``.
+  equal the simulator's ``period_s``. Default: the default scenario's sampling time.
 
 Odometry with non-finite content or a zero quaternion gets no reply (a throttled warning
 is logged and the rejection counted): commanding anything from a broken estimate would be
@@ -31,13 +33,14 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from std_msgs.msg import Float64MultiArray
 
-from hybrid_mpc_ros.core.config import ConfigError
-from hybrid_mpc_ros.core.model.lqr import DEFAULT_MAX_POSITION_ERROR, LQRController
+from hybrid_mpc_ros.core import paths, scenario
+from hybrid_mpc_ros.core.config import ConfigError, load_node_params
+from hybrid_mpc_ros.core.model.lqr import LQRController
 from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
 from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
 
 NODE_NAME = 'lqr_controller'
-DEFAULT_TARGET = (-6.0, -3.5, 0.0)
+RUNTIME_FILE = 'lqr_controller.yaml'
 QOS_DEPTH = 10
 LOG_THROTTLE_S = 1.0
 # farther is a typo, not a hover target; the bound also keeps target - state from overflowing
@@ -49,13 +52,18 @@ class LQRControllerNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        self.declare_parameter('period_s', 0.1, descriptor(
+        # defaults from the shipped files only: period and target from the default
+        # scenario, the node's own setting from its runtime file
+        shipped = scenario.load_scenario(scenario.default_scenario_path(), load_model=False)
+        runtime = load_node_params(paths.config_file(RUNTIME_FILE), NODE_NAME)
+        self.declare_parameter('period_s', shipped.period_s, descriptor(
             "control period the LQR gain is designed for [s]; must equal the simulator's "
             'period_s', read_only=True, float_range=(1e-3, 1.0)))
-        self.declare_parameter('target_position', list(DEFAULT_TARGET), descriptor(
+        target = [float(value) for value in shipped.x_ref[:3]]
+        self.declare_parameter('target_position', target, descriptor(
             'hover target position [x, y, z] in the odom frame [m]',
             constraints=f'3 finite doubles, each within +-{MAX_TARGET_ABS_M:g} m'))
-        self.declare_parameter('max_position_error', DEFAULT_MAX_POSITION_ERROR, descriptor(
+        self.declare_parameter('max_position_error', runtime['max_position_error'], descriptor(
             'saturation of the position error fed to the LQR, keeps large steps gentle [m]',
             float_range=(0.01, 1000.0)))
         target = self.get_parameter('target_position').value
