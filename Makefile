@@ -17,7 +17,7 @@ setup: $(STAMP)
 
 ## The main job: the simulated tuning through ROS 2 (simulator, MPC controller and tuner as
 ## three processes, lockstep), 60 hybrid iterations of the arXiv v1 scenario (~2 min on 2 cores;
-## README, "The main job", says why that one).
+## the README's figures of the main job are of that scenario).
 run: setup
 	$(VENV)/bin/hybrid-mpc tune --scenario arxiv_v1 --iterations 60 --out results/tuning
 
