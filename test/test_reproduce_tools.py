@@ -232,7 +232,13 @@ def test_ablation_command_runs_both_tables_once_each_and_resumes(tmp_path):
 def test_ablation_helpers():
     assert ablation.best_of_last([9.0, 3.0, 5.0, 4.0, 1.0], 2) == 4.0   # final left out
     assert ablation.spread_pct([99.0, 101.0]) == pytest.approx(2.0)
+    # a spread far below 0.1 % is printed with its digits, not as 0.00 %
     published = scenario('l4dc2026')
+    rows = [{'value': 1e-5, 'best_of_last': 1286.0512, 'paper': 1098.1},
+            {'value': 1e-6, 'best_of_last': 1286.0505, 'paper': 1097.1}]
+    text = ablation.table('delta', rows, published, 1000)
+    assert '| 1e-05 | 1286.05 | 1098.1 | +188.0 |' in text
+    assert 'ours 5.4e-05 %, paper 0.091 %' in text, text
     assert ablation.points(published, 'delta')[2] == (1e-5, 0)
     assert ablation.points(published, 'seeds')[9] == (1e-5, 9)
 

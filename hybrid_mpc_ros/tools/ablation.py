@@ -54,6 +54,11 @@ def spread_pct(values: list[float]) -> float:
     return 100.0 * (max(values) - min(values)) / (sum(values) / len(values))
 
 
+def _percent(value: float) -> str:
+    """A spread in %: two decimals, or two significant digits below 0.1 % (not '0.00')."""
+    return f'{value:.2f}' if value >= 0.1 else f'{value:.2g}'
+
+
 def table(kind: str, rows: list[dict], scenario: Scenario, iterations: int) -> str:
     """Markdown of one ablation: value, ours, the paper's, and both spreads."""
     settings = scenario.ablation
@@ -64,12 +69,12 @@ def table(kind: str, rows: list[dict], scenario: Scenario, iterations: int) -> s
         paper, ours = row['paper'], row['best_of_last']
         paper_text = '-' if paper is None else f'{paper:.1f}'
         difference = '-' if paper is None else f'{ours - paper:+.1f}'
-        lines.append(f'| {row["value"]:g} | {ours:.1f} | {paper_text} | {difference} |')
+        lines.append(f'| {row["value"]:g} | {ours:.2f} | {paper_text} | {difference} |')
     ours = [row['best_of_last'] for row in rows]
-    line = f'\nSpread (max - min) / mean: ours {spread_pct(ours):.2f} %'
+    line = f'\nSpread (max - min) / mean: ours {_percent(spread_pct(ours))} %'
     papers = [row['paper'] for row in rows if row['paper'] is not None]
     if len(papers) == len(rows):
-        line += f', paper {spread_pct(papers):.2f} %'
+        line += f', paper {_percent(spread_pct(papers))} %'
     line += (f'. Run {settings.run}, {iterations} iterations, step-size constant '
              f'{settings.alpha_scale:g}, ' + (f'seed {scenario.tuning.seed}.' if kind == 'delta'
                                               else f'delta {scenario.tuning.delta:g}.'))
