@@ -55,7 +55,7 @@ def spread_pct(values: list[float]) -> float:
 
 
 def _percent(value: float) -> str:
-    """A spread in %: two decimals, or two significant digits below 0.1 % (not '0.00')."""
+    """Format a spread in %: two decimals, or two significant digits below 0.1 % (not 0.00)."""
     return f'{value:.2f}' if value >= 0.1 else f'{value:.2g}'
 
 
