@@ -5,6 +5,7 @@ import pytest
 
 from hybrid_mpc_ros.core.learning.episode import (EpisodeBuilder, EpisodeRejected,
                                                   EpisodeRecord, rollout)
+from hybrid_mpc_ros.core.learning.live_session import measured_state
 from hybrid_mpc_ros.core.learning.samples import SensitivitySample, Stamp
 from hybrid_mpc_ros.core.model.quadcopter import NU, NX
 from hybrid_mpc_ros.core.mpc import theta as th
@@ -304,3 +305,22 @@ def test_rollout_abort_if_ends_the_episode_where_the_envelope_is_left():
     assert np.array_equal(aborted.x, full.x[:leaves + 1])       # the same flight, cut short
     for name in ('u', 'du_dx', 'du_dtheta', 'status'):
         assert np.array_equal(getattr(aborted, name), getattr(full, name)[:leaves])
+
+
+def test_rollout_observe_shows_the_policy_and_the_record_the_observed_state():
+    chosen = scenario()
+    plant, policy = chosen.plant(), chosen.policy()
+    seen = rollout(plant.step, policy, chosen.x0, 30, observe=measured_state)
+    # the plant integrated its exact state from the inputs applied
+    exact = [np.array(chosen.x0, dtype=float)]
+    for u in seen.u:
+        exact.append(plant.step(exact[-1], u))
+    exact = np.array(exact)
+    assert np.array_equal(seen.x, np.array([measured_state(x) for x in exact]))
+    # the odometry round trip changes the last bits, and only those
+    assert not np.array_equal(seen.x, exact)
+    np.testing.assert_allclose(seen.x, exact, rtol=0, atol=1e-12)
+    # the policy solved at the observed states: solving at them again gives the same inputs
+    policy.reset()
+    for x, u in zip(seen.x[:-1], seen.u):
+        assert np.array_equal(policy.solve(x).u, u)

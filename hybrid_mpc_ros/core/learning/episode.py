@@ -248,7 +248,8 @@ class EpisodeBuilder:
 def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
             x0: np.ndarray, steps: int, sensitivities: bool = True,
             period_s: float | None = None,
-            abort_if: Callable[[np.ndarray], str] | None = None) -> EpisodeRecord:
+            abort_if: Callable[[np.ndarray], str] | None = None,
+            observe: Callable[[np.ndarray], np.ndarray] | None = None) -> EpisodeRecord:
     """Run ``policy`` on the true system ``plant_step(x, u) -> x+`` for ``steps`` steps.
 
     ``policy`` has the :class:`~hybrid_mpc_ros.core.mpc.policy.MPCPolicy` interface; it is reset
@@ -262,6 +263,14 @@ def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
     ``abort_if(x) -> reason`` (12,) stands in for the controller's envelope check: before
     each step's solve, a non-empty reason ends the episode there with an aborted record
     (:meth:`EpisodeBuilder.abort`), as a vehicle would stop flying the candidate theta.
+
+    ``observe(x) -> x_seen`` (12,) (default: none, the exact state) is how the controller
+    and the tuner see the plant's state: the policy solves at, ``abort_if`` judges and the
+    record holds (``x[0..T]``) the observed states, while the plant integrates its exact
+    one. Through ROS they see it after the odometry round trip
+    (:func:`~hybrid_mpc_ros.core.learning.live_session.measured_state`), which changes its
+    last bits; with that as ``observe`` the rollout is the lockstep ROS episode's to the
+    last digit.
     """
     x = np.array(x0, dtype=float)
     policy.reset()
@@ -270,19 +279,21 @@ def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
     no_du_dx, no_du_dtheta = np.zeros((NU, NX)), np.zeros((NU, th.N_THETA))
     no_du_dx.flags.writeable = no_du_dtheta.flags.writeable = False    # shared by every step
     for t in range(steps):
-        reason = abort_if(x) if abort_if is not None else ''
+        seen = observe(x) if observe is not None else x
+        reason = abort_if(seen) if abort_if is not None else ''
         if reason:
             return builder.abort(f'step {t}: {reason}',
-                                 x, Stamp.from_nanoseconds(t * builder.period_ns))
-        sol = policy.solve(x)
+                                 seen, Stamp.from_nanoseconds(t * builder.period_ns))
+        sol = policy.solve(seen)
         if sol.ok and sensitivities:
             du_dx, du_dtheta = policy.sensitivities()
         else:
             du_dx, du_dtheta = no_du_dx, no_du_dtheta
         stamp = Stamp.from_nanoseconds(t * builder.period_ns)
-        builder.add(SensitivitySample(stamp, stamp, 0, sol.status, sol.solve_ms, x, sol.u,
+        builder.add(SensitivitySample(stamp, stamp, 0, sol.status, sol.solve_ms, seen, sol.u,
                                       du_dx, du_dtheta))
         x = plant_step(x, sol.u)
         if not np.all(np.isfinite(x)):
             raise FloatingPointError(f'plant state became non-finite at step {t + 1}')
-    return builder.finish(x, Stamp.from_nanoseconds(steps * builder.period_ns))
+    return builder.finish(observe(x) if observe is not None else x,
+                          Stamp.from_nanoseconds(steps * builder.period_ns))

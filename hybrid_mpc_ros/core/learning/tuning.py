@@ -516,12 +516,15 @@ class Tuner:
 
 
 def simulated_episodes(plant_step, policy, x0: np.ndarray, steps: int,
-                       abort_if=None) -> EpisodeRunner:
+                       abort_if=None, observe=None) -> EpisodeRunner:
     """Build an episode runner on the simulated plant: set theta, reset, roll out.
 
-    ``abort_if(x) -> reason`` (12,), if given, ends an episode early (see :func:`rollout`).
+    ``abort_if(x) -> reason`` (12,), if given, ends an episode early; ``observe(x) ->
+    x_seen`` (12,), if given, is the state the policy and the record see (see
+    :func:`rollout`).
     """
     def run(theta: np.ndarray, sensitivities: bool) -> EpisodeRecord:
         policy.set_theta(theta)
-        return rollout(plant_step, policy, x0, steps, sensitivities, abort_if=abort_if)
+        return rollout(plant_step, policy, x0, steps, sensitivities, abort_if=abort_if,
+                       observe=observe)
     return run
