@@ -5,7 +5,9 @@ iterations of ``steps``-step episodes:
 
 * **offline**: :class:`~hybrid_mpc_ros.core.learning.tuning.Tuner` with
   :func:`~hybrid_mpc_ros.core.learning.tuning.simulated_episodes` in this process (the
-  solver is built and warmed up first, as the nodes build theirs before they start);
+  solver is built and warmed up first, as the nodes build theirs before they start),
+  observing the state as the nodes do, after the odometry round trip
+  (:func:`~hybrid_mpc_ros.core.learning.live_session.measured_state`);
 * **through ROS**: :func:`hybrid_mpc_ros.tools.tune.run_tuning`, the three node
   processes of ``hybrid-mpc tune`` in lockstep.
 
@@ -15,7 +17,10 @@ found, to its last iteration; the processes' startup is ``ros_startup_s``), and
 ``ros_iteration_s`` the ROS time of one iteration (a hybrid iteration flies two
 episodes), ``control_steps_per_s`` the episodes' steps per ROS wall second. The costs of
 both runs are compared too (``max_cost_rel_diff``: the ROS run reproduces the offline
-one). Progress goes to stderr; the result is one JSON object on the last line of stdout.
+one; 0 when it does bit for bit). Without the round trip offline, the last bits it
+changes grow through the zeroth-order quotient to 7.6e-6 relative after 10 iterations
+of the default scenario, which would hide any real difference of that size. Progress
+goes to stderr; the result is one JSON object on the last line of stdout.
 It measures and prints; it asserts nothing.
 """
 
@@ -27,15 +32,17 @@ import sys
 import tempfile
 import time
 
+from hybrid_mpc_ros.core.learning.live_session import measured_state
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path
 from hybrid_mpc_ros.tools.tune import run_tuning, TuneError
 
 
 def offline(scenario, config) -> tuple[float, list]:
-    """Run the tuning offline; return its wall time [s] and history."""
+    """Run the tuning offline, seeing the state as the nodes do; return wall time [s], history."""
     policy, plant = scenario.policy(), scenario.plant()
-    runner = simulated_episodes(plant.step, policy, scenario.x0, config.episode_steps)
+    runner = simulated_episodes(plant.step, policy, scenario.x0, config.episode_steps,
+                                observe=measured_state)
     runner(policy.theta.copy(), True)                 # warm up: solver, caches, imports
     tuner = Tuner(config, runner, scenario.nominal_model().jacobians, scenario.cost(),
                   scenario.initial_theta())
