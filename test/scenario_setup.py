@@ -36,17 +36,19 @@ def tuning_setup(name='arxiv_v1'):
     return chosen.nominal_model(), chosen.policy(), chosen.plant(), chosen.cost()
 
 
-def offline_run(iterations, steps, name='arxiv_v1'):
+def offline_run(iterations, steps, name='arxiv_v1', observe=None):
     """History and theta after each iteration of the offline tuning of a shipped scenario.
 
     What a tuning through ROS of the same scenario, iterations and episode length must
-    reproduce.
+    reproduce: to the last bits with ``observe`` the odometry round trip
+    (``live_session.measured_state``, how the nodes see the state), see ``rollout``.
     """
     chosen = scenario(name)
     config = chosen.tuning_config(iterations=iterations, episode_steps=steps)
     policy, plant = chosen.policy(), chosen.plant()
     thetas = []
-    tuner = Tuner(config, simulated_episodes(plant.step, policy, chosen.x0, steps),
+    tuner = Tuner(config, simulated_episodes(plant.step, policy, chosen.x0, steps,
+                                             observe=observe),
                   chosen.nominal_model().jacobians, chosen.cost(), policy.theta.copy(),
                   progress=lambda row: thetas.append(tuner.state.theta.copy()))
     return tuner.run().history, thetas

@@ -160,17 +160,23 @@ def test_lockstep_tuning_through_ros_reproduces_the_offline_run(graph, ros_node)
     np.testing.assert_array_equal(on_controller, state.theta)
     assert max(s.revision for s in run.samples) == 2 * ITERATIONS + 1
 
-    # the offline run of the same scenario and seed: the same costs and theta
-    offline_history, offline_thetas = offline_run(ITERATIONS, STEPS)
+    # the offline run of the same scenario and seed, seeing the state as the nodes do
+    # (after the odometry round trip): the same costs and theta (measured: bit for bit)
+    offline_history, offline_thetas = offline_run(ITERATIONS, STEPS, observe=measured_state)
+    assert len(history) == len(offline_history) == ITERATIONS
     for row, expected, theta_row, expected_theta in zip(history, offline_history, thetas,
                                                         offline_thetas):
-        assert abs(float(row['cost']) - expected['cost']) <= 1e-9 * expected['cost'], (
+        assert abs(float(row['cost']) - expected['cost']) <= 1e-12 * expected['cost'], (
             row['cost'], expected['cost'])
         theta = np.array([float(theta_row[name]) for name in th.names()])
-        # odometry carries the attitude as a quaternion and the velocity in the body frame:
-        # the controller's x differs from the plant's in the last bits, and the zeroth-order
-        # difference quotient amplifies that to about 1e-8 in theta (README)
-        np.testing.assert_allclose(theta, expected_theta, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(theta, expected_theta, rtol=1e-12, atol=1e-15)
+    # offline on the exact state: odometry carries the attitude as a quaternion and the
+    # velocity in the body frame, so the controller's x differs from the plant's in the
+    # last bits, and the zeroth-order difference quotient amplifies that (README)
+    exact_history, _ = offline_run(ITERATIONS, STEPS)
+    for row, expected in zip(history, exact_history):
+        assert abs(float(row['cost']) - expected['cost']) <= 1e-9 * expected['cost'], (
+            row['cost'], expected['cost'])
 
 
 def test_fly_to_start_waits_for_the_vehicle_to_settle(graph):
