@@ -2,11 +2,16 @@
 
 The test builds the split itself: two Linux network namespaces joined by a veth pair,
 with only their own addresses. The vehicle side runs the simulator (realtime, standing
-in for the vehicle), the MPC controller on its wall-clock timer and a recorder of the
-controller's steps; the ground-station side runs the tuner. DDS runs over UDP on the veth
-(Fast DDS's shared-memory transport would bypass the link between namespaces of one
-machine, so it is switched off with ``FASTDDS_BUILTIN_TRANSPORTS=UDPv4``; discovery is
-multicast, which needs a multicast route on the veth in each namespace).
+in for the vehicle), the MPC controller answering each odometry (never held: the
+tuner's ``hold: never``) and a recorder of the controller's steps; the ground-station
+side runs the tuner. Not the controller's wall-clock timer: the realtime simulator
+publishes odometry at the control rate, and a timer of the same rate whose phase lands
+on the odometry's arrival steps twice on one odometry now and then, which the tuner
+rightly refuses (``repeated_step``; CI saw seven such episodes in a row once; README,
+"Starting episodes on a vehicle"). DDS runs over UDP on the veth (Fast DDS's
+shared-memory transport would bypass the link between namespaces of one machine, so it
+is switched off with ``FASTDDS_BUILTIN_TRANSPORTS=UDPv4``; discovery is multicast, which
+needs a multicast route on the veth in each namespace).
 
 After the first iteration the ground station's end of the link goes down for a few
 seconds, then up again. The controller keeps flying at its rate, on the theta it had,
@@ -132,14 +137,16 @@ def test_a_cut_link_leaves_the_controller_flying_and_the_tuner_resumes_with_noth
     overrides = processes.write_params_file(str(tmp_path / 'tuner.yaml'), 'hybrid_tuner', {
         'output_dir': str(out), 'resume': False, 'iterations': ITERATIONS,
         'episode_steps': STEPS, 'message_timeout_s': 2.0, 'service_timeout_s': 2.0,
-        'max_episode_retries': 6})
+        'max_episode_retries': 6, 'hold': 'never'})   # a vehicle is never held
     steps_file = str(tmp_path / 'steps.txt')
     nodes = {}
     try:
         nodes['simulator'] = _start(link, 'vehicle', 'ros.simulator_node', env,
                                     str(tmp_path / 'simulator.log'), path)
+        controller_file = processes.write_params_file(
+            str(tmp_path / 'controller.yaml'), 'mpc_controller', {'trigger': 'odometry'})
         nodes['controller'] = _start(link, 'vehicle', 'ros.mpc_controller_node', env,
-                                     str(tmp_path / 'controller.log'), path)
+                                     str(tmp_path / 'controller.log'), [path, controller_file])
         nodes['recorder'] = processes.NodeProcess(
             link.command('vehicle', [sys.executable,
                                      os.path.join(HERE, 'nodes', 'stream_recorder.py'),
