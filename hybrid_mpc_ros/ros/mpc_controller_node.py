@@ -14,8 +14,7 @@ namespaced and remapped onto a vehicle's topics:
   subscribes) and ``/diagnostics`` (1 Hz wall).
 * serves ``~/reset`` (``std_srvs/Trigger``): forget the solver's warm start and the last
   plan, so the next episode depends only on theta and the states, exactly as an offline
-  rollout does; and ``~/hold`` (``std_srvs/SetBool``, ``odometry`` trigger on simulated
-  time only, since a held node sends no commands): while
+  rollout does; and ``~/hold`` (``std_srvs/SetBool``, ``odometry`` trigger only): while
   held, odometry is kept but not answered. The lockstep simulator then waits, so the
   tuner can reset it and this node between two steps without a command in flight; on
   release the node answers the newest odometry at once. The answer's text ends with the
@@ -395,15 +394,10 @@ class MPCControllerNode(Node):
         return response
 
     def _on_hold(self, request: SetBool.Request, response: SetBool.Response):
-        # a held controller sends no commands: only a lockstep simulation, which waits for
-        # them, may be held (odometry trigger on simulated time); the odometry trigger on
-        # wall time also serves a realtime simulator or a vehicle, which would fly on
-        # without commands
-        if self._trigger != 'odometry' or not self.get_parameter('use_sim_time').value:
+        if self._trigger != 'odometry':
             response.success = False
-            response.message = ('hold is only available with the odometry trigger on '
-                                'simulated time (lockstep simulation): a vehicle must never '
-                                'go without commands')
+            response.message = ('hold is only available with the odometry trigger (lockstep '
+                                'simulation): a vehicle must never go without commands')
             return response
         self._held = bool(request.data)
         response.success = True
