@@ -43,12 +43,17 @@ def offline_run(iterations, steps, name='arxiv_v1', observe=None):
     reproduce: to the last bits with ``observe`` the odometry round trip
     (``live_session.measured_state``, how the nodes see the state), see ``rollout``.
     """
+    config = scenario(name).tuning_config(iterations=iterations, episode_steps=steps)
+    return offline_tuning(config, name, observe)
+
+
+def offline_tuning(config, name='arxiv_v1', observe=None):
+    """:func:`offline_run` with a whole tuning configuration of scenario ``name``."""
     chosen = scenario(name)
-    config = chosen.tuning_config(iterations=iterations, episode_steps=steps)
     policy, plant = chosen.policy(), chosen.plant()
     thetas = []
-    tuner = Tuner(config, simulated_episodes(plant.step, policy, chosen.x0, steps,
-                                             observe=observe),
+    tuner = Tuner(config, simulated_episodes(plant.step, policy, chosen.x0,
+                                             config.episode_steps, observe=observe),
                   chosen.nominal_model().jacobians, chosen.cost(), policy.theta.copy(),
                   progress=lambda row: thetas.append(tuner.state.theta.copy()))
     return tuner.run().history, thetas

@@ -21,7 +21,7 @@ from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.mpc.safe_control import Envelope, SafeController, SafetyConfig
 from landscape import constant
 from live_world import World
-from scenario_setup import scenario
+from scenario_setup import offline_tuning, scenario
 
 STEPS = 15
 ITERATIONS = 2
@@ -41,31 +41,15 @@ def config(**overrides):
     return scenario().tuning_config(**values)
 
 
-def offline(tuning_config):
-    """The offline run: history rows and theta after each iteration.
-
-    It sees the state after the odometry round trip (``measured_state``), as the session
-    does through its odometry, so the live session must equal it to the last bits.
-    """
-    chosen = scenario()
-    policy, plant = chosen.policy(), chosen.plant()
-    thetas = []
-    tuner = Tuner(tuning_config, simulated_episodes(plant.step, policy, chosen.x0,
-                                                    tuning_config.episode_steps,
-                                                    observe=ls.measured_state),
-                  chosen.nominal_model().jacobians, chosen.cost(), policy.theta.copy(),
-                  progress=lambda row: thetas.append(tuner.state.theta.copy()))
-    state = tuner.run()
-    return state.history, thetas
-
-
 _OFFLINE = {}
 
 
 def offline_cached(tuning_config):
     key = repr(tuning_config.to_dict())
     if key not in _OFFLINE:
-        _OFFLINE[key] = offline(tuning_config)
+        # seeing the state after the odometry round trip, as the session does through its
+        # odometry: the live session must equal it to the last bits
+        _OFFLINE[key] = offline_tuning(tuning_config, observe=ls.measured_state)
     return _OFFLINE[key]
 
 
