@@ -71,6 +71,34 @@ class ProbeNode:
         finally:
             self.node.destroy_client(client)
 
+    def wait_matched(self, subscription, node_name, timeout=60.0):
+        """Wait until ``subscription`` and the writer of node ``node_name`` have matched.
+
+        This side: the subscription counts a matched publisher. The writer's side: the node
+        answers a ``get_parameters`` request of this participant's (asked again until it
+        does). An answer delivered proves that the node discovered this participant's
+        readers up to the service client's; DDS announces a participant's readers reliably
+        and in order of creation, so the node has matched ``subscription``, created before,
+        too. Fails the test on timeout.
+        """
+        from rcl_interfaces.srv import GetParameters
+        deadline = time.monotonic() + timeout
+        if not self.spin_until(lambda: subscription.get_publisher_count() > 0, timeout):
+            pytest.fail(f'{subscription.topic_name} matched no publisher within {timeout} s')
+        client = self.node.create_client(GetParameters, f'/{node_name}/get_parameters')
+        try:
+            while time.monotonic() < deadline:
+                if not self.spin_until(client.service_is_ready, deadline - time.monotonic()):
+                    break
+                future = client.call_async(GetParameters.Request(names=['use_sim_time']))
+                if self.spin_until(future.done, min(2.0, max(deadline - time.monotonic(),
+                                                             0.0))):
+                    return
+                client.remove_pending_request(future)
+            pytest.fail(f'/{node_name} did not answer get_parameters within {timeout} s')
+        finally:
+            self.node.destroy_client(client)
+
     def destroy(self):
         """Destroy the executor and the node."""
         self.executor.shutdown(timeout_sec=1.0)

@@ -15,7 +15,6 @@ import csv
 import json
 import os
 
-from nav_msgs.msg import Odometry
 import numpy as np
 import pytest
 from rcl_interfaces.srv import GetParameters
@@ -28,7 +27,6 @@ from hybrid_mpc_ros.core.learning.live_session import measured_state
 from hybrid_mpc_ros.core.learning.tuning import load_checkpoint, simulated_episodes, Tuner
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.scenario import node_defaults, tuner_settings
-from hybrid_mpc_ros.ros.msgs import odometry_to_state
 from hybrid_mpc_ros.ros.progress_msg import parse_progress
 from hybrid_mpc_ros.ros.sensitivity_msg import parse_sensitivity_message
 from hybrid_mpc_ros.ros.tuner_node import PROGRESS_QOS, TunerNode
@@ -39,32 +37,34 @@ DEEP = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
 STEPS = 25
 ITERATIONS = 3
 RUN = 'hybrid_g0.5'
+# process start (the controller loads its solver) and DDS discovery, on a loaded machine
+DISCOVERY_TIMEOUT_S = 60.0
 
 
 class Graph:
-    """Simulator (lockstep), controller and tuner processes, observed from this process."""
+    """Simulator (lockstep), controller and tuner processes, observed from this process.
+
+    Nothing counts before the probe hears every stream it checks. The controller and the
+    tuner start first and wait for the simulator (no odometry: no control step, no
+    episode); the simulator starts only once the probe has matched the controller's
+    ``~/sensitivity`` and the tuner's ``~/progress`` writers, both ends
+    (:meth:`ProbeNode.wait_matched`). The probe reads the odometry as the controller saw
+    it, from the sensitivity messages (the controller answers every odometry in lockstep).
+    """
 
     def __init__(self, ros_node, folder, tuner_params):
         self.ros_node = ros_node
         self.folder = folder
-        self.samples, self.odometry, self.progress = [], [], []
+        self.samples, self.progress = [], []
         node = ros_node.node
-        node.create_subscription(
+        sensitivity = node.create_subscription(
             Float64MultiArray, '/mpc_controller/sensitivity',
             lambda msg: self.samples.append(parse_sensitivity_message(msg)), DEEP)
-        node.create_subscription(Odometry, 'odom', self._on_odom, DEEP)
-        # the tuner's own QoS (transient local): with short episodes the first progress
-        # message can be published before discovery has matched this subscription, and a
-        # volatile one then missed it (seen under load: [0, 1, 1] for [0, 0, 1, 1])
-        node.create_subscription(DiagnosticArray, '/hybrid_tuner/progress',
-                                 lambda msg: self.progress.append(parse_progress(msg)),
-                                 PROGRESS_QOS)
+        progress = node.create_subscription(
+            DiagnosticArray, '/hybrid_tuner/progress',
+            lambda msg: self.progress.append(parse_progress(msg)), PROGRESS_QOS)
         path = scenario_path('arxiv_v1')
         self.nodes = {}
-        self.nodes['simulator'] = processes.start_node(
-            'ros.simulator_node', params_file=path,
-            params={'clock_mode': 'lockstep', 'use_sim_time': True},
-            log_path=str(folder / 'simulator.log'))
         self.nodes['controller'] = processes.start_node(
             'ros.mpc_controller_node', params_file=path, params={'use_sim_time': True},
             log_path=str(folder / 'controller.log'))
@@ -73,10 +73,21 @@ class Graph:
             dict({'output_dir': str(folder / 'out'), 'resume': False}, **tuner_params))
         self.nodes['tuner'] = processes.start_node(
             'ros.tuner_node', params_file=[path, overrides], log_path=str(folder / 'tuner.log'))
+        ros_node.wait_matched(sensitivity, 'mpc_controller', DISCOVERY_TIMEOUT_S)
+        ros_node.wait_matched(progress, 'hybrid_tuner', DISCOVERY_TIMEOUT_S)
+        self.nodes['simulator'] = processes.start_node(
+            'ros.simulator_node', params_file=path,
+            params={'clock_mode': 'lockstep', 'use_sim_time': True},
+            log_path=str(folder / 'simulator.log'))
 
-    def _on_odom(self, msg):
-        stamp = msg.header.stamp
-        self.odometry.append((stamp.sec * 10**9 + stamp.nanosec, odometry_to_state(msg)))
+    def _spin_until(self, predicate, timeout, what):
+        def done():
+            for name, process in self.nodes.items():
+                if name != 'tuner' and not process.alive():
+                    pytest.fail(f'{name} exited:\n{self.logs()}')
+            return predicate()
+        if not self.ros_node.spin_until(done, timeout):
+            pytest.fail(f'{what} within {timeout} s:\n{self.logs()}')
 
     def logs(self):
         return '\n'.join(f'--- {name}:\n{node.log_text()[-3000:]}'
@@ -84,13 +95,7 @@ class Graph:
 
     def wait_for_tuner(self, timeout):
         tuner = self.nodes['tuner']
-
-        def done():
-            for name in ('simulator', 'controller'):
-                if not self.nodes[name].alive():
-                    pytest.fail(f'{name} exited:\n{self.logs()}')
-            return not tuner.alive()
-        assert self.ros_node.spin_until(done, timeout), self.logs()
+        self._spin_until(lambda: not tuner.alive(), timeout, 'the tuner did not finish')
         self.ros_node.spin_for(0.5)              # the last messages in flight
         assert tuner.returncode == 0, self.logs()
 
@@ -195,8 +200,8 @@ def test_fly_to_start_waits_for_the_vehicle_to_settle(graph):
     period_ns = round(chosen.period_s * 1e9)
     episodes = run.rows('episodes.csv')
     assert len(episodes) == 2
-    stamps = np.array([stamp for stamp, _ in run.odometry])
-    states = np.array([x for _, x in run.odometry])
+    stamps = np.array([sample.odom_stamp.nanoseconds for sample in run.samples])
+    states = np.array([sample.x for sample in run.samples])
     for episode in episodes:
         start = round(float(episode['start_stamp_s']) * 1e9)
         assert float(episode['start_position_error_m']) <= tolerance
