@@ -123,14 +123,14 @@ def _rows(path):
 
 
 def test_arxiv_scenario_reproduces_the_committed_run_to_the_last_digit(tmp_path):
-    """The first 2 iterations of docs/reproduce/hybrid_g0.5.csv (T = 200), every digit.
+    """The first 2 iterations of paper/reproduce_arxiv_v1/hybrid_g0.5.csv (T = 200), every digit.
 
     The committed results were made before scenarios were files; the arXiv scenario file
     must give the same floating-point operations, so equal strings, not a tolerance
     (only the wall time may differ).
     """
     reproduce.run_one(scenario_path('arxiv_v1'), 'hybrid_g0.5', str(tmp_path), iterations=2)
-    committed = _rows(os.path.join(ROOT, 'docs', 'reproduce', 'hybrid_g0.5.csv'))[:2]
+    committed = _rows(os.path.join(ROOT, 'paper', 'reproduce_arxiv_v1', 'hybrid_g0.5.csv'))[:2]
     fresh = _rows(tmp_path / 'hybrid_g0.5.csv')
     assert len(fresh) == 2
     for old, new in zip(committed, fresh):
