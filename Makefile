@@ -16,10 +16,10 @@ $(STAMP): requirements.txt setup.py package.xml
 setup: $(STAMP)
 
 ## The main job: the simulated tuning through ROS 2 (simulator, MPC controller and tuner as
-## three processes, lockstep), 60 hybrid iterations of the arXiv v1 scenario (~2 min on 2 cores;
-## the README's figures of the main job are of that scenario).
+## three processes, lockstep), 60 hybrid iterations of the default scenario, the published
+## paper's (under a minute on 2 cores; the README shows its output).
 run: setup
-	$(VENV)/bin/hybrid-mpc tune --scenario arxiv_v1 --iterations 60 --out results/tuning
+	$(VENV)/bin/hybrid-mpc tune --scenario l4dc2026 --iterations 60 --out results/tuning
 
 ## The paper's experiment offline: every method of the default scenario (~3-4 min on 2 cores).
 reproduce: setup

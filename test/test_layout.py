@@ -1,4 +1,4 @@
-"""The layout's promise: nothing under hybrid_mpc_ros/core imports ROS, and nodes only use core."""
+"""The layout's promise: core/ imports no ROS package, and neither core/ nor ros/ imports tools/."""
 
 import os
 import subprocess
@@ -33,3 +33,29 @@ def test_importing_every_core_module_pulls_in_no_ros():
                             check=False)           # a fresh interpreter: nothing preloaded
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == '[]', result.stdout
+
+
+def _imported_packages(path):
+    """Every module a file imports, absolute names (relative imports resolved one level)."""
+    import ast
+    tree = ast.parse(open(path).read(), path)
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module if node.level == 0 else f'.{node.module}')
+    return names
+
+
+def test_nodes_and_core_use_no_tool():
+    """ros/ and core/ import nothing from tools/: a node only translates for the core."""
+    offenders = []
+    for layer in ('ros', 'core'):
+        for base, _, files in os.walk(os.path.join(ROOT, 'hybrid_mpc_ros', layer)):
+            for name in files:
+                if name.endswith('.py'):
+                    path = os.path.join(base, name)
+                    offenders += [(path, module) for module in _imported_packages(path)
+                                  if 'tools' in module.split('.')]
+    assert offenders == []

@@ -69,7 +69,7 @@ def test_the_arxiv_scenario_is_the_packages_first_reproduction():
 
 
 def test_the_published_scenario_states_what_the_paper_states():
-    """SPEC section 2, "Published version" (L4DC 2026)."""
+    """Every value the published paper (L4DC 2026) states about its experiment."""
     published = scenario('l4dc2026')
     config = published.tuning_config()
     assert config.delta == 1e-5 and config.iterations == 300 and config.episode_steps == 200
@@ -102,7 +102,7 @@ def test_the_published_scenario_states_what_the_paper_states():
     assert [run.name for run in published.runs] == [
         'zeroth_order', 'model_based', 'hybrid_g0.25', 'hybrid_g0.5', 'hybrid_g0.75',
         'exact_model']
-    # what both versions share (SPEC section 2): references, box, MPC, upper-level weights
+    # what both versions share (the paper's experiment): references, box, MPC, upper-level weights
     assert published.x_ref.tolist() == [-6.0, -3.5] + [0.0] * 10
     assert published.u_ref.tolist() == [published.plant_params.hover_speed] * 4
     assert published.qc.tolist() == [1.0] * 6 + [0.1] * 6

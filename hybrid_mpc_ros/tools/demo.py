@@ -1,4 +1,4 @@
-"""``hybrid-mpc demo``: the simulator and the LQR controller flying through real ROS 2 nodes.
+"""``hybrid-mpc demo``: the simulator and the MPC (or hover LQR) controller as real ROS 2 nodes.
 
 Both nodes run as separate processes (:func:`hybrid_mpc_ros.tools.processes.start_node`) on a
 private ``ROS_DOMAIN_ID`` with discovery kept on loopback; this process watches ``odom``
@@ -7,7 +7,8 @@ part (the benchmark uses it too): start the pair, observe, stop both cleanly.
 
 The simulator reads the scenario file itself (``--params-file``: its ``/**`` section for
 the period and initial state, its ``quadcopter_simulator`` section for the plant), exactly
-as ``ros2 launch ... params_file:=<scenario>`` would start it; the LQR controller gets the
+as ``ros2 launch ... params_file:=<scenario>`` would start it; the MPC controller reads the
+same file (its start theta), the LQR controller gets the
 scenario's period and target position. Flight time is read from the odometry stamps,
 counted from the first one: in lockstep mode they are the simulation time (from 0, one
 period per step) and the loop runs as fast as the two processes can exchange messages; in

@@ -1,4 +1,4 @@
-"""Gradient estimates of the closed-loop cost C(theta) (SPEC section 1).
+"""Gradient estimates of the closed-loop cost C(theta).
 
 * :func:`model_based_gradient`: forward sensitivity recursion over the *measured*
   trajectory through a nominal model's Jacobians ``(G_x, G_u)``.

@@ -1,4 +1,4 @@
-"""How far the hybrid step trusts the model: the mixing weight eta_k (SPEC section 1).
+"""How far the hybrid step trusts the model: the mixing weight eta_k.
 
 The hybrid direction is ``d_k = (1 - eta_k) G_zo + eta_k J_C``; convergence needs
 ``eta_k in [0, 1]`` and ``sum alpha_k eta_k < inf`` (the model is eventually discarded).

@@ -1,4 +1,4 @@
-"""The closed-loop (upper-level) cost of an episode, with its derivatives (SPEC section 1).
+"""The closed-loop (upper-level) cost of an episode, with its derivatives.
 
 ::
 

@@ -1,7 +1,7 @@
 """Step-size (alpha_k) and mixing (eta_k) schedules, indexed by iteration 1, 2, ...
 
 Convergence of the hybrid scheme needs ``sum alpha = inf``, ``sum alpha^2 < inf``,
-``eta in [0, 1]`` and ``sum alpha eta < inf`` (SPEC section 1).
+``eta in [0, 1]`` and ``sum alpha eta < inf`` (the paper's conditions).
 
 The two versions of the paper index their formulas differently, so a schedule says which
 ``k`` its first iteration uses (``first_k``): iteration ``i`` (1-based) evaluates the

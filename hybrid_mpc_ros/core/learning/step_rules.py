@@ -1,7 +1,7 @@
 """How a search direction becomes a step in theta: the paper's raw schedule or scale-free.
 
 The update is ``theta[k+1] = Proj_Theta(theta[k] - step_k)`` with ``step_k = a_k d_k`` for
-the direction ``d_k = (1 - eta_k) G_zo + eta_k J_C`` (SPEC section 1). Convergence needs
+the direction ``d_k = (1 - eta_k) G_zo + eta_k J_C``. Convergence needs
 ``sum a = inf``, ``sum a^2 < inf`` and ``sum a eta < inf``.
 
 * :class:`ScheduleSteps` is the paper: ``a_k = alpha_k`` from a :class:`Schedule`. Its
@@ -30,9 +30,9 @@ the direction ``d_k = (1 - eta_k) G_zo + eta_k J_C`` (SPEC section 1). Convergen
     few move by 100 % while the average stays small (measured: such a first step raised
     the cost by 38 %). Bounding each entry's relative change bounds that too.
   - *``D d``, not the steepest descent ``D^2 d`` of the relative norm.* The zeroth-order
-    direction ``G_zo ~ v`` is isotropic in theta (SPEC), so its relative changes
-    ``step_i / s_i`` are isotropic with ``D`` and grow with ``s_i`` with ``D^2``, which
-    spends the radius on P's largest entries.
+    direction ``G_zo ~ v`` is isotropic in theta (v is uniform on the sphere), so its
+    relative changes ``step_i / s_i`` are isotropic with ``D`` and grow with ``s_i`` with
+    ``D^2``, which spends the radius on P's largest entries.
   - *The median.* One heavy-tailed zeroth-order estimate (a finite difference 100 times
     the typical one) moves it by at most one rank, where a maximum would freeze it at
     the outlier and make every later step a fraction of the radius.

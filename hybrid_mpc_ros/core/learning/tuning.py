@@ -1,6 +1,6 @@
 """The hybrid policy-optimisation loop, with atomic checkpoints and exact resume.
 
-One iteration k (SPEC section 1)::
+One iteration k::
 
     episode at theta_k             -> C(theta_k), J_C (model-based gradient)
     [guard: refuse -> theta_{k+1} = best theta, shorter steps, next iteration]

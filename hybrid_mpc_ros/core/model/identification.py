@@ -1,6 +1,6 @@
 """System identification of the nominal model from closed-loop plant data.
 
-SPEC section 2: 100 closed-loop trajectories near the target under a stabilising
+As in the paper's experiment: 100 closed-loop trajectories near the target under a stabilising
 controller (the hover LQR of :mod:`lqr`) with seeded Gaussian input excitation, then
 ``[A B c] = argmin sum |x+ - A x - B u - c|^2`` by linear least squares, or ``[A B]``
 without ``c`` when the settings say ``affine: false`` (the published paper's model

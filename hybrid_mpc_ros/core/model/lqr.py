@@ -9,7 +9,7 @@ speed benchmark and the demo, and a baseline to compare the MPC with. The plant
     u = u_hover + K (x_ref - x)
 
 Defaults for ``Q`` and ``R`` are the paper's upper-level cost weights
-``Qc = diag(1 x6, 0.1 x6)`` and ``Rc = 0.01 I`` (SPEC section 2).
+``Qc = diag(1 x6, 0.1 x6)`` and ``Rc = 0.01 I``.
 
 Two additions to the textbook law keep it inside the region where the linearisation holds;
 without them it diverges on the reference step from the origin to (-6, -3.5, 0):

@@ -1,6 +1,6 @@
 """The MPC policy: an acados OCP on the nominal model, with exact sensitivities.
 
-Formulation (SPEC section 2), horizon N, nominal dynamics ``x+ = A x + B u + c``::
+Formulation (the paper's experiment), horizon N, nominal dynamics ``x+ = A x + B u + c``::
 
     min   sum_{k<N} |x_k - x_ref|^2_Q + |u_k - u_ref|^2_R + |x_N - x_ref|^2_P
           + sum_{k=1..N} sum_i (rho2 s_ki^2 + rho1 s_ki)          (soft state bounds)

@@ -1,6 +1,6 @@
 """The MPC cost parameters theta: layout, names, bounds and the map to (Q, R, P).
 
-One source of truth for theta (SPEC section 2)::
+One source of truth for theta (the paper's parametrisation)::
 
     theta = (p_Q in R^12, p_R in R^4, p_P in R^78),  n_theta = 94
     Q = diag(p_Q^2) + 1e-6 I,   R = diag(p_R^2) + 1e-6 I,   P = L L^T + 1e-6 I
@@ -13,7 +13,7 @@ checks a (partial) update without applying it.
 
 Where each limit on theta is enforced:
 
-* The Theta box (:class:`ThetaBox`, the convex compact set of SPEC section 1) belongs to
+* The Theta box (:class:`ThetaBox`, the paper's convex compact set) belongs to
   the tuner: it projects every update onto the box. The zeroth-order episode runs at
   ``theta + delta v``, which may lie outside the box by up to ``delta``, so the box is
   *not* a limit the controller applies.
