@@ -58,7 +58,7 @@ def _number(value) -> str:
 
 
 def _value(value) -> str:
-    """A default as a table cell: scalars as they are, long arrays summarised."""
+    """Format a default as a table cell: scalars as they are, long arrays summarised."""
     if isinstance(value, str):
         return f'`{value}`' if value else "`''`"
     if isinstance(value, (list, tuple)) or hasattr(value, 'tolist'):
@@ -102,7 +102,7 @@ def node_table(node) -> list[str]:
 
 
 def render() -> str:
-    """The whole page, from nodes built with their defaults."""
+    """Return the whole page, from nodes built with their defaults."""
     import importlib
 
     import rclpy
@@ -133,6 +133,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print the page, or rewrite it with ``--write``."""
     parser = argparse.ArgumentParser(prog='python -m hybrid_mpc_ros.tools.param_docs',
                                      description=__doc__.splitlines()[0])
     parser.add_argument('--write', action='store_true', help=f'rewrite {PAGE}')
