@@ -1,5 +1,7 @@
 """Checks shared by the tests of both MPC kinds."""
 
+import os
+
 import numpy as np
 
 from hybrid_mpc_ros.core.mpc import theta as th
@@ -18,3 +20,19 @@ def assert_theta_is_runtime_data(policy):
     np.testing.assert_allclose(
         policy.plan().reshape(-1), solve_reference(policy.qp, x, policy.x_ref, policy.u_ref),
         atol=1e-6)
+
+
+def compiled_solvers() -> dict:
+    """Modification time of every compiled solver library in the acados cache, by path.
+
+    Equal before and after a build means the build generated and compiled nothing: the
+    cache's promise, checked without timing anything.
+    """
+    from hybrid_mpc_ros.core.mpc import acados_env
+    found = {}
+    for folder, _, files in os.walk(acados_env.cache_root()):
+        for name in files:
+            if name.endswith('.so'):
+                path = os.path.join(folder, name)
+                found[path] = os.stat(path).st_mtime_ns
+    return found

@@ -9,11 +9,10 @@ that closes the gap.
 """
 
 from dataclasses import fields, replace
-import os
 import time
 
 import casadi as ca
-from mpc_checks import assert_theta_is_runtime_data
+from mpc_checks import assert_theta_is_runtime_data, compiled_solvers
 import numpy as np
 import pytest
 from scenario_setup import scenario
@@ -279,24 +278,13 @@ def test_nominal_constants_are_part_of_the_cache_key(policy):
         assert acados_env.formulation_key(formulation_description(params, compiled)) != base
 
 
-def _compiled_solvers() -> dict:
-    """Modification time of every compiled solver library in the acados cache, by path."""
-    found = {}
-    for folder, _, files in os.walk(acados_env.cache_root()):
-        for name in files:
-            if name.endswith('.so'):
-                path = os.path.join(folder, name)
-                found[path] = os.stat(path).st_mtime_ns
-    return found
-
-
 def test_cached_build_compiles_nothing_and_theta_is_runtime_data(policy):
-    before = _compiled_solvers()
+    before = compiled_solvers()
     assert before                                   # the fixture's solver is compiled
     start = time.perf_counter()
     again = nonlinear_policy(rti_iterations=3)      # a runtime option: the same formulation
     print(f'cached build {(time.perf_counter() - start) * 1e3:.0f} ms')
-    assert _compiled_solvers() == before            # no library built or rebuilt
+    assert compiled_solvers() == before            # no library built or rebuilt
     assert_theta_is_runtime_data(again)
 
 

@@ -2,7 +2,6 @@
 
 import copy
 import re
-import time
 
 from builtin_interfaces.msg import Time
 import numpy as np
@@ -152,26 +151,3 @@ def test_docstring_table_is_the_layout():
         (label, size) for label, size, _ in codec.LAYOUT]
     offsets = [int(offset) for *_, offset in rows[1:]]
     assert offsets == [part.start for part in codec.SLICES.values()]
-
-
-def test_encode_and_decode_times():
-    """Measured, not asserted: the controller encodes at up to 100 Hz, the tuner decodes."""
-    encoder = codec.SensitivityEncoder()
-    sample = _sample()
-    stamp, odom = Time(sec=1, nanosec=2), Time(sec=1, nanosec=0)
-    runs = 20000
-    start = time.perf_counter()
-    for _ in range(runs):
-        msg = encoder.encode(stamp, odom, 3, 0, 0.5, sample.x, sample.u, sample.du_dx,
-                             sample.du_dtheta)
-    encode_us = (time.perf_counter() - start) / runs * 1e6
-    start = time.perf_counter()
-    for _ in range(runs):
-        codec.parse_sensitivity_message(msg)
-    decode_us = (time.perf_counter() - start) / runs * 1e6
-    start = time.perf_counter()
-    for _ in range(runs // 10):
-        codec.sensitivity_message(sample)
-    fresh_us = (time.perf_counter() - start) / (runs // 10) * 1e6
-    print(f'sensitivity message: encode {encode_us:.1f} us (reused message), '
-          f'{fresh_us:.1f} us (new message), decode {decode_us:.1f} us')

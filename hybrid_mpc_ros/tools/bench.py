@@ -182,18 +182,19 @@ def control_step_breakdown(scenario: Scenario, steps: int = 600) -> dict:
 
     Decoding an odometry message, :meth:`SafeController.step` (solve, sensitivities,
     guarding), of which the solve, and encoding the command and the sensitivity message:
-    what the node does per step besides rclpy's dispatch and DDS.
+    what the node does per step besides rclpy's dispatch and DDS; and ``parse``, the
+    tuner's decoding of that sensitivity message.
     """
     from builtin_interfaces.msg import Time
     from hybrid_mpc_ros.core.learning.samples import Stamp
     from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
     from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command, state_to_odometry
-    from hybrid_mpc_ros.ros.sensitivity_msg import SensitivityEncoder
+    from hybrid_mpc_ros.ros.sensitivity_msg import parse_sensitivity_message, SensitivityEncoder
     config = scenario.mpc_config
     policy = scenario.policy()
     controller = SafeController(policy, SafetyConfig(1.0, 1, 1.0), config.u_min, config.u_max)
     plant, encoder = scenario.plant(), SensitivityEncoder()
-    times = {name: np.empty(steps) for name in ('decode', 'step', 'solve', 'encode')}
+    times = {name: np.empty(steps) for name in ('decode', 'step', 'solve', 'encode', 'parse')}
     x = scenario.x0.copy()
     for t in range(steps):
         if t % 200 == 0:
@@ -206,10 +207,14 @@ def control_step_breakdown(scenario: Scenario, steps: int = 600) -> dict:
         result = controller.step(state, 0.0)
         t2 = time.perf_counter()
         rotor_command(result.u)
-        encoder.encode(Stamp(t, 0), Stamp(t, 0), 0, result.status, result.solve_ms, state,
-                       result.u, result.du_dx, result.du_dtheta)
+        sensitivity = encoder.encode(Stamp(t, 0), Stamp(t, 0), 0, result.status,
+                                     result.solve_ms, state, result.u, result.du_dx,
+                                     result.du_dtheta)
         t3 = time.perf_counter()
+        parse_sensitivity_message(sensitivity)
+        t4 = time.perf_counter()
         times['decode'][t], times['step'][t], times['encode'][t] = t1 - t0, t2 - t1, t3 - t2
+        times['parse'][t] = t4 - t3
         times['solve'][t] = result.solve_ms * 1e-3
         x = plant.step(x, result.u)
     out = {}
