@@ -2,7 +2,7 @@
 
 import pytest
 
-from hybrid_mpc_ros.tools import bench_robustness as bench
+from hybrid_mpc_ros.paper import robustness as bench
 
 
 def test_jobs_go_scenario_by_scenario_with_the_baselines_and_the_eta_comparison_last():

@@ -17,7 +17,8 @@ from scenario_setup import scenario, scenario_path
 import yaml
 
 from hybrid_mpc_ros.core.scenario import load_scenario
-from hybrid_mpc_ros.tools import ablation, claims, optimum_hook, reproduce, study
+from hybrid_mpc_ros.paper import ablation, study
+from hybrid_mpc_ros.tools import claims, optimum_hook, reproduce
 
 
 def _curve(start, end, rate, n=101, bump=None):

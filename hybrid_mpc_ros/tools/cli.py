@@ -73,12 +73,12 @@ def _run_bench_mpc(args: argparse.Namespace) -> int:
 
 
 def _run_bench_paper_timings(args: argparse.Namespace) -> int:
-    from hybrid_mpc_ros.tools import paper_timings
+    from hybrid_mpc_ros.paper import timings as paper_timings
     return paper_timings.main(scenario=args.scenario, iterations=args.iterations)
 
 
 def _run_bench_robustness(args: argparse.Namespace) -> int:
-    from hybrid_mpc_ros.tools import bench_robustness
+    from hybrid_mpc_ros.paper import robustness as bench_robustness
     return bench_robustness.main(out=args.out, seeds=args.seeds, iterations=args.iterations,
                                  workers=args.workers, quick=args.quick,
                                  scenarios=args.scenarios,
@@ -117,12 +117,12 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     if args.combinations and not args.study:
         raise SystemExit(f'{PROG} reproduce: error: --combinations needs --study')
     if args.ablation:
-        from hybrid_mpc_ros.tools import ablation
+        from hybrid_mpc_ros.paper import ablation
         return ablation.main(args.ablation, scenario=args.scenario,
                              out=args.out or 'results/ablation', iterations=args.iterations,
                              workers=args.workers, steps=args.steps)
     if args.study:
-        from hybrid_mpc_ros.tools import study
+        from hybrid_mpc_ros.paper import study
         return study.main(scenario=args.scenario, out=args.out or 'results/study',
                           combinations=args.combinations, iterations=args.iterations,
                           steps=args.steps, workers=args.workers, optimum=optimum)
@@ -164,7 +164,7 @@ def _add_reproduce(commands) -> None:
     parser.add_argument('--no-optimum', action='store_true',
                         help='skip the optimum reference (L-BFGS-B on the exact gradient)')
     parser.add_argument('--study', action='store_true',
-                        help='run the study of the unstated choices (tools/study.py)')
+                        help='run the study of the unstated choices (paper/study.py)')
     parser.add_argument('--combinations', nargs='+', default=None, metavar='NAME',
                         help='with --study: which combinations (default: all of default, '
                              'rk4, affine, x0_above, x0_half_way, box_wide)')

@@ -22,8 +22,8 @@ paper's Figure 2) and ``trajectories.png`` (its Figure 3, see
 claims judged by :mod:`~hybrid_mpc_ros.tools.claims`) and ``summary.json``; and prints
 the JSON summary as the last line.
 
-``--study`` (:mod:`~hybrid_mpc_ros.tools.study`) and ``--ablation``
-(:mod:`~hybrid_mpc_ros.tools.ablation`) run families of these experiments through
+``--study`` (:mod:`~hybrid_mpc_ros.paper.study`) and ``--ablation``
+(:mod:`~hybrid_mpc_ros.paper.ablation`) run families of these experiments through
 :func:`run_jobs`.
 """
 
