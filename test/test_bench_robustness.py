@@ -1,4 +1,4 @@
-"""bench robustness: the job order, the summary's figures on results with known answers."""
+"""paper robustness: the job order, the summary's figures on results with known answers."""
 
 import pytest
 
