@@ -14,7 +14,7 @@ from hybrid_mpc_ros.core.scenario import load_scenario
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIO_DIR = os.path.join(ROOT, 'config', 'scenarios')
 SHIPPED = ('arxiv_v1', 'l4dc2026', 'mismatch_example')
-# the robustness family of `hybrid-mpc bench robustness` (config/scenarios/robustness)
+# the robustness family of `hybrid-mpc paper robustness` (config/scenarios/robustness)
 FAMILY = tuple(sorted('robustness/' + name[:-5] for name in os.listdir(
     os.path.join(SCENARIO_DIR, 'robustness')) if name.endswith('.yaml')))
 

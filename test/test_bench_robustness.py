@@ -1,8 +1,8 @@
-"""bench robustness: the job order, the summary's figures on results with known answers."""
+"""paper robustness: the job order, the summary's figures on results with known answers."""
 
 import pytest
 
-from hybrid_mpc_ros.tools import bench_robustness as bench
+from hybrid_mpc_ros.paper import robustness as bench
 
 
 def test_jobs_go_scenario_by_scenario_with_the_baselines_and_the_eta_comparison_last():

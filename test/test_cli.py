@@ -39,9 +39,11 @@ def last_json(stdout):
 def test_help_lists_subcommands():
     result = run_cli('--help')
     assert result.returncode == 0, result.stderr
-    assert 'demo' in result.stdout and 'bench' in result.stdout
+    assert 'demo' in result.stdout and 'bench' in result.stdout and 'paper' in result.stdout
     result = run_cli('bench', '--help')
     assert result.returncode == 0 and 'sim' in result.stdout
+    result = run_cli('paper', '--help')
+    assert result.returncode == 0 and 'study' in result.stdout and 'robustness' in result.stdout
 
 
 def test_parser_and_ros_args_stripping():
@@ -59,6 +61,14 @@ def test_parser_and_ros_args_stripping():
     assert args.target == 'ros' and args.iterations == 10 and args.steps == 200
     args = build_parser().parse_args(['bench', 'faults'])
     assert args.target == 'faults' and args.iterations == 4 and args.steps == 25
+    args = build_parser().parse_args(['paper', 'ablation', 'delta', 'seeds'])
+    assert args.target == 'ablation' and args.kinds == ['delta', 'seeds']
+    assert args.out == 'results/ablation' and args.iterations is None
+    args = build_parser().parse_args(['paper', 'robustness'])
+    assert args.seeds == 3 and args.iterations == 100 and args.out is None
+    # only the named command's module is imported; its options are the same
+    assert vars(build_parser(['bench', 'ros']).parse_args(['bench', 'ros'])).keys() == \
+        vars(build_parser().parse_args(['bench', 'ros'])).keys()
     assert strip_ros_args(['demo', '--ros-args', '-r', '__node:=x', '--', '--realtime']) == [
         'demo', '--realtime']
     assert strip_ros_args(['demo', '--ros-args', '-p', 'a:=1']) == ['demo']
@@ -149,8 +159,8 @@ def test_bench_controller_reports_latency_rate_and_jitter():
     assert report['in_process']['solve_ms_p50'] <= report['in_process']['step_ms_p50']
 
 
-def test_bench_paper_timings_reports_ours_beside_the_papers():
-    result = run_cli('bench', 'paper-timings', '--iterations', '2')
+def test_paper_timings_reports_ours_beside_the_papers():
+    result = run_cli('paper', 'timings', '--iterations', '2')
     assert result.returncode == 0, result.stdout + result.stderr
     report = last_json(result.stdout)
     # iteration 1 (eta_0 = 1): the base episode only; iteration 2: base and perturbed.
@@ -195,10 +205,10 @@ def test_tune_runs_the_tuning_through_ros_and_resumes(tmp_path):
     assert again['final_cost'] == summary['final_cost']
 
 
-def test_bench_robustness_quick_runs_every_method_and_resumes(tmp_path):
+def test_paper_robustness_quick_runs_every_method_and_resumes(tmp_path):
     """--quick: two family scenarios, every method; a rerun takes the stored results."""
     out = str(tmp_path / 'bench')
-    result = run_cli('bench', 'robustness', '--quick', '--out', out, timeout=600)
+    result = run_cli('paper', 'robustness', '--quick', '--out', out, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     report = last_json(result.stdout)
     assert list(report) == ['hybrid', 'zeroth_order', 'model_based', 'optimum']
@@ -212,7 +222,7 @@ def test_bench_robustness_quick_runs_every_method_and_resumes(tmp_path):
     assert report['optimum']['median_gain_vs_optimum'] == 1.0
     assert report['model_based']['deterministic'] and not report['hybrid']['deterministic']
     assert '| hybrid |' in result.stdout and '[  8/8]' in result.stderr
-    again = run_cli('bench', 'robustness', '--quick', '--out', out, timeout=600)
+    again = run_cli('paper', 'robustness', '--quick', '--out', out, timeout=600)
     assert again.returncode == 0, again.stderr
     assert last_json(again.stdout) == report
     assert again.stderr.count('(stored)') == 8 and '(0 run now, 8 stored)' in again.stdout

@@ -22,7 +22,7 @@ ignored by ROS (rclpy ignores overrides of parameters a node does not declare)::
                             start spreads, prediction_horizon, affine
     reproduction:           methods, gammas (the runs of ``hybrid-mpc reproduce``)
     ablation:               run, iterations, alpha_scale, best_of_last, deltas, seeds
-                            (optional: ``hybrid-mpc reproduce --ablation delta|seeds``)
+                            (optional: ``hybrid-mpc paper ablation delta|seeds``)
     paper:                  citation, hybrid_final_cost, exact_model_cost, and optionally
                             ablation_delta_costs, ablation_seed_costs, timing_qp_solve_ms,
                             timing_jacobian_ms, timing_iteration_s, timing_machine
@@ -256,7 +256,7 @@ class Run:
 
 @dataclass(frozen=True)
 class AblationSettings:
-    """The paper's Appendix C ablations (``hybrid-mpc reproduce --ablation delta|seeds``).
+    """The paper's Appendix C ablations (``hybrid-mpc paper ablation delta|seeds``).
 
     ``run`` is the reproduction run varied (a hybrid), run for ``iterations`` with the
     step size's constant replaced by ``alpha_scale``; each entry of a table is the best

@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
+from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_float, positive_int
 from hybrid_mpc_ros.tools.demo import ClosedLoop, DemoError, run_ros_command
 
 
@@ -272,3 +273,45 @@ def main_controller(scenario: str | None = None, steps: int = 3000, warmup_steps
         print(f'{key:24s} {value}', file=sys.stderr)
     print(json.dumps(result), flush=True)
     return 0
+
+
+def add_sim_arguments(parser) -> None:
+    """Add the options of ``hybrid-mpc bench sim`` to ``parser``."""
+    parser.description = (
+        'Measure Quadcopter.step in a tight loop (core_steps_per_s) and the simulator node '
+        'in lockstep answered by the LQR controller node, counted from odometry stamps by '
+        'this process (ros_lockstep_steps_per_s).')
+    add_scenario_argument(parser)
+    parser.add_argument('--steps', type=positive_int, default=2000,
+                        help='steps to time, after the warm-up (default: %(default)s)')
+    parser.add_argument('--warmup', type=positive_int, default=50,
+                        help='lockstep steps to let pass before timing (default: '
+                             '%(default)s)')
+
+
+def run_sim(args) -> int:
+    """Run ``hybrid-mpc bench sim`` with the parsed ``args``; the exit status."""
+    return main_sim(scenario=args.scenario, steps=args.steps, warmup_steps=args.warmup)
+
+
+def add_controller_arguments(parser) -> None:
+    """Add the options of ``hybrid-mpc bench controller`` to ``parser``."""
+    parser.description = (
+        'The MPC controller node in lockstep with the simulator (its own odometry-to-command '
+        'latency, the loop rate from odometry stamps) and on a wall timer beside the '
+        'realtime simulator (period jitter).')
+    add_scenario_argument(parser)
+    parser.add_argument('--steps', type=positive_int, default=3000,
+                        help='lockstep steps to time (default: %(default)s)')
+    parser.add_argument('--warmup', type=positive_int, default=100,
+                        help='lockstep steps before timing (default: %(default)s)')
+    parser.add_argument('--rate', type=positive_float, default=100.0,
+                        help='wall-timer rate for the jitter [Hz] (default: %(default)s)')
+    parser.add_argument('--seconds', type=positive_float, default=12.0,
+                        help='wall seconds on the timer (default: %(default)s)')
+
+
+def run_controller(args) -> int:
+    """Run ``hybrid-mpc bench controller`` with the parsed ``args``; the exit status."""
+    return main_controller(scenario=args.scenario, steps=args.steps, warmup_steps=args.warmup,
+                           rate_hz=args.rate, seconds=args.seconds)

@@ -37,6 +37,7 @@ from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, run_name
 from hybrid_mpc_ros.tools import fault_injection as fi
 from hybrid_mpc_ros.tools import processes
+from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_int
 
 TUNER_KILL_EPISODE, CONTROLLER_KILL_EPISODE, KILL_STEP = 8, 11, 10
 ODOMETRY_STEP = 5
@@ -234,3 +235,27 @@ def main(scenario: str | None = None, iterations: int = 4, steps: int = 25,
         print(f'bench faults: {key}: {"survived" if ok else "NOT survived"}', file=sys.stderr)
     print(json.dumps(result))
     return 0
+
+
+def add_arguments(parser) -> None:
+    """Add the options of ``hybrid-mpc bench faults`` to ``parser``."""
+    parser.description = (
+        'Run the three node processes of hybrid-mpc tune in lockstep and inject faults '
+        'from outside: broken sensitivity messages (dropped, duplicated, swapped, stale '
+        'revision, corrupted), the tuner and the controller SIGKILLed mid-episode and '
+        'restarted, invalid odometry. Report faults_injected, faults_survived, '
+        'bad_commands_emitted, iterations_lost and iterations_duplicated.')
+    add_scenario_argument(parser)
+    parser.add_argument('--iterations', type=positive_int, default=4,
+                        help='iterations (default: %(default)s; the faults need at least 4)')
+    parser.add_argument('--steps', type=positive_int, default=25,
+                        help='closed-loop steps per episode (default: %(default)s; the '
+                             'faults act at step 10)')
+    parser.add_argument('--out', default=None,
+                        help='output directory (default: a new temporary one)')
+
+
+def run(args) -> int:
+    """Run ``hybrid-mpc bench faults`` with the parsed ``args``; the exit status."""
+    return main(scenario=args.scenario, iterations=args.iterations, steps=args.steps,
+                out=args.out)

@@ -20,6 +20,7 @@ import numpy as np
 from hybrid_mpc_ros.core.mpc.policy import finite_difference_sensitivities
 from hybrid_mpc_ros.core.mpc.reference_qp import solve_reference
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
+from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_int
 
 
 def rss_mb() -> float:
@@ -140,3 +141,26 @@ def main(scenario: str | None = None, steps: int = 100000, fd_steps: int = 50,
         print(f'{key:24s} {value}')
     print(json.dumps(result))
     return 0
+
+
+def add_arguments(parser) -> None:
+    """Add the options of ``hybrid-mpc bench mpc`` to ``parser``."""
+    parser.description = (
+        'Closed-loop MPC steps on the plant: solve and solve+sensitivity times, the same '
+        'sensitivities by finite differences of the solver, an independent QP solve, the '
+        'sensitivity error and memory growth.')
+    add_scenario_argument(parser)
+    parser.add_argument('--steps', type=positive_int, default=100000,
+                        help='closed-loop steps to time (default: %(default)s)')
+    parser.add_argument('--fd-steps', type=positive_int, default=50,
+                        help='steps at which finite differences are timed (default: '
+                             '%(default)s)')
+    parser.add_argument('--kind', choices=('affine', 'nonlinear'), default='affine',
+                        help='nominal model kind: the identified affine model, or the '
+                             'nonlinear physics model solved by SQP-RTI (default: affine)')
+
+
+def run(args) -> int:
+    """Run ``hybrid-mpc bench mpc`` with the parsed ``args``; the exit status."""
+    return main(scenario=args.scenario, steps=args.steps, fd_steps=args.fd_steps,
+                kind=args.kind)

@@ -35,6 +35,7 @@ import time
 from hybrid_mpc_ros.core.learning.live_session import measured_state
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path
+from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_int
 from hybrid_mpc_ros.tools.tune import run_tuning, TuneError
 
 
@@ -102,3 +103,26 @@ def main(scenario: str | None = None, iterations: int = 10, steps: int = 200,
           flush=True)
     print(json.dumps(result), flush=True)
     return 0
+
+
+def add_arguments(parser) -> None:
+    """Add the options of ``hybrid-mpc bench ros`` to ``parser``."""
+    parser.description = (
+        'Tune offline in this process, then through the three ROS 2 node processes in '
+        'lockstep (as hybrid-mpc tune), with the same settings; report ros_wall_s, '
+        'offline_wall_s, overhead_ratio, ros_iteration_s (one iteration: two episodes for '
+        'the hybrid) and control_steps_per_s.')
+    add_scenario_argument(parser)
+    parser.add_argument('--iterations', type=positive_int, default=10,
+                        help='iterations (default: %(default)s)')
+    parser.add_argument('--steps', type=positive_int, default=200,
+                        help='closed-loop steps per episode, T (default: %(default)s, the '
+                             "paper's)")
+    parser.add_argument('--out', default=None,
+                        help="the ROS run's output directory (default: a new temporary one)")
+
+
+def run(args) -> int:
+    """Run ``hybrid-mpc bench ros`` with the parsed ``args``; the exit status."""
+    return main(scenario=args.scenario, iterations=args.iterations, steps=args.steps,
+                out=args.out)

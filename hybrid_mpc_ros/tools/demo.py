@@ -33,6 +33,7 @@ import numpy as np
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
 from hybrid_mpc_ros.tools import processes
+from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_float
 
 CONTROLLERS = ('mpc', 'lqr')
 STOP_TIMEOUT_S = 5.0
@@ -377,3 +378,34 @@ def main(scenario: str | None = None, seconds: float = 20.0, target=None,
           f'({summary["clock_mode"]}, from the first step on)')
     print(json.dumps(summary), flush=True)
     return 0
+
+
+def add_arguments(parser) -> None:
+    """Add the options of ``hybrid-mpc demo`` to ``parser``."""
+    parser.description = (
+        "Start the quadcopter simulator node (with the scenario's plant, period and initial "
+        'state) and the MPC (or LQR) controller node as separate processes on a private ROS '
+        'domain, follow the odometry and print progress every simulated second, a summary '
+        'and, as the last line, a JSON object.')
+    add_scenario_argument(parser)
+    parser.add_argument('--seconds', type=positive_float, default=20.0,
+                        help='simulated seconds to fly (default: %(default)s)')
+    parser.add_argument('--target', type=float, nargs=3, metavar=('X', 'Y', 'Z'),
+                        default=None,
+                        help="hover target in the odom frame [m] (default: the scenario's "
+                             'x_ref position)')
+    parser.add_argument('--realtime', action='store_true',
+                        help='run the simulator in real time instead of lockstep')
+    parser.add_argument('--controller', choices=CONTROLLERS, default='mpc',
+                        help="the scenario's MPC at its start theta, or the hover LQR "
+                             '(default: %(default)s)')
+    parser.add_argument('--odom-timeout', type=positive_float, default=30.0,
+                        help='wall seconds to wait for the first odometry and, after it, '
+                             'for simulated time to advance (default: %(default)s)')
+
+
+def run(args) -> int:
+    """Run ``hybrid-mpc demo`` with the parsed ``args``; the exit status."""
+    return main(scenario=args.scenario, seconds=args.seconds,
+                target=tuple(args.target) if args.target else None, realtime=args.realtime,
+                odom_timeout_s=args.odom_timeout, controller=args.controller)

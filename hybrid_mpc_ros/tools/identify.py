@@ -20,6 +20,7 @@ import sys
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
+from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_int
 
 
 def identification_inputs(scenario: Scenario, **overrides) -> dict:
@@ -91,3 +92,28 @@ def main(scenario: str | None = None, out: str | None = None, seed: int | None =
     print(f'wrote {target}')
     print(json.dumps(dict(errors, out=target, scenario=path, samples=model.header['samples'])))
     return 0
+
+
+def add_arguments(parser) -> None:
+    """Add the options of ``hybrid-mpc identify`` to ``parser``."""
+    parser.description = (
+        'Collect seeded, excited closed-loop trajectories near the target on the '
+        "scenario's simulated plant, fit x+ = A x + B u + c (or A x + B u when its "
+        'system_identification says affine: false) by least squares, report held-out '
+        'prediction errors and write the model the scenario names (NPZ with a YAML '
+        'header). A model file identified for another scenario is not overwritten unless '
+        '--out names it.')
+    add_scenario_argument(parser)
+    parser.add_argument('--out', default=None,
+                        help="output file (default: the scenario's nominal_model_file, in "
+                             'config/ of the checkout when relative)')
+    parser.add_argument('--seed', type=int, default=None,
+                        help="random seed (default: the scenario's)")
+    parser.add_argument('--trajectories', type=positive_int, default=None,
+                        help="training trajectories (default: the scenario's)")
+
+
+def run(args) -> int:
+    """Run ``hybrid-mpc identify`` with the parsed ``args``; the exit status."""
+    return main(scenario=args.scenario, out=args.out, seed=args.seed,
+                trajectories=args.trajectories)

@@ -22,9 +22,9 @@ paper's Figure 2) and ``trajectories.png`` (its Figure 3, see
 claims judged by :mod:`~hybrid_mpc_ros.tools.claims`) and ``summary.json``; and prints
 the JSON summary as the last line.
 
-``--study`` (:mod:`~hybrid_mpc_ros.tools.study`) and ``--ablation``
-(:mod:`~hybrid_mpc_ros.tools.ablation`) run families of these experiments through
-:func:`run_jobs`.
+The paper's study (``hybrid-mpc paper study``, :mod:`~hybrid_mpc_ros.paper.study`) and
+ablations (``hybrid-mpc paper ablation``, :mod:`~hybrid_mpc_ros.paper.ablation`) run
+families of these experiments through :func:`run_jobs`.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from hybrid_mpc_ros.core.learning.tuning import (simulated_episodes, Tuner,
                                                  TuningConfig)
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
 from hybrid_mpc_ros.tools import claims, reproduce_figures as figures
+from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_int
 from hybrid_mpc_ros.tools.optimum_hook import run_optimum
 
 iters_to_fraction = claims.iters_to_fraction
@@ -368,3 +369,46 @@ def main(scenario: str | None = None, out: str = 'results/reproduce',
         print(f'wrote {figure}')
     print(json.dumps(summary))
     return 0
+
+
+def add_experiment_arguments(parser, out: str, iterations_default: str = "the scenario's",
+                             optimum: bool = True) -> None:
+    """Add the options every experiment built on :func:`run_jobs` shares to ``parser``.
+
+    ``--scenario``, ``--out`` (default ``out``), ``--iterations`` (its default described
+    by ``iterations_default``), ``--steps``, ``--workers`` and, with ``optimum``,
+    ``--no-optimum``.
+    """
+    add_scenario_argument(parser)
+    parser.add_argument('--out', default=out, help='output directory (default: %(default)s)')
+    parser.add_argument('--iterations', type=positive_int, default=None,
+                        help=f'iterations per run (default: {iterations_default})')
+    parser.add_argument('--steps', type=positive_int, default=None,
+                        help="closed-loop steps per episode, T (default: the scenario's)")
+    parser.add_argument('--workers', type=positive_int, default=None,
+                        help='parallel processes (default: number of cores)')
+    if optimum:
+        parser.add_argument('--no-optimum', action='store_true',
+                            help='skip the optimum reference (L-BFGS-B on the exact gradient)')
+
+
+def add_arguments(parser) -> None:
+    """Add the options of ``hybrid-mpc reproduce`` to ``parser``."""
+    parser.description = (
+        "Tune the MPC from the paper's initialisation with every run the scenario lists "
+        '(normally zeroth-order, model-based, hybrid per gamma and the exact-model run), in '
+        "parallel processes; write CSVs, figures like the paper's Figures 2 and 3, a "
+        "markdown table with the paper's claims judged, and a JSON summary (last line). "
+        'Reruns resume from the checkpoints in --out.')
+    add_experiment_arguments(parser, 'results/reproduce')
+    parser.add_argument('--seed', type=int, default=None,
+                        help="random seed (default: the scenario's)")
+    parser.add_argument('--runs', nargs='+', default=None,
+                        help="which of the scenario's runs (default: all)")
+
+
+def run(args) -> int:
+    """Run ``hybrid-mpc reproduce`` with the parsed ``args``; the exit status."""
+    return main(scenario=args.scenario, out=args.out, iterations=args.iterations,
+                steps=args.steps, seed=args.seed, runs=args.runs, workers=args.workers,
+                optimum=not args.no_optimum)

@@ -32,6 +32,7 @@ import time
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, run_name
 from hybrid_mpc_ros.tools import processes
+from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_float, positive_int
 
 STOP_TIMEOUT_S = 5.0
 TUNER = 'hybrid_tuner'
@@ -221,3 +222,38 @@ def main(scenario: str | None = None, out: str = 'results/tuning', method: str |
                    'cost_change_pct': 100 * (final - initial) / initial})
     print(json.dumps(result), flush=True)
     return 0
+
+
+def add_arguments(parser) -> None:
+    """Add the options of ``hybrid-mpc tune`` to ``parser``."""
+    parser.description = (
+        'Start the simulator (lockstep), the MPC controller and the tuner as three ROS 2 '
+        "processes on a private domain, tune theta from the scenario's start with its "
+        'method, print a line per iteration, write the CSVs, checkpoint, learning-curve '
+        'figure and summary into --out, and print a JSON summary as the last line.')
+    add_scenario_argument(parser)
+    parser.add_argument('--out', default='results/tuning',
+                        help='output directory (default: %(default)s)')
+    parser.add_argument('--method', default=None,
+                        choices=('hybrid', 'model_based', 'zeroth_order'),
+                        help="tuning method (default: the scenario's)")
+    parser.add_argument('--gamma', type=positive_float, default=None,
+                        help="hybrid mixing exponent (default: the scenario's)")
+    parser.add_argument('--iterations', type=positive_int, default=None,
+                        help="iterations (default: the scenario's)")
+    parser.add_argument('--steps', type=positive_int, default=None,
+                        help="closed-loop steps per episode, T (default: the scenario's)")
+    parser.add_argument('--seed', type=int, default=None,
+                        help="random seed (default: the scenario's)")
+    parser.add_argument('--start-mode', default='reset', choices=('reset', 'fly_to_start'),
+                        help='how episodes start: a simulator reset (exact, the default) or '
+                             'flying back to x0 as a vehicle would')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue from the checkpoint in --out if it holds this run')
+
+
+def run(args) -> int:
+    """Run ``hybrid-mpc tune`` with the parsed ``args``; the exit status."""
+    return main(scenario=args.scenario, out=args.out, method=args.method, gamma=args.gamma,
+                iterations=args.iterations, steps=args.steps, seed=args.seed,
+                start_mode=args.start_mode, resume=args.resume)

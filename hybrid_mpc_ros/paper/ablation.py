@@ -1,4 +1,4 @@
-"""``hybrid-mpc reproduce --ablation delta|seeds``: the published paper's Appendix C.
+"""``hybrid-mpc paper ablation delta|seeds``: the published paper's Appendix C.
 
 The scenario's ``ablation`` section says what is varied (see
 :class:`~hybrid_mpc_ros.core.scenario.AblationSettings`): one run (a hybrid) for each
@@ -22,7 +22,7 @@ import time
 
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
-from hybrid_mpc_ros.tools.reproduce import Job, run_jobs, run_one
+from hybrid_mpc_ros.tools.reproduce import add_experiment_arguments, Job, run_jobs, run_one
 
 KINDS = ('delta', 'seeds')
 
@@ -148,3 +148,22 @@ def main(kinds: list[str], scenario: str | None = None, out: str = 'results/abla
         summaries[kind] = summary
     print(json.dumps({'ablations': summaries, 'wall_s': time.perf_counter() - start}))
     return 0
+
+
+def add_arguments(parser) -> None:
+    """Add the options of ``hybrid-mpc paper ablation`` to ``parser``."""
+    parser.description = (
+        "The paper's Appendix C: one run (a hybrid) per smoothing radius delta (its Table "
+        "1) and/or per seed (Table 2), as the scenario's ablation section says; a table of "
+        "each beside the paper's and a JSON summary (last line). Both in one process pool "
+        'when both are given; reruns resume from the checkpoints in --out.')
+    parser.add_argument('kinds', nargs='+', choices=KINDS, metavar='KIND',
+                        help='delta and/or seeds')
+    add_experiment_arguments(parser, 'results/ablation', "the scenario's "
+                             'ablation.iterations', optimum=False)
+
+
+def run(args) -> int:
+    """Run ``hybrid-mpc paper ablation`` with the parsed ``args``; the exit status."""
+    return main(args.kinds, scenario=args.scenario, out=args.out, iterations=args.iterations,
+                workers=args.workers, steps=args.steps)

@@ -1,4 +1,4 @@
-"""``hybrid-mpc bench robustness``: the default tuning on a family of mismatched vehicles.
+"""``hybrid-mpc paper robustness``: the default tuning on a family of mismatched vehicles.
 
 The family is ``config/scenarios/robustness/*.yaml``: vehicles that differ from the
 nominal one in mass, drag, inertia and arm length, with their own starts and targets,
@@ -58,6 +58,7 @@ from hybrid_mpc_ros.core.learning.mixing import AgreementEta
 from hybrid_mpc_ros.core.learning.optimum import LINE_SEARCH, optimum_reference
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.scenario import load_scenario, SCENARIO_DIR
+from hybrid_mpc_ros.tools.cli import positive_int
 
 FAMILY = 'robustness'                   # config/scenarios/robustness/*.yaml
 METHODS = ('hybrid', 'zeroth_order', 'model_based', 'optimum', 'hybrid_agreement')
@@ -344,7 +345,7 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
         load_scenario(family[0]).policy()         # compile the shared solver once
     jobs = jobs_for(family, seeds, compare_eta)
     workers = workers or min(len(jobs), os.cpu_count() or 1)
-    print(f'bench robustness: {len(family)} scenarios, {len(jobs)} runs ({seeds} seeds for '
+    print(f'paper robustness: {len(family)} scenarios, {len(jobs)} runs ({seeds} seeds for '
           f'hybrid and zeroth_order; model_based and optimum once), {iterations} iterations, '
           f'{workers} processes; results in {out}', file=sys.stderr, flush=True)
     start = time.perf_counter()
@@ -389,3 +390,46 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
           f'{cpu / 60:.1f} min of CPU time ({cpu / 60 / workers:.1f} min per process)')
     print(json.dumps(summary))
     return 0
+
+
+def add_arguments(parser) -> None:
+    """Add the options of ``hybrid-mpc paper robustness`` to ``parser``."""
+    parser.description = (
+        'Tune every scenario of config/scenarios/robustness (vehicles that differ from the '
+        'nominal model in mass, drag, inertia and arm length) with its own default '
+        'settings: hybrid and zeroth-order once per seed, model-based once (deterministic), '
+        'and the optimum reference (L-BFGS-B on the exact closed-loop gradient inside '
+        'Theta). Prints a table and, as the last line, a JSON object keyed by method. Runs '
+        'in a process pool; a rerun reuses the stored results in --out (resume).')
+    parser.add_argument('--out', default=None,
+                        help='results directory (default: results/bench_robustness, '
+                             'results/bench_robustness_quick with --quick)')
+    parser.add_argument('--seeds', type=positive_int, default=3,
+                        help='seeds of the hybrid and zeroth-order runs (default: '
+                             '%(default)s)')
+    parser.add_argument('--iterations', type=positive_int, default=100,
+                        help='tuning iterations per run (default: %(default)s)')
+    parser.add_argument('--optimum-iterations', type=positive_int, default=200,
+                        help="cap on the optimum reference's iterations (default: "
+                             '%(default)s)')
+    parser.add_argument('--workers', type=positive_int, default=None,
+                        help='parallel processes (default: number of cores)')
+    parser.add_argument('--scenarios', nargs='+', default=None,
+                        help='some of the family (file names without .yaml; default: all)')
+    parser.add_argument('--quick', action='store_true',
+                        help='CI-sized check of the machinery: two scenarios, one seed, '
+                             '3 iterations of 20-step episodes')
+    parser.add_argument('--compare-eta', action='store_true',
+                        help='also run the hybrid with the agreement eta rule '
+                             "(hybrid_agreement) beside the scenario's")
+    parser.add_argument('--stored-only', action='store_true',
+                        help='run nothing: the table and JSON line of the runs stored in '
+                             '--out so far (e.g. while a bench is still running)')
+
+
+def run(args) -> int:
+    """Run ``hybrid-mpc paper robustness`` with the parsed ``args``; the exit status."""
+    return main(out=args.out, seeds=args.seeds, iterations=args.iterations,
+                workers=args.workers, quick=args.quick, scenarios=args.scenarios,
+                optimum_iterations=args.optimum_iterations, stored_only=args.stored_only,
+                compare_eta=args.compare_eta)
