@@ -14,6 +14,8 @@ the package's own commands. This module is the one place that parses that shape.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import Any, Mapping
 
@@ -88,3 +90,15 @@ def flatten(params: Mapping[str, Any], prefix: str = '') -> dict:
 def load_node_params(path: str | os.PathLike, node_name: str | None = None) -> dict:
     """Load the (nested) ``ros__parameters`` of ``node_name`` from the file at ``path``."""
     return ros_parameters(load_yaml(path), node_name)
+
+
+def file_signature(path: str | os.PathLike, record) -> str:
+    """SHA-256 of a YAML file's values and ``record`` (JSON-serialisable), for stored results.
+
+    A stored result is reused only while its signature matches: the values of the file it
+    was computed from (comments, key order and layout do not count, so a file's comments
+    can be corrected without invalidating what was computed from it) and ``record``, the
+    other settings it depends on.
+    """
+    payload = json.dumps([load_yaml(path), record], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()

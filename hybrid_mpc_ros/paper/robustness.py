@@ -24,7 +24,7 @@ The final cost is that of an extra episode at the run's final theta.
 
 Every run is one job in a process pool (both cores). A finished job's result is a JSON
 file under ``--out`` (``<scenario>/<method>_s<seed>.json``), written atomically with a
-signature of what it depends on (the scenario file's text, iterations, episode length);
+signature of what it depends on (the scenario file's values, iterations, episode length);
 a rerun skips the jobs whose results match and runs the rest, so an interrupted bench
 resumes, losing at most the jobs that were running. ``--quick`` (CI) runs two scenarios,
 one seed, a few short iterations and a short optimum: it checks the machinery, not the
@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 from dataclasses import dataclass, replace
-import hashlib
 import json
 import multiprocessing
 import os
@@ -53,7 +52,7 @@ import time
 import numpy as np
 
 from hybrid_mpc_ros.core import paths
-from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.config import ConfigError, file_signature
 from hybrid_mpc_ros.core.learning.mixing import AgreementEta
 from hybrid_mpc_ros.core.learning.optimum import LINE_SEARCH, optimum_reference
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
@@ -118,13 +117,10 @@ def family_paths(names: list[str] | None = None) -> list[str]:
 
 
 def _signature(job: Job, settings: Settings) -> str:
-    with open(job.path, 'rb') as stream:
-        text = stream.read()
     optimum = ([settings.optimum_iterations, LINE_SEARCH] if job.method == 'optimum'
                else None)
-    record = json.dumps([job.method, job.seed, settings.iterations, settings.episode_steps,
-                         optimum])
-    return hashlib.sha256(text + record.encode()).hexdigest()
+    return file_signature(job.path, [job.method, job.seed, settings.iterations,
+                                     settings.episode_steps, optimum])
 
 
 def _command_check(u: np.ndarray, u_min: float, u_max: float) -> tuple[int, int]:

@@ -10,14 +10,13 @@ stay short; the full experiment uses the reference's own cap,
 
 L-BFGS-B cannot continue from the middle of a run, so the reference resumes only as a
 whole: it writes ``optimum.json`` (its summary and a signature: the scenario file's
-bytes, the episode length, the cap and the stopping rule) and ``optimum.final.npz``
+values, the episode length, the cap and the stopping rule) and ``optimum.final.npz``
 (theta, x, u) into the experiment's folder, and a later call with the same signature
 reads them instead of running again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ import time
 
 import numpy as np
 
+from hybrid_mpc_ros.core.config import file_signature
 from hybrid_mpc_ros.core.learning import optimum
 from hybrid_mpc_ros.core.scenario import load_scenario
 
@@ -34,10 +34,8 @@ SUMMARY_FILE, FINAL_FILE = 'optimum.json', 'optimum.final.npz'
 
 def signature(scenario_path: str, steps: int, max_iterations: int) -> str:
     """SHA-256 of what the reference's result depends on (see the module docstring)."""
-    with open(scenario_path, 'rb') as stream:
-        text = stream.read()
-    record = json.dumps([steps, max_iterations, optimum.WINDOW, optimum.TOLERANCE])
-    return hashlib.sha256(text + record.encode()).hexdigest()
+    return file_signature(scenario_path, [steps, max_iterations, optimum.WINDOW,
+                                          optimum.TOLERANCE])
 
 
 def _stored(out: str, expected: str) -> dict | None:
