@@ -7,23 +7,47 @@ Usage::
         odom_topic:=/quad1/estimator/odometry cmd_topic:=/quad1/motors/speed_cmd \
         scenario:=/path/to/my_vehicle.yaml
 
-The node reads the scenario file (its ``/**`` and ``mpc_controller`` sections: period,
-references, constraints, nominal model, horizon, slack weights) and then its runtime
-settings (``controller_params``: trigger, timeout, failsafe). On a vehicle it runs on a
-wall-clock timer at ``1 / period_s`` on the latest odometry (``use_sim_time`` false, the
-default). ``odom_topic`` and ``cmd_topic`` remap its ``odom`` input and
+The node reads the scenario file (``scenario``, default ``config/scenarios/l4dc2026.yaml``:
+its ``/**`` and ``mpc_controller`` sections: period, references, constraints, nominal
+model, horizon, slack weights) and then its runtime settings (``controller_params``,
+default ``config/mpc_controller.yaml``: trigger, timeouts, failsafe, envelope).
+``trigger`` overrides the file's trigger when given: ``timer`` (a command every period on
+the latest odometry, failsafe on stale odometry: a vehicle), ``odometry`` (one step per new
+odometry: a lockstep simulator) or ``auto`` (``odometry`` with ``use_sim_time``, else
+``timer``). ``odom_topic`` and ``cmd_topic`` remap its ``odom`` input and
 ``rotor_speeds_cmd`` output onto the vehicle's topics; ``~/sensitivity``,
-``~/predicted_path`` and the parameter services stay under the node's name.
+``~/predicted_path`` and the parameter services stay under the node's name. The other
+launch files that start a controller include this one.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'hybrid_mpc_ros'
+TRIGGERS = ('', 'auto', 'timer', 'odometry')
+
+
+def _controller(context):
+    """Build the controller node; ``trigger`` joins its parameters only when given."""
+    value = {name: LaunchConfiguration(name).perform(context) for name in
+             ('scenario', 'controller_params', 'namespace', 'odom_topic', 'cmd_topic',
+              'use_sim_time', 'trigger')}
+    overrides = {'use_sim_time': value['use_sim_time'].lower() in ('true', '1', 'yes')}
+    if value['trigger']:
+        overrides['trigger'] = value['trigger']
+    return [Node(
+        package=PACKAGE,
+        executable='mpc_controller_node',
+        name='mpc_controller',
+        namespace=value['namespace'],
+        output='screen',
+        emulate_tty=True,
+        parameters=[value['scenario'], value['controller_params'], overrides],
+        remappings=[('odom', value['odom_topic']), ('rotor_speeds_cmd', value['cmd_topic'])],
+    )]
 
 
 def generate_launch_description():
@@ -37,7 +61,12 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'controller_params', default_value=PathJoinSubstitution(
                 [share, 'config', 'mpc_controller.yaml']),
-            description="the controller's runtime settings (trigger, timeout, failsafe)"),
+            description="the controller's runtime settings (trigger, timeouts, failsafe, "
+                        'envelope)'),
+        DeclareLaunchArgument(
+            'trigger', default_value='', choices=list(TRIGGERS),
+            description="when the MPC steps: 'timer', 'odometry' or 'auto' (empty: "
+                        "controller_params' value)"),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of the node and its topics'),
         DeclareLaunchArgument('odom_topic', default_value='odom',
@@ -48,17 +77,4 @@ def generate_launch_description():
         DeclareLaunchArgument('use_sim_time', default_value='false',
                               description='follow /clock (a lockstep simulator)'),
     ]
-    controller = Node(
-        package=PACKAGE,
-        executable='mpc_controller_node',
-        name='mpc_controller',
-        namespace=LaunchConfiguration('namespace'),
-        output='screen',
-        emulate_tty=True,
-        parameters=[LaunchConfiguration('scenario'), LaunchConfiguration('controller_params'),
-                    {'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
-                                                    value_type=bool)}],
-        remappings=[('odom', LaunchConfiguration('odom_topic')),
-                    ('rotor_speeds_cmd', LaunchConfiguration('cmd_topic'))],
-    )
-    return LaunchDescription(arguments + [controller])
+    return LaunchDescription(arguments + [OpaqueFunction(function=_controller)])

@@ -7,41 +7,35 @@ Usage::
     ros2 launch hybrid_mpc_ros sim_mpc.launch.py scenario:=/path/to/scenario.yaml \
         namespace:=quad1
 
-Both nodes read the same scenario file (the simulator its plant, period and initial state;
-the controller its MPC settings), the controller then ``config/mpc_controller.yaml``.
-``clock_mode`` defaults to ``realtime``, as everywhere in the package: the controller runs
-on its wall-clock timer. In ``lockstep`` the simulator advances one period per command and
-publishes ``/clock``; both nodes get ``use_sim_time`` and the controller answers each new
-odometry stamp once (its ``auto`` trigger), so the flight is deterministic and as fast as
-the two processes exchange messages.
+``simulator.launch.py`` and ``mpc_controller.launch.py`` together, reading the same
+scenario file (the simulator its plant, period and initial state; the controller its MPC
+settings). ``clock_mode`` defaults to ``realtime``: the controller runs on its wall-clock
+timer. In ``lockstep`` the simulator advances one period per command and publishes
+``/clock``; the controller gets ``use_sim_time`` and answers each new odometry stamp once
+(its ``auto`` trigger), so the flight is deterministic and as fast as the two processes
+exchange messages.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
-from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'hybrid_mpc_ros'
 
 
 def generate_launch_description():
-    """Build the launch description: arguments, simulator node, MPC controller node."""
+    """Build the launch description: arguments, then the simulator and controller launches."""
     share = FindPackageShare(PACKAGE)
     clock_mode = LaunchConfiguration('clock_mode')
-    use_sim_time = ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool)
-    namespace = LaunchConfiguration('namespace')
-    scenario = LaunchConfiguration('scenario')
+    shared = {'scenario': LaunchConfiguration('scenario'),
+              'namespace': LaunchConfiguration('namespace')}
     arguments = [
         DeclareLaunchArgument(
             'scenario', default_value=PathJoinSubstitution(
                 [share, 'config', 'scenarios', 'l4dc2026.yaml']),
             description='scenario file both nodes read'),
-        DeclareLaunchArgument(
-            'controller_params', default_value=PathJoinSubstitution(
-                [share, 'config', 'mpc_controller.yaml']),
-            description="the controller's runtime settings"),
         DeclareLaunchArgument(
             'clock_mode', default_value='realtime', choices=['realtime', 'lockstep'],
             description="simulator clock: 'realtime' or 'lockstep'"),
@@ -49,27 +43,19 @@ def generate_launch_description():
             'use_sim_time',
             default_value=PythonExpression(
                 ["'true' if '", clock_mode, "' == 'lockstep' else 'false'"]),
-            description='both nodes follow /clock (default: true in lockstep mode)'),
+            description='the controller follows /clock (default: true in lockstep mode)'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace for both nodes (topics, frame ids)'),
     ]
-    simulator = Node(
-        package=PACKAGE,
-        executable='simulator_node',
-        name='quadcopter_simulator',
-        namespace=namespace,
-        output='screen',
-        emulate_tty=True,
-        parameters=[scenario, {'clock_mode': clock_mode, 'use_sim_time': use_sim_time}],
-    )
-    controller = Node(
-        package=PACKAGE,
-        executable='mpc_controller_node',
-        name='mpc_controller',
-        namespace=namespace,
-        output='screen',
-        emulate_tty=True,
-        parameters=[scenario, LaunchConfiguration('controller_params'),
-                    {'use_sim_time': use_sim_time}],
-    )
+    simulator = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(
+            PathJoinSubstitution([share, 'launch', 'simulator.launch.py'])),
+        launch_arguments=dict(shared, clock_mode=clock_mode, use_sim_time='false').items())
+    controller = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(
+            PathJoinSubstitution([share, 'launch', 'mpc_controller.launch.py'])),
+        launch_arguments=dict(shared, use_sim_time=LaunchConfiguration('use_sim_time'))
+        .items())
+    # an included file sees its includer's configurations: every argument it declares that
+    # this file declares too is passed explicitly (the simulator is the clock: no sim time)
     return LaunchDescription(arguments + [simulator, controller])

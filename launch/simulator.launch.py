@@ -5,17 +5,18 @@ Usage::
     ros2 launch hybrid_mpc_ros simulator.launch.py
     ros2 launch hybrid_mpc_ros simulator.launch.py clock_mode:=lockstep
     ros2 launch hybrid_mpc_ros simulator.launch.py namespace:=quad1
-    ros2 launch hybrid_mpc_ros simulator.launch.py \
-        params_file:=/path/to/plant_mismatch_example.yaml
+    ros2 launch hybrid_mpc_ros simulator.launch.py scenario:=/path/to/my_scenario.yaml
 
-The node reads ``params_file`` (default: ``config/simulator.yaml`` of the installed
-package); the arguments below override the file. ``clock_mode`` defaults to ``realtime``
-(as in the node, ``config/simulator.yaml`` and ``demo.launch.py``): odom stamped with the
-wall clock, no ``/clock``. In ``lockstep`` the simulator advances one period per received
-command, stamps odom with the simulation time and publishes it on ``/clock`` (run your
-controller with ``use_sim_time:=true``). The node publishes ``odom``, subscribes
-``rotor_speeds_cmd`` and serves ``~/reset``; under ``namespace:=quad1`` those become
-``/quad1/...`` and the frame ids ``quad1/odom`` and ``quad1/base_link``.
+The node reads its runtime settings (``simulator_params``, default
+``config/simulator.yaml``: clock, frames, timeouts), then the scenario file (``scenario``,
+default ``config/scenarios/l4dc2026.yaml``, the package's default scenario: plant,
+integrator, period, initial state); the arguments below override both. ``clock_mode``
+defaults to ``realtime``: odom stamped with the wall clock, no ``/clock``. In
+``lockstep`` the simulator advances one period per received command, stamps odom with
+the simulation time and publishes it on ``/clock`` (run your controller with
+``use_sim_time:=true``). The node publishes ``odom``, subscribes ``rotor_speeds_cmd`` and
+serves ``~/reset``; under ``namespace:=quad1`` those become ``/quad1/...`` and the frame
+ids ``quad1/odom`` and ``quad1/base_link``. The other launch files include this one.
 """
 
 from launch import LaunchDescription
@@ -30,14 +31,18 @@ PACKAGE = 'hybrid_mpc_ros'
 
 def generate_launch_description():
     """Build the launch description: the arguments and the simulator node."""
+    share = FindPackageShare(PACKAGE)
     clock_mode = LaunchConfiguration('clock_mode')
     publish_clock = LaunchConfiguration('publish_clock')
     return LaunchDescription([
         DeclareLaunchArgument(
-            'params_file',
-            default_value=PathJoinSubstitution(
-                [FindPackageShare(PACKAGE), 'config', 'simulator.yaml']),
-            description='ROS parameter file of the quadcopter_simulator node'),
+            'scenario', default_value=PathJoinSubstitution(
+                [share, 'config', 'scenarios', 'l4dc2026.yaml']),
+            description='scenario file: the plant, its integration, period and initial state'),
+        DeclareLaunchArgument(
+            'simulator_params', default_value=PathJoinSubstitution(
+                [share, 'config', 'simulator.yaml']),
+            description="the simulator's runtime settings (read before the scenario)"),
         DeclareLaunchArgument(
             'clock_mode', default_value='realtime', choices=['realtime', 'lockstep'],
             description="'realtime' (wall-clock timer) or 'lockstep' (one period per "
@@ -49,8 +54,9 @@ def generate_launch_description():
             description='publish the simulation time on /clock and stamp odom with it '
                         '(default: true in lockstep mode only)'),
         DeclareLaunchArgument(
-            'use_sim_time', default_value=publish_clock,
-            description='the simulator itself follows /clock (default: publish_clock)'),
+            'use_sim_time', default_value='false',
+            description='the simulator itself follows /clock (not needed in lockstep, where '
+                        'it is the clock)'),
         DeclareLaunchArgument(
             'namespace', default_value='',
             description='namespace of the node; its topics and frame ids follow it'),
@@ -61,10 +67,10 @@ def generate_launch_description():
             namespace=LaunchConfiguration('namespace'),
             output='screen',
             emulate_tty=True,
-            parameters=[LaunchConfiguration('params_file'), {
-                'clock_mode': clock_mode,
-                'publish_clock': ParameterValue(publish_clock, value_type=bool),
-                'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
-                                               value_type=bool)}],
+            parameters=[LaunchConfiguration('simulator_params'), LaunchConfiguration('scenario'),
+                        {'clock_mode': clock_mode,
+                         'publish_clock': ParameterValue(publish_clock, value_type=bool),
+                         'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'),
+                                                        value_type=bool)}],
         ),
     ])

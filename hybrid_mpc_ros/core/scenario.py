@@ -189,7 +189,7 @@ _OPTIONAL_SECTIONS = ('paper', 'ablation')
 # included). A scenario file gives only the keys of the kinds it chooses (the others are
 # refused), but a node must declare every key a file may set, so the keys the default
 # scenario leaves out get the values below: the package's settings for a new vehicle
-# (README, "Tuning your own vehicle"; those of mismatch_example.yaml and the robustness
+# (docs/own_vehicle.md; those of mismatch_example.yaml and the robustness
 # family, which a test checks) and AgreementEta's defaults. :func:`tuner_settings` ignores
 # the keys the chosen kinds do not use. violation_limit: inf means no limit (a file
 # leaves the key out instead). Lower ends of "> 0" keys are checked by the loader.

@@ -5,7 +5,7 @@ term in the coordinates it is identified in, the start x0 or the box Theta. The 
 (default: the published one) fixes each to the choice closest to the authors' own code;
 this study changes one factor at a time around it (a one-factor-at-a-time design keeps
 the compute at six runs per combination) and runs every method of the scenario for each
-combination, so the README can say which of the paper's claims depend on which choice:
+combination, so the docs can say which of the paper's claims depend on which choice:
 
 =============  ============================================================================
 combination    what differs from the scenario

@@ -6,8 +6,8 @@ pure zeroth-order makes consistent but slower progress; a smaller gamma gives fa
 initial convergence but more pronounced instability; the hybrid ends within 1 % of the
 controller optimised with the exact model. Each function here turns one sentence into a
 measurable test on per-iteration costs, so a table can say which claims hold. The
-thresholds are ours and are stated in the docstrings and the README; none was chosen by
-looking at which value makes a claim hold.
+thresholds are ours and are stated in the docstrings and docs/results_l4dc2026.md; none
+was chosen by looking at which value makes a claim hold.
 
 A learning curve is the list of base-episode costs C(theta_k), k = 1, 2, ..., followed by
 the cost of the final theta (what ``reproduce`` records per run). Run names are those of

@@ -17,8 +17,8 @@ formula at ``k = i - 1 + first_k``.
   1/(k+1)^gamma``; ``log(k+2)`` is written so that k = 0 is valid, so we read both with
   k = 0, 1, 2, ... (kind ``log_shifted``, ``first_k = 0``).
 
-The constants of each scenario are in its file (``config/scenarios``); the README states
-these readings.
+The constants of each scenario are in its file (``config/scenarios``); docs/results_arxiv_v1.md and
+docs/results_l4dc2026.md state these readings.
 """
 
 from __future__ import annotations
