@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import json
-import math
 import os
 import signal
 import sys
@@ -49,25 +48,15 @@ class TuningRun:
     log_dir: str = ''
 
 
-def _progress_line(progress: dict, iterations: int) -> str:
-    def number(key, spec):
-        value = progress[key]
-        return '-' if value is None or (isinstance(value, float) and math.isnan(value)) \
-            else format(value, spec)
-    return (f'iteration {progress["iteration"]:4d}/{iterations}  cost '
-            f'{progress["cost"]:10.2f}  violation {progress["violation"]:8.2f}  eta '
-            f'{number("eta", ".3f")}  alpha {number("alpha", ".2e")}  reruns '
-            f'{progress["retries"]}  rollbacks {progress["rollbacks"]}  '
-            f'{progress["wall_s"]:5.2f} s')
-
-
 def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int | None = None,
                timeout_s: float | None = None, log=sys.stdout) -> TuningRun:
     """Run the three nodes until the tuner exits; return its summary and the timings.
 
     ``overrides`` are tuner parameters (e.g. ``iterations``, ``method``,
     ``episode_steps``, ``start_mode``) over the scenario's; ``output_dir`` is ``out``.
-    Prints a line per iteration to ``log`` (None: silent). Raises :class:`TuneError` when
+    Prints the tuner's line of each iteration (its ``~/progress`` message, written by
+    :func:`~hybrid_mpc_ros.core.learning.reporting.iteration_line`) to ``log`` (None:
+    silent). Raises :class:`TuneError` when
     a node exits early, the tuner fails, or ``timeout_s`` (wall) passes.
     """
     import rclpy
@@ -81,7 +70,6 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
     out = os.path.abspath(out)
     log_dir = os.path.join(out, 'logs')
     domain_id = processes.free_domain_id() if domain_id is None else int(domain_id)
-    iterations = overrides.get('iterations')
     graph = TuningGraph(scenario_path, log_dir, dict(overrides, output_dir=out),
                         env=processes.ros_env(domain_id))
     context = local_context(domain_id, 'LOCALHOST', SignalHandlerOptions.NO)
@@ -106,8 +94,7 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
                 if result.first_progress_s is None:
                     result.first_progress_s = time.perf_counter() - started
                 if log is not None:
-                    print(_progress_line(received[shown], iterations or 0), file=log,
-                          flush=True)
+                    print(received[shown]['message'], file=log, flush=True)
                 shown += 1
             for name in ('simulator', 'controller'):
                 if not nodes[name].alive():
@@ -121,7 +108,7 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
             executor.spin_once(timeout_sec=0.05)
         for item in received[shown:]:
             if log is not None:
-                print(_progress_line(item, iterations or 0), file=log, flush=True)
+                print(item['message'], file=log, flush=True)
         result.progress = received
         tuner = nodes['tuner']
         if tuner.returncode != 0:
