@@ -7,8 +7,10 @@ Usage::
     ros2 launch hybrid_mpc_ros tuning_sim.launch.py \
         params_file:=$PWD/config/scenarios/l4dc2026.yaml method:=model_based
 
-What ``hybrid-mpc tune`` runs, for ``ros2 launch``. Every node reads the scenario
-``params_file`` (default: ``config/scenarios/arxiv_v1.yaml`` of the installed package);
+What ``hybrid-mpc tune`` runs, for ``ros2 launch``: the node names and parameters come
+from :mod:`hybrid_mpc_ros.tools.graph`, as ``hybrid-mpc tune``'s do. Every node reads
+the scenario ``params_file`` (default: ``config/scenarios/arxiv_v1.yaml`` of the
+installed package);
 the tuner also ``tuner_params`` (default: ``config/hybrid_tuner.yaml``, its runtime
 settings) and the overrides given as arguments: ``method``, ``gamma``, ``iterations``,
 ``episode_steps`` and ``seed`` (empty: the scenario's value), ``output_dir``,
@@ -32,6 +34,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from hybrid_mpc_ros.tools import graph
+
 PACKAGE = 'hybrid_mpc_ros'
 # tuner parameters taken from a launch argument when it is not empty, with their types
 OVERRIDES = (('method', str), ('gamma', float), ('iterations', int), ('episode_steps', int),
@@ -46,26 +50,19 @@ def _nodes(context):
     overrides = {name: kind(value[name]) for name, kind in OVERRIDES if value[name] != ''}
     overrides.update(output_dir=value['output_dir'], start_mode=value['start_mode'],
                      resume=value['resume'].lower() in ('true', '1', 'yes'))
-    namespace = value['namespace']
-    simulator = Node(
-        package=PACKAGE, executable='simulator_node', name='quadcopter_simulator',
-        namespace=namespace, output='screen', emulate_tty=True,
-        # the clock source itself needs no use_sim_time
-        parameters=[value['params_file'], {'clock_mode': 'lockstep'}])
-    controller = Node(
-        package=PACKAGE, executable='mpc_controller_node', name='mpc_controller',
-        namespace=namespace, output='screen', emulate_tty=True,
-        parameters=[value['params_file'], {'use_sim_time': True}])
-    tuner = Node(
-        package=PACKAGE, executable='tuner_node', name='hybrid_tuner',
-        namespace=namespace, output='screen', emulate_tty=True,
-        # the dict comes last: launch_ros writes it as this node's own section, which
-        # overrides the scenario's hybrid_tuner section
-        parameters=[value['params_file'], value['tuner_params'], overrides])
+    # the graph hybrid-mpc tune and the tests run: names and parameters from one place;
+    # the dicts come last, launch_ros writes each as that node's own section, which
+    # overrides the scenario's section for the node
+    parameters = graph.node_parameters(value['params_file'], overrides, value['tuner_params'])
+    nodes = {role: Node(package=PACKAGE, executable=node.executable, name=node.name,
+                        namespace=value['namespace'], output='screen', emulate_tty=True,
+                        parameters=parameters[role])
+             for role, node in graph.NODES.items()}
+    tuner = nodes['tuner']
     done = RegisterEventHandler(OnProcessExit(
         target_action=tuner,
         on_exit=[EmitEvent(event=Shutdown(reason='the tuner has finished'))]))
-    return [simulator, controller, tuner, done]
+    return [nodes[role] for role in graph.START_ORDER] + [done]
 
 
 def generate_launch_description():

@@ -1,7 +1,8 @@
 """The tuning graph of the fault-injection tests: real node processes, faults from outside.
 
-:class:`FaultGraph` starts the lockstep simulator, the MPC controller and the tuner as
-separate processes (the test session's isolated domain), the tuner's sensitivity
+:class:`FaultGraph` starts the graph ``hybrid-mpc tune`` runs
+(:class:`~hybrid_mpc_ros.tools.graph.TuningGraph`: lockstep simulator, MPC controller,
+tuner, as separate processes in the test session's isolated domain), the tuner's sensitivity
 subscription remapped through a :class:`~hybrid_mpc_ros.tools.fault_injection.
 SensitivityRelay` in the test process, and watches every command. Nodes can be killed
 and started again (same parameters, same output directory) by name.
@@ -16,18 +17,20 @@ import numpy as np
 import pytest
 
 from hybrid_mpc_ros.tools import fault_injection as fi
-from hybrid_mpc_ros.tools import processes
+from hybrid_mpc_ros.tools.graph import TuningGraph
 from scenario_setup import offline_run, scenario, scenario_path
 
 RUN = 'hybrid_g0.5'
 STEPS = 25
-# short timeouts: a lost link or a killed node is noticed in seconds, not minutes
+# over the production settings (config/hybrid_tuner.yaml), on purpose: short timeouts, so a
+# lost link or a killed node is noticed in seconds, not minutes, and a retry more for the
+# faults injected; short episodes
 TUNER_DEFAULTS = {'message_timeout_s': 2.0, 'service_timeout_s': 2.0,
                   'max_episode_retries': 6, 'episode_steps': STEPS}
 
 
 class FaultGraph:
-    """Simulator (lockstep), controller and tuner processes with a fault relay between."""
+    """The tuning graph's processes with a fault relay in front of the tuner's stream."""
 
     def __init__(self, ros_node, folder, faults=None, hook=None, out=None, **tuner_params):
         self.ros_node = ros_node
@@ -40,34 +43,18 @@ class FaultGraph:
         self.commands = fi.CommandWatch(ros_node.node, config.u_min, config.u_max)
         self.tuner_params = dict(TUNER_DEFAULTS, output_dir=self.out_dir, resume=True,
                                  **tuner_params)
-        self.nodes = {}
-        self.starts = {}
+        self.graph = TuningGraph(self.path, str(folder), self.tuner_params,
+                                 remaps={'tuner': {fi.SOURCE_TOPIC: fi.RELAY_TOPIC}})
+        self.nodes = self.graph.nodes
+        self.starts = self.graph.starts
 
     def start(self, name, **extra):
         """Start node ``name`` ('simulator', 'controller', 'tuner'); its log is per start."""
-        count = self.starts[name] = self.starts.get(name, 0) + 1
-        log = str(self.folder / f'{name}{count}.log')
-        if name == 'simulator':
-            node = processes.start_node('ros.simulator_node', params_file=self.path,
-                                        params={'clock_mode': 'lockstep',
-                                                'use_sim_time': True, **extra}, log_path=log)
-        elif name == 'controller':
-            node = processes.start_node('ros.mpc_controller_node', params_file=self.path,
-                                        params={'use_sim_time': True, **extra}, log_path=log)
-        else:
-            overrides = processes.write_params_file(
-                str(self.folder / f'tuner{count}.yaml'), 'hybrid_tuner',
-                dict(self.tuner_params, **extra))
-            node = processes.start_node(
-                'ros.tuner_node', params_file=[self.path, overrides], log_path=log,
-                remaps={fi.SOURCE_TOPIC: fi.RELAY_TOPIC})
-        self.nodes[name] = node
-        return node
+        return self.graph.start(name, **extra)
 
     def start_all(self):
         """Start the three nodes."""
-        for name in ('simulator', 'controller', 'tuner'):
-            self.start(name)
+        self.graph.start_all()
 
     def kill(self, name):
         """SIGKILL node ``name`` (no clean shutdown, as a crash or the OOM killer)."""
@@ -75,8 +62,7 @@ class FaultGraph:
 
     def logs(self):
         """The tail of every node's log, for a failure message."""
-        return '\n'.join(f'--- {name}:\n{node.log_text()[-3000:]}'
-                         for name, node in self.nodes.items())
+        return self.graph.logs()
 
     def spin_until(self, predicate, timeout, watch=('simulator', 'controller')):
         """Spin until ``predicate()``; fail with the logs on timeout or if a node died."""
@@ -96,8 +82,7 @@ class FaultGraph:
 
     def stop(self):
         """Stop every node."""
-        for node in self.nodes.values():
-            node.stop()
+        self.graph.stop()
 
     def file(self, suffix):
         """Path of the run's file ``<run>.<suffix>``."""

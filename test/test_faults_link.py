@@ -32,7 +32,9 @@ import time
 import numpy as np
 import pytest
 
+from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.tools import fault_injection as fi
+from hybrid_mpc_ros.tools import graph
 from hybrid_mpc_ros.tools import processes
 from scenario_setup import scenario, scenario_path
 
@@ -153,7 +155,8 @@ def test_a_cut_link_leaves_the_controller_flying_and_the_tuner_resumes_with_noth
                                      steps_file]),
             env=env, log_path=str(tmp_path / 'recorder.log'))
         nodes['tuner'] = _start(link, 'ground', 'ros.tuner_node', env,
-                                str(tmp_path / 'tuner.log'), [path, overrides])
+                                str(tmp_path / 'tuner.log'),
+                                [path, paths.config_file(graph.TUNER_SETTINGS_FILE), overrides])
 
         def wait(predicate, timeout, what):
             deadline = time.monotonic() + timeout

@@ -3,6 +3,8 @@
 The recorder writes an iteration's rows first and the checkpoint last (``commit``); a
 process killed in between leaves rows of the iteration after the checkpoint's, which a
 resume drops, so no iteration is lost or repeated; the live columns survive a resume.
+The one resume policy (another run's checkpoint is refused, a finished run is said so) and
+the one iteration line every tool prints.
 (A real full disk is test_faults_storage's.)
 """
 
@@ -12,7 +14,9 @@ import numpy as np
 import pytest
 
 from hybrid_mpc_ros.core.learning import live_session as ls
-from hybrid_mpc_ros.core.learning.reporting import RunRecorder
+from hybrid_mpc_ros.core.learning.reporting import (iteration_line, resume_line,
+                                                    resume_state, ResumeRefused,
+                                                    RunRecorder)
 from hybrid_mpc_ros.core.learning.tuning import load_checkpoint, TuningState
 from hybrid_mpc_ros.core.mpc import theta as th
 from scenario_setup import scenario
@@ -74,3 +78,40 @@ def test_a_crash_before_the_commit_loses_and_repeats_no_iteration(tmp_path):
         == [(k, role) for k in (1, 2, 3, 4) for role in ('base', 'perturbed')]
     # the resumed rows keep the live columns the CSV had for them
     assert [int(r['retries']) for r in _read(resumed.path('csv'))] == [1, 2, 3, 4]
+
+
+def test_one_resume_policy_continues_this_run_and_refuses_another(tmp_path):
+    """resume_state: nothing there, this run (finished or not), another run, a broken file."""
+    config = scenario().tuning_config(iterations=4)
+    checkpoint = str(tmp_path / 'run.checkpoint.json')
+    assert resume_state(checkpoint, config) is None
+    recorder = RunRecorder(str(tmp_path), 'run', 1e4, ls.EPISODE_FIELDS)
+    _iterate(recorder, config, 1)
+    recorder.close()
+    state = resume_state(checkpoint, config)
+    assert state.iteration == 2
+    assert resume_line(checkpoint, state, config) == \
+        f'resuming from {checkpoint} at iteration 2'
+    finished = _state(4)
+    assert resume_line(checkpoint, finished, config) == (
+        f'{checkpoint} holds the finished run (4 of 4 iterations): nothing left to tune')
+    # another experiment (here: the episode length) is refused, never overwritten
+    with pytest.raises(ResumeRefused, match='holds another run .*episode_steps'):
+        resume_state(checkpoint, scenario().tuning_config(iterations=4, episode_steps=7))
+    with open(checkpoint, 'w') as stream:
+        stream.write('{"not": "a checkpoint"}')
+    with pytest.raises(ResumeRefused, match='cannot resume from'):
+        resume_state(checkpoint, config)
+
+
+def test_the_iteration_line_of_an_offline_and_a_live_row():
+    offline = {key: value for key, value in _row(3).items()
+               if key not in ('theta_revision', 'retries', 'rollbacks', 'episodes')}
+    offline.update(grad_model_norm=12.5, grad_zo_norm=None, alpha=float('nan'))
+    assert iteration_line(offline, 10) == (
+        'iteration    3/10  cost      97.00  violation     7.00  |J_C| 12.5  |G_zo| -  '
+        'alpha -  eta 0.500  0.10 s')
+    live = dict(_row(3), rollback=True, rollback_reason='cost 2 exceeds 1.01 x the best')
+    assert iteration_line(live, 10).endswith(
+        'eta 0.500  revision 5  reruns 3  rollbacks 0  0.10 s  ROLLBACK: cost 2 exceeds '
+        '1.01 x the best')

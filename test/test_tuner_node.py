@@ -30,7 +30,7 @@ from hybrid_mpc_ros.core.scenario import node_defaults, tuner_settings
 from hybrid_mpc_ros.ros.progress_msg import parse_progress
 from hybrid_mpc_ros.ros.sensitivity_msg import parse_sensitivity_message
 from hybrid_mpc_ros.ros.tuner_node import PROGRESS_QOS, TunerNode
-from hybrid_mpc_ros.tools import processes
+from hybrid_mpc_ros.tools.graph import TuningGraph
 from scenario_setup import offline_run, scenario, scenario_path
 
 DEEP = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
@@ -42,7 +42,7 @@ DISCOVERY_TIMEOUT_S = 60.0
 
 
 class Graph:
-    """Simulator (lockstep), controller and tuner processes, observed from this process.
+    """The tuning graph's processes (:class:`TuningGraph`), observed from this process.
 
     Nothing counts before the probe hears every stream it checks. The controller and the
     tuner start first and wait for the simulator (no odometry: no control step, no
@@ -63,22 +63,16 @@ class Graph:
         progress = node.create_subscription(
             DiagnosticArray, '/hybrid_tuner/progress',
             lambda msg: self.progress.append(parse_progress(msg)), PROGRESS_QOS)
-        path = scenario_path('arxiv_v1')
-        self.nodes = {}
-        self.nodes['controller'] = processes.start_node(
-            'ros.mpc_controller_node', params_file=path, params={'use_sim_time': True},
-            log_path=str(folder / 'controller.log'))
-        overrides = processes.write_params_file(
-            str(folder / 'tuner_overrides.yaml'), 'hybrid_tuner',
-            dict({'output_dir': str(folder / 'out'), 'resume': False}, **tuner_params))
-        self.nodes['tuner'] = processes.start_node(
-            'ros.tuner_node', params_file=[path, overrides], log_path=str(folder / 'tuner.log'))
+        # the graph users run; resume false: each test's run starts afresh in its folder
+        self.graph = TuningGraph(scenario_path('arxiv_v1'), str(folder),
+                                 dict({'output_dir': str(folder / 'out'), 'resume': False},
+                                      **tuner_params))
+        self.nodes = self.graph.nodes
+        self.graph.start('controller')
+        self.graph.start('tuner')
         ros_node.wait_matched(sensitivity, 'mpc_controller', DISCOVERY_TIMEOUT_S)
         ros_node.wait_matched(progress, 'hybrid_tuner', DISCOVERY_TIMEOUT_S)
-        self.nodes['simulator'] = processes.start_node(
-            'ros.simulator_node', params_file=path,
-            params={'clock_mode': 'lockstep', 'use_sim_time': True},
-            log_path=str(folder / 'simulator.log'))
+        self.graph.start('simulator')
 
     def _spin_until(self, predicate, timeout, what):
         def done():
@@ -90,8 +84,7 @@ class Graph:
             pytest.fail(f'{what} within {timeout} s:\n{self.logs()}')
 
     def logs(self):
-        return '\n'.join(f'--- {name}:\n{node.log_text()[-3000:]}'
-                         for name, node in self.nodes.items())
+        return self.graph.logs()
 
     def wait_for_tuner(self, timeout):
         tuner = self.nodes['tuner']
@@ -100,8 +93,7 @@ class Graph:
         assert tuner.returncode == 0, self.logs()
 
     def stop(self):
-        for node in self.nodes.values():
-            node.stop()
+        self.graph.stop()
 
     def out(self, suffix):
         return os.path.join(self.folder, 'out', f'{RUN}.{suffix}')

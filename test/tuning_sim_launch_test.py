@@ -46,8 +46,8 @@ class TestTheTuningRuns(unittest.TestCase):
 
     def test_a_line_per_iteration_then_the_end(self, proc_output):
         """The tuner logs both iterations and finishes."""
-        proc_output.assertWaitFor('iteration 1/2', timeout=180)
-        proc_output.assertWaitFor('iteration 2/2', timeout=60)
+        proc_output.assertWaitFor('iteration    1/2', timeout=180)
+        proc_output.assertWaitFor('iteration    2/2', timeout=60)
         proc_output.assertWaitFor('tuning finished', timeout=60)
 
 

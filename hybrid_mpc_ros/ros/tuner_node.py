@@ -66,8 +66,10 @@ from std_srvs.srv import SetBool, Trigger
 from hybrid_mpc_ros.core import paths, scenario
 from hybrid_mpc_ros.core.config import ConfigError, load_node_params
 from hybrid_mpc_ros.core.learning import live_session as ls
-from hybrid_mpc_ros.core.learning.reporting import RunRecorder
-from hybrid_mpc_ros.core.learning.tuning import load_checkpoint, Tuner
+from hybrid_mpc_ros.core.learning.reporting import (iteration_line, refuse_rules,
+                                                    resume_line, resume_state,
+                                                    ResumeRefused, RunRecorder)
+from hybrid_mpc_ros.core.learning.tuning import Tuner
 from hybrid_mpc_ros.ros.msgs import odometry_to_state
 from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
 from hybrid_mpc_ros.ros.progress_msg import progress_message
@@ -130,13 +132,8 @@ class TunerNode(Node):
             raise ConfigError('method exact_model needs the true plant\'s Jacobians, which a '
                               'live run does not have; run it offline (hybrid-mpc reproduce)')
         session_settings = ls.SessionSettings(**{name: values[name] for name in _SESSION})
-        self._recorder, state = self._open_run(settings, values['output_dir'],
+        self._recorder, tuner = self._open_run(settings, values['output_dir'],
                                                values['resume'])
-        # no checkpoint path: the node commits it after the iteration's rows are written
-        # (RunRecorder.commit), so a kill at any moment loses or repeats no row
-        theta0 = settings.initial_theta()
-        tuner = Tuner(settings.tuning, None, settings.model.jacobians, settings.cost(),
-                      theta0, None, state=state, **settings.tuner_rules(theta0))
         self._session = ls.LiveSession(tuner, session_settings, settings.period_s,
                                        settings.x0, settings.x_ref)
         self._settings = settings
@@ -215,29 +212,40 @@ class TunerNode(Node):
         return values
 
     def _open_run(self, settings, output_dir: str, resume: bool):
-        """Return the run's recorder and, when resuming, the checkpointed state (or None)."""
+        """Return the run's recorder and tuner, which continue the checkpoint when resuming.
+
+        A checkpoint of another run is refused (:func:`resume_state`) before any file is
+        touched.
+        """
         name = settings.run_name
         checkpoint = os.path.join(output_dir, f'{name}.checkpoint.json')
+        hint = ('; choose another output_dir, or set resume to false to start afresh '
+                '(overwriting it)')
         state = None
-        if resume and os.path.exists(checkpoint):
+        if resume:
             try:
-                saved, state = load_checkpoint(checkpoint)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ConfigError(f'cannot resume from {checkpoint}: {exc}; set resume to '
-                                  'false to start afresh') from None
-            if saved.to_dict() != settings.tuning.to_dict():
-                raise ConfigError(f'{checkpoint} holds another run (another configuration); '
-                                  'choose another output_dir, or set resume to false to '
-                                  'overwrite it')
-            self.get_logger().info(f'resuming from {checkpoint} at iteration '
-                                   f'{state.iteration}')
+                state = resume_state(checkpoint, settings.tuning)
+            except ResumeRefused as exc:
+                raise ConfigError(f'{exc}{hint}') from None
+        theta0 = settings.initial_theta()
+        # no checkpoint path: the node commits it after the iteration's rows are written
+        # (RunRecorder.commit), so a kill at any moment loses or repeats no row
+        try:
+            tuner = Tuner(settings.tuning, None, settings.model.jacobians, settings.cost(),
+                          theta0, None, state=state, **settings.tuner_rules(theta0))
+        except ValueError as exc:
+            if state is None:
+                raise
+            raise ConfigError(f'{refuse_rules(checkpoint, exc)}{hint}') from None
+        if state is not None:
+            self.get_logger().info(resume_line(checkpoint, state, settings.tuning))
         try:
             recorder = RunRecorder(output_dir, name, settings.violation_weight,
                                    ls.EPISODE_FIELDS, state.history if state else None)
         except OSError as exc:
             raise ConfigError(f'cannot write the run\'s files into output_dir '
                               f'{output_dir!r}: {exc}') from None
-        return recorder, state
+        return recorder, tuner
 
     # -- events --------------------------------------------------------------------------
 
@@ -368,18 +376,7 @@ class TunerNode(Node):
         self._recorder.commit(self._session.tuner.config, self._session.tuner.state)
 
     def _iteration_done(self, row: dict) -> None:
-        config = self._settings.tuning
-
-        def number(key, spec):
-            value = row.get(key)
-            return '-' if value is None else format(value, spec)
-        line = (f'iteration {row["iteration"]}/{config.iterations}  cost {row["cost"]:.2f}  '
-                f'violation {row["violation"]:.2f}  |J_C| {number("grad_model_norm", ".3g")}  '
-                f'|G_zo| {number("grad_zo_norm", ".3g")}  alpha {number("alpha", ".3g")}  '
-                f'eta {row["eta"]:.3f}  revision {row["theta_revision"]}  reruns '
-                f'{row["retries"]}  rollbacks {row["rollbacks"]}  {row["wall_s"]:.2f} s')
-        if row['rollback']:
-            line += f'  ROLLBACK: {row["rollback_reason"]}'
+        line = iteration_line(row, self._settings.tuning.iterations)
         self.get_logger().info(line)
         warn = bool(row['rollback']) or row['retries'] > self._retries_seen
         self._progress_pub.publish(progress_message(

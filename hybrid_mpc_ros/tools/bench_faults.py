@@ -1,6 +1,7 @@
 """``hybrid-mpc bench faults``: a short lockstep tuning through ROS with faults from outside.
 
-The three nodes of ``hybrid-mpc tune`` run as separate processes on a private domain,
+The three nodes of ``hybrid-mpc tune`` (:mod:`hybrid_mpc_ros.tools.graph`) run as
+separate processes on a private domain,
 the tuner's sensitivity stream passing through a
 :class:`~hybrid_mpc_ros.tools.fault_injection.SensitivityRelay` in this process. Faults,
 by episode (an episode is counted when its first step from x0 goes by):
@@ -33,11 +34,11 @@ import sys
 import tempfile
 import time
 
-from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, run_name
 from hybrid_mpc_ros.tools import fault_injection as fi
 from hybrid_mpc_ros.tools import processes
 from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_int
+from hybrid_mpc_ros.tools.graph import TuningGraph
 
 TUNER_KILL_EPISODE, CONTROLLER_KILL_EPISODE, KILL_STEP = 8, 11, 10
 ODOMETRY_STEP = 5
@@ -66,6 +67,8 @@ class _Bench:
         self.executor.add_node(self.node)
         self.params = dict(TUNER_SETTINGS, iterations=iterations, episode_steps=steps,
                            output_dir=os.path.join(folder, 'out'))
+        self.graph = TuningGraph(path, self.log_dir, self.params, env=self.env,
+                                 remaps={'tuner': {fi.SOURCE_TOPIC: fi.RELAY_TOPIC}})
         self.relay = fi.SensitivityRelay(self.node, setup.x0,
                                          dict(enumerate(fi.STREAM_FAULTS, start=1)),
                                          hook=self._hook)
@@ -76,31 +79,13 @@ class _Bench:
         self.node.create_subscription(Odometry, 'odom', self._on_odom, 10)
         self.rejected_odometry = {}          # controller start -> newest diagnostic count
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
-        self.nodes, self.starts, self.events = {}, {}, []
+        self.nodes, self.starts, self.events = self.graph.nodes, self.graph.starts, []
         self.restart = []
         self.odometry_faults = []
         self.odometry_episode = None
 
     def start(self, name):
-        count = self.starts[name] = self.starts.get(name, 0) + 1
-        log = os.path.join(self.log_dir, f'{name}{count}.log')
-        if name == 'simulator':
-            node = processes.start_node('ros.simulator_node', params_file=self.path,
-                                        params={'clock_mode': 'lockstep'}, env=self.env,
-                                        log_path=log)
-        elif name == 'controller':
-            node = processes.start_node('ros.mpc_controller_node', params_file=self.path,
-                                        params={'use_sim_time': True}, env=self.env,
-                                        log_path=log)
-        else:
-            overrides = processes.write_params_file(
-                os.path.join(self.log_dir, 'tuner_overrides.yaml'), 'hybrid_tuner',
-                self.params)
-            node = processes.start_node(
-                'ros.tuner_node', params_file=[self.path, paths.config_file(
-                    'hybrid_tuner.yaml'), overrides], env=self.env, log_path=log,
-                remaps={fi.SOURCE_TOPIC: fi.RELAY_TOPIC})
-        self.nodes[name] = node
+        self.graph.start(name)
 
     def _on_odom(self, msg):
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -135,8 +120,7 @@ class _Bench:
             self.executor.spin_once(timeout_sec=0.02)
 
     def run(self, timeout_s):
-        for name in ('simulator', 'controller', 'tuner'):
-            self.start(name)
+        self.graph.start_all()
         started = time.monotonic()
         while True:
             self.executor.spin_once(timeout_sec=0.02)
@@ -158,9 +142,7 @@ class _Bench:
         return wall
 
     def close(self):
-        for name in ('tuner', 'controller', 'simulator'):
-            if name in self.nodes:
-                self.nodes[name].stop()
+        self.graph.stop()
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         self.context.try_shutdown()
@@ -168,7 +150,7 @@ class _Bench:
     def tuner_logs(self):
         texts = []
         for count in range(1, self.starts.get('tuner', 0) + 1):
-            with open(os.path.join(self.log_dir, f'tuner{count}.log'), errors='replace') as f:
+            with open(self.graph.log_path('tuner', count), errors='replace') as f:
                 texts.append(f.read())
         return texts
 

@@ -41,7 +41,9 @@ from typing import Callable
 import numpy as np
 
 from hybrid_mpc_ros.core.learning.episode import rollout
-from hybrid_mpc_ros.core.learning.reporting import resumable_state, write_history_csv
+from hybrid_mpc_ros.core.learning.reporting import (iteration_line, refuse_rules,
+                                                    resume_line, resume_state,
+                                                    ResumeRefused, write_history_csv)
 from hybrid_mpc_ros.core.learning.tuning import (simulated_episodes, Tuner,
                                                  TuningConfig)
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
@@ -71,18 +73,27 @@ def resumable_tuner(config: TuningConfig, episodes, jacobians, cost, theta0: np.
     """Return a :class:`Tuner` that continues ``checkpoint`` when it holds this very run.
 
     ``rules`` are the tuner's ``step_rule``, ``eta_rule`` and ``guard`` (the scenario's,
-    :meth:`Scenario.tuner_rules`); a checkpoint of another configuration or other rules
-    is another experiment, and the run starts afresh (overwriting it).
+    :meth:`Scenario.tuner_rules`). The package's one resume policy
+    (:func:`~hybrid_mpc_ros.core.learning.reporting.resume_state`): a checkpoint of
+    another configuration or other rules is another experiment, refused with
+    :class:`~hybrid_mpc_ros.core.learning.reporting.ResumeRefused` rather than
+    overwritten; a finished run is said so on stderr and runs no iteration.
     """
-    state = resumable_state(checkpoint, config)
+    hint = '; choose another --out, or delete that checkpoint to start afresh'
+    try:
+        state = resume_state(checkpoint, config)
+    except ResumeRefused as exc:
+        raise ResumeRefused(f'{exc}{hint}') from None
+    try:
+        tuner = Tuner(config, episodes, jacobians, cost, theta0, checkpoint, progress, state,
+                      **rules)
+    except ValueError as exc:
+        if state is None:
+            raise
+        raise ResumeRefused(f'{refuse_rules(checkpoint, exc)}{hint}') from None
     if state is not None:
-        try:
-            return Tuner(config, episodes, jacobians, cost, theta0, checkpoint, progress,
-                         state, **rules)
-        except ValueError as exc:
-            print(f'{checkpoint}: not resumable ({exc}); starting afresh', file=sys.stderr,
-                  flush=True)
-    return Tuner(config, episodes, jacobians, cost, theta0, checkpoint, progress, **rules)
+        print(resume_line(checkpoint, state, config), file=sys.stderr, flush=True)
+    return tuner
 
 
 def run_one(scenario_path: str, name: str, out: str, iterations: int | None = None,
@@ -108,14 +119,11 @@ def run_one(scenario_path: str, name: str, out: str, iterations: int | None = No
 
     def progress(row):
         k = row['iteration']
-        if row['rollback']:             # always shown: the guard refused this episode
-            print(f'[{label:13s}] iteration {k:4d}/{config.iterations}  cost '
-                  f'{row["cost"]:10.2f}  ROLLBACK to the best theta, shorter steps: '
-                  f'{row["rollback_reason"]}', file=sys.stderr, flush=True)
-        elif k == 1 or k % 10 == 0 or k == config.iterations:
-            print(f'[{label:13s}] iteration {k:4d}/{config.iterations}  cost '
-                  f'{row["cost"]:10.2f}  violation {row["violation"]:8.2f}  '
-                  f'{time.perf_counter() - start:6.1f} s', file=sys.stderr, flush=True)
+        # a rolled-back iteration is always shown: the guard refused its episode
+        if row['rollback'] or k == 1 or k % 10 == 0 or k == config.iterations:
+            print(f'[{label:13s}] {iteration_line(row, config.iterations)}  '
+                  f'({time.perf_counter() - start:.1f} s in all)', file=sys.stderr,
+                  flush=True)
 
     episodes = simulated_episodes(plant.step, policy, scenario.x0, config.episode_steps)
     theta0 = policy.theta.copy()

@@ -1,14 +1,10 @@
 """``hybrid-mpc tune``: the simulated tuning through ROS 2, the package's main job.
 
-Three nodes in three processes (:func:`hybrid_mpc_ros.tools.processes.start_node`) on a
-private ``ROS_DOMAIN_ID`` with discovery on loopback, exactly as
-``launch/tuning_sim.launch.py`` starts them: the simulator in lockstep (the ``/clock``
-source; without ``use_sim_time``, which it does not need: a subscriber to its own
-``/clock`` would cost it a delivery and a callback per step), the MPC controller
-(``use_sim_time``, so it answers every odometry) and the tuner. Each reads the scenario
-file as its parameter file; the tuner also gets ``config/hybrid_tuner.yaml`` and a file
-of this command's overrides (method, iterations, output directory, ...), written into
-``<out>/logs`` with the nodes' logs. This process
+The three nodes of :mod:`hybrid_mpc_ros.tools.graph` (the graph
+``launch/tuning_sim.launch.py`` starts too: the simulator in lockstep, the MPC controller
+on simulation time, the tuner), in three processes on a private ``ROS_DOMAIN_ID`` with
+discovery on loopback. The tuner's overrides from this command (method, iterations,
+output directory, ...) are written into ``<out>/logs`` with the nodes' logs. This process
 joins the domain with an observer node that prints one line per ``~/progress`` message.
 
 The tuner writes its files into ``--out`` (history CSV, theta after each iteration,
@@ -23,19 +19,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import json
-import math
 import os
 import signal
 import sys
 import time
 
-from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, run_name
 from hybrid_mpc_ros.tools import processes
 from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_float, positive_int
+from hybrid_mpc_ros.tools.graph import NODES, TuningGraph
 
 STOP_TIMEOUT_S = 5.0
-TUNER = 'hybrid_tuner'
+TUNER = NODES['tuner'].name
 
 
 class TuneError(RuntimeError):
@@ -54,25 +49,15 @@ class TuningRun:
     log_dir: str = ''
 
 
-def _progress_line(progress: dict, iterations: int) -> str:
-    def number(key, spec):
-        value = progress[key]
-        return '-' if value is None or (isinstance(value, float) and math.isnan(value)) \
-            else format(value, spec)
-    return (f'iteration {progress["iteration"]:4d}/{iterations}  cost '
-            f'{progress["cost"]:10.2f}  violation {progress["violation"]:8.2f}  eta '
-            f'{number("eta", ".3f")}  alpha {number("alpha", ".2e")}  reruns '
-            f'{progress["retries"]}  rollbacks {progress["rollbacks"]}  '
-            f'{progress["wall_s"]:5.2f} s')
-
-
 def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int | None = None,
                timeout_s: float | None = None, log=sys.stdout) -> TuningRun:
     """Run the three nodes until the tuner exits; return its summary and the timings.
 
     ``overrides`` are tuner parameters (e.g. ``iterations``, ``method``,
     ``episode_steps``, ``start_mode``) over the scenario's; ``output_dir`` is ``out``.
-    Prints a line per iteration to ``log`` (None: silent). Raises :class:`TuneError` when
+    Prints the tuner's line of each iteration (its ``~/progress`` message, written by
+    :func:`~hybrid_mpc_ros.core.learning.reporting.iteration_line`) to ``log`` (None:
+    silent). Raises :class:`TuneError` when
     a node exits early, the tuner fails, or ``timeout_s`` (wall) passes.
     """
     import rclpy
@@ -85,13 +70,9 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
 
     out = os.path.abspath(out)
     log_dir = os.path.join(out, 'logs')
-    os.makedirs(log_dir, exist_ok=True)
     domain_id = processes.free_domain_id() if domain_id is None else int(domain_id)
-    env = processes.ros_env(domain_id)
-    iterations = overrides.get('iterations')
-    params = dict(overrides, output_dir=out)
-    tuner_file = processes.write_params_file(os.path.join(log_dir, 'tuner_overrides.yaml'),
-                                             TUNER, params)
+    graph = TuningGraph(scenario_path, log_dir, dict(overrides, output_dir=out),
+                        env=processes.ros_env(domain_id))
     context = local_context(domain_id, 'LOCALHOST', SignalHandlerOptions.NO)
     observer = rclpy.create_node('hybrid_mpc_tune_observer', context=context,
                                  start_parameter_services=False)
@@ -102,22 +83,11 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
                                             durability=DurabilityPolicy.TRANSIENT_LOCAL))
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(observer)
-    nodes: dict[str, processes.NodeProcess] = {}
+    nodes = graph.nodes
     result = TuningRun({}, domain_id=domain_id, log_dir=log_dir)
     started = time.perf_counter()
     try:
-        nodes['simulator'] = processes.start_node(
-            'ros.simulator_node', params_file=scenario_path,
-            params={'clock_mode': 'lockstep'}, env=env,
-            log_path=os.path.join(log_dir, 'simulator.log'))
-        nodes['controller'] = processes.start_node(
-            'ros.mpc_controller_node', params_file=scenario_path,
-            params={'use_sim_time': True}, env=env,
-            log_path=os.path.join(log_dir, 'controller.log'))
-        nodes['tuner'] = processes.start_node(
-            'ros.tuner_node',
-            params_file=[scenario_path, paths.config_file('hybrid_tuner.yaml'), tuner_file],
-            env=env, log_path=os.path.join(log_dir, 'tuner.log'))
+        graph.start_all()
         shown = 0
         while nodes['tuner'].alive():
             executor.spin_once(timeout_sec=0.1)
@@ -125,8 +95,7 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
                 if result.first_progress_s is None:
                     result.first_progress_s = time.perf_counter() - started
                 if log is not None:
-                    print(_progress_line(received[shown], iterations or 0), file=log,
-                          flush=True)
+                    print(received[shown]['message'], file=log, flush=True)
                 shown += 1
             for name in ('simulator', 'controller'):
                 if not nodes[name].alive():
@@ -140,7 +109,7 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
             executor.spin_once(timeout_sec=0.05)
         for item in received[shown:]:
             if log is not None:
-                print(_progress_line(item, iterations or 0), file=log, flush=True)
+                print(item['message'], file=log, flush=True)
         result.progress = received
         tuner = nodes['tuner']
         if tuner.returncode != 0:
@@ -155,10 +124,7 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
         executor.shutdown(timeout_sec=1.0)
         observer.destroy_node()
         context.try_shutdown()
-        # the tuner first (it has normally exited), then the controller, then the clock
-        for name in ('tuner', 'controller', 'simulator'):
-            if name in nodes:
-                nodes[name].stop(timeout=STOP_TIMEOUT_S)
+        graph.stop(timeout=STOP_TIMEOUT_S)
 
 
 def _died(name: str, node) -> str:

@@ -5,8 +5,10 @@ both write the same files the same way:
 
 * :func:`write_history_csv`: one row per iteration, the columns :data:`CSV_FIELDS` (the
   :class:`~hybrid_mpc_ros.core.learning.tuning.Tuner`'s history rows);
-* :func:`resumable_state`: the checkpointed state when a checkpoint holds this very
-  experiment;
+* :func:`resume_state`: the checkpointed state when a checkpoint holds this very
+  experiment, refused (:class:`ResumeRefused`) when it holds another; :func:`resume_line`
+  says where a resumed run goes on, or that it is finished;
+* :func:`iteration_line`: the one-line progress report of an iteration;
 * :func:`plot_learning_curves`: tracking cost, total cost and constraint violation against
   the iteration, one line per run (the paper's Figure 1 layout);
 * :class:`RunRecorder`: the files of a live run (the tuner node), written as it goes.
@@ -16,11 +18,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
-import sys
 
 import numpy as np
 
+from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.learning.tuning import (load_checkpoint, save_checkpoint,
                                                  TuningConfig, TuningState)
 
@@ -40,22 +43,72 @@ def write_history_csv(path: str, history: list[dict], fields=CSV_FIELDS) -> None
         writer.writerows(history)
 
 
-def resumable_state(checkpoint: str, config: TuningConfig):
-    """Return the saved state when ``checkpoint`` holds this very experiment, else None.
+class ResumeRefused(ConfigError):
+    """A checkpoint a run will not continue: unreadable, or another run's."""
 
-    None when the file does not exist, cannot be read as a checkpoint of this version
-    (said on stderr) or was written with another configuration (another experiment).
+
+def resume_state(checkpoint: str, config: TuningConfig) -> TuningState | None:
+    """Return the state to continue from ``checkpoint``, or None when there is none.
+
+    The package's one resume policy, for the offline runs and the tuner node alike: no
+    file, a fresh start; a file that is not a checkpoint of this version, or one written
+    with another configuration (another experiment: scenario, settings, episode length),
+    is refused with :class:`ResumeRefused` rather than overwritten, so no finished work is
+    lost by a changed setting. Say where the run goes on with :func:`resume_line`.
     """
     if not os.path.exists(checkpoint):
         return None
     try:
         saved_config, state = load_checkpoint(checkpoint)
     except (ValueError, KeyError, TypeError) as exc:
-        print(f'{checkpoint}: not resumable ({exc}); starting afresh', file=sys.stderr,
-              flush=True)
-        return None
-    # a different experiment (scenario, settings, episode length): start afresh
-    return state if saved_config.to_dict() == config.to_dict() else None
+        raise ResumeRefused(f'cannot resume from {checkpoint}: {exc}') from None
+    if saved_config.to_dict() != config.to_dict():
+        changed = sorted(key for key, value in config.to_dict().items()
+                         if saved_config.to_dict().get(key) != value)
+        raise ResumeRefused(f'{checkpoint} holds another run (its {", ".join(changed)} '
+                            'differ)')
+    return state
+
+
+def refuse_rules(checkpoint: str, exc: ValueError) -> ResumeRefused:
+    """Return the refusal of ``checkpoint`` whose tuner rules differ (``exc`` says how).
+
+    The configuration matched, but the step rule, eta rule or guard recorded in the
+    checkpoint are not this run's (the :class:`Tuner` raised ``exc``): another run too.
+    """
+    return ResumeRefused(f'{checkpoint} holds another run ({exc})')
+
+
+def resume_line(checkpoint: str, state: TuningState, config: TuningConfig) -> str:
+    """Return the line that says where a resumed run goes on, or that it is finished."""
+    if state.iteration > config.iterations:
+        return (f'{checkpoint} holds the finished run ({len(state.history)} of '
+                f'{config.iterations} iterations): nothing left to tune')
+    return f'resuming from {checkpoint} at iteration {state.iteration}'
+
+
+def iteration_line(row: dict, iterations: int) -> str:
+    """Return the one-line progress report of a tuning iteration, as every tool prints it.
+
+    ``row`` is a history row (:data:`CSV_FIELDS`; a live run's :data:`LIVE_FIELDS` too,
+    shown when present); a value that is None or NaN shows as ``-``. A rolled-back
+    iteration ends with ``ROLLBACK: <reason>``.
+    """
+    def number(key, spec):
+        value = row.get(key)
+        return '-' if value is None or (isinstance(value, float) and math.isnan(value)) \
+            else format(value, spec)
+    line = (f'iteration {row["iteration"]:4d}/{iterations}  cost {row["cost"]:10.2f}  '
+            f'violation {row["violation"]:8.2f}  |J_C| {number("grad_model_norm", ".3g")}  '
+            f'|G_zo| {number("grad_zo_norm", ".3g")}  alpha {number("alpha", ".3g")}  '
+            f'eta {number("eta", ".3f")}')
+    if 'theta_revision' in row:
+        line += (f'  revision {row["theta_revision"]}  reruns {row["retries"]}  rollbacks '
+                 f'{row["rollbacks"]}')
+    line += f'  {row["wall_s"]:.2f} s'
+    if row.get('rollback'):
+        line += f'  ROLLBACK: {row["rollback_reason"]}'
+    return line
 
 
 def plot_learning_curves(curves: dict, path: str, violation_weight: float) -> str:
