@@ -1,8 +1,8 @@
 """The tuner node's episode protocol (LiveSession), without ROS, against an in-process world.
 
 The world (``live_world.py``) is built from the real core: the scenario's plant, the
-SafeController around the MPC policy with a theta revision, ``~/hold`` and ``~/reset``,
-and a message bus. Faults are injected by tampering with its events; every run must
+controller node's own protocol (ControllerLoop: the theta revision, ``~/hold`` and
+``~/reset``) around the SafeController of the MPC policy, and a message bus. Faults are injected by tampering with its events; every run must
 still equal the offline run of the same configuration (reruns of a discarded episode are
 exact), or fail with a clear reason.
 """
@@ -15,6 +15,7 @@ import pytest
 
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import load_node_params
+from hybrid_mpc_ros.core.control.answers import Refused
 from hybrid_mpc_ros.core.learning import live_session as ls
 from hybrid_mpc_ros.core.learning.step_rules import ScheduleSteps
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
@@ -171,7 +172,7 @@ def _refuse_sets(count):
             if any(isinstance(a, ls.SetParameters) and a.call == call for a in world.actions):
                 refused.append(call)
                 return [type(event)(event.time, event.seq, event.target, event.kind,
-                                    (call, False, 'refused by the test'))]
+                                    (call, Refused('refused by the test')))]
         return [event]
     return tamper
 

@@ -93,7 +93,7 @@ class ControllerLoop:
         return self.rejected_odometry
 
     def timer(self) -> bool:
-        """The control timer fired: whether to step (no command before the first odometry)."""
+        """Return whether a tick of the control timer steps (never before the first odometry)."""
         return self.x is not None
 
     def hold(self, held: bool) -> tuple[HoldAnswer | Refused, bool]:

@@ -12,8 +12,9 @@ Events (methods; each returns a list of actions):
   ``~/sensitivity``;
 * :meth:`~LiveSession.odometry`: one odometry message as ``(stamp, x)``, ``x`` (12,) the
   state as the controller decodes it;
-* :meth:`~LiveSession.result`: the outcome of an action's call (``call`` id, success,
-  message), for :class:`SetParameters` and :class:`CallService`;
+* :meth:`~LiveSession.result`: the outcome of an action's call (``call`` id and a typed
+  answer of :mod:`~hybrid_mpc_ros.core.control.answers`), for :class:`SetParameters` and
+  :class:`CallService`;
 * :meth:`~LiveSession.tick`: time passes (checks the timeouts; call it a few times a
   second).
 
@@ -79,7 +80,7 @@ with :meth:`~LiveSession.unavailable` instead of sending a request nobody receiv
 restarted controller) start after a backoff of :data:`BACKOFF_FIRST_S` doubling up to
 :data:`BACKOFF_MAX_S`, so a node being restarted has time to come back. The controller
 names its revision when it is reset right before an episode
-(:func:`~hybrid_mpc_ros.core.learning.samples.revision_note`): the episode then takes
+(:class:`~hybrid_mpc_ros.core.control.answers.ResetAnswer`): the episode then takes
 exactly the samples of that revision, whatever stale or duplicated messages arrive; a
 revision at or below one named before means the controller process was restarted (with
 its default theta and x_ref), and the episode is rerun with both pushed again.
@@ -94,10 +95,9 @@ from typing import Callable
 
 import numpy as np
 
+from hybrid_mpc_ros.core.control.answers import Answer, HoldAnswer, Refused, ResetAnswer
 from hybrid_mpc_ros.core.learning.episode import EpisodeBuilder, EpisodeRejected
-from hybrid_mpc_ros.core.learning.samples import (ANSWERED_TAG, answered_revision,
-                                                  answered_stamp, ENVELOPE_ABORT_STATUS,
-                                                  NANOS_PER_SECOND,
+from hybrid_mpc_ros.core.learning.samples import (ENVELOPE_ABORT_STATUS, NANOS_PER_SECOND,
                                                   SensitivitySample, Stamp)
 from hybrid_mpc_ros.core.learning.tuning import EpisodeRequest, RecordRejected, Tuner
 from hybrid_mpc_ros.core.model.frames import odometry_arrays_to_state, state_to_odometry_arrays
@@ -376,12 +376,17 @@ class LiveSession:
             self._last_odom_ns = stamp_ns
         return self._guard(self._on_odometry, stamp_ns, x)
 
-    def result(self, call: int, ok: bool, message: str = '') -> list:
-        """Take the outcome of call ``call`` (of a :class:`SetParameters`, :class:`CallService`)."""
+    def result(self, call: int, answer: Answer) -> list:
+        """Take the answer to call ``call`` (of a :class:`SetParameters`, :class:`CallService`).
+
+        ``answer``: :class:`Refused` when the call failed, else :class:`HoldAnswer`,
+        :class:`ResetAnswer` or :class:`Accepted` (a controller that names no stamp or
+        revision is understood too).
+        """
         entry = self._pending.pop(call, None)
         if entry is None:
             return []                    # an answer to a call given up on: ignore it
-        return self._guard(self._on_result, entry[0], bool(ok), message)
+        return self._guard(self._on_result, entry[0], answer)
 
     def unavailable(self, call: int, service: str) -> list:
         """Take the news that call ``call`` was not made: its ``service`` is not there.
@@ -399,7 +404,7 @@ class LiveSession:
             # at start: ask again until it is there (the startup timeout still applies)
             return [self._call('release_stale', 'hold', False)]
         if what in ('finish_set', 'finish_release'):
-            return self._guard(self._on_result, what, False, reason)
+            return self._guard(self._on_result, what, Refused(reason))
         return self._guard(self._raise, _Retry('unavailable', reason))
 
     @staticmethod
@@ -537,18 +542,20 @@ class LiveSession:
         x_ref = None if self._x_ref_sent else self.x_ref
         return [self._call('set_theta', values=self._theta_values(self._request.theta, x_ref))]
 
-    def _on_result(self, what: str, ok: bool, message: str) -> list:
+    def _on_result(self, what: str, answer: Answer) -> list:
+        refused = isinstance(answer, Refused)
         if what == 'release_stale':
             actions = []
-            if not ok:
+            if refused:
                 self.hold_available = False
-                actions = [Log('info', f'the controller has no ~/hold ({message}): episodes '
-                                       'start at the first sample after the reset odometry')]
+                actions = [Log('info', f'the controller has no ~/hold ({answer.reason}): '
+                                       'episodes start at the first sample after the reset '
+                                       'odometry')]
             return actions + self._check_startup()
         if what in ('finish_set', 'finish_release'):
-            return self._on_finish_result(what, ok, message)
-        if not ok:
-            raise _Retry('refused', f'{CALLS[what]} refused: {message}')
+            return self._on_finish_result(what, answer)
+        if refused:
+            raise _Retry('refused', f'{CALLS[what]} refused: {answer.reason}')
         if what == 'set_theta':
             self._x_ref_sent = True          # the first successful set carried it
             if self.hold_available and not self._held:
@@ -557,13 +564,13 @@ class LiveSession:
             return self._await_token()
         if what == 'hold':
             self._held = True
-            self._note_answered(message)
+            self._note_answered(answer)
             return self._await_token()
         if what == 'simulator_reset':
             self._reset_done = True
             return self._check_reset_odometry()
         if what == 'controller_reset':
-            self._check_revision(message)
+            self._check_revision(answer)
             if not self.hold_available:
                 return self._collect()
             # collect from now on: the controller answers x0 before it answers the call
@@ -575,7 +582,7 @@ class LiveSession:
         if what == 'final_hold':
             self._final_hold_done = True
             self._held = True
-            self._note_answered(message)
+            self._note_answered(answer)
             return self._check_final()
         if what == 'go_to_start':
             self.phase = 'settle'
@@ -586,19 +593,19 @@ class LiveSession:
             return []                    # already collecting: the new revision starts it
         raise RuntimeError(f'unexpected answer to {what!r} in phase {self.phase}')
 
-    def _check_revision(self, message: str) -> None:
+    def _check_revision(self, answer: Answer) -> None:
         """Read the revision the controller's reset answer names; _Retry if it restarted.
 
         The controller is reset after theta was set, so a controller that names its
-        revision (``revision_note``) lets the episode take exactly the samples of that
+        revision (:class:`ResetAnswer`) lets the episode take exactly the samples of that
         revision. A revision at or below one named before means a new controller process
         (its revisions start again from 0) running its default theta and x_ref: the
         episode is rerun with theta and x_ref pushed again. Without a named revision the
         episode's is the first one above the last revision seen in samples.
         """
-        revision = answered_revision(message)
-        if revision is None:
+        if not isinstance(answer, ResetAnswer):
             return
+        revision = answer.revision
         previous, self._answered_revision = self._answered_revision, revision
         if previous is not None and revision <= previous:
             self._x_ref_sent = False
@@ -608,7 +615,7 @@ class LiveSession:
         self._episode_revision = revision
 
     # -- reset mode ------------------------------------------------------------------
-    def _note_answered(self, message: str) -> None:
+    def _note_answered(self, answer: Answer) -> None:
         """Read which odometry stamp brings the token back from the hold's answer.
 
         The answer names the last odometry the controller answered (a), so the odometry
@@ -617,10 +624,10 @@ class LiveSession:
         whose answer does not say: the newest sample's stamp + one period, which is
         right unless that sample is still on its way when the answer arrives.
         """
-        if ANSWERED_TAG not in message:
+        if not isinstance(answer, HoldAnswer):
             self._token_target = None
             return
-        answered = answered_stamp(message)
+        answered = answer.answered
         self._token_target = (-1 if answered is None else
                               answered.nanoseconds + self.period_ns)
 
@@ -839,8 +846,9 @@ class LiveSession:
         return [self._call('finish_set',
                            values=self._theta_values(self.tuner.state.theta, self.x_ref))]
 
-    def _on_finish_result(self, what: str, ok: bool, message: str) -> list:
-        note = '' if ok else f'; the controller refused the last call: {message}'
+    def _on_finish_result(self, what: str, answer: Answer) -> list:
+        note = (f'; the controller refused the last call: {answer.reason}'
+                if isinstance(answer, Refused) else '')
         if what == 'finish_set' and self.hold_available:
             self.phase = 'finish_release'
             actions = [Log('warn', note.lstrip('; '))] if note else []
