@@ -2,9 +2,10 @@
 
 The world (``live_world.py``) is built from the real core: the scenario's plant, the
 controller node's own protocol (ControllerLoop: the theta revision, ``~/hold`` and
-``~/reset``) around the SafeController of the MPC policy, and a message bus. Faults are injected by tampering with its events; every run must
-still equal the offline run of the same configuration (reruns of a discarded episode are
-exact), or fail with a clear reason.
+``~/reset``) around the SafeController of the MPC policy, and a message bus. Faults are
+injected by tampering with its events; every run must still equal the offline run of the
+same configuration (reruns of a discarded episode are exact), or fail with a clear
+reason.
 """
 
 from dataclasses import replace

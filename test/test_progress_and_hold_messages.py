@@ -34,4 +34,3 @@ def test_progress_round_trips_through_ros_serialisation():
 def test_a_message_of_another_kind_is_refused():
     with pytest.raises(ValueError, match='one status named'):
         progress_msg.parse_progress(DiagnosticArray(status=[DiagnosticStatus(name='x')]))
-

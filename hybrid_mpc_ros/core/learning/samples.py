@@ -157,4 +157,3 @@ class SensitivitySample:
             return (f'{name} has {bad.size} non-finite entries (first at flat index '
                     f'{bad[0]}: {value.flat[bad[0]]}); it must be finite {where}')
         return ''
-
