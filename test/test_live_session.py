@@ -215,7 +215,7 @@ def test_late_answers_and_late_reset_odometry_are_handled():
             if len(holds) == 2:              # the first episode's hold (1: at start)
                 return [_later(event, 0.2)]
         if event.kind == 'odom' and event.target == 'tuner' and world.session is not None \
-                and world.session.phase == 'simulator_reset':
+                and world.session.phase == ls.Phase.SIMULATOR_RESET:
             resets.append(event)
             return [_later(event, 0.01)]
         return [event]
@@ -230,7 +230,7 @@ def test_a_persistent_failure_ends_with_a_clear_error():
     world = World(scenario(), tamper=_refuse_sets(100))
     session = live(world, config(), settings(max_episode_retries=2))
     failed = world.of_type(ls.Failed)
-    assert failed and session.phase == 'failed' and session.retries == 3
+    assert failed and session.phase == ls.Phase.FAILED and session.retries == 3
     assert 'base episode of iteration 1 failed 3 times in a row' in failed[0].reason
     assert 'refused by the test' in failed[0].reason
 
@@ -240,7 +240,7 @@ def test_no_controller_ends_with_a_clear_error():
                   else [event])
     session = live(world, config(), settings(startup_timeout_s=2.0))
     assert 'is the controller running' in world.of_type(ls.Failed)[0].reason
-    assert session.phase == 'failed'
+    assert session.phase == ls.Phase.FAILED
 
 
 def test_wall_clock_trigger_starts_after_the_reset_odometry():
@@ -312,7 +312,7 @@ def test_a_sample_arriving_after_the_hold_answer_does_not_fool_the_token_rule():
     # that step and the episode still starts exactly at x0.
     def tamper(world, event):
         if (event.kind == 'sample' and world.session is not None
-                and world.session.phase == 'hold'):
+                and world.session.phase == ls.Phase.HOLD):
             return [_later(event, 1e-3)]
         return [event]
     world = World(scenario(), tamper=tamper)

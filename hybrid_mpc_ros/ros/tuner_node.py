@@ -270,7 +270,7 @@ class TunerNode(Node):
         self._perform(self._session.sample(sample))
 
     def _on_tick(self) -> None:
-        if self._session.phase == 'idle':
+        if self._session.phase == ls.Phase.IDLE:
             self._look_for_services()
             return
         unavailable, self._unavailable = self._unavailable, []
