@@ -190,7 +190,8 @@ class World:
     def _control_step(self) -> None:
         result = self.loop.command(self.now)
         self._send('simulator', 'command', result.u)
-        _, sample = self.loop.report(result, Stamp.from_nanoseconds(round(self.now * 1e9)))
+        _, sample = self.loop.report(
+            result, lambda: Stamp.from_nanoseconds(round(self.now * 1e9)))
         self.samples.append(sample)
         self._send('tuner', 'sample', sample)
 

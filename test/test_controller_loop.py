@@ -147,7 +147,7 @@ def test_a_step_reports_its_sample_with_the_revision_and_odometry_stamp():
     ctl.set_policy({}, x_ref=state(0))
     ctl.odometry(7 * PERIOD_NS, state(4), received=1.0)
     result = ctl.command(1.0)
-    result, sample = ctl.report(result, Stamp(3, 5))
+    result, sample = ctl.report(result, lambda: Stamp(3, 5))
     assert [call[0] for call in ctl.controller.calls] == ['step', 'add_sensitivities']
     assert sample.stamp == Stamp(3, 5) and sample.odom_stamp.nanoseconds == 7 * PERIOD_NS
     assert (sample.revision, sample.status, sample.solve_ms) == (1, 0, 1.5)
@@ -160,7 +160,7 @@ def test_missing_sensitivities_are_nan_never_zero():
     ctl = loop()
     ctl.controller.sensitivities_ok = False
     ctl.odometry(0, state(0), received=1.0)
-    _, sample = ctl.report(ctl.command(1.0), Stamp(0, 0))
+    _, sample = ctl.report(ctl.command(1.0), lambda: Stamp(0, 0))
     assert np.isnan(sample.du_dx).all() and np.isnan(sample.du_dtheta).all()
 
 
@@ -168,7 +168,7 @@ def test_an_envelope_abort_ends_the_revision_at_its_step():
     ctl = loop()
     ctl.controller.abort_reason = 'tilt 0.5 rad'
     ctl.odometry(0, state(0), received=1.0)
-    result, sample = ctl.report(ctl.command(1.0), Stamp(0, 0))
+    result, sample = ctl.report(ctl.command(1.0), lambda: Stamp(0, 0))
     assert result.abort_reason and sample.status == ENVELOPE_ABORT_STATUS
     assert sample.revision == 0 and ctl.revision == 1     # the safe theta's own revision
 

@@ -315,7 +315,7 @@ class MPCControllerNode(Node):
         self._command_pub.publish(rotor_command(result.u))
         self._latency_s.append(time.monotonic() - started)
         result, sample = self._loop.report(
-            result, Stamp.from_nanoseconds(self.get_clock().now().nanoseconds))
+            result, lambda: Stamp.from_nanoseconds(self.get_clock().now().nanoseconds))
         self._sensitivity_pub.publish(self._encoder.encode_sample(sample))
         if result.abort_reason:
             self.get_logger().warning(

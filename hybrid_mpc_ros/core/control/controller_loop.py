@@ -32,6 +32,8 @@ revision.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from hybrid_mpc_ros.core.control.answers import HoldAnswer, Refused, ResetAnswer
@@ -148,18 +150,21 @@ class ControllerLoop:
         age = 0.0 if self.trigger == 'odometry' else now - self.odom_received
         return self.controller.step(self.x, age, sensitivities=False)
 
-    def report(self, result: StepResult, stamp: Stamp) -> tuple[StepResult, SensitivitySample]:
-        """Finish the step of :meth:`command`: its sensitivities and its sample at ``stamp``.
+    def report(self, result: StepResult,
+               clock: Callable[[], Stamp]) -> tuple[StepResult, SensitivitySample]:
+        """Finish the step of :meth:`command`: its sensitivities, then its sample.
 
-        Returns the completed result and the sample. At an envelope abort the sample ends
-        the episode of this revision (its status says so) and the revision moves on: the
-        safe theta flying from here has one of its own.
+        ``clock()`` gives the sample's stamp, read once the sensitivities are computed
+        (when the sample is made). Returns the completed result and the sample.
         """
         result = self.controller.add_sensitivities(result)
+        # sensitivities that could not be computed are NaN: "none", never a zero derivative
         du_dx, du_dtheta = (result.du_dx, result.du_dtheta) if result.sensitivities_ok else \
             (NO_DU_DX, NO_DU_DTHETA)
+        # an envelope abort: this step's sample ends the episode of this revision (its
+        # status says so); the safe theta flying from here gets a revision of its own
         status = ENVELOPE_ABORT_STATUS if result.abort_reason else result.status
-        sample = SensitivitySample(stamp, Stamp.from_nanoseconds(self.odom_stamp_ns),
+        sample = SensitivitySample(clock(), Stamp.from_nanoseconds(self.odom_stamp_ns),
                                    self.revision, status, result.solve_ms, self.x, result.u,
                                    du_dx, du_dtheta)
         if result.abort_reason:
