@@ -1,4 +1,4 @@
-"""The tuner's ~/progress codec (the controller's service answers: test_replies.py)."""
+"""The tuner's ~/progress codec (ros/progress_msg.py)."""
 
 import math
 
