@@ -1,8 +1,8 @@
 """An in-process stand-in for the ROS graph a LiveSession talks to, built from the real core.
 
 :class:`World` holds a simulator (the scenario's :class:`Quadcopter` plant), a controller
-(:class:`SafeController` around the scenario's :class:`MPCPolicy`, with a theta revision,
-``~/hold`` and ``~/reset`` as the node has them) and a message bus with a small latency.
+(the node's own protocol, :class:`ControllerLoop`, around a :class:`SafeController` of the
+scenario's :class:`MPCPolicy`) and a message bus with a small latency.
 Time is simulated: every message and service answer is an event at a wall time, so runs
 are deterministic and timeouts can be provoked by dropping events. A ``tamper(event)``
 hook sees every event before it is scheduled and returns the events to schedule instead
@@ -14,8 +14,11 @@ Two clock modes, as the real nodes have them:
   odometry stamp at once (odometry trigger, ``~/hold`` available), the simulator
   re-publishes its odometry after 0.5 s without a command;
 * ``realtime``: the simulator steps on its own timer every period; the controller runs on
-  its own timer, offset by a fraction of a period, from the newest odometry, and refuses
-  ``~/hold`` as the node does with its wall-clock trigger.
+  its own timer (the timer trigger), offset by a fraction of a period, from the newest
+  odometry, and refuses ``~/hold``.
+
+Answers to calls travel as the typed answers the tuner node decodes them into
+(:mod:`hybrid_mpc_ros.core.control.answers`).
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import itertools
 
 import numpy as np
 
+from hybrid_mpc_ros.core.control.answers import Accepted, HoldAnswer, Refused
+from hybrid_mpc_ros.core.control.controller_loop import ControllerLoop
 from hybrid_mpc_ros.core.learning import live_session as ls
-from hybrid_mpc_ros.core.learning.samples import (ENVELOPE_ABORT_STATUS, hold_answer,
-                                                  NANOS_PER_SECOND, revision_note,
-                                                  SensitivitySample, Stamp)
+from hybrid_mpc_ros.core.learning.samples import (NANOS_PER_SECOND, SensitivitySample,
+                                                  Stamp)
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
 
@@ -73,10 +77,8 @@ class World:
         config = scenario.mpc_config
         self.controller = SafeController(scenario.policy(), SafetyConfig(1e9, 3, 0.9),
                                          config.u_min, config.u_max, envelope)
-        self.revision = 0
-        self.held = False
-        self.odom = None                    # (stamp_ns, x) the controller stores
-        self.answered_ns = -1
+        self.loop = ControllerLoop(self.controller,
+                                   'odometry' if mode == 'lockstep' else 'timer')
         self.samples: list[SensitivitySample] = []
         self.parameter_sets: list[dict] = []
         self.hold_calls: list[bool] = []
@@ -93,6 +95,11 @@ class World:
                            'controller', 'timer')
         else:
             self._schedule(REPUBLISH_S, 'simulator', 'republish')
+
+    @property
+    def held(self) -> bool:
+        """Whether the controller holds (keeps odometry without answering it)."""
+        return self.loop.held
 
     def _timer_period(self) -> float:
         return self.period_ns / NANOS_PER_SECOND + self._rng.uniform(-1.0, 1.0) * \
@@ -136,7 +143,7 @@ class World:
             self.command = self.hover.copy()
             self.last_command_time = self.now
             self._publish_odometry()
-            self._send('tuner', 'result', event.payload[0], True, 'reset')
+            self._send('tuner', 'result', event.payload[0], Accepted('reset'))
 
     def _step(self) -> None:
         self.x = self.plant.step(self.x, self.command)
@@ -146,70 +153,46 @@ class World:
 
     # -- the controller ----------------------------------------------------------------------
     def _controller(self, event: Event) -> None:
-        kind = event.kind
+        # the node's translation: the same calls of the same class, events for messages
+        kind, loop = event.kind, self.loop
         if kind == 'odom':
             stamp, x = event.payload
-            if self.odom is None or stamp >= self.odom[0]:
-                self.odom = (stamp, x)
-                if self.mode == 'lockstep':
-                    self._answer()
+            try:
+                step = loop.odometry(stamp, x, self.now)
+            except ValueError as exc:          # an older stamp: refused and counted
+                loop.reject(str(exc))
+                return
+            if step:
+                self._control_step()
         elif kind == 'timer':
-            if self.odom is not None:
+            if loop.timer():
                 self._control_step()
             self._schedule(self._timer_period(), 'controller', 'timer')
         elif kind == 'set':
             call, values = event.payload
-            reason = th.validate_parameters({k: v for k, v in values.items() if k != 'x_ref'})
+            theta = {k: v for k, v in values.items() if k != 'x_ref'}
+            reason = th.validate_parameters(theta)
             if not reason:
                 self.parameter_sets.append(dict(values))
-                theta = {k: v for k, v in values.items() if k != 'x_ref'}
-                policy = self.controller.policy
-                if theta:
-                    policy.set_theta(th.from_parameters(theta, policy.theta))
-                    self.controller.rearm()       # as the node: a new candidate theta
-                if 'x_ref' in values:
-                    policy.set_reference(np.array(values['x_ref']))
-                self.revision += 1
-            self._send('tuner', 'result', call, not reason, reason)
+                loop.set_policy(theta, values.get('x_ref'))
+            self._send('tuner', 'result', call, Refused(reason) if reason else Accepted())
         elif kind == 'hold':
             call, data = event.payload
-            if self.mode != 'lockstep':
-                self._send('tuner', 'result', call, False, 'hold is only available with the '
-                                                           'odometry trigger')
-                return
-            self.hold_calls.append(data)
-            self.held = bool(data)
-            answered = Stamp.from_nanoseconds(self.answered_ns) if self.answered_ns >= 0 \
-                else None
-            if not self.held:
-                self._answer()         # as the node: the step goes out before the answer
-            self._send('tuner', 'result', call, True, hold_answer(self.held, answered))
+            answer, step = loop.hold(data)
+            if isinstance(answer, HoldAnswer):
+                self.hold_calls.append(data)
+            if step:
+                self._control_step()   # as the node: the step goes out before the answer
+            self._send('tuner', 'result', call, answer)
         elif kind == 'reset':
-            self.controller.reset()
-            # as the node: the answer names the current revision
-            self._send('tuner', 'result', event.payload[0], True,
-                       f'reset; {revision_note(self.revision)}')
-
-    def _answer(self) -> None:
-        if not self.held and self.odom is not None and self.odom[0] != self.answered_ns:
-            self.answered_ns = self.odom[0]
-            self._control_step()
+            self._send('tuner', 'result', event.payload[0], loop.reset())
 
     def _control_step(self) -> None:
-        stamp, x = self.odom
-        result = self.controller.step(x, 0.0)
-        du_dx, du_dtheta = (result.du_dx, result.du_dtheta) if result.sensitivities_ok else \
-            (np.full((4, 12), np.nan), np.full((4, th.N_THETA), np.nan))
-        # as the node: the abort's step says so in its status, later steps fly the safe
-        # theta under a revision of their own
-        status = ENVELOPE_ABORT_STATUS if result.abort_reason else result.status
-        sample = SensitivitySample(Stamp.from_nanoseconds(round(self.now * 1e9)),
-                                   Stamp.from_nanoseconds(stamp), self.revision, status,
-                                   result.solve_ms, x, result.u, du_dx, du_dtheta)
-        if result.abort_reason:
-            self.revision += 1
-        self.samples.append(sample)
+        result = self.loop.command(self.now)
         self._send('simulator', 'command', result.u)
+        _, sample = self.loop.report(
+            result, lambda: Stamp.from_nanoseconds(round(self.now * 1e9)))
+        self.samples.append(sample)
         self._send('tuner', 'sample', sample)
 
     # -- the tuner side ----------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """The tuner node's episode protocol (LiveSession), without ROS, against an in-process world.
 
 The world (``live_world.py``) is built from the real core: the scenario's plant, the
-SafeController around the MPC policy with a theta revision, ``~/hold`` and ``~/reset``,
-and a message bus. Faults are injected by tampering with its events; every run must
-still equal the offline run of the same configuration (reruns of a discarded episode are
-exact), or fail with a clear reason.
+controller node's own protocol (ControllerLoop: the theta revision, ``~/hold`` and
+``~/reset``) around the SafeController of the MPC policy, and a message bus. Faults are
+injected by tampering with its events; every run must still equal the offline run of the
+same configuration (reruns of a discarded episode are exact), or fail with a clear
+reason.
 """
 
 from dataclasses import replace
@@ -15,6 +16,7 @@ import pytest
 
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import load_node_params
+from hybrid_mpc_ros.core.control.answers import Refused
 from hybrid_mpc_ros.core.learning import live_session as ls
 from hybrid_mpc_ros.core.learning.step_rules import ScheduleSteps
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
@@ -171,7 +173,7 @@ def _refuse_sets(count):
             if any(isinstance(a, ls.SetParameters) and a.call == call for a in world.actions):
                 refused.append(call)
                 return [type(event)(event.time, event.seq, event.target, event.kind,
-                                    (call, False, 'refused by the test'))]
+                                    (call, Refused('refused by the test')))]
         return [event]
     return tamper
 
@@ -213,7 +215,7 @@ def test_late_answers_and_late_reset_odometry_are_handled():
             if len(holds) == 2:              # the first episode's hold (1: at start)
                 return [_later(event, 0.2)]
         if event.kind == 'odom' and event.target == 'tuner' and world.session is not None \
-                and world.session.phase == 'simulator_reset':
+                and world.session.phase == ls.Phase.SIMULATOR_RESET:
             resets.append(event)
             return [_later(event, 0.01)]
         return [event]
@@ -228,7 +230,7 @@ def test_a_persistent_failure_ends_with_a_clear_error():
     world = World(scenario(), tamper=_refuse_sets(100))
     session = live(world, config(), settings(max_episode_retries=2))
     failed = world.of_type(ls.Failed)
-    assert failed and session.phase == 'failed' and session.retries == 3
+    assert failed and session.phase == ls.Phase.FAILED and session.retries == 3
     assert 'base episode of iteration 1 failed 3 times in a row' in failed[0].reason
     assert 'refused by the test' in failed[0].reason
 
@@ -238,7 +240,7 @@ def test_no_controller_ends_with_a_clear_error():
                   else [event])
     session = live(world, config(), settings(startup_timeout_s=2.0))
     assert 'is the controller running' in world.of_type(ls.Failed)[0].reason
-    assert session.phase == 'failed'
+    assert session.phase == ls.Phase.FAILED
 
 
 def test_wall_clock_trigger_starts_after_the_reset_odometry():
@@ -310,7 +312,7 @@ def test_a_sample_arriving_after_the_hold_answer_does_not_fool_the_token_rule():
     # that step and the episode still starts exactly at x0.
     def tamper(world, event):
         if (event.kind == 'sample' and world.session is not None
-                and world.session.phase == 'hold'):
+                and world.session.phase == ls.Phase.HOLD):
             return [_later(event, 1e-3)]
         return [event]
     world = World(scenario(), tamper=tamper)

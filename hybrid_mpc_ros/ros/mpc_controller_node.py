@@ -18,9 +18,12 @@ namespaced and remapped onto a vehicle's topics:
   held, odometry is kept but not answered. The lockstep simulator then waits, so the
   tuner can reset it and this node between two steps without a command in flight; on
   release the node answers the newest odometry at once. The answer's text ends with the
-  stamp of the last odometry the node answered
-  (:func:`~hybrid_mpc_ros.core.learning.samples.hold_answer`), so a tuner knows which
-  odometry brings the token back.
+  stamp of the last odometry the node answered (:mod:`hybrid_mpc_ros.ros.replies`), so a
+  tuner knows which odometry brings the token back.
+
+The protocol itself (when to step, the revision, hold and reset) is
+:class:`~hybrid_mpc_ros.core.control.controller_loop.ControllerLoop`; this node translates
+messages, parameters and services into its calls.
 
 When a control step runs (parameter ``trigger``):
 
@@ -40,7 +43,7 @@ double arrays that may be set live (``ros2 param set``, ``set_parameters`` or
 the on-set callback and refused with a reason, or applied between two control steps; each
 accepted set increments the theta revision carried by every later sensitivity message;
 the answer to ``~/reset`` names the current revision
-(:func:`~hybrid_mpc_ros.core.learning.samples.revision_note`), so a tuner knows which
+(:mod:`hybrid_mpc_ros.ros.replies`), so a tuner knows which
 samples are its episode's and notices a restarted controller (revisions start at 0).
 ``x_ref`` (12) may change live too and also increments the revision (the revision names
 the policy: theta and reference; a tuner flying a vehicle back to its start uses it to
@@ -82,14 +85,15 @@ from std_srvs.srv import SetBool, Trigger
 
 from hybrid_mpc_ros.core import paths, scenario
 from hybrid_mpc_ros.core.config import ConfigError, load_node_params
-from hybrid_mpc_ros.core.learning.samples import (ENVELOPE_ABORT_STATUS, hold_answer,
-                                                  revision_note, Stamp)
+from hybrid_mpc_ros.core.control.controller_loop import ControllerLoop
+from hybrid_mpc_ros.core.learning.samples import Stamp
 from hybrid_mpc_ros.core.model.frames import euler_to_quaternion
 from hybrid_mpc_ros.core.model.quadcopter import NX
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import Envelope, SafeController, SafetyConfig
 from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
 from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
+from hybrid_mpc_ros.ros.replies import hold_response, reset_response
 from hybrid_mpc_ros.ros.sensitivity_msg import SensitivityEncoder
 
 NODE_NAME = 'mpc_controller'
@@ -131,20 +135,12 @@ class MPCControllerNode(Node):
         self._trigger = values['trigger']
         if self._trigger == 'auto':
             self._trigger = 'odometry' if values['use_sim_time'] else 'timer'
+        # the protocol: when to step, the revision, hold and reset (times: time.monotonic())
+        self._loop = ControllerLoop(self._controller, self._trigger)
         self._encoder = SensitivityEncoder()
-        self._no_dx = np.full((4, NX), np.nan)
-        self._no_dtheta = np.full((4, th.N_THETA), np.nan)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
-        self._revision = 0
-        self._x = None                      # latest accepted odometry as a model state
-        self._odom_stamp_ns = -1            # its header stamp
-        self._odom_received = None          # time.monotonic() of its arrival
-        self._last_stepped_stamp_ns = -1    # odometry trigger: the stamp last answered
-        self._held = False
-        self._rejected_odometry = 0
-        self._last_rejection = ''
         self._latency_s = deque(maxlen=TIMING_WINDOW)       # odometry -> command published
         self._step_s = deque(maxlen=TIMING_WINDOW)          # odometry -> sensitivities out
         self._solve_ms = deque(maxlen=TIMING_WINDOW)
@@ -275,17 +271,10 @@ class MPCControllerNode(Node):
         updates = {param.name: param.value for param in params}
         theta_updates = {name: value for name, value in updates.items()
                          if name in th.PARAMETER_NAMES}
-        policy = self._controller.policy
-        if theta_updates:
-            policy.set_theta(th.from_parameters(theta_updates, policy.theta))
-            self._controller.rearm()           # a new candidate: the envelope may abort it
-        if 'x_ref' in updates:
-            policy.set_reference(np.array(updates['x_ref'], dtype=float))
-        if theta_updates or 'x_ref' in updates:
-            # one revision per accepted set: every later sample says which policy made it
-            self._revision += 1
-            changed = sorted(theta_updates) + (['x_ref'] if 'x_ref' in updates else [])
-            self.get_logger().info(f'revision {self._revision}: {", ".join(changed)} applied')
+        changed = self._loop.set_policy(theta_updates, updates.get('x_ref'))
+        if changed:
+            self.get_logger().info(f'revision {self._loop.revision}: {", ".join(changed)} '
+                                   'applied')
         safety = {name: updates[name] for name in SAFETY_PARAMETERS if name in updates}
         if safety:
             self._controller.safety = replace(self._controller.safety, **safety)
@@ -301,61 +290,37 @@ class MPCControllerNode(Node):
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         try:
             x = odometry_to_state(msg)    # ValueError: NaN/Inf, not a unit quaternion
-            if stamp_ns < self._odom_stamp_ns:
-                raise ValueError(f'stamp {stamp_ns * 1e-9:.9f} s is older than the last '
-                                 f'accepted one ({self._odom_stamp_ns * 1e-9:.9f} s)')
+            step = self._loop.odometry(stamp_ns, x, received)   # ValueError: an older stamp
         except ValueError as exc:
-            self._rejected_odometry += 1
-            self._last_rejection = str(exc)
-            self.get_logger().error(f'rejected odometry ({self._rejected_odometry} so far): '
-                                    f'{exc}', throttle_duration_sec=LOG_THROTTLE_S)
+            count = self._loop.reject(str(exc))
+            self.get_logger().error(f'rejected odometry ({count} so far): {exc}',
+                                    throttle_duration_sec=LOG_THROTTLE_S)
             return
-        self._x, self._odom_stamp_ns, self._odom_received = x, stamp_ns, received
         self._world_frame = msg.header.frame_id or self._world_frame
-        if self._trigger == 'odometry':
-            self._answer_new_odometry(received)
-
-    def _answer_new_odometry(self, now: float) -> None:
-        if not self._held and self._x is not None and \
-                self._odom_stamp_ns != self._last_stepped_stamp_ns:
-            self._last_stepped_stamp_ns = self._odom_stamp_ns
-            self._control_step(now)
+        if step:
+            self._control_step(received)
 
     def _on_timer(self) -> None:
         now = time.monotonic()
         if self._last_tick is not None:
             self._tick_periods.append(now - self._last_tick)
         self._last_tick = now
-        if self._x is not None:               # no command before the first valid odometry
+        if self._loop.timer():
             self._control_step(now)
 
     def _control_step(self, started: float) -> None:
-        # the odometry trigger answers each odometry as it arrives, or when a hold is
-        # released: the lockstep simulation waits meanwhile, so the wall time the odometry
-        # was held says nothing about the vehicle (with odom_timeout_s 0.2 s a loaded
-        # machine turned the first step of an episode into a failsafe step)
-        age = 0.0 if self._trigger == 'odometry' else started - self._odom_received
-        result = self._controller.step(self._x, age, sensitivities=False)
+        result = self._loop.command(started)
         # the command first: the vehicle (in lockstep, the simulator and the next odometry)
         # goes on while the sensitivities, which only the tuner needs, are computed
         self._command_pub.publish(rotor_command(result.u))
         self._latency_s.append(time.monotonic() - started)
-        result = self._controller.add_sensitivities(result)
-        # sensitivities that could not be computed are NaN: "none", never a zero derivative
-        du_dx, du_dtheta = (result.du_dx, result.du_dtheta) if result.sensitivities_ok else \
-            (self._no_dx, self._no_dtheta)
-        # an envelope abort: this step's sample ends the episode of this revision (its
-        # status says so); the safe theta flying from here gets a revision of its own
-        status = ENVELOPE_ABORT_STATUS if result.abort_reason else result.status
-        self._sensitivity_pub.publish(self._encoder.encode(
-            Stamp.from_nanoseconds(self.get_clock().now().nanoseconds),
-            Stamp.from_nanoseconds(self._odom_stamp_ns), self._revision, status,
-            result.solve_ms, self._x, result.u, du_dx, du_dtheta))
+        result, sample = self._loop.report(
+            result, lambda: Stamp.from_nanoseconds(self.get_clock().now().nanoseconds))
+        self._sensitivity_pub.publish(self._encoder.encode_sample(sample))
         if result.abort_reason:
-            self._revision += 1
             self.get_logger().warning(
-                f'envelope abort at revision {self._revision - 1}: {result.abort_reason}; '
-                f'flying the safe (start) theta as revision {self._revision}')
+                f'envelope abort at revision {sample.revision}: {result.abort_reason}; '
+                f'flying the safe (start) theta as revision {self._loop.revision}')
         self._step_s.append(time.monotonic() - started)
         self._solve_ms.append(result.solve_ms)
         # one call site per severity: rclpy raises when one site changes its severity
@@ -387,26 +352,13 @@ class MPCControllerNode(Node):
         self._path_pub.publish(path)
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response):
-        self._controller.reset()
-        response.success = True
-        response.message = (f'solver warm start and plan cleared; '
-                            f'{revision_note(self._revision)}')
-        return response
+        return reset_response(self._loop.reset(), response)
 
     def _on_hold(self, request: SetBool.Request, response: SetBool.Response):
-        if self._trigger != 'odometry':
-            response.success = False
-            response.message = ('hold is only available with the odometry trigger (lockstep '
-                                'simulation): a vehicle must never go without commands')
-            return response
-        self._held = bool(request.data)
-        response.success = True
-        answered = self._last_stepped_stamp_ns
-        response.message = hold_answer(
-            self._held, Stamp.from_nanoseconds(answered) if answered >= 0 else None)
-        if not self._held:
-            self._answer_new_odometry(time.monotonic())
-        return response
+        answer, step = self._loop.hold(bool(request.data))
+        if step:                    # a release answers the newest odometry before replying
+            self._control_step(time.monotonic())
+        return hold_response(answer, response)
 
     # -- diagnostics ---------------------------------------------------------------------
 
@@ -414,16 +366,17 @@ class MPCControllerNode(Node):
         counters = self._controller.counters
         now = time.monotonic()
         status = DiagnosticStatus(name=f'{self.get_name()}: mpc', hardware_id='mpc controller')
-        snapshot = (self._rejected_odometry, counters.shifted_plan_steps,
+        loop = self._loop
+        snapshot = (loop.rejected_odometry, counters.shifted_plan_steps,
                     counters.sensitivity_failures, counters.failsafe_steps,
                     counters.envelope_aborts)
         recent = [name for name, new, old in zip(
             ('odometry rejected', 'shifted plan used', 'sensitivities missing', 'failsafe',
              'envelope abort'), snapshot, self._diagnostics_snapshot) if new > old]
         self._diagnostics_snapshot = snapshot
-        age = None if self._odom_received is None else now - self._odom_received
+        age = None if loop.odom_received is None else now - loop.odom_received
         stale = age is not None and age > self._controller.safety.odom_timeout_s
-        if self._x is None:
+        if loop.x is None:
             status.level, status.message = DiagnosticStatus.WARN, 'waiting for odometry'
         elif 'failsafe' in recent or (stale and self._trigger == 'timer'):
             status.level = DiagnosticStatus.ERROR
@@ -435,7 +388,7 @@ class MPCControllerNode(Node):
             status.level, status.message = DiagnosticStatus.OK, 'running'
         values = {
             'trigger': self._trigger,
-            'theta_revision': str(self._revision),
+            'theta_revision': str(loop.revision),
             'steps': str(counters.steps),
             'mpc_steps': str(counters.modes['mpc']),
             'shifted_plan_steps': str(counters.shifted_plan_steps),
@@ -445,8 +398,8 @@ class MPCControllerNode(Node):
             'sensitivity_failures': str(counters.sensitivity_failures),
             'stale_odometry_steps': str(counters.stale_odometry_steps),
             'envelope_aborts': str(counters.envelope_aborts),
-            'rejected_odometry': str(self._rejected_odometry),
-            'last_rejection': self._last_rejection,
+            'rejected_odometry': str(loop.rejected_odometry),
+            'last_rejection': loop.last_rejection,
             'last_fallback_reason': counters.last_reason,
             'odometry_age_s': 'never' if age is None else f'{age:.3f}',
         }

@@ -65,6 +65,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from hybrid_mpc_ros.core import paths, scenario
 from hybrid_mpc_ros.core.config import ConfigError, load_node_params
+from hybrid_mpc_ros.core.control.answers import Refused
 from hybrid_mpc_ros.core.learning import live_session as ls
 from hybrid_mpc_ros.core.learning.reporting import (iteration_line, refuse_rules,
                                                     resume_line, resume_state,
@@ -73,6 +74,8 @@ from hybrid_mpc_ros.core.learning.tuning import Tuner
 from hybrid_mpc_ros.ros.msgs import odometry_to_state
 from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
 from hybrid_mpc_ros.ros.progress_msg import progress_message
+from hybrid_mpc_ros.ros.replies import (decode_hold, decode_reset, decode_set_parameters,
+                                        decode_trigger, ReplyError)
 from hybrid_mpc_ros.ros.sensitivity_msg import parse_sensitivity_message
 
 NODE_NAME = 'hybrid_tuner'
@@ -85,6 +88,9 @@ STREAM_QOS = QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE)
 # volatile subscribers (PlotJuggler's default) are compatible with it
 PROGRESS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# how the answer of each service a session calls is read (ros/replies.py)
+DECODERS = {'hold': decode_hold, 'controller_reset': decode_reset,
+            'simulator_reset': decode_trigger}
 TICK_S = 0.05
 FIRST_LOOK_S, LONGEST_LOOK_S = 0.1, 2.0
 LOG_THROTTLE_S = 1.0
@@ -272,7 +278,7 @@ class TunerNode(Node):
         self._perform(self._session.sample(sample))
 
     def _on_tick(self) -> None:
-        if self._session.phase == 'idle':
+        if self._session.phase == ls.Phase.IDLE:
             self._look_for_services()
             return
         unavailable, self._unavailable = self._unavailable, []
@@ -300,19 +306,18 @@ class TunerNode(Node):
         self._next_look = now + self._look_interval
         self._look_interval = min(2 * self._look_interval, LONGEST_LOOK_S)
 
-    def _on_answer(self, call: int, future) -> None:
+    def _on_answer(self, call: int, decode, future) -> None:
         try:
             response = future.result()
         except Exception as exc:   # the call itself failed (e.g. shutdown): the session
-            ok, message = False, f'call failed: {exc}'     # reruns the episode
+            answer = Refused(f'call failed: {exc}')        # reruns the episode
         else:
-            if response is None:
-                ok, message = False, 'no response'
-            elif isinstance(response, SetParametersAtomically.Response):
-                ok, message = response.result.successful, response.result.reason
-            else:
-                ok, message = response.success, response.message
-        self._perform(self._session.result(call, ok, message))
+            try:
+                answer = Refused('no response') if response is None else decode(response)
+            except ReplyError as exc:      # a refused call for the session: it reruns
+                self.get_logger().error(str(exc))
+                answer = Refused(f'unreadable answer: {exc}')
+        self._perform(self._session.result(call, answer))
 
     # -- actions -------------------------------------------------------------------------
 
@@ -323,12 +328,13 @@ class TunerNode(Node):
                     ParameterMsg(name=name, value=ParameterValue(
                         type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=value))
                     for name, value in action.values.items()])
-                self._call(self._set_client, request, action.call)
+                self._call(self._set_client, request, action.call,
+                           lambda response: decode_set_parameters(response.result))
             elif isinstance(action, ls.CallService):
                 client = self._service_clients[action.service]
                 request = (SetBool.Request(data=bool(action.data)) if action.service == 'hold'
                            else Trigger.Request())
-                self._call(client, request, action.call)
+                self._call(client, request, action.call, DECODERS[action.service])
             elif isinstance(action, ls.Log):
                 # one call site per severity: rclpy refuses to change it at one site
                 if action.level == 'error':
@@ -349,14 +355,15 @@ class TunerNode(Node):
             elif isinstance(action, ls.Failed):
                 self._fail(action.reason, logged=True)
 
-    def _call(self, client, request, call: int) -> None:
+    def _call(self, client, request, call: int, decode) -> None:
+        """Call ``client``; the session gets the answer as ``decode(response)``."""
         if not client.service_is_ready():
             # a request to a missing service is lost; tell the session at the next tick
             # (not from inside this action list), which reruns the episode after a backoff
             self._unavailable.append((call, client.srv_name))
             return
         future = client.call_async(request)
-        future.add_done_callback(partial(self._on_answer, call))
+        future.add_done_callback(partial(self._on_answer, call, decode))
 
     def _write(self, write, *args) -> bool:
         """Write the run's files; on OSError (read-only, full) stop with a clear error."""

@@ -12,8 +12,9 @@ Events (methods; each returns a list of actions):
   ``~/sensitivity``;
 * :meth:`~LiveSession.odometry`: one odometry message as ``(stamp, x)``, ``x`` (12,) the
   state as the controller decodes it;
-* :meth:`~LiveSession.result`: the outcome of an action's call (``call`` id, success,
-  message), for :class:`SetParameters` and :class:`CallService`;
+* :meth:`~LiveSession.result`: the outcome of an action's call (``call`` id and a typed
+  answer of :mod:`~hybrid_mpc_ros.core.control.answers`), for :class:`SetParameters` and
+  :class:`CallService`;
 * :meth:`~LiveSession.tick`: time passes (checks the timeouts; call it a few times a
   second).
 
@@ -79,7 +80,7 @@ with :meth:`~LiveSession.unavailable` instead of sending a request nobody receiv
 restarted controller) start after a backoff of :data:`BACKOFF_FIRST_S` doubling up to
 :data:`BACKOFF_MAX_S`, so a node being restarted has time to come back. The controller
 names its revision when it is reset right before an episode
-(:func:`~hybrid_mpc_ros.core.learning.samples.revision_note`): the episode then takes
+(:class:`~hybrid_mpc_ros.core.control.answers.ResetAnswer`): the episode then takes
 exactly the samples of that revision, whatever stale or duplicated messages arrive; a
 revision at or below one named before means the controller process was restarted (with
 its default theta and x_ref), and the episode is rerun with both pushed again.
@@ -89,15 +90,15 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from enum import Enum
 import time
 from typing import Callable
 
 import numpy as np
 
+from hybrid_mpc_ros.core.control.answers import Answer, HoldAnswer, Refused, ResetAnswer
 from hybrid_mpc_ros.core.learning.episode import EpisodeBuilder, EpisodeRejected
-from hybrid_mpc_ros.core.learning.samples import (ANSWERED_TAG, answered_revision,
-                                                  answered_stamp, ENVELOPE_ABORT_STATUS,
-                                                  NANOS_PER_SECOND,
+from hybrid_mpc_ros.core.learning.samples import (ENVELOPE_ABORT_STATUS, NANOS_PER_SECOND,
                                                   SensitivitySample, Stamp)
 from hybrid_mpc_ros.core.learning.tuning import EpisodeRequest, RecordRejected, Tuner
 from hybrid_mpc_ros.core.model.frames import odometry_arrays_to_state, state_to_odometry_arrays
@@ -112,6 +113,30 @@ ODOMETRY_KEPT = 4096            # odometry states kept by stamp (for x[T], reset
 # come back (0.5 + 1 + 2 + 4 + 8 s over the default 5 reruns) instead of being hammered
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 8.0
 BACKOFF_KINDS = ('refused', 'timeout', 'unavailable', 'controller_restart')
+
+
+class Phase(Enum):
+    """Where a :class:`LiveSession` is (:attr:`LiveSession.phase`); the value names it in logs."""
+
+    IDLE = 'idle'                           # not started
+    STARTUP = 'startup'                     # waiting for the first sample and odometry
+    SET_THETA = 'set_theta'                 # reset mode, step 1: theta is being set
+    HOLD = 'hold'                           # step 2: holding the controller
+    TOKEN = 'token'                         # step 2: waiting for the token
+    SIMULATOR_RESET = 'simulator_reset'     # step 3: the simulator is being reset
+    CONTROLLER_RESET = 'controller_reset'   # step 3: the controller is being reset
+    GO_TO_START = 'go_to_start'             # fly_to_start: x_ref is being set to x0
+    SETTLE = 'settle'                       # fly_to_start: waiting for the vehicle to settle
+    COLLECT = 'collect'                     # step 4: taking the episode's samples
+    FINAL = 'final'                         # waiting for x[T] (and the final hold)
+    BACKOFF = 'backoff'                     # waiting before a rerun
+    FINISH_SET = 'finish_set'               # the end: the final theta is being set
+    FINISH_RELEASE = 'finish_release'       # the end: the controller is being released
+    FINISHED = 'finished'
+    FAILED = 'failed'
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -278,7 +303,7 @@ class LiveSession:
         self._x0_measured = measured_state(self.x0)
         self._start_ref = hover_reference(self.x0)
         self._settle_ns = round(settings.settle_time_s * NANOS_PER_SECOND)
-        self.phase = 'idle'
+        self.phase = Phase.IDLE
         self.retries = 0
         self.stale_odometry = 0          # odometry ignored: older than the newest one
         self.rejections: Counter = Counter()
@@ -317,19 +342,19 @@ class LiveSession:
     @property
     def done(self) -> bool:
         """Whether the session has finished or failed (nothing more will happen)."""
-        return self.phase in ('finished', 'failed')
+        return self.phase in (Phase.FINISHED, Phase.FAILED)
 
     @property
     def collecting(self) -> bool:
         """Whether an episode's samples are being collected (every sample is needed)."""
-        return self.phase in ('collect', 'final')
+        return self.phase in (Phase.COLLECT, Phase.FINAL)
 
     # ------------------------------------------------------------------ events
     def start(self) -> list:
         """Begin: wait for the controller's first samples and odometry (and probe ~/hold)."""
-        if self.phase != 'idle':
+        if self.phase != Phase.IDLE:
             raise RuntimeError(f'start() called twice (phase {self.phase})')
-        self.phase = 'startup'
+        self.phase = Phase.STARTUP
         self._wait('the first sensitivity sample and odometry from the controller and '
                    'vehicle', self.settings.startup_timeout_s)
         actions = [Log('info', f'tuning {self.tuner.config.method}: iterations '
@@ -376,12 +401,17 @@ class LiveSession:
             self._last_odom_ns = stamp_ns
         return self._guard(self._on_odometry, stamp_ns, x)
 
-    def result(self, call: int, ok: bool, message: str = '') -> list:
-        """Take the outcome of call ``call`` (of a :class:`SetParameters`, :class:`CallService`)."""
+    def result(self, call: int, answer: Answer) -> list:
+        """Take the answer to call ``call`` (of a :class:`SetParameters`, :class:`CallService`).
+
+        ``answer``: :class:`Refused` when the call failed, else :class:`HoldAnswer`,
+        :class:`ResetAnswer` or :class:`Accepted` (a controller that names no stamp or
+        revision is understood too).
+        """
         entry = self._pending.pop(call, None)
         if entry is None:
             return []                    # an answer to a call given up on: ignore it
-        return self._guard(self._on_result, entry[0], bool(ok), message)
+        return self._guard(self._on_result, entry[0], answer)
 
     def unavailable(self, call: int, service: str) -> list:
         """Take the news that call ``call`` was not made: its ``service`` is not there.
@@ -399,7 +429,7 @@ class LiveSession:
             # at start: ask again until it is there (the startup timeout still applies)
             return [self._call('release_stale', 'hold', False)]
         if what in ('finish_set', 'finish_release'):
-            return self._guard(self._on_result, what, False, reason)
+            return self._guard(self._on_result, what, Refused(reason))
         return self._guard(self._raise, _Retry('unavailable', reason))
 
     @staticmethod
@@ -409,7 +439,7 @@ class LiveSession:
     def tick(self) -> list:
         """Check the timeouts and backoffs (call a few times a second)."""
         now = self.clock()
-        if self.phase == 'backoff':
+        if self.phase == Phase.BACKOFF:
             if now < self._resume_at:
                 return []
             self._resume_at = None
@@ -456,15 +486,15 @@ class LiveSession:
         self._deadline = (self.clock() + timeout_s, what)
 
     def _timeout(self, reason: str) -> list:
-        if self.phase == 'startup':
+        if self.phase == Phase.STARTUP:
             return self._fail(f'{reason} (is the controller running, and is the vehicle or '
                               'simulator publishing odometry?)')
-        if self.phase in ('finish_set', 'finish_release'):
+        if self.phase in (Phase.FINISH_SET, Phase.FINISH_RELEASE):
             return self._finish_done(f'; {reason}')
         raise _Retry('timeout', reason)
 
     def _fail(self, reason: str) -> list:
-        self.phase = 'failed'
+        self.phase = Phase.FAILED
         self._pending.clear()
         self._deadline = None
         return [Log('error', reason), Failed(reason)]
@@ -489,7 +519,7 @@ class LiveSession:
                 f'{self.settings.max_episode_retries}')
         if kind in BACKOFF_KINDS:
             delay = min(BACKOFF_FIRST_S * 2 ** (self._attempt - 1), BACKOFF_MAX_S)
-            self.phase = 'backoff'
+            self.phase = Phase.BACKOFF
             self._resume_at = self.clock() + delay
             return [Log('warn', f'{text} in {delay:g} s')]
         return [Log('warn', text)] + self._begin_attempt()
@@ -502,7 +532,7 @@ class LiveSession:
 
     # ------------------------------------------------------------------ startup
     def _check_startup(self) -> list:
-        if self.phase != 'startup' or self._pending:
+        if self.phase != Phase.STARTUP or self._pending:
             return []
         if self._last_sample_ns is None or self._last_odom_ns is None:
             return []
@@ -529,41 +559,43 @@ class LiveSession:
         self._start_info = {}
         self._episode_revision = None
         if self.settings.start_mode == 'fly_to_start':
-            self.phase = 'go_to_start'
+            self.phase = Phase.GO_TO_START
             return [self._call('go_to_start',
                                values={'x_ref': [float(v) for v in self._start_ref]})]
-        self.phase = 'set_theta'
+        self.phase = Phase.SET_THETA
         self._prev_revision = self._last_revision
         x_ref = None if self._x_ref_sent else self.x_ref
         return [self._call('set_theta', values=self._theta_values(self._request.theta, x_ref))]
 
-    def _on_result(self, what: str, ok: bool, message: str) -> list:
+    def _on_result(self, what: str, answer: Answer) -> list:
+        refused = isinstance(answer, Refused)
         if what == 'release_stale':
             actions = []
-            if not ok:
+            if refused:
                 self.hold_available = False
-                actions = [Log('info', f'the controller has no ~/hold ({message}): episodes '
-                                       'start at the first sample after the reset odometry')]
+                actions = [Log('info', f'the controller has no ~/hold ({answer.reason}): '
+                                       'episodes start at the first sample after the reset '
+                                       'odometry')]
             return actions + self._check_startup()
         if what in ('finish_set', 'finish_release'):
-            return self._on_finish_result(what, ok, message)
-        if not ok:
-            raise _Retry('refused', f'{CALLS[what]} refused: {message}')
+            return self._on_finish_result(what, answer)
+        if refused:
+            raise _Retry('refused', f'{CALLS[what]} refused: {answer.reason}')
         if what == 'set_theta':
             self._x_ref_sent = True          # the first successful set carried it
             if self.hold_available and not self._held:
-                self.phase = 'hold'
+                self.phase = Phase.HOLD
                 return [self._call('hold', 'hold', True)]
             return self._await_token()
         if what == 'hold':
             self._held = True
-            self._note_answered(message)
+            self._note_answered(answer)
             return self._await_token()
         if what == 'simulator_reset':
             self._reset_done = True
             return self._check_reset_odometry()
         if what == 'controller_reset':
-            self._check_revision(message)
+            self._check_revision(answer)
             if not self.hold_available:
                 return self._collect()
             # collect from now on: the controller answers x0 before it answers the call
@@ -575,10 +607,10 @@ class LiveSession:
         if what == 'final_hold':
             self._final_hold_done = True
             self._held = True
-            self._note_answered(message)
+            self._note_answered(answer)
             return self._check_final()
         if what == 'go_to_start':
-            self.phase = 'settle'
+            self.phase = Phase.SETTLE
             self._settled_since = None
             self._wait('the vehicle to settle at x0', self.settings.settle_timeout_s)
             return self._check_settled()
@@ -586,19 +618,19 @@ class LiveSession:
             return []                    # already collecting: the new revision starts it
         raise RuntimeError(f'unexpected answer to {what!r} in phase {self.phase}')
 
-    def _check_revision(self, message: str) -> None:
+    def _check_revision(self, answer: Answer) -> None:
         """Read the revision the controller's reset answer names; _Retry if it restarted.
 
         The controller is reset after theta was set, so a controller that names its
-        revision (``revision_note``) lets the episode take exactly the samples of that
+        revision (:class:`ResetAnswer`) lets the episode take exactly the samples of that
         revision. A revision at or below one named before means a new controller process
         (its revisions start again from 0) running its default theta and x_ref: the
         episode is rerun with theta and x_ref pushed again. Without a named revision the
         episode's is the first one above the last revision seen in samples.
         """
-        revision = answered_revision(message)
-        if revision is None:
+        if not isinstance(answer, ResetAnswer):
             return
+        revision = answer.revision
         previous, self._answered_revision = self._answered_revision, revision
         if previous is not None and revision <= previous:
             self._x_ref_sent = False
@@ -608,7 +640,7 @@ class LiveSession:
         self._episode_revision = revision
 
     # -- reset mode ------------------------------------------------------------------
-    def _note_answered(self, message: str) -> None:
+    def _note_answered(self, answer: Answer) -> None:
         """Read which odometry stamp brings the token back from the hold's answer.
 
         The answer names the last odometry the controller answered (a), so the odometry
@@ -617,10 +649,10 @@ class LiveSession:
         whose answer does not say: the newest sample's stamp + one period, which is
         right unless that sample is still on its way when the answer arrives.
         """
-        if ANSWERED_TAG not in message:
+        if not isinstance(answer, HoldAnswer):
             self._token_target = None
             return
-        answered = answered_stamp(message)
+        answered = answer.answered
         self._token_target = (-1 if answered is None else
                               answered.nanoseconds + self.period_ns)
 
@@ -628,7 +660,7 @@ class LiveSession:
         """Step 2: wait until the odometry answering the newest sample's command is in."""
         if not self.hold_available:
             return self._reset_simulator()
-        self.phase = 'token'
+        self.phase = Phase.TOKEN
         self._wait('the odometry answering the last command (token back at the controller)')
         return self._check_token()
 
@@ -646,7 +678,7 @@ class LiveSession:
 
     def _reset_simulator(self) -> list:
         """Step 3: reset the simulator; the reset odometry must be seen before going on."""
-        self.phase = 'simulator_reset'
+        self.phase = Phase.SIMULATOR_RESET
         # the reset state comes with the stamp of the newest odometry (lockstep: the
         # token's) or later; in lockstep it may arrive before the service's answer
         self._reset_after_ns = (self._token_ns if self.hold_available else
@@ -661,12 +693,12 @@ class LiveSession:
             self._wait('the simulator\'s reset odometry (x0)')
             return []
         self._deadline = None
-        self.phase = 'controller_reset'
+        self.phase = Phase.CONTROLLER_RESET
         return [self._call('controller_reset', 'controller_reset')]
 
     def _collect(self) -> list:
         """Step 4: take the samples of the new revision."""
-        self.phase = 'collect'
+        self.phase = Phase.COLLECT
         self._wait('the episode\'s first sample')
         return []
 
@@ -700,27 +732,27 @@ class LiveSession:
     # -- samples and odometry ------------------------------------------------------------
     def _on_odometry(self, stamp_ns: int, x: np.ndarray) -> list:
         phase = self.phase
-        if phase == 'startup':
+        if phase == Phase.STARTUP:
             return self._check_startup()
-        if phase == 'token':
+        if phase == Phase.TOKEN:
             return self._check_token()
-        if phase == 'simulator_reset':
+        if phase == Phase.SIMULATOR_RESET:
             if (self._reset_ns is None and stamp_ns >= self._reset_after_ns
                     and np.array_equal(x, self._x0_measured)):
                 self._reset_ns = stamp_ns
             return self._check_reset_odometry()
-        if phase == 'final':
+        if phase == Phase.FINAL:
             return self._check_final()
-        if phase == 'settle':
+        if phase == Phase.SETTLE:
             return self._check_settled()
         return []
 
     def _on_sample(self, sample: SensitivitySample) -> list:
-        if self.phase == 'startup':
+        if self.phase == Phase.STARTUP:
             return self._check_startup()
-        if self.phase == 'token':
+        if self.phase == Phase.TOKEN:
             return self._check_token()
-        if self.phase != 'collect':
+        if self.phase != Phase.COLLECT:
             return []                # between episodes
         if self._episode_revision is not None:
             if self._builder is None and sample.revision != self._episode_revision:
@@ -752,7 +784,7 @@ class LiveSession:
                 return []
             self._last_step_ns = sample.odom_stamp.nanoseconds
             self._wait('the odometry after the episode\'s last step')
-        self.phase = 'final'
+        self.phase = Phase.FINAL
         actions = []
         self._final_hold_done = True
         if self.hold_available:
@@ -834,21 +866,22 @@ class LiveSession:
     # ------------------------------------------------------------------ the end
     def _finish(self) -> list:
         """Leave the controller flying the final theta towards the target, released."""
-        self.phase = 'finish_set'
+        self.phase = Phase.FINISH_SET
         self._request = None
         return [self._call('finish_set',
                            values=self._theta_values(self.tuner.state.theta, self.x_ref))]
 
-    def _on_finish_result(self, what: str, ok: bool, message: str) -> list:
-        note = '' if ok else f'; the controller refused the last call: {message}'
+    def _on_finish_result(self, what: str, answer: Answer) -> list:
+        note = (f'; the controller refused the last call: {answer.reason}'
+                if isinstance(answer, Refused) else '')
         if what == 'finish_set' and self.hold_available:
-            self.phase = 'finish_release'
+            self.phase = Phase.FINISH_RELEASE
             actions = [Log('warn', note.lstrip('; '))] if note else []
             return actions + [self._call('finish_release', 'hold', False)]
         return self._finish_done(note)
 
     def _finish_done(self, note: str) -> list:
-        self.phase = 'finished'
+        self.phase = Phase.FINISHED
         self._pending.clear()
         self._deadline = None
         state = self.tuner.state

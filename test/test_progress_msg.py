@@ -1,4 +1,4 @@
-"""The tuner's ~/progress codec and the controller's ~/hold answer (what the tuner reads)."""
+"""The tuner's ~/progress codec (ros/progress_msg.py)."""
 
 import math
 
@@ -7,7 +7,6 @@ from rclpy.serialization import deserialize_message, serialize_message
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import pytest
 
-from hybrid_mpc_ros.core.learning.samples import answered_stamp, hold_answer, Stamp
 from hybrid_mpc_ros.ros import progress_msg
 
 
@@ -35,16 +34,3 @@ def test_progress_round_trips_through_ros_serialisation():
 def test_a_message_of_another_kind_is_refused():
     with pytest.raises(ValueError, match='one status named'):
         progress_msg.parse_progress(DiagnosticArray(status=[DiagnosticStatus(name='x')]))
-
-
-@pytest.mark.parametrize('held, stamp', [(True, Stamp(12, 300000000)), (False, Stamp(0, 0)),
-                                         (True, None)])
-def test_the_hold_answer_names_the_last_answered_stamp(held, stamp):
-    text = hold_answer(held, stamp)
-    assert text.startswith('holding' if held else 'released')
-    assert answered_stamp(text) == stamp
-
-
-def test_an_answer_without_a_stamp_gives_none():
-    assert answered_stamp('released') is None
-    assert answered_stamp('holding; last answered odometry stamp: soon') is None

@@ -1,0 +1,1 @@
+"""The controller's side of the episode protocol: when to step, the revision, hold, reset."""
