@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run reproduce bench demo test colcon-check clean
+.PHONY: setup run reproduce bench demo test test-fast test-ros-repeat colcon-check clean
 
 $(STAMP): requirements.txt setup.py package.xml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybrid_mpc_ros needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -36,6 +36,17 @@ demo: setup
 ## The whole test suite (linters included).
 test: setup
 	$(VENV)/bin/python -m pytest -ra test
+
+## The fast inner loop: the ROS-free tests (test/core) without the slow ones, ~20 s.
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -m "not slow" test/core test/test_layout.py
+
+## The tests that start ROS processes (test/ros, test/system), REPEAT times in a row
+## (default 5), stopping at the first failure: for anyone changing them.
+REPEAT ?= 5
+test-ros-repeat: setup
+	@for i in $$(seq $(REPEAT)); do echo "== run $$i of $(REPEAT)"; \
+	  $(VENV)/bin/python -m pytest -q test/ros test/system || exit 1; done
 
 ## Build with colcon in a scratch workspace and check the install layout ros2 run/launch rely on.
 colcon-check: setup

@@ -62,6 +62,7 @@ def test_rollout_reruns_bit_for_bit(setup):
     assert np.array_equal(first.x, again.x) and np.array_equal(first.du_dtheta, again.du_dtheta)
 
 
+@pytest.mark.slow
 def test_model_based_gradient_with_the_exact_model_matches_finite_differences(setup):
     """g = f (the plant's own Jacobians): J_C is the exact gradient of C(theta)."""
     _, policy, plant, cost = setup

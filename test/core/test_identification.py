@@ -17,6 +17,7 @@ from hybrid_mpc_ros.tools.identify import main as identify_main, overwrite_probl
 SMALL = {'trajectories': 30, 'held_out': 5}
 
 
+@pytest.mark.slow
 def test_identification_is_seeded_and_close_to_the_local_linearisation():
     arxiv = scenario()
     first = arxiv.identify(seed=3, **SMALL)
@@ -32,6 +33,7 @@ def test_identification_is_seeded_and_close_to_the_local_linearisation():
     assert not np.array_equal(first.A, other.A)
 
 
+@pytest.mark.slow
 def test_identification_sees_a_different_plant():
     arxiv = scenario()
     heavy = replace(arxiv, plant_params=replace(arxiv.plant_params, mass=0.5,

@@ -193,6 +193,7 @@ def _refuse_sets(count):
     ('a sample of the previous revision',
      _nth_while_collecting('sample', 8, lambda e: [_stale(e)]), 'wrong_revision'),
 ])
+@pytest.mark.slow
 def test_faults_rerun_the_episode_and_the_run_still_equals_offline(name, tamper, kind):
     world = World(scenario(), tamper=tamper)
     # short timeouts: the world's time only passes with its events (a free-running loop
@@ -204,6 +205,7 @@ def test_faults_rerun_the_episode_and_the_run_still_equals_offline(name, tamper,
     assert any('discarded' in text and kind in text for text in logs), logs
 
 
+@pytest.mark.slow
 def test_late_answers_and_late_reset_odometry_are_handled():
     # the reset odometry reaches the tuner after the reset's answer, and one answer to a
     # hold comes after its timeout (the episode was rerun meanwhile; the answer is ignored)
@@ -226,6 +228,7 @@ def test_late_answers_and_late_reset_odometry_are_handled():
     assert_equals_offline(world, session, config(iterations=1))
 
 
+@pytest.mark.slow
 def test_a_persistent_failure_ends_with_a_clear_error():
     world = World(scenario(), tamper=_refuse_sets(100))
     session = live(world, config(), settings(max_episode_retries=2))

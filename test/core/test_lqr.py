@@ -17,7 +17,7 @@ from hybrid_mpc_ros.core.model.lqr import LQRController, discrete_lqr, wrap_angl
 from hybrid_mpc_ros.core.model.quadcopter import Quadcopter, QuadParams
 
 TARGET = (-6.0, -3.5, 0.0)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope='module')

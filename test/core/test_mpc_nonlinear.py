@@ -119,6 +119,7 @@ def test_qp_of_last_iteration_is_the_nominal_linearisation(plant):
     assert with_constraints >= 5
 
 
+@pytest.mark.slow
 def test_sensitivities_are_exact_for_the_linearised_qp(episode):
     """Against central differences of the frozen QP (quadprog), states and theta directions."""
     pol = nonlinear_policy()
@@ -209,6 +210,7 @@ def _exact_sensitivities(exact_hessian, pol, x):
     return sens[:NU, :NX], sens[:NU, NX:]
 
 
+@pytest.mark.slow
 def test_converged_sensitivities_against_finite_differences(episode, exact_hessian):
     """Converged SQP: QP sensitivities within the Gauss-Newton gap of central differences.
 

@@ -35,6 +35,7 @@ def _rel_err(analytic, numeric):
     return np.max(np.abs(analytic - numeric)) / max(np.max(np.abs(numeric)), 1e-12)
 
 
+@pytest.mark.slow
 def test_sensitivities_match_finite_differences_at_50_points(policy):
     rng = np.random.default_rng(2026)
     theta0 = policy.theta.copy()
@@ -62,6 +63,7 @@ def test_sensitivities_match_finite_differences_at_50_points(policy):
     assert worst_x < 1e-4 and worst_t < 1e-4
 
 
+@pytest.mark.slow
 def test_acados_agrees_with_an_independent_qp_solver(policy):
     rng = np.random.default_rng(11)
     theta0 = policy.theta.copy()

@@ -494,7 +494,7 @@ def test_a_node_declares_its_scenario_values_and_gets_the_loader_s_checks():
 
 def test_the_ablation_s_guard_variant_is_the_published_scenario_with_the_guard_on():
     """paper/ablation_l4dc2026/l4dc2026_guard.yaml may not drift from the published file."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     variant_path = os.path.join(root, 'paper', 'ablation_l4dc2026', 'l4dc2026_guard.yaml')
     with open(variant_path) as stream:
         variant = flatten(yaml.safe_load(stream))

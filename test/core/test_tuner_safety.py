@@ -226,7 +226,7 @@ def test_an_old_or_unknown_checkpoint_version_is_refused_clearly(tmp_path):
                                              r'hybrid_mpc_ros reads versions \(3,\)'):
             tuning.load_checkpoint(path)
     # the committed reproduction's checkpoints predate scenario files: refused, not misread
-    committed = pathlib.Path(__file__).parent.parent / 'paper' / 'reproduce_arxiv_v1' / (
+    committed = pathlib.Path(__file__).parent.parent.parent / 'paper' / 'reproduce_arxiv_v1' / (
         'hybrid_g0.5.checkpoint.json')
     with pytest.raises(ValueError, match='has version 1'):
         tuning.load_checkpoint(str(committed))

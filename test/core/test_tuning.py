@@ -87,6 +87,7 @@ def test_tuning_lowers_the_closed_loop_cost(setup):
     assert history[-1]['cost'] < history[0]['cost']
 
 
+@pytest.mark.slow
 def test_reproduce_command_writes_everything(tmp_path):
     out = tmp_path / 'rep'
     result = subprocess.run(
@@ -139,6 +140,7 @@ def test_arxiv_scenario_reproduces_the_committed_run_to_the_last_digit(tmp_path)
         assert {key: new[key] for key in old} == old
 
 
+@pytest.mark.slow
 def test_reproduce_runs_the_mismatch_scenario_from_its_file_alone(tmp_path):
     out = tmp_path / 'mismatch'
     result = subprocess.run(

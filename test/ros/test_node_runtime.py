@@ -20,7 +20,7 @@ from std_msgs.msg import String
 from hybrid_mpc_ros.tools import processes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RAISING_NODE = os.path.join(HERE, 'nodes', 'raising_node.py')
+RAISING_NODE = os.path.join(HERE, '..', 'nodes', 'raising_node.py')
 START_TIMEOUT = 15.0
 
 

@@ -4,7 +4,7 @@ import os
 
 from hybrid_mpc_ros.tools import param_docs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_the_parameter_page_is_what_the_nodes_declare():

@@ -29,7 +29,8 @@ from hybrid_mpc_ros.ros.msgs import odometry_to_state, parse_rotor_command, roto
 from hybrid_mpc_ros.ros.simulator_node import DEFAULT_CLOCK_MODE
 import param_sweep
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'config')
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG_DIR = os.path.join(ROOT, 'config')
 CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 START_TIMEOUT = 15.0
 X0 = np.array([1.0, -2.0, 3.0, 0.2, -0.1, 0.05, 0.05, -0.03, 0.4, 0.01, -0.02, 0.03])

@@ -28,7 +28,7 @@ from std_msgs.msg import Float64MultiArray  # noqa: E402
 
 from hybrid_mpc_ros.ros.sensitivity_msg import parse_sensitivity_message  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.launch_test

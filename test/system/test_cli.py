@@ -18,7 +18,7 @@ from hybrid_mpc_ros.core.scenario import default_scenario_path, load_scenario
 from hybrid_mpc_ros.tools.cli import build_parser, strip_ros_args
 from hybrid_mpc_ros.tools.processes import ros_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(os.path.dirname(sys.executable), 'hybrid-mpc')
 
 

@@ -151,7 +151,7 @@ def test_a_cut_link_leaves_the_controller_flying_and_the_tuner_resumes_with_noth
                                      str(tmp_path / 'controller.log'), [path, controller_file])
         nodes['recorder'] = processes.NodeProcess(
             link.command('vehicle', [sys.executable,
-                                     os.path.join(HERE, 'nodes', 'stream_recorder.py'),
+                                     os.path.join(HERE, '..', 'nodes', 'stream_recorder.py'),
                                      steps_file]),
             env=env, log_path=str(tmp_path / 'recorder.log'))
         nodes['tuner'] = _start(link, 'ground', 'ros.tuner_node', env,

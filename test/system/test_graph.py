@@ -17,7 +17,7 @@ from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.tools import graph
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LAUNCH_FILE = os.path.join(HERE, '..', 'launch', 'tuning_sim.launch.py')
+LAUNCH_FILE = os.path.join(HERE, '..', '..', 'launch', 'tuning_sim.launch.py')
 
 
 class _Recorded:
@@ -108,7 +108,7 @@ def test_the_launch_file_starts_the_graph_modules_nodes(launch_file, arguments, 
 
 
 def test_the_node_modules_and_console_scripts_exist():
-    with open(os.path.join(HERE, '..', 'setup.py')) as stream:
+    with open(os.path.join(HERE, '..', '..', 'setup.py')) as stream:
         setup = stream.read()
     for node in graph.NODES.values():
         assert importlib.util.find_spec(f'hybrid_mpc_ros.{node.module}') is not None

@@ -1,6 +1,6 @@
 """launch_testing: ``launch/tuning_sim.launch.py`` runs a short tuning to its end.
 
-Run with upstream ``launch_test test/tuning_sim_launch_test.py`` (or ``colcon test``) where
+Run with upstream ``launch_test test/system/tuning_sim_launch_test.py`` (or ``colcon test``) where
 ``launch_testing`` is installed; pytest skips this file, with the reason, where it is not
 (it is not on PyPI). The launch's three nodes (lockstep simulator, MPC controller, tuner)
 tune for two iterations of 20-step episodes; the test waits for the tuner's lines, then
@@ -26,7 +26,7 @@ import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LAUNCH_FILE = os.path.join(HERE, '..', 'launch', 'tuning_sim.launch.py')
+LAUNCH_FILE = os.path.join(HERE, '..', '..', 'launch', 'tuning_sim.launch.py')
 OUT = tempfile.mkdtemp(prefix='tuning_sim_launch_test_')
 RUN = 'hybrid_g0.5'
 

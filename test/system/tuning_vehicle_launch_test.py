@@ -1,6 +1,6 @@
 """launch_testing: ``launch/tuning_vehicle.launch.py`` on a stand-in vehicle.
 
-Run with upstream ``launch_test test/tuning_vehicle_launch_test.py`` (or ``colcon test``)
+Run with upstream ``launch_test test/system/tuning_vehicle_launch_test.py`` (or ``colcon test``)
 where ``launch_testing`` is installed; pytest skips this file, with the reason, where it
 is not (it is not on PyPI). The vehicle is the simulator in real time under the namespace
 ``vehicle`` (its topics ``/vehicle/odom`` and ``/vehicle/rotor_speeds_cmd``); the launch
@@ -28,8 +28,8 @@ from launch_ros.actions import Node  # noqa: E402
 import launch_testing.actions  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LAUNCH_FILE = os.path.join(HERE, '..', 'launch', 'tuning_vehicle.launch.py')
-SCENARIO = os.path.join(HERE, '..', 'config', 'scenarios', 'arxiv_v1.yaml')
+LAUNCH_FILE = os.path.join(HERE, '..', '..', 'launch', 'tuning_vehicle.launch.py')
+SCENARIO = os.path.join(HERE, '..', '..', 'config', 'scenarios', 'arxiv_v1.yaml')
 OUT = tempfile.mkdtemp(prefix='tuning_vehicle_launch_test_')
 RUN = 'hybrid_g0.5'
 TOLERANCE = 0.05          # config/hybrid_tuner.yaml's settle tolerances

@@ -18,7 +18,7 @@ constraint is in one of these states, read from the primal solution with toleran
 
 Degenerate (weakly active) constraints, at the bound with a zero multiplier, are therefore
 treated as active: the rule is deterministic and gives the one-sided derivative of the
-branch in which the constraint stays active (see ``test/test_mpc_sensitivity.py``).
+branch in which the constraint stays active (see ``test/core/test_mpc_sensitivity.py``).
 
 With that active set fixed the solution solves the linear KKT system
 ``K (U_free, lambda) = rhs(x_0, theta)``; differentiating it gives ``du_0/dx_0`` and

@@ -29,7 +29,7 @@ returned plan) but only an approximation of those of the NLP's solution map, bec
 (a) with few iterations the linearisation point is not the solution, and (b) even at
 convergence the QP leaves out how the linearisation moves with x and theta, i.e. the
 dynamics' curvature weighted by the multipliers (the Gauss-Newton Hessian omits it).
-Measured on the paper's transient with a converged solve (``test/test_mpc_nonlinear.py``):
+Measured on the paper's transient with a converged solve (``test/core/test_mpc_nonlinear.py``):
 relative to central differences of the policy, du/dx is off by 11-18 % and du/dtheta by
 1-5 %, while an exact-Hessian differentiation of the same NLP agrees to ~1e-8; the gap
 vanishes at the target, where the multipliers do.
