@@ -50,6 +50,47 @@ START_ORDER = ('simulator', 'controller', 'tuner')
 STOP_ORDER = ('tuner', 'controller', 'simulator')
 TUNER_SETTINGS_FILE = 'hybrid_tuner.yaml'
 
+# The tuner's launch arguments, shared by launch/tuning_sim.launch.py and
+# launch/tuning_vehicle.launch.py: (name, default, description, type of the parameter).
+# An empty value leaves the parameter to the scenario (or the tuner's settings file).
+TUNER_ARGUMENTS = (
+    ('method', '', "hybrid, model_based or zeroth_order (empty: the scenario's)", str),
+    ('gamma', '', "hybrid mixing exponent (empty: the scenario's)", float),
+    ('iterations', '', "tuning iterations (empty: the scenario's)", int),
+    ('episode_steps', '', "steps per episode T (empty: the scenario's)", int),
+    ('seed', '', "seed of the random directions (empty: the scenario's)", int),
+    ('output_dir', 'results/tuning', 'where the tuner writes CSVs, checkpoint and figure '
+     '(relative: to the folder the launch was started in)', str),
+    ('resume', 'false', 'true: continue the run whose checkpoint is in output_dir (a '
+     "checkpoint of another run is refused); false: start afresh", bool),
+)
+_TRUE, _FALSE = ('true', '1', 'yes'), ('false', '0', 'no')
+
+
+def tuner_overrides(values: dict[str, str]) -> dict:
+    """Return the tuner parameters of :data:`TUNER_ARGUMENTS` given as launch argument text.
+
+    Empty values are left out; a value that is not of its parameter's type raises
+    ValueError naming the argument (``iterations:=three`` is not an integer), instead of
+    reaching the node as a parameter of the wrong type.
+    """
+    overrides = {}
+    for name, _, _, kind in TUNER_ARGUMENTS:
+        text = str(values.get(name, '')).strip()
+        if not text:
+            continue
+        try:
+            if kind is bool:
+                if text.lower() not in _TRUE + _FALSE:
+                    raise ValueError
+                overrides[name] = text.lower() in _TRUE
+            else:
+                overrides[name] = kind(text)
+        except ValueError:
+            raise ValueError(f'launch argument {name}:={text} is not a valid '
+                             f'{kind.__name__}') from None
+    return overrides
+
 
 def node_parameters(scenario_path: str, tuner_overrides: dict | None = None,
                     tuner_settings_file: str | None = None) -> dict[str, list]:

@@ -207,7 +207,7 @@ def experiment_jobs(scenario_path: str, out: str, names: list[str], optimum: boo
 
 def summarise(results: dict, scenario: Scenario, out: str, optimum: dict | None,
               wall_s: float | None = None) -> dict:
-    """Return the experiment's JSON summary (see the README for every key)."""
+    """Return the experiment's JSON summary (docs/results_l4dc2026.md lists every key)."""
     final = {name: res['final_cost'] for name, res in results.items()}
     same_steps = final.get('exact_model')
     hybrids = {name: cost for name, cost in final.items() if name.startswith('hybrid')}

@@ -7,7 +7,7 @@ tuner's ``hold: never``) and a recorder of the controller's steps; the ground-st
 side runs the tuner. Not the controller's wall-clock timer: the realtime simulator
 publishes odometry at the control rate, and a timer of the same rate whose phase lands
 on the odometry's arrival steps twice on one odometry now and then, which the tuner
-rightly refuses (``repeated_step``; CI saw seven such episodes in a row once; README,
+rightly refuses (``repeated_step``; CI saw seven such episodes in a row once; docs/protocol.md,
 "Starting episodes on a vehicle"). DDS runs over UDP on the veth (Fast DDS's
 shared-memory transport would bypass the link between namespaces of one machine, so it
 is switched off with ``FASTDDS_BUILTIN_TRANSPORTS=UDPv4``; discovery is multicast, which

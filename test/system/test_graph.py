@@ -82,17 +82,17 @@ def _launched_nodes(module, arguments):
 
 
 @pytest.mark.parametrize('arguments, overrides', [
-    ({}, {'output_dir': 'results/tuning', 'start_mode': 'reset', 'resume': True}),
+    ({}, {'output_dir': 'results/tuning', 'start_mode': 'reset', 'resume': False}),
     ({'iterations': '60', 'episode_steps': '20', 'method': 'model_based', 'gamma': '0.25',
       'seed': '3', 'output_dir': '/tmp/x', 'start_mode': 'fly_to_start', 'resume': 'false'},
      {'iterations': 60, 'episode_steps': 20, 'method': 'model_based', 'gamma': 0.25,
       'seed': 3, 'output_dir': '/tmp/x', 'start_mode': 'fly_to_start', 'resume': False}),
 ])
 def test_the_launch_file_starts_the_graph_modules_nodes(launch_file, arguments, overrides):
-    files = {'params_file': '/share/scenario.yaml', 'tuner_params': '/share/tuner.yaml',
+    files = {'scenario': '/share/scenario.yaml', 'tuner_params': '/share/tuner.yaml',
              'namespace': 'quad1'}
     nodes = _launched_nodes(launch_file, dict(files, **arguments))
-    expected = graph.node_parameters(files['params_file'], overrides, files['tuner_params'])
+    expected = graph.node_parameters(files['scenario'], overrides, files['tuner_params'])
     assert [node.kwargs['name'] for node in nodes] == \
         [graph.NODES[role].name for role in graph.START_ORDER]
     for role, node in zip(graph.START_ORDER, nodes):
@@ -105,6 +105,15 @@ def test_the_launch_file_starts_the_graph_modules_nodes(launch_file, arguments, 
             if isinstance(want, dict):
                 assert {k: type(v) for k, v in got.items()} == \
                     {k: type(v) for k, v in want.items()}
+
+
+def test_a_tuning_argument_of_the_wrong_type_is_named():
+    with pytest.raises(ValueError, match='iterations:=three is not a valid int'):
+        graph.tuner_overrides({'iterations': 'three'})
+    with pytest.raises(ValueError, match='resume:=maybe is not a valid bool'):
+        graph.tuner_overrides({'resume': 'maybe'})
+    assert graph.tuner_overrides({'iterations': ' 4 ', 'gamma': '', 'resume': 'True'}) == {
+        'iterations': 4, 'resume': True}
 
 
 def test_the_node_modules_and_console_scripts_exist():

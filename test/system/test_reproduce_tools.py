@@ -1,7 +1,7 @@
 """The reproduction tools: the paper's claims as tests, the optimum hook, study, ablations.
 
 Everything runs for a few iterations on short episodes; the numbers of the full runs are
-in the README and paper/. The claims are checked on made-up learning curves where the
+in docs/ and paper/. The claims are checked on made-up learning curves where the
 answer is known.
 """
 

@@ -175,7 +175,7 @@ def test_lockstep_tuning_through_ros_reproduces_the_offline_run(graph, ros_node)
         np.testing.assert_allclose(theta, expected_theta, rtol=1e-12, atol=1e-15)
     # offline on the exact state: odometry carries the attitude as a quaternion and the
     # velocity in the body frame, so the controller's x differs from the plant's in the
-    # last bits, and the zeroth-order difference quotient amplifies that (README)
+    # last bits, and the zeroth-order difference quotient amplifies that (docs/tuning.md)
     exact_history, _ = offline_run(ITERATIONS, STEPS)
     for row, expected in zip(history, exact_history):
         assert abs(float(row['cost']) - expected['cost']) <= 1e-9 * expected['cost'], (

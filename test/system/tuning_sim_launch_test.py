@@ -17,7 +17,7 @@ import pytest
 
 launch_testing = pytest.importorskip(
     'launch_testing', reason='launch_testing is not installable here (not on PyPI); run '
-                             'this file with upstream launch_test (README: Launch files)')
+                             'this file with upstream launch_test (docs/ros.md: Launch files)')
 
 from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402

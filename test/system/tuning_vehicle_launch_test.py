@@ -13,13 +13,14 @@ import csv
 import json
 import os
 import tempfile
+import time
 import unittest
 
 import pytest
 
 launch_testing = pytest.importorskip(
     'launch_testing', reason='launch_testing is not installable here (not on PyPI); run '
-                             'this file with upstream launch_test (README: Launch files)')
+                             'this file with upstream launch_test (docs/ros.md: Launch files)')
 
 from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
@@ -43,7 +44,7 @@ def generate_test_description():
                    parameters=[SCENARIO, {'clock_mode': 'realtime'}])
     tuning = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(LAUNCH_FILE),
-        launch_arguments={'params_file': SCENARIO, 'odom_topic': '/vehicle/odom',
+        launch_arguments={'scenario': SCENARIO, 'odom_topic': '/vehicle/odom',
                           'cmd_topic': '/vehicle/rotor_speeds_cmd', 'iterations': '1',
                           'episode_steps': '20', 'output_dir': OUT,
                           'resume': 'false'}.items())
@@ -53,14 +54,22 @@ def generate_test_description():
 class TestTheTuningRuns(unittest.TestCase):
     """While the launch runs."""
 
-    def test_the_tuner_finishes(self, proc_output):
-        """Two episodes flown from a settled start (real time: about 20 s each)."""
+    def test_the_tuner_finishes_and_the_controller_flies_on(self, proc_output):
+        """Two episodes flown from a settled start (real time: about 20 s each), then more.
+
+        The launch keeps the controller after the tuner: the vehicle, which reports 0.5 s
+        without a command (command_timeout_s), never misses one.
+        """
         proc_output.assertWaitFor('tuning finished', timeout=240)
+        time.sleep(4.0)         # the tuner writes its files and exits meanwhile
+        text = ''.join(output.text.decode(errors='replace') for output in proc_output)
+        after = text[text.index('tuning finished'):]
+        self.assertNotIn('no rotor command', after)
 
 
 @launch_testing.post_shutdown_test()
 class TestAfterTheTuning(unittest.TestCase):
-    """After the launch shut down."""
+    """After the launch was shut down (by launch_test: the tuner does not end it)."""
 
     def test_every_episode_started_settled_at_x0(self):
         """The episodes' first steps lie within the settle tolerance."""

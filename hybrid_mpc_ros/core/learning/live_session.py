@@ -56,7 +56,7 @@ position (theta unchanged), wait until the vehicle has stayed within
 ``settle_velocity_tol_m_s`` for ``settle_time_s`` (odometry time), then set theta and
 the target x_ref in one atomic set (revision r) and count the steps of r from its first
 sample, which must still be within the tolerance. The episode starts where the vehicle
-is, not exactly at x0 (the README says what that does to the costs).
+is, not exactly at x0 (docs/protocol.md says what that does to the costs).
 
 **Envelope aborts.** A sample of the episode's revision with the status
 :data:`~hybrid_mpc_ros.core.learning.samples.ENVELOPE_ABORT_STATUS` says that the
@@ -367,7 +367,7 @@ class LiveSession:
                                        'the settle tolerance of x0, so the costs the '
                                        'zeroth-order difference compares differ by about '
                                        '|dC/dx0| x tolerance, far more than theta changes '
-                                       'them by delta (README: Starting episodes on a '
+                                       'them by delta (docs/protocol.md: Starting episodes on a '
                                        'vehicle); consider method model_based'))
         if self.hold_available:
             # release a hold a previous run may have left; a refusal means the controller
