@@ -64,14 +64,10 @@ def generate_launch_description():
     """Build the launch description: arguments, then the nodes (see the module docstring)."""
     share = FindPackageShare(PACKAGE)
     arguments = [
-        DeclareLaunchArgument(
-            'scenario',
-            default_value=PathJoinSubstitution([share, 'config', 'scenarios', 'l4dc2026.yaml']),
-            description='the scenario: a ROS parameter file every node reads'),
-        DeclareLaunchArgument(
-            'tuner_params',
-            default_value=PathJoinSubstitution([share, 'config', 'hybrid_tuner.yaml']),
-            description="the tuner's runtime settings (timeouts, retries, settling, output)"),
+        DeclareLaunchArgument(name, default_value=PathJoinSubstitution([share, 'config', *path]),
+                              description=description)
+        for name, path, description in graph.FILE_ARGUMENTS
+    ] + [
         DeclareLaunchArgument('start_mode', default_value='reset',
                               choices=['reset', 'fly_to_start'],
                               description='reset (exact episodes) or fly_to_start'),

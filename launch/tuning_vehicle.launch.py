@@ -71,18 +71,14 @@ def generate_launch_description():
     """Build the launch description: arguments, the controller launch, the tuner."""
     share = FindPackageShare(PACKAGE)
     arguments = [
-        DeclareLaunchArgument(
-            'scenario',
-            default_value=PathJoinSubstitution([share, 'config', 'scenarios', 'l4dc2026.yaml']),
-            description='the scenario: a ROS parameter file both nodes read'),
+        DeclareLaunchArgument(name, default_value=PathJoinSubstitution([share, 'config', *path]),
+                              description=description)
+        for name, path, description in graph.FILE_ARGUMENTS
+    ] + [
         DeclareLaunchArgument(
             'controller_params',
             default_value=PathJoinSubstitution([share, 'config', 'mpc_controller.yaml']),
             description="the controller's runtime settings (odometry timeout, failsafe)"),
-        DeclareLaunchArgument(
-            'tuner_params',
-            default_value=PathJoinSubstitution([share, 'config', 'hybrid_tuner.yaml']),
-            description="the tuner's runtime settings (settle tolerances, timeouts, output)"),
         DeclareLaunchArgument('trigger', default_value='timer',
                               choices=['timer', 'odometry', 'auto'],
                               description="when the controller steps (see "

@@ -64,6 +64,14 @@ TUNER_ARGUMENTS = (
     ('resume', 'false', 'true: continue the run whose checkpoint is in output_dir (a '
      "checkpoint of another run is refused); false: start afresh", bool),
 )
+# The files both tuning launch files take: (argument, path under the package's config/,
+# description).
+FILE_ARGUMENTS = (
+    ('scenario', ('scenarios', 'l4dc2026.yaml'), 'the scenario: a ROS parameter file every '
+     'node reads'),
+    ('tuner_params', (TUNER_SETTINGS_FILE,), "the tuner's runtime settings (timeouts, "
+     'retries, settling tolerances, output)'),
+)
 _TRUE, _FALSE = ('true', '1', 'yes'), ('false', '0', 'no')
 
 
