@@ -183,7 +183,7 @@ class TunerNode(Node):
             f'{config.episode_steps} steps (from iteration {tuner.state.iteration}), steps '
             f'{steps}, {guard}, eta {rules.eta_rule}, start mode '
             f'{session_settings.start_mode}, controller {controller}, output '
-            f'{self._recorder.folder}')
+            f'{os.path.abspath(self._recorder.folder)} (written from the first episode on)')
 
     # -- parameters and files --------------------------------------------------------------
 
@@ -248,6 +248,7 @@ class TunerNode(Node):
         try:
             recorder = RunRecorder(output_dir, name, settings.violation_weight,
                                    ls.EPISODE_FIELDS, state.history if state else None)
+            recorder.check_writable()        # at once; the files come with the first episode
         except OSError as exc:
             raise ConfigError(f'cannot write the run\'s files into output_dir '
                               f'{output_dir!r}: {exc}') from None

@@ -115,3 +115,15 @@ def test_the_iteration_line_of_an_offline_and_a_live_row():
     assert iteration_line(live, 10).endswith(
         'eta 0.500  revision 5  reruns 3  rollbacks 0  0.10 s  ROLLBACK: cost 2 exceeds '
         '1.01 x the best')
+
+
+def test_a_run_that_recorded_nothing_writes_nothing(tmp_path):
+    out = tmp_path / 'not_yet' / 'tuning'
+    recorder = RunRecorder(str(out), 'hybrid_g0.5', 300.0, ls.EPISODE_FIELDS)
+    recorder.check_writable()                         # its parent exists and is writable
+    assert recorder.finish({'status': 'failed'}) == [] and not out.exists()
+    recorder = RunRecorder(str(out), 'hybrid_g0.5', 300.0, ls.EPISODE_FIELDS)
+    recorder.episode({field: 0 for field in ls.EPISODE_FIELDS})
+    assert sorted(path.name for path in out.iterdir()) == [
+        'hybrid_g0.5.csv', 'hybrid_g0.5.episodes.csv', 'hybrid_g0.5.theta.csv']
+    recorder.close()

@@ -13,6 +13,7 @@
 """
 
 from collections import Counter
+import os
 import time
 
 import numpy as np
@@ -121,6 +122,8 @@ def test_missing_and_failing_reset_service_is_retried_with_backoff_then_a_clear_
     assert 'services not available after 3 s: /nobody/reset' in log, log[-2000:]
     intervals = [float(part.split(' s')[0]) for part in log.split('looking again in ')[1:]]
     assert intervals[:4] == [0.1, 0.2, 0.4, 0.8], intervals
+    # a tuner that never flew leaves its output directory as it was: nothing written
+    assert not os.path.exists(graph.out_dir) or os.listdir(graph.out_dir) == []
 
     # failing, then gone: every rerun waits longer; the last reason says what failed
     calls = []

@@ -17,6 +17,7 @@ both write the same files the same way:
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
@@ -169,26 +170,52 @@ class RunRecorder:
     resumed run's history so far (the checkpoint's): its rows start the CSV (with the
     live columns the CSV on disk had for them), the rows of the other files from its
     iterations are kept, later ones dropped, and the files are appended to.
+
+    Nothing is written before the first episode is recorded: a tuner that never got to fly
+    (no controller found, a refused start) leaves the folder as it was.
     """
 
     def __init__(self, folder: str, name: str, violation_weight: float,
                  episode_fields: tuple, history: list | None = None):
         from hybrid_mpc_ros.core.mpc import theta as th
-        os.makedirs(folder, exist_ok=True)
         self.folder, self.name = folder, name
         self.violation_weight = violation_weight
         self.rows = list(history or [])
         self.checkpoint = self.path('checkpoint.json')
         self._fields = CSV_FIELDS + LIVE_FIELDS
-        mode = 'a' if history else 'w'
-        if history:
-            done = len(self.rows)         # iterations are numbered from 1
-            self._merge_live_columns()
-            for suffix in ('theta.csv', 'episodes.csv'):
-                self._keep_rows(suffix, lambda row: int(row['iteration']) <= done)
-        self._history = self._open('csv', 'w', self._fields, self.rows)
-        self._thetas = self._open('theta.csv', mode, ('iteration',) + tuple(th.names()))
-        self._episodes = self._open('episodes.csv', mode, tuple(episode_fields))
+        self._theta_fields = ('iteration',) + tuple(th.names())
+        self._episode_fields = tuple(episode_fields)
+        self._resumed = bool(history)
+        self._files = None              # opened by the first record: see _start
+
+    def check_writable(self) -> None:
+        """Raise OSError now if the run's folder could not be written; write nothing.
+
+        The folder, or its nearest existing parent, must be on a writable filesystem and
+        writable by this process.
+        """
+        folder = os.path.abspath(self.folder)
+        while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+            folder = os.path.dirname(folder)
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), folder)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), folder)
+
+    def _start(self) -> tuple:
+        """Open the run's files at its first record (see the class docstring); return them."""
+        if self._files is None:
+            os.makedirs(self.folder, exist_ok=True)
+            mode = 'a' if self._resumed else 'w'
+            if self._resumed:
+                done = len(self.rows)         # iterations are numbered from 1
+                self._merge_live_columns()
+                for suffix in ('theta.csv', 'episodes.csv'):
+                    self._keep_rows(suffix, lambda row: int(row['iteration']) <= done)
+            self._files = (self._open('csv', 'w', self._fields, self.rows),
+                           self._open('theta.csv', mode, self._theta_fields),
+                           self._open('episodes.csv', mode, self._episode_fields))
+        return self._files
 
     def _read_rows(self, suffix: str) -> tuple[list, list]:
         """Return the header and rows of ``<name>.<suffix>`` ([] and [] when it is missing)."""
@@ -254,7 +281,7 @@ class RunRecorder:
 
     def episode(self, info: dict) -> None:
         """Record one episode: ``info`` holds the episode fields."""
-        self._write(self._episodes, info)
+        self._write(self._start()[2], info)
 
     def commit(self, config: TuningConfig, state: TuningState) -> None:
         """Put the rows written so far on disk, then write the checkpoint (atomically).
@@ -263,22 +290,27 @@ class RunRecorder:
         that iteration. OSError (a read-only or full disk) leaves the previous checkpoint
         as it was.
         """
-        for stream, _ in (self._history, self._thetas, self._episodes):
+        for stream, _ in self._start():
             stream.flush()
             os.fsync(stream.fileno())
         save_checkpoint(self.checkpoint, config, state)
 
     def iteration(self, row: dict, theta: np.ndarray) -> None:
         """Record one iteration: its history row and theta (94,) after it."""
-        from hybrid_mpc_ros.core.mpc import theta as th
+        history, thetas, _ = self._start()
         self.rows.append(row)
-        self._write(self._history, row)
-        self._write(self._thetas, dict(zip(('iteration',) + tuple(th.names()),
-                                           [row['iteration']] + [float(v) for v in theta])))
+        self._write(history, row)
+        self._write(thetas, dict(zip(self._theta_fields,
+                                     [row['iteration']] + [float(v) for v in theta])))
 
     def finish(self, summary: dict) -> list[str]:
-        """Close the files, draw the learning curve, write the summary; return new paths."""
+        """Close the files, draw the learning curve, write the summary; return new paths.
+
+        A run that recorded nothing writes nothing (its summary is the caller's to report).
+        """
         self.close()
+        if self._files is None:
+            return []
         written = []
         if self.rows:
             curves = {self.name: {key: [row[field] for row in self.rows] for key, field in
@@ -295,7 +327,7 @@ class RunRecorder:
     def close(self) -> None:
         """Close the CSV files (idempotent)."""
         errors = []
-        for stream, _ in (self._history, self._thetas, self._episodes):
+        for stream, _ in self._files or ():
             if not stream.closed:
                 try:
                     stream.close()
