@@ -52,7 +52,7 @@ def _raising_node(*ros_args):
     ('ros.simulator_node', {'frame_prefix': '/quad1/'}, None,
      'quadcopter_simulator: invalid configuration:'),
     ('ros.simulator_node', {'plant': {'mass': -1.0}}, None,
-     'quadcopter_simulator: invalid configuration: plant constant mass must be > 0'),
+     'quadcopter_simulator: invalid configuration: Parameter plant.mass out of range'),
     ('ros.simulator_node', {}, '/nonexistent/simulator.yaml',
      "quadcopter_simulator: invalid configuration: failed to initialize rcl: Couldn't "
      'parse params file'),
