@@ -12,7 +12,7 @@ and the key (``section.group.key``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import difflib
 import math
 import re
@@ -62,8 +62,60 @@ def type_problem(expected: str, value) -> Problem:
     return Problem(message)
 
 
-def floating(minimum: float | None = None, strict: bool = False, maximum: float | None = None):
-    """Check one finite double, optionally ``>= minimum`` (``> minimum`` if strict)."""
+@dataclass(frozen=True)
+class Spec:
+    """One parameter of a schema: its check, ROS type, description and range.
+
+    ``check(value)`` returns the checked value or raises :class:`Problem`; ``ros_type``
+    names the ``rclpy.parameter.Parameter.Type`` a node declares it with (``'DOUBLE'``,
+    ``'INTEGER_ARRAY'``, ...); ``description`` says what it is, with its unit; ``low`` and
+    ``high`` (None: unbounded) are the range a node's descriptor gets, both ends included
+    (rclpy enforces it on scalars only); ``constraints`` is the text ``ros2 param
+    describe`` shows for what a range cannot say (a strict bound, a length, choices).
+    """
+
+    check: Callable[[Any], Any]
+    ros_type: str
+    description: str = ''
+    low: float | int | None = None
+    high: float | int | None = None
+    constraints: str = ''
+
+    def __call__(self, value):
+        """Check ``value``; return the checked value or raise :class:`Problem`."""
+        return self.check(value)
+
+    def describe(self, description: str) -> 'Spec':
+        """Return this spec with ``description``."""
+        return replace(self, description=description)
+
+    def within(self, low=None, high=None, constraints: str | None = None) -> 'Spec':
+        """Return this spec with a narrower range a node enforces (the check is unchanged)."""
+        return replace(self, low=self.low if low is None else low,
+                       high=self.high if high is None else high,
+                       constraints=self.constraints if constraints is None else constraints)
+
+    def range(self) -> tuple | None:
+        """Return the ``(low, high)`` descriptor range of a bounded scalar, else None."""
+        if self.ros_type not in ('DOUBLE', 'INTEGER') or (self.low is None and self.high is None):
+            return None
+        if self.ros_type == 'DOUBLE':
+            return (-math.inf if self.low is None else float(self.low),
+                    math.inf if self.high is None else float(self.high))
+        return (-2 ** 63 if self.low is None else int(self.low),
+                2 ** 63 - 1 if self.high is None else int(self.high))
+
+
+def _bound_text(minimum, strict: bool, maximum=None) -> str:
+    parts = []
+    if minimum is not None:
+        parts.append(f'{">" if strict else ">="} {minimum:g}')
+    if maximum is not None:
+        parts.append(f'<= {maximum:g}')
+    return ' and '.join(parts)
+
+
+def _check_floating(minimum, strict, maximum):
     def check(value):
         if isinstance(value, bool) or not isinstance(value, float):
             raise type_problem('a floating-point number', value)
@@ -77,9 +129,17 @@ def floating(minimum: float | None = None, strict: bool = False, maximum: float 
     return check
 
 
-def floats(length: int, minimum: float | None = None, strict: bool = False):
+def floating(minimum: float | None = None, strict: bool = False,
+             maximum: float | None = None, description: str = '') -> Spec:
+    """Check one finite double, ``>= minimum`` (``> minimum`` if strict), ``<= maximum``."""
+    return Spec(_check_floating(minimum, strict, maximum), 'DOUBLE', description, minimum,
+                maximum, f'{_bound_text(minimum, True)}' if strict else '')
+
+
+def floats(length: int, minimum: float | None = None, strict: bool = False,
+           description: str = '') -> Spec:
     """Check a list of ``length`` finite doubles; return a float array (length,)."""
-    item = floating(minimum, strict)
+    item = _check_floating(minimum, strict, None)
 
     def check(value):
         if not isinstance(value, list):
@@ -93,29 +153,37 @@ def floats(length: int, minimum: float | None = None, strict: bool = False):
             except Problem as exc:
                 raise Problem(f'entry {index}: {exc}') from None
         return np.array(out, dtype=float)
-    return check
+    bound = _bound_text(minimum, strict)
+    return Spec(check, 'DOUBLE_ARRAY', description, constraints=f'{length} finite values'
+                + (f', each {bound}' if bound else ''))
 
 
-def integer(minimum: int | None = None):
-    """Check one integer, optionally ``>= minimum``."""
+def integer(minimum: int | None = None, maximum: int | None = None,
+            description: str = '') -> Spec:
+    """Check one integer, optionally ``>= minimum`` and ``<= maximum``."""
     def check(value):
         if isinstance(value, bool) or not isinstance(value, int):
             raise type_problem('an integer', value)
         if minimum is not None and value < minimum:
             raise Problem(f'must be >= {minimum}, got {value}')
+        if maximum is not None and value > maximum:
+            raise Problem(f'must be <= {maximum}, got {value}')
         return value
-    return check
+    return Spec(check, 'INTEGER', description, minimum, maximum)
 
 
-def boolean(value):
-    """Check one boolean."""
+def _check_boolean(value):
     if not isinstance(value, bool):
         raise type_problem('true or false', value)
     return value
 
 
-def text(choices: tuple[str, ...] | None = None):
-    """Check one string, optionally one of ``choices``."""
+def boolean(description: str = '') -> Spec:
+    """Check one boolean."""
+    return Spec(_check_boolean, 'BOOL', description)
+
+
+def _check_text(choices):
     def check(value):
         if not isinstance(value, str) or not value:
             raise type_problem('a non-empty string', value)
@@ -123,6 +191,16 @@ def text(choices: tuple[str, ...] | None = None):
             raise Problem(f'must be one of {list(choices)}, got {value!r}')
         return value
     return check
+
+
+def _choices_text(choices) -> str:
+    return 'one of ' + ', '.join(repr(choice) for choice in choices) if choices else ''
+
+
+def text(choices: tuple[str, ...] | None = None, description: str = '') -> Spec:
+    """Check one non-empty string, optionally one of ``choices``."""
+    return Spec(_check_text(choices), 'STRING', description,
+                constraints=_choices_text(choices))
 
 
 def _list_of(item, what: str, distinct: bool):
@@ -146,31 +224,57 @@ def _list_of(item, what: str, distinct: bool):
     return check
 
 
-def texts(choices: tuple[str, ...]):
+def texts(choices: tuple[str, ...], description: str = '') -> Spec:
     """Check a non-empty list of distinct strings from ``choices``."""
-    return _list_of(text(choices), 'strings', distinct=True)
+    return Spec(_list_of(_check_text(choices), 'strings', distinct=True), 'STRING_ARRAY',
+                description, constraints='distinct, each ' + _choices_text(choices))
 
 
-def distinct_floats(minimum: float):
+def distinct_floats(minimum: float, description: str = '') -> Spec:
     """Check a non-empty list of distinct doubles above ``minimum``; return a tuple."""
-    return _list_of(floating(minimum, strict=True), 'floating-point numbers', distinct=True)
+    return Spec(_list_of(_check_floating(minimum, True, None), 'floating-point numbers',
+                         distinct=True), 'DOUBLE_ARRAY', description,
+                constraints=f'distinct, each > {minimum:g}')
 
 
-def float_list(minimum: float | None = None):
+def float_list(minimum: float | None = None, description: str = '') -> Spec:
     """Check a non-empty list of finite doubles (any length); return a tuple."""
-    return _list_of(floating(minimum), 'floating-point numbers', distinct=False)
+    bound = _bound_text(minimum, False)
+    return Spec(_list_of(_check_floating(minimum, False, None), 'floating-point numbers',
+                         distinct=False), 'DOUBLE_ARRAY', description,
+                constraints='finite' + (f', each {bound}' if bound else ''))
 
 
-def distinct_integers(minimum: int | None = None):
+def distinct_integers(minimum: int | None = None, description: str = '') -> Spec:
     """Check a non-empty list of distinct integers, optionally ``>= minimum``; a tuple."""
-    return _list_of(integer(minimum), 'integers', distinct=True)
+    bound = _bound_text(minimum, False)
+    return Spec(_list_of(integer(minimum).check, 'integers', distinct=True), 'INTEGER_ARRAY',
+                description, constraints='distinct' + (f', each {bound}' if bound else ''))
 
 
 @dataclass(frozen=True)
 class Optional:
-    """A key that may be left out."""
+    """A key that may be left out (a node declares it typed, with no value)."""
 
-    check: Callable[[Any], Any]
+    check: Spec
+
+    @property
+    def spec(self) -> Spec:
+        """The key's spec when it is given."""
+        return self.check
+
+
+def flat_specs(schema: dict, prefix: str = '') -> dict[str, tuple[Spec, bool]]:
+    """``{'group.key': (spec, optional)}`` of a nested schema, as ROS names the parameters."""
+    out = {}
+    for key, spec in schema.items():
+        if isinstance(spec, dict):
+            out.update(flat_specs(spec, f'{prefix}{key}.'))
+        elif isinstance(spec, Optional):
+            out[prefix + key] = (spec.spec, True)
+        else:
+            out[prefix + key] = (spec, False)
+    return out
 
 
 class ParameterFile:

@@ -36,8 +36,9 @@ from std_msgs.msg import Float64MultiArray
 from hybrid_mpc_ros.core import paths, scenario
 from hybrid_mpc_ros.core.config import ConfigError, load_node_params
 from hybrid_mpc_ros.core.model.lqr import LQRController
+from hybrid_mpc_ros.core.param_schema import floating, floats
 from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
-from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
+from hybrid_mpc_ros.ros.node_runtime import declare_parameters, run_node
 
 NODE_NAME = 'lqr_controller'
 RUNTIME_FILE = 'lqr_controller.yaml'
@@ -45,6 +46,16 @@ QOS_DEPTH = 10
 LOG_THROTTLE_S = 1.0
 # farther is a typo, not a hover target; the bound also keeps target - state from overflowing
 MAX_TARGET_ABS_M = 1e6
+PARAMETERS = {
+    'period_s': floating(1e-3, maximum=1.0, description=(
+        "control period the LQR gain is designed for [s]; must equal the simulator's "
+        'period_s')),
+    'target_position': floats(3, description=(
+        'hover target position [x, y, z] in the odom frame [m]')).within(
+            constraints=f'3 finite doubles, each within +-{MAX_TARGET_ABS_M:g} m'),
+    'max_position_error': floating(0.01, maximum=1000.0, description=(
+        'saturation of the position error fed to the LQR, keeps large steps gentle [m]')),
+}
 
 
 class LQRControllerNode(Node):
@@ -56,16 +67,11 @@ class LQRControllerNode(Node):
         # scenario, the node's own setting from its runtime file
         shipped = scenario.load_scenario(scenario.default_scenario_path(), load_model=False)
         runtime = load_node_params(paths.config_file(RUNTIME_FILE), NODE_NAME)
-        self.declare_parameter('period_s', shipped.period_s, descriptor(
-            "control period the LQR gain is designed for [s]; must equal the simulator's "
-            'period_s', read_only=True, float_range=(1e-3, 1.0)))
-        target = [float(value) for value in shipped.x_ref[:3]]
-        self.declare_parameter('target_position', target, descriptor(
-            'hover target position [x, y, z] in the odom frame [m]',
-            constraints=f'3 finite doubles, each within +-{MAX_TARGET_ABS_M:g} m'))
-        self.declare_parameter('max_position_error', runtime['max_position_error'], descriptor(
-            'saturation of the position error fed to the LQR, keeps large steps gentle [m]',
-            float_range=(0.01, 1000.0)))
+        declare_parameters(self, PARAMETERS, {
+            'period_s': shipped.period_s,
+            'target_position': [float(value) for value in shipped.x_ref[:3]],
+            'max_position_error': runtime['max_position_error']},
+            writable=('target_position', 'max_position_error'))
         target = self.get_parameter('target_position').value
         reason = _target_problem(target)
         if reason:

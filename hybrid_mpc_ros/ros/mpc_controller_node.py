@@ -68,7 +68,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-import math
 import sys
 import time
 
@@ -84,15 +83,16 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
 from hybrid_mpc_ros.core import paths, scenario
-from hybrid_mpc_ros.core.config import ConfigError, load_node_params
+from hybrid_mpc_ros.core.config import ConfigError, flatten, load_node_params
 from hybrid_mpc_ros.core.control.controller_loop import ControllerLoop
 from hybrid_mpc_ros.core.learning.samples import Stamp
 from hybrid_mpc_ros.core.model.frames import euler_to_quaternion
 from hybrid_mpc_ros.core.model.quadcopter import NX
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import Envelope, SafeController, SafetyConfig
+from hybrid_mpc_ros.core.param_schema import floating, floats, integer, text
 from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
-from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
+from hybrid_mpc_ros.ros.node_runtime import declare_parameters, run_node
 from hybrid_mpc_ros.ros.replies import hold_response, reset_response
 from hybrid_mpc_ros.ros.sensitivity_msg import SensitivityEncoder
 
@@ -100,6 +100,25 @@ NODE_NAME = 'mpc_controller'
 RUNTIME_FILE = 'mpc_controller.yaml'
 TRIGGERS = ('auto', 'timer', 'odometry')
 SAFETY_PARAMETERS = ('odom_timeout_s', 'max_plan_steps', 'failsafe_thrust_fraction')
+# the node's runtime settings (defaults: config/mpc_controller.yaml)
+RUNTIME = {
+    'trigger': text(TRIGGERS, description=(
+        "when a control step runs: 'timer' (wall timer at 1/period_s: vehicles, realtime "
+        "simulator), 'odometry' (one step per new odometry stamp: lockstep simulator) or "
+        "'auto' (odometry if use_sim_time, else timer)")),
+    'rate_hz': floating(0.0, maximum=1000.0, description=(
+        'rate of the timer trigger [Hz]; 0: 1/period_s, the rate the MPC model is made '
+        'for (another rate is for benchmarking only)')),
+    'odom_timeout_s': floating(0.001, maximum=60.0, description=(
+        'odometry older than this (wall time since it arrived) switches to the failsafe '
+        'input [s]')),
+    'max_plan_steps': integer(0, 1000, description=(
+        'consecutive solver failures bridged with the previous plan shifted by one step '
+        'each; more switch to the failsafe (at most horizon - 1)')),
+    'failsafe_thrust_fraction': floating(0.0, maximum=1.5, description=(
+        'failsafe input: equal rotor speeds giving this fraction of the hover thrust of '
+        'u_ref (no torque; below 1 the vehicle sinks slowly)')),
+}
 # the envelope abort's limits (Envelope's fields), as envelope.<field>
 ENVELOPE_PARAMETERS = (
     ('max_position_error_m', 'largest distance of the position from the target position '
@@ -107,6 +126,15 @@ ENVELOPE_PARAMETERS = (
     ('max_tilt_rad', 'largest |roll| and |pitch| [rad]'),
     ('max_rate_rad_s', 'largest |p|, |q|, |r| [rad/s]'),
 )
+RUNTIME.update({f'envelope.{name}': floating(0.0, description=(
+    f'envelope abort: {what}; the first step beyond it ends the tuner\'s episode and flies '
+    'the start theta until the next theta; inf: no limit; may change live'))
+    for name, what in ENVELOPE_PARAMETERS})
+# theta, as the tuner sets it; default: the paper's start for the node's nominal model
+THETA = {name: floats(part.stop - part.start, description=(
+    f'MPC cost parameters {group}: {what}; may change live (sizes, finiteness and '
+    f'|entry| <= {th.MAX_ABS_ENTRY:g} are checked)'))
+    for (group, part, what), name in zip(th.GROUPS, th.PARAMETER_NAMES)}
 # scenario values that may change while the node runs; the rest define the compiled MPC
 LIVE_SCENARIO_PARAMETERS = ('x_ref',)
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -127,7 +155,7 @@ class MPCControllerNode(Node):
         safety = SafetyConfig(*(values[name] for name in SAFETY_PARAMETERS))
         config = self._settings.mpc_config
         # the safe theta an envelope abort restores is the one the node started with
-        self._controller = SafeController(self._settings.policy(theta), safety, config.u_min,
+        self._controller = SafeController(self._settings.policy(theta=theta), safety, config.u_min,
                                           config.u_max, self._envelope(values))
         self._period_s = config.dt
         self._timer_period_s = 1.0 / values['rate_hz'] if values['rate_hz'] > 0.0 else \
@@ -170,7 +198,7 @@ class MPCControllerNode(Node):
                     'wrong step (benchmarking only)')
         self.get_logger().info(
             f'MPC controller ready: horizon {values["horizon"]}, period {self._period_s} s, '
-            f'trigger {self._trigger}, nominal model {self._settings.model_path}')
+            f'trigger {self._trigger}, nominal model {self._settings.nominal_model_path}')
 
     # -- parameters ----------------------------------------------------------------------
 
@@ -178,59 +206,33 @@ class MPCControllerNode(Node):
         """Declare every parameter; return their values by name.
 
         Defaults come from the shipped files only: the scenario values from the default
-        scenario (:func:`scenario.node_defaults`), the runtime settings from
+        scenario (:func:`scenario.node_parameters`), the runtime settings from
         ``config/mpc_controller.yaml``, theta from the paper's start for the scenario's
         nominal model (so a scenario file or ``-p`` overrides any of them).
         """
-        scenario_defaults = scenario.node_defaults(NODE_NAME)
-        self._scenario_names = tuple(scenario_defaults)
-        for name, value in scenario_defaults.items():
-            live = name in LIVE_SCENARIO_PARAMETERS
-            self.declare_parameter(name, value, descriptor(
-                f'scenario value {name} (see config/scenarios/*.yaml)'
-                + ('; may change live' if live else ''), read_only=not live))
-        runtime = load_node_params(paths.config_file(RUNTIME_FILE), NODE_NAME)
-        declare = self.declare_parameter
-        declare('trigger', runtime['trigger'], descriptor(
-            "when a control step runs: 'timer' (wall timer at 1/period_s: vehicles, realtime "
-            "simulator), 'odometry' (one step per new odometry stamp: lockstep simulator) or "
-            "'auto' (odometry if use_sim_time, else timer)", read_only=True,
-            constraints="one of 'auto', 'timer', 'odometry'"))
-        declare('rate_hz', runtime['rate_hz'], descriptor(
-            'rate of the timer trigger [Hz]; 0: 1/period_s, the rate the MPC model is made '
-            'for (another rate is for benchmarking only)', read_only=True,
-            float_range=(0.0, 1000.0)))
-        declare('odom_timeout_s', runtime['odom_timeout_s'], descriptor(
-            'odometry older than this (wall time since it arrived) switches to the failsafe '
-            'input [s]', float_range=(0.001, 60.0)))
-        declare('max_plan_steps', runtime['max_plan_steps'], descriptor(
-            'consecutive solver failures bridged with the previous plan shifted by one step '
-            'each; more switch to the failsafe (at most horizon - 1)', int_range=(0, 1000)))
-        declare('failsafe_thrust_fraction', runtime['failsafe_thrust_fraction'], descriptor(
-            'failsafe input: equal rotor speeds giving this fraction of the hover thrust of '
-            'u_ref (no torque; below 1 the vehicle sinks slowly)', float_range=(0.0, 1.5)))
-        for name, text in ENVELOPE_PARAMETERS:
-            declare(f'envelope.{name}', float(runtime['envelope'][name]), descriptor(
-                f'envelope abort: {text}; the first step beyond it ends the tuner\'s episode '
-                'and flies the start theta until the next theta; inf: no limit; may change '
-                'live', float_range=(0.0, math.inf)))
-        values = {name: self.get_parameter(name).value for name in self._scenario_names}
-        values.update({name: self.get_parameter(name).value for name in
-                       ('trigger', 'use_sim_time', 'rate_hz') + SAFETY_PARAMETERS
-                       + self._envelope_names()})
+        declared = scenario.node_parameters(NODE_NAME)
+        specs = {name: spec for name, (_, spec) in declared.items()}
+        for name in LIVE_SCENARIO_PARAMETERS:
+            specs[name] = specs[name].describe(specs[name].description + '; may change live')
+        self._scenario_names = tuple(specs)
+        values = declare_parameters(
+            self, specs, {name: value for name, (value, _) in declared.items()},
+            writable=LIVE_SCENARIO_PARAMETERS)
+        runtime = flatten(load_node_params(paths.config_file(RUNTIME_FILE), NODE_NAME))
+        runtime = {name: float(value) if name.startswith('envelope.') else value
+                   for name, value in runtime.items()}
+        values.update(declare_parameters(self, RUNTIME, runtime, writable=(
+            SAFETY_PARAMETERS + self._envelope_names())))
+        values['use_sim_time'] = self.get_parameter('use_sim_time').value
         if values['trigger'] not in TRIGGERS:
             raise ConfigError(f'trigger must be one of {TRIGGERS}, got {values["trigger"]!r}')
         # theta's default is the paper's start for this node's model (Q = Qc, R = Rc, P from
         # the DARE), unless a parameter file gives theta
-        self._settings = scenario.controller_settings(
-            {name: values[name] for name in self._scenario_names},
+        self._settings = scenario.node_scenario(
+            NODE_NAME, {name: values[name] for name in self._scenario_names},
             self.get_fully_qualified_name())
         start = th.to_parameters(self._settings.initial_theta())
-        for (group, _, text), name in zip(th.GROUPS, th.PARAMETER_NAMES):
-            self.declare_parameter(name, start[name], descriptor(
-                f'MPC cost parameters {group}: {text}; may change live (sizes, finiteness and '
-                f'|entry| <= {th.MAX_ABS_ENTRY:g} are checked)'))
-            values[name] = self.get_parameter(name).value
+        values.update(declare_parameters(self, THETA, start, writable=THETA))
         return values
 
     @staticmethod

@@ -1,4 +1,9 @@
-"""What every node of the package shares: parameter descriptors and the ``main()`` loop.
+"""What every node of the package shares: parameter declaration and the ``main()`` loop.
+
+Every node declares its parameters with :func:`declare_parameters`, from schema entries
+(:class:`~hybrid_mpc_ros.core.param_schema.Spec`: ROS type, description with unit,
+range): the scenario's keys (:func:`hybrid_mpc_ros.core.scenario.node_parameters`) and
+the node's runtime settings alike.
 
 Every node's ``main()`` is ``run_node(NodeClass, NODE_NAME, args)``. It sorts what can go
 wrong into three outcomes, so a user sees at once whether to fix a parameter file or
@@ -41,10 +46,12 @@ import signal
 import sys
 import time
 import traceback
+from typing import Any, Collection, Mapping
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.param_schema import Spec
 
 EXECUTOR_VARIABLE = 'HYBRID_MPC_EXECUTOR'
 MAX_CALLBACK_ERRORS = 10
@@ -70,6 +77,36 @@ def descriptor(description: str, read_only: bool = False, float_range=None,
         low, high = (int(value) for value in int_range)
         result.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
     return result
+
+
+def spec_descriptor(spec: Spec, read_only: bool = True) -> ParameterDescriptor:
+    """Return the descriptor of a schema entry: its description, range and constraints."""
+    bounds = spec.range()
+    kind = {} if bounds is None else {
+        'float_range' if spec.ros_type == 'DOUBLE' else 'int_range': bounds}
+    return descriptor(spec.description, read_only=read_only, constraints=spec.constraints,
+                      **kind)
+
+
+def declare_parameters(node, specs: Mapping[str, Spec], defaults: Mapping[str, Any],
+                       writable: Collection[str] = ()) -> dict[str, Any]:
+    """Declare a parameter per entry of ``specs``; return their values by name.
+
+    ``specs`` maps ROS names to schema entries, ``defaults`` names to default values; a
+    name without a default (or with None) is declared typed and without a value (rclpy:
+    ``declare_parameter(name, Parameter.Type.DOUBLE, descriptor)``), so it stays unset
+    unless a parameter file or ``-p`` gives it, and its value here is None. Parameters
+    are read-only unless named in ``writable``.
+    """
+    from rclpy.parameter import Parameter
+    for name, spec in specs.items():
+        described = spec_descriptor(spec, read_only=name not in writable)
+        default = defaults.get(name)
+        if default is None:
+            node.declare_parameter(name, Parameter.Type[spec.ros_type], described)
+        else:
+            node.declare_parameter(name, default, described)
+    return {name: node.get_parameter_or(name).value for name in specs}
 
 
 def configuration_errors() -> tuple[type[BaseException], ...]:

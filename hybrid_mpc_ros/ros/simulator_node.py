@@ -75,10 +75,11 @@ from std_srvs.srv import Trigger
 
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.model.frames import state_to_odometry_arrays
-from hybrid_mpc_ros.core.model.quadcopter import (INTEGRATORS, NX, PARAM_DESCRIPTIONS,
-                                                  Quadcopter, QuadParams)
+from hybrid_mpc_ros.core.model.quadcopter import INTEGRATORS, NX, Quadcopter, QuadParams
+from hybrid_mpc_ros.core.param_schema import boolean, floating, text
+from hybrid_mpc_ros.core.scenario.schema import PLANT, SHARED, SIMULATOR
 from hybrid_mpc_ros.ros.msgs import parse_rotor_command, state_to_odometry
-from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
+from hybrid_mpc_ros.ros.node_runtime import declare_parameters, run_node
 from hybrid_mpc_ros.ros.simulator_health import CommandHealth
 
 NODE_NAME = 'quadcopter_simulator'
@@ -142,6 +143,49 @@ _VALIDATORS = {
     'world_frame_id': lambda value: _frame_id_problem('world_frame_id', value),
     'body_frame_id': lambda value: _frame_id_problem('body_frame_id', value),
 }
+
+
+# the scenario's keys this node reads (/** and quadcopter_simulator), with the schema's
+# descriptions and ranges; this node keeps its own stricter ranges and defaults
+SCENARIO = {
+    'period_s': SHARED['period_s'].within(high=1.0, constraints='0 < period_s <= 1'),
+    'integrator': SIMULATOR['integrator'],
+    'substeps': SIMULATOR['substeps'].within(high=100),
+    'initial_state': SHARED['initial_state'].within(
+        constraints=f'{NX} finite values, |pitch| < pi/2'),
+}
+SCENARIO.update({f'plant.{name}': spec for name, spec in PLANT.items()})
+SCENARIO_DEFAULTS = dict(
+    {'period_s': 0.1, 'integrator': 'rk4', 'substeps': 4, 'initial_state': [0.0] * NX},
+    **{f'plant.{item.name}': float(getattr(QuadParams(), item.name))
+       for item in fields(QuadParams)})
+# the node's runtime settings
+RUNTIME = {
+    'clock_mode': text(CLOCK_MODES, description=(
+        "'realtime': advance on a wall timer; 'lockstep': advance one period per received "
+        'command')),
+    'publish_clock': boolean(description=(
+        'publish the simulation time on /clock and stamp odom with it, for nodes with '
+        "use_sim_time (default: true in lockstep mode, false in realtime mode, where odom "
+        "is stamped with this node's clock)")),
+    'frame_prefix': text(description=(
+        'prefix of both frame ids (as robot_state_publisher), e.g. "quad1/"; default: the '
+        'node namespace followed by "/", empty in the root namespace')).within(
+            constraints='no leading "/"'),
+    'world_frame_id': text(description=(
+        'frame of the pose (ENU), header.frame_id of odom after frame_prefix')),
+    'body_frame_id': text(description=(
+        'body frame (FLU) of the twist, child_frame_id of odom after frame_prefix')),
+    'command_timeout_s': floating(0.0, maximum=60.0, description=(
+        'realtime mode: report a missing controller after this long without a rotor '
+        'command [s] (wall): WARN diagnostics, and a warning log after 1x, 2x, 4x... this '
+        'silence. The last command stays held. 0 disables both')),
+    'lockstep_republish_s': floating(0.0, maximum=60.0, description=(
+        'lockstep mode: re-publish the current odom and clock, without advancing, when no '
+        'command came for this long [s] (wall). 0 disables')),
+}
+RUNTIME_DEFAULTS = {'world_frame_id': 'odom', 'body_frame_id': 'base_link',
+                    'command_timeout_s': 0.5, 'lockstep_republish_s': 0.5}
 
 
 class SimulatorNode(Node):
@@ -221,53 +265,15 @@ class SimulatorNode(Node):
     # -- parameters ---------------------------------------------------------------------
 
     def _declare_parameters(self) -> None:
-        declare = self.declare_parameter
-        declare('period_s', 0.1, descriptor(
-            'integration period [s]: one command is held for one period', read_only=True,
-            float_range=(0.0, 1.0), constraints='0 < period_s <= 1'))
-        declare('integrator', 'rk4', descriptor(
-            "integration of the plant over one period: 'rk4' (classic Runge-Kutta) or "
-            "'euler' (forward Euler, what the published paper's authors' code uses), "
-            '`substeps` steps of period_s / substeps each', read_only=True,
-            constraints="one of 'euler', 'rk4'"))
-        declare('substeps', 4, descriptor(
-            'integrator steps per period (RK4 stages or Euler steps)', read_only=True,
-            int_range=(1, 100)))
-        declare('clock_mode', DEFAULT_CLOCK_MODE, descriptor(
-            "'realtime': advance on a wall timer; 'lockstep': advance one period per "
-            'received command', read_only=True, constraints="one of 'lockstep', 'realtime'"))
+        declare_parameters(self, {'clock_mode': RUNTIME['clock_mode']},
+                           {'clock_mode': DEFAULT_CLOCK_MODE})
         lockstep = self.get_parameter('clock_mode').value == 'lockstep'
-        declare('publish_clock', lockstep, descriptor(
-            'publish the simulation time on /clock and stamp odom with it, for nodes with '
-            "use_sim_time (default: true in lockstep mode, false in realtime mode, where "
-            "odom is stamped with this node's clock)", read_only=True))
-        declare('initial_state', [0.0] * NX, descriptor(
-            'state after start and ~/reset: p (3) [m], v world (3) [m/s], roll pitch yaw '
-            '[rad], body rates p q r [rad/s]; zeros = hover at the origin',
-            constraints=f'{NX} finite values, |pitch| < pi/2'))
-        declare('frame_prefix', default_frame_prefix(self.get_namespace()), descriptor(
-            'prefix of both frame ids (as robot_state_publisher), e.g. "quad1/"; default: '
-            'the node namespace followed by "/", empty in the root namespace',
-            read_only=True, constraints='no leading "/"'))
-        declare('world_frame_id', 'odom', descriptor(
-            'frame of the pose (ENU), header.frame_id of odom after frame_prefix',
-            read_only=True))
-        declare('body_frame_id', 'base_link', descriptor(
-            'body frame (FLU) of the twist, child_frame_id of odom after frame_prefix',
-            read_only=True))
-        declare('command_timeout_s', 0.5, descriptor(
-            'realtime mode: report a missing controller after this long without a rotor '
-            'command [s] (wall): WARN diagnostics, and a warning log after 1x, 2x, 4x... '
-            'this silence. The last command stays held. 0 disables both',
-            float_range=(0.0, 60.0)))
-        declare('lockstep_republish_s', 0.5, descriptor(
-            'lockstep mode: re-publish the current odom and clock, without advancing, when '
-            'no command came for this long [s] (wall). 0 disables', read_only=True,
-            float_range=(0.0, 60.0)))
-        defaults = QuadParams()
-        for item in fields(QuadParams):
-            declare(f'plant.{item.name}', float(getattr(defaults, item.name)), descriptor(
-                f'true plant: {PARAM_DESCRIPTIONS[item.name]}', read_only=True))
+        defaults = dict(SCENARIO_DEFAULTS, publish_clock=lockstep,
+                        frame_prefix=default_frame_prefix(self.get_namespace()))
+        declare_parameters(self, SCENARIO, defaults, writable=('initial_state',))
+        declare_parameters(self, {name: spec for name, spec in RUNTIME.items()
+                                  if name != 'clock_mode'},
+                           dict(defaults, **RUNTIME_DEFAULTS), writable=('command_timeout_s',))
 
     def _validate_parameters(self, params) -> SetParametersResult:
         for param in params:

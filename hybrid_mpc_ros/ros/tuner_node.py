@@ -23,11 +23,12 @@ Parameters: the scenario's ``/**`` and ``hybrid_tuner`` sections (method, gamma,
 schedules, iterations, episode_steps, Theta box, seed, nominal model file, cost, and the
 step rule, safety guard and eta rule, so a live run steps, guards and mixes as the offline
 tuning of the same scenario file), declared read-only with the default scenario's values
-as defaults, exactly as the controller node declares its section (the rule keys the
-default scenario leaves out are declared with the package's settings for a new vehicle,
-:data:`~hybrid_mpc_ros.core.scenario.TUNER_RULE_PARAMETERS`, with their ranges); and the
-runtime settings of ``config/hybrid_tuner.yaml`` (start
-mode, controller name, services, timeouts, retries, settling, output).
+as defaults, exactly as the controller node declares its section, with the descriptions
+and ranges of :mod:`hybrid_mpc_ros.core.scenario.schema` (the optional keys the default
+scenario leaves out, such as the rule keys of the kinds it does not choose and
+``cost.pc``, are declared without a value: a scenario file gives them where its choices
+need them); and the runtime settings of ``config/hybrid_tuner.yaml`` (:data:`RUNTIME`:
+start mode, controller name, services, timeouts, retries, settling, output).
 
 Nothing here blocks the executor: service calls are asynchronous with done-callbacks, and
 a 20 Hz wall timer drives the session's timeouts. Missing services at start are looked
@@ -71,8 +72,9 @@ from hybrid_mpc_ros.core.learning.reporting import (iteration_line, refuse_rules
                                                     resume_line, resume_state,
                                                     ResumeRefused, RunRecorder)
 from hybrid_mpc_ros.core.learning.tuning import Tuner
+from hybrid_mpc_ros.core.param_schema import boolean, floating, integer, text
 from hybrid_mpc_ros.ros.msgs import odometry_to_state
-from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
+from hybrid_mpc_ros.ros.node_runtime import declare_parameters, run_node
 from hybrid_mpc_ros.ros.progress_msg import progress_message
 from hybrid_mpc_ros.ros.replies import (decode_hold, decode_reset, decode_set_parameters,
                                         decode_trigger, ReplyError)
@@ -94,33 +96,41 @@ DECODERS = {'hold': decode_hold, 'controller_reset': decode_reset,
 TICK_S = 0.05
 FIRST_LOOK_S, LONGEST_LOOK_S = 0.1, 2.0
 LOG_THROTTLE_S = 1.0
-_RUNTIME = (  # name, description, kind of range
-    ('start_mode', "how an episode starts: 'reset' (the simulator's reset service) or "
-                   "'fly_to_start' (fly back to x0 and settle; a vehicle)", None),
-    ('hold', "reset mode: 'auto' (hold the controller during the reset when it offers "
-             "~/hold: exact lockstep episodes) or 'never'", None),
-    ('controller', 'name of the controller node (its parameter, hold, reset services and '
-                   'sensitivity topic)', None),
-    ('simulator_reset_service', "the simulator's reset service (std_srvs/Trigger)", None),
-    ('service_timeout_s', 'wall seconds to wait for a service answer before the episode is '
-                          'rerun', (0.001, 3600.0)),
-    ('message_timeout_s', 'wall seconds to wait for the next expected sample or odometry '
-                          'before the episode is rerun', (0.001, 3600.0)),
-    ('startup_timeout_s', 'wall seconds to wait at start for the services and the first '
-                          'sample and odometry', (0.001, 86400.0)),
-    ('max_episode_retries', 'reruns of one episode before the node stops with an error',
-     (0, 1000)),
-    ('settle_position_tol_m', 'fly_to_start: settled within this distance of x0 [m]',
-     (1e-6, 100.0)),
-    ('settle_velocity_tol_m_s', 'fly_to_start: settled below this speed [m/s]',
-     (1e-6, 100.0)),
-    ('settle_time_s', 'fly_to_start: settled for this long (odometry time) [s]',
-     (0.0, 3600.0)),
-    ('settle_timeout_s', 'fly_to_start: wall seconds to wait for settling before the episode '
-                         'is rerun', (0.001, 86400.0)),
-    ('output_dir', 'where the CSVs, checkpoint, figure and summary go', None),
-    ('resume', 'continue from the checkpoint in output_dir if it holds the same run', None),
-)
+# the node's runtime settings (defaults: config/hybrid_tuner.yaml)
+RUNTIME = {
+    'start_mode': text(description=(
+        "how an episode starts: 'reset' (the simulator's reset service) or 'fly_to_start' "
+        '(fly back to x0 and settle; a vehicle)')),
+    'hold': text(description=(
+        "reset mode: 'auto' (hold the controller during the reset when it offers ~/hold: "
+        "exact lockstep episodes) or 'never'")),
+    'controller': text(description=(
+        'name of the controller node (its parameter, hold, reset services and sensitivity '
+        'topic)')),
+    'simulator_reset_service': text(description=(
+        "the simulator's reset service (std_srvs/Trigger)")),
+    'service_timeout_s': floating(0.001, maximum=3600.0, description=(
+        'wall seconds to wait for a service answer before the episode is rerun')),
+    'message_timeout_s': floating(0.001, maximum=3600.0, description=(
+        'wall seconds to wait for the next expected sample or odometry before the episode '
+        'is rerun')),
+    'startup_timeout_s': floating(0.001, maximum=86400.0, description=(
+        'wall seconds to wait at start for the services and the first sample and '
+        'odometry')),
+    'max_episode_retries': integer(0, 1000, description=(
+        'reruns of one episode before the node stops with an error')),
+    'settle_position_tol_m': floating(1e-6, maximum=100.0, description=(
+        'fly_to_start: settled within this distance of x0 [m]')),
+    'settle_velocity_tol_m_s': floating(1e-6, maximum=100.0, description=(
+        'fly_to_start: settled below this speed [m/s]')),
+    'settle_time_s': floating(0.0, maximum=3600.0, description=(
+        'fly_to_start: settled for this long (odometry time) [s]')),
+    'settle_timeout_s': floating(0.001, maximum=86400.0, description=(
+        'fly_to_start: wall seconds to wait for settling before the episode is rerun')),
+    'output_dir': text(description='where the CSVs, checkpoint, figure and summary go'),
+    'resume': boolean(description=(
+        'continue from the checkpoint in output_dir if it holds the same run')),
+}
 _SESSION = tuple(name for name in ls.SessionSettings.__dataclass_fields__)
 
 
@@ -131,8 +141,8 @@ class TunerNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         self.exit_status = None
         values = self._declare_parameters()
-        settings = scenario.tuner_settings(
-            {name: values[name] for name in self._scenario_names},
+        settings = scenario.node_scenario(
+            NODE_NAME, {name: values[name] for name in self._scenario_names},
             self.get_fully_qualified_name())
         if settings.tuning.method == 'exact_model':
             raise ConfigError('method exact_model needs the true plant\'s Jacobians, which a '
@@ -189,28 +199,13 @@ class TunerNode(Node):
 
     def _declare_parameters(self) -> dict:
         """Declare the scenario's and the runtime parameters; return their values by name."""
-        scenario_defaults = scenario.node_defaults(NODE_NAME)
-        self._scenario_names = tuple(scenario_defaults)
-        for name, value in scenario_defaults.items():
-            rule = scenario.TUNER_RULE_PARAMETERS.get(name)
-            if rule is None:
-                text = f'scenario value {name} (see config/scenarios/*.yaml)'
-                self.declare_parameter(name, value, descriptor(text, read_only=True))
-                continue
-            _, text, limits = rule        # the step rule, guard and eta rule, with ranges
-            kind = {} if limits is None else {
-                'int_range' if isinstance(value, int) and not isinstance(value, bool)
-                else 'float_range': limits}
-            self.declare_parameter(name, value, descriptor(
-                f'scenario value {name}: {text}', read_only=True, **kind))
+        declared = scenario.node_parameters(NODE_NAME)
+        self._scenario_names = tuple(declared)
+        values = declare_parameters(
+            self, {name: spec for name, (_, spec) in declared.items()},
+            {name: value for name, (value, _) in declared.items()})
         runtime = load_node_params(paths.config_file(RUNTIME_FILE), NODE_NAME)
-        for name, text, limits in _RUNTIME:
-            value = runtime[name]
-            kind = {'float_range' if isinstance(value, float) else 'int_range': limits} \
-                if limits is not None else {}
-            self.declare_parameter(name, value, descriptor(text, read_only=True, **kind))
-        values = {name: self.get_parameter(name).value
-                  for name in self._scenario_names + tuple(name for name, _, _ in _RUNTIME)}
+        values.update(declare_parameters(self, RUNTIME, runtime))
         try:
             ls.SessionSettings(**{name: values[name] for name in _SESSION})
         except ValueError as exc:
@@ -238,7 +233,7 @@ class TunerNode(Node):
         # (RunRecorder.commit), so a kill at any moment loses or repeats no row
         try:
             tuner = Tuner(settings.tuning, None, settings.model.jacobians, settings.cost(),
-                          theta0, None, state=state, **settings.tuner_rules(theta0))
+                          theta0, None, state=state, **settings.tuner_rules(theta0=theta0))
         except ValueError as exc:
             if state is None:
                 raise

@@ -39,7 +39,9 @@ Generated from the nodes' parameter descriptors by
 regenerates this page and compares). Defaults are those of a node started without a
 parameter file: the default scenario (`config/scenarios/l4dc2026.yaml`) for the experiment
 values and the node's own file in `config/` for its runtime settings. A scenario file
-given with `--params-file` replaces the experiment values. "runtime" parameters may be set
+given with `--params-file` replaces the experiment values. "unset": an optional key the
+default scenario leaves out (declared with its type and no value; a scenario file gives it
+where its choices need it). "runtime" parameters may be set
 on a running node (`ros2 param set`); a set is checked whole and refused with a reason,
 never applied in part. What each node does with them: [nodes](nodes.md).
 """
@@ -59,6 +61,8 @@ def _number(value) -> str:
 
 def _value(value) -> str:
     """Format a default as a table cell: scalars as they are, long arrays summarised."""
+    if value is None:
+        return 'unset'
     if isinstance(value, str):
         return f'`{value}`' if value else "`''`"
     if isinstance(value, (list, tuple)) or hasattr(value, 'tolist'):
@@ -71,12 +75,17 @@ def _value(value) -> str:
     return _number(value)
 
 
+def _integer(value: int) -> str:
+    """Format an integer range's end; the int64 limits (an open end) as -inf and inf."""
+    return 'inf' if value >= 2 ** 62 else '-inf' if value <= -2 ** 62 else str(value)
+
+
 def _range(descriptor) -> str:
     parts = []
     for item in descriptor.floating_point_range:
         parts.append(f'[{_number(item.from_value)}, {_number(item.to_value)}]')
     for item in descriptor.integer_range:
-        parts.append(f'[{item.from_value}, {item.to_value}]')
+        parts.append(f'[{_integer(item.from_value)}, {_integer(item.to_value)}]')
     if descriptor.additional_constraints:
         parts.append(descriptor.additional_constraints)
     return '; '.join(parts)
@@ -93,7 +102,7 @@ def node_table(node) -> list[str]:
     rows = ['| parameter | type | default | runtime | range | description |',
             '|---|---|---|---|---|---|']
     for name, described in zip(names, descriptors):
-        parameter = node.get_parameter(name)
+        parameter = node.get_parameter_or(name)      # unset: an optional key not given
         rows.append('| `{}` | {} | {} | {} | {} | {} |'.format(
             name, _TYPES.get(described.type, '?'), _cell(_value(parameter.value)),
             'no' if described.read_only else 'yes', _cell(_range(described)),

@@ -36,8 +36,8 @@ def test_identification_is_seeded_and_close_to_the_local_linearisation():
 @pytest.mark.slow
 def test_identification_sees_a_different_plant():
     arxiv = scenario()
-    heavy = replace(arxiv, plant_params=replace(arxiv.plant_params, mass=0.5,
-                                                thrust_coeff=3.2e-6))
+    plant = replace(arxiv.plant_params, mass=0.5, thrust_coeff=3.2e-6)
+    heavy = replace(arxiv, simulator=replace(arxiv.simulator, plant=plant))
     model = heavy.identify(trajectories=20, held_out=5)
     assert model.header['plant']['mass'] == 0.5
     nominal = arxiv.identify(trajectories=20, held_out=5)

@@ -477,19 +477,33 @@ def test_loading_a_scenario_imports_no_ros():
 
 
 def test_a_node_declares_its_scenario_values_and_gets_the_loader_s_checks():
-    from hybrid_mpc_ros.core.scenario import controller_settings, node_defaults
+    from hybrid_mpc_ros.core.scenario import node_defaults, node_scenario
     values = node_defaults('mpc_controller', scenario_path('arxiv_v1'))
     assert values['horizon'] == 12 and values['constraints.u_max'] == 630.0
     assert 'plant.mass' not in values and 'method' not in values     # other nodes' sections
-    settings = controller_settings(values, '/mpc_controller')
+    settings = node_scenario('mpc_controller', values, '/mpc_controller')
+    assert settings.tuner is None and settings.simulator is None
     chosen = scenario('arxiv_v1')
     assert settings.mpc_config == chosen.mpc_config
     np.testing.assert_array_equal(settings.initial_theta(), chosen.initial_theta())
     bad = dict(values, **{'constraints.x_lb': [0.0] * 8})
     with pytest.raises(ConfigError, match=r'node /mpc_controller: /\*\*.constraints.x_lb'):
-        controller_settings(bad, '/mpc_controller')
+        node_scenario('mpc_controller', bad, '/mpc_controller')
     with pytest.raises(ConfigError, match='horizon'):
-        controller_settings(dict(values, horizon=0), '/mpc_controller')
+        node_scenario('mpc_controller', dict(values, horizon=0), '/mpc_controller')
+
+
+def test_every_key_has_a_description_and_its_bounds_as_the_range():
+    """What a node declares: a description for every key, the loader's bounds as the range."""
+    from hybrid_mpc_ros.core.scenario import node_parameters
+    for node in ('mpc_controller', 'hybrid_tuner'):
+        for name, (_, spec) in node_parameters(node).items():
+            assert spec.description, (node, name)
+    tuner = node_parameters('hybrid_tuner')
+    assert tuner['gamma'][1].range() == (0.0, math.inf) and tuner['gamma'][1].constraints
+    assert tuner['step_rule.warmup'][1].range() == (1, 1_000_000)
+    assert tuner['eta_rule.prior'][1].range() == (-1.0, 1.0)
+    assert tuner['cost.pc'][0] is None and tuner['step_rule.radius'][0] is None
 
 
 def test_the_ablation_s_guard_variant_is_the_published_scenario_with_the_guard_on():

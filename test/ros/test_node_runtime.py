@@ -52,7 +52,8 @@ def _raising_node(*ros_args):
     ('ros.simulator_node', {'frame_prefix': '/quad1/'}, None,
      'quadcopter_simulator: invalid configuration:'),
     ('ros.simulator_node', {'plant': {'mass': -1.0}}, None,
-     'quadcopter_simulator: invalid configuration: plant constant mass must be > 0'),
+     'quadcopter_simulator: invalid configuration: Invalid parameter value (-1.0) for '
+     'parameter. Reason: Parameter plant.mass out of range Min: 0.0, Max: inf'),
     ('ros.simulator_node', {}, '/nonexistent/simulator.yaml',
      "quadcopter_simulator: invalid configuration: failed to initialize rcl: Couldn't "
      'parse params file'),

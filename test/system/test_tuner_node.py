@@ -26,7 +26,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from hybrid_mpc_ros.core.learning.live_session import measured_state
 from hybrid_mpc_ros.core.learning.tuning import load_checkpoint, simulated_episodes, Tuner
 from hybrid_mpc_ros.core.mpc import theta as th
-from hybrid_mpc_ros.core.scenario import node_defaults, tuner_settings
+from hybrid_mpc_ros.core.scenario import node_defaults, node_scenario
 from hybrid_mpc_ros.ros.progress_msg import parse_progress
 from hybrid_mpc_ros.ros.sensitivity_msg import parse_sensitivity_message
 from hybrid_mpc_ros.ros.tuner_node import PROGRESS_QOS, TunerNode
@@ -216,9 +216,12 @@ def test_the_node_steps_guards_and_mixes_as_the_offline_tuning(graph, ros_node):
     The offline run with the same values (known from it: iteration 3's episode costs more
     than 1.01 x the best) is the reference: the same costs, the rollback, the same theta.
     """
-    rules = {'step_rule': {'kind': 'scale_free', 'radius': 1.0},
+    # the keys of a chosen kind are all given (a node has no values for them otherwise);
+    # floor, warmup, cap, beta and prior are the settings for a new vehicle
+    rules = {'step_rule': {'kind': 'scale_free', 'radius': 1.0, 'floor': 0.1, 'warmup': 10,
+                           'cap': 1.0},
              'guard': {'enabled': True, 'cost_margin': 0.01},
-             'eta_rule': {'kind': 'agreement'}}
+             'eta_rule': {'kind': 'agreement', 'beta': 0.9, 'prior': 1.0}}
     iterations = 4
     run = graph(iterations=iterations, episode_steps=STEPS, **rules)
     run.wait_for_tuner(240.0)
@@ -232,15 +235,16 @@ def test_the_node_steps_guards_and_mixes_as_the_offline_tuning(graph, ros_node):
     values = node_defaults('hybrid_tuner', scenario_path('arxiv_v1'))
     values.update({'iterations': iterations, 'episode_steps': STEPS,
                    'step_rule.kind': 'scale_free', 'step_rule.radius': 1.0,
+                   'step_rule.floor': 0.1, 'step_rule.warmup': 10, 'step_rule.cap': 1.0,
                    'guard.enabled': True, 'guard.cost_margin': 0.01,
-                   'eta_rule.kind': 'agreement'})
-    settings = tuner_settings(values, 'offline')
+                   'eta_rule.kind': 'agreement', 'eta_rule.beta': 0.9, 'eta_rule.prior': 1.0})
+    settings = node_scenario('hybrid_tuner', values, 'offline')
     chosen = scenario('arxiv_v1')
     theta0 = settings.initial_theta()
     offline = Tuner(settings.tuning, simulated_episodes(chosen.plant().step, chosen.policy(),
                                                         chosen.x0, STEPS),
                     settings.model.jacobians, settings.cost(), theta0,
-                    **settings.tuner_rules(theta0)).run()
+                    **settings.tuner_rules(theta0=theta0)).run()
     for row, expected in zip(history, offline.history):
         assert abs(float(row['cost']) - expected['cost']) <= 1e-6 * expected['cost']
         assert float(row['eta']) == pytest.approx(expected['eta'], rel=1e-9)

@@ -1,0 +1,215 @@
+"""The scenario, composed of its sections, and what is built from it.
+
+The start theta, the closed-loop cost, the MPC policy and the tuner's rules are built
+here only, for a scenario read from a file and for one a node read from its parameters
+alike (:mod:`hybrid_mpc_ros.core.scenario.load`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+import os
+
+import numpy as np
+
+from hybrid_mpc_ros.core import paths
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
+from hybrid_mpc_ros.core.learning.tuning import TuningConfig
+from hybrid_mpc_ros.core.model.identification import identify, IdentificationSettings
+from hybrid_mpc_ros.core.model.lqr import hover_linearisation, LQRController
+from hybrid_mpc_ros.core.model.nominal_model import AffineModel
+from hybrid_mpc_ros.core.model.quadcopter import Quadcopter, QuadParams
+from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy
+from hybrid_mpc_ros.core.scenario.sections import (AblationSettings, Controller, PaperNumbers,
+                                                   Reproduction, Run, run_name, Shared,
+                                                   Simulator, Tuner)
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """Everything one experiment needs: the sections of a scenario file or of a node.
+
+    ``path`` is the file (or the node's name), ``name`` the scenario's name. ``shared`` is
+    the ``/**`` section; ``simulator``, ``controller``, ``tuner``, ``identification``,
+    ``reproduction``, ``ablation`` and ``paper`` the others (None where the source has no
+    such section: a node has only its own, a file may leave out ``ablation`` and
+    ``paper``). ``model`` is the nominal model (None when loaded without it),
+    ``nominal_model_path`` where it was found. The properties below read the sections
+    (e.g. ``x0`` is ``shared.x0``, ``tuning`` is ``tuner.tuning``).
+    """
+
+    path: str
+    name: str
+    shared: Shared
+    simulator: Simulator | None
+    controller: Controller | None
+    tuner: Tuner | None
+    identification: IdentificationSettings | None
+    reproduction: Reproduction | None
+    ablation: AblationSettings | None
+    paper: PaperNumbers | None
+    nominal_model_path: str | None
+    model: AffineModel | None
+
+    # -- the sections' values ----------------------------------------------------------
+
+    period_s = property(lambda self: self.shared.period_s, doc='sampling time [s]')
+    x0 = property(lambda self: self.shared.x0, doc='initial state (12,)')
+    x_ref = property(lambda self: self.shared.x_ref, doc='target state (12,)')
+    u_ref = property(lambda self: self.shared.u_ref, doc='input reference (4,) [rad/s]')
+    qc = property(lambda self: self.shared.qc, doc="Qc's diagonal (12,)")
+    rc = property(lambda self: self.shared.rc, doc="Rc's diagonal (4,)")
+    nominal_model_file = property(lambda self: self.shared.nominal_model_file,
+                                  doc="the nominal model's name as written")
+    plant_params = property(lambda self: self.simulator.plant, doc='the true plant')
+    integrator = property(lambda self: self.simulator.integrator, doc="the plant's integrator")
+    substeps = property(lambda self: self.simulator.substeps, doc='integrator steps per period')
+    tuning = property(lambda self: self.tuner.tuning, doc="the file's TuningConfig")
+    rules = property(lambda self: self.tuner.rules, doc="the tuner's TunerRules")
+    pc = property(lambda self: self.tuner.pc, doc='diagonal terminal weight (12,) or None')
+    terminal_weight_kind = property(lambda self: self.tuner.terminal_weight,
+                                    doc="'diagonal' or 'dare'")
+    violation_weight = property(lambda self: self.tuner.violation_weight,
+                                doc="the constraint penalty's weight")
+    runs = property(lambda self: self.reproduction.runs, doc='the reproduction runs')
+
+    @property
+    def mpc_config(self) -> MPCConfig:
+        """The MPC's configuration: the controller section with the shared values."""
+        return self.controller.mpc_config(self.shared)
+
+    @property
+    def run_name(self) -> str:
+        """The tuner section's run as ``hybrid-mpc reproduce`` names it (``hybrid_g0.5``)."""
+        return run_name(self.tuning.method, self.tuning.gamma)
+
+    # -- the true system and the nominal model ---------------------------------------
+
+    def plant(self) -> Quadcopter:
+        """Return the true system: the plant constants integrated over ``period_s``."""
+        return Quadcopter(self.plant_params, self.period_s, self.substeps, self.integrator)
+
+    def nominal_model(self) -> AffineModel:
+        """Return the nominal model the scenario names; ConfigError if it was not loaded."""
+        if self.model is None:
+            raise ConfigError(f'scenario {self.path}: the nominal model '
+                              f'{self.nominal_model_file} is not loaded (run `hybrid-mpc '
+                              f'identify --scenario {self.path}` if it does not exist)')
+        return self.model
+
+    def nominal_model_output(self) -> str:
+        """Return where ``hybrid-mpc identify`` writes this scenario's model by default.
+
+        An absolute ``nominal_model_file`` as it is; a relative one in the checkout's
+        ``config/`` directory (where the shipped models live).
+        """
+        if os.path.isabs(self.nominal_model_file):
+            return self.nominal_model_file
+        return os.path.join(paths.source_config_dir(), self.nominal_model_file)
+
+    def identify(self, progress=None, **overrides) -> AffineModel:
+        """Identify a nominal model on this scenario's plant (see :mod:`identification`).
+
+        ``overrides`` replace fields of :attr:`identification`. The data are flown by the
+        hover LQR with the upper-level weights (Qc, Rc) towards ``x_ref``'s position; the
+        header records the scenario's name.
+        """
+        settings = replace(self.identification, **overrides)
+        model = identify(self.plant(), settings, self.x_ref[0:3], self.qc, self.rc, progress)
+        model.header = dict({'scenario': self.name}, **model.header)
+        return model
+
+    # -- the controller ----------------------------------------------------------------
+
+    def initial_theta(self, model: AffineModel | None = None) -> np.ndarray:
+        """Return the paper's start (94,): Q = Qc, R = Rc, P = DARE of the model's (A, B)."""
+        model = model or self.nominal_model()
+        return th.initial_theta(model.A, model.B, self.qc, self.rc)
+
+    def policy(self, model: AffineModel | None = None, config: MPCConfig | None = None,
+               theta: np.ndarray | None = None) -> MPCPolicy:
+        """Build the MPC on the nominal model (or ``model``), from :meth:`initial_theta`.
+
+        ``config`` replaces :attr:`mpc_config` (e.g. a test's solver settings) and
+        ``theta`` (94,) the start.
+        """
+        model = model or self.nominal_model()
+        theta = self.initial_theta(model) if theta is None else theta
+        return MPCPolicy(model, config or self.mpc_config, theta, self.x_ref, self.u_ref)
+
+    def nonlinear_policy(self, params: QuadParams | None = None, theta: np.ndarray | None = None,
+                         **config_overrides):
+        """Build the nonlinear-model MPC (:mod:`nonlinear`) with nominal constants ``params``.
+
+        ``params`` default to the plant's own constants (a twin of the true system, as the
+        benchmark uses it); theta starts from the DARE of the nominal model linearised at
+        hover; ``config_overrides`` set :class:`NonlinearMPCConfig` fields.
+        """
+        from hybrid_mpc_ros.core.mpc.nonlinear import NonlinearMPCConfig, NonlinearMPCPolicy
+        params = params or self.plant_params
+        config = NonlinearMPCConfig.from_config(self.mpc_config, **config_overrides)
+        if theta is None:
+            nominal = Quadcopter(params, config.dt, config.substeps)
+            theta = th.initial_theta(*hover_linearisation(nominal), self.qc, self.rc)
+        return NonlinearMPCPolicy(params, config, theta, self.x_ref, self.u_ref)
+
+    def lqr(self) -> LQRController:
+        """Build the hover LQR (weights Qc, Rc) on the plant, holding ``x_ref``'s position."""
+        return LQRController(self.plant(), Q=self.qc, R=self.rc,
+                             target_position=self.x_ref[0:3])
+
+    # -- the tuner -------------------------------------------------------------------
+
+    def terminal_weight(self, model: AffineModel | None = None) -> np.ndarray:
+        """Return the upper-level terminal weight: ``pc`` (12,) or the DARE solution P (12, 12).
+
+        The DARE is that of the nominal model's (A, B) (or ``model``'s) with Qc and Rc,
+        the same P the MPC's terminal weight starts from.
+        """
+        if self.terminal_weight_kind == 'diagonal':
+            return self.pc.copy()
+        model = model or self.nominal_model()
+        return th.dare_weight(model.A, model.B, self.qc, self.rc)
+
+    def cost(self, model: AffineModel | None = None) -> ClosedLoopCost:
+        """Build the closed-loop cost C: the scenario's weights, references and box X."""
+        x_lb, x_ub = self.shared.state_box()
+        return ClosedLoopCost(self.x_ref.copy(), self.u_ref.copy(), self.qc.copy(),
+                              self.rc.copy(), self.terminal_weight(model), x_lb, x_ub,
+                              self.violation_weight)
+
+    def tuning_config(self, method: str | None = None, gamma: float | None = None,
+                      **overrides) -> TuningConfig:
+        """Return the file's :class:`TuningConfig` with some fields replaced.
+
+        ``method``, ``gamma`` and ``overrides`` (other fields) that are None keep the
+        file's value.
+        """
+        values = dict(overrides, method=method, gamma=gamma)
+        return replace(self.tuning, **{k: v for k, v in values.items() if v is not None})
+
+    def tuner_rules(self, config: TuningConfig | None = None,
+                    theta0: np.ndarray | None = None) -> dict:
+        """Return the :class:`Tuner` keywords ``step_rule``, ``eta_rule`` and ``guard``.
+
+        For a run of ``config`` (default: the file's) from ``theta0`` (94,; default
+        :meth:`initial_theta`); see :meth:`TunerRules.build`.
+        """
+        config = config or self.tuning
+        theta0 = self.initial_theta() if theta0 is None else theta0
+        return self.rules.build(config, theta0)
+
+    def run(self, name: str) -> Run:
+        """Return the reproduction run called ``name``; ConfigError lists the runs there are."""
+        for run in self.runs:
+            if run.name == name:
+                return run
+        raise ConfigError(f'scenario {self.path} has no run {name!r}; its runs: '
+                          + ', '.join(run.name for run in self.runs))
+
+    def run_config(self, name: str, **overrides) -> TuningConfig:
+        """Return the :class:`TuningConfig` of the reproduction run ``name`` (see :meth:`run`)."""
+        run = self.run(name)
+        return self.tuning_config(run.method, run.gamma, **overrides)
