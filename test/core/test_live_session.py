@@ -18,6 +18,7 @@ from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import load_node_params
 from hybrid_mpc_ros.core.control.answers import Refused
 from hybrid_mpc_ros.core.learning import live_session as ls
+from hybrid_mpc_ros.core.learning.samples import Stamp
 from hybrid_mpc_ros.core.learning.step_rules import ScheduleSteps
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.mpc.safe_control import Envelope, SafeController, SafetyConfig
@@ -159,7 +160,7 @@ def _drop_final_odometry(world, event):
     session = world.session
     if (event.kind == 'odom' and event.target == 'tuner' and session is not None
             and session.collecting and session.retries == 0
-            and event.payload[0] == session._reset_ns + STEPS * world.period_ns):
+            and event.payload[0] == session.attempt.reset_ns + STEPS * world.period_ns):
         return []
     return [event]
 
@@ -272,7 +273,7 @@ def test_fly_to_start_waits_for_the_vehicle_to_settle():
 
     class Recording(ls.LiveSession):
         def odometry(self, stamp, x):
-            odometry.append((ls.Stamp.of(stamp).nanoseconds, np.array(x)))
+            odometry.append((Stamp.of(stamp).nanoseconds, np.array(x)))
             return real_odometry(self, stamp, x)
     chosen = scenario()
     tuner = Tuner(config(iterations=1, episode_steps=40), None,
