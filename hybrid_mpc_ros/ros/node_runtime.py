@@ -92,20 +92,33 @@ def declare_parameters(node, specs: Mapping[str, Spec], defaults: Mapping[str, A
                        writable: Collection[str] = ()) -> dict[str, Any]:
     """Declare a parameter per entry of ``specs``; return their values by name.
 
-    ``specs`` maps ROS names to schema entries, ``defaults`` names to default values; a
-    name without a default (or with None) is declared typed and without a value (rclpy:
-    ``declare_parameter(name, Parameter.Type.DOUBLE, descriptor)``), so it stays unset
-    unless a parameter file or ``-p`` gives it, and its value here is None. Parameters
-    are read-only unless named in ``writable``.
+    ``specs`` maps ROS names to schema entries, ``defaults`` names to default values.
+    Parameters are read-only unless named in ``writable``. A name without a default (or
+    with None) is optional: it is declared only when a parameter file or ``-p`` gives it,
+    and its value here is None otherwise. Absent stays absent without a declared
+    parameter that has no value, which rclpy's parameter services cannot answer for (a
+    ``ros2 param dump`` of the node would come back empty). The descriptors of the
+    optional parameters not given are kept in ``node.absent_parameters`` (name ->
+    descriptor), for the documentation.
     """
     from rclpy.parameter import Parameter
+    absent = getattr(node, 'absent_parameters', None)
+    if absent is None:
+        absent = node.absent_parameters = {}
     for name, spec in specs.items():
         described = spec_descriptor(spec, read_only=name not in writable)
         default = defaults.get(name)
         if default is None:
-            node.declare_parameter(name, Parameter.Type[spec.ros_type], described)
-        else:
-            node.declare_parameter(name, default, described)
+            # a writable probe finds out whether an override gives the name a value
+            node.declare_parameter(name, Parameter.Type[spec.ros_type],
+                                   spec_descriptor(spec, read_only=False))
+            default = node.get_parameter_or(name).value
+            node.undeclare_parameter(name)
+            if default is None:
+                described.type = Parameter.Type[spec.ros_type].value
+                absent[name] = described
+                continue
+        node.declare_parameter(name, default, described)
     return {name: node.get_parameter_or(name).value for name in specs}
 
 

@@ -39,9 +39,9 @@ Generated from the nodes' parameter descriptors by
 regenerates this page and compares). Defaults are those of a node started without a
 parameter file: the default scenario (`config/scenarios/l4dc2026.yaml`) for the experiment
 values and the node's own file in `config/` for its runtime settings. A scenario file
-given with `--params-file` replaces the experiment values. "unset": an optional key the
-default scenario leaves out (declared with its type and no value; a scenario file gives it
-where its choices need it). "runtime" parameters may be set
+given with `--params-file` replaces the experiment values. "not given": an optional key the
+default scenario leaves out; a node declares it only when a parameter file gives it (a
+scenario gives it where its choices need it). "runtime" parameters may be set
 on a running node (`ros2 param set`); a set is checked whole and refused with a reason,
 never applied in part. What each node does with them: [nodes](nodes.md).
 """
@@ -62,7 +62,7 @@ def _number(value) -> str:
 def _value(value) -> str:
     """Format a default as a table cell: scalars as they are, long arrays summarised."""
     if value is None:
-        return 'unset'
+        return 'not given'
     if isinstance(value, str):
         return f'`{value}`' if value else "`''`"
     if isinstance(value, (list, tuple)) or hasattr(value, 'tolist'):
@@ -101,12 +101,17 @@ def node_table(node) -> list[str]:
     descriptors = node.describe_parameters(names)
     rows = ['| parameter | type | default | runtime | range | description |',
             '|---|---|---|---|---|---|']
-    for name, described in zip(names, descriptors):
-        parameter = node.get_parameter_or(name)      # unset: an optional key not given
+    values = {name: node.get_parameter(name).value for name in names}
+    # optional parameters a parameter file did not give are not declared (None: unset)
+    absent = getattr(node, 'absent_parameters', {})
+    described = dict(zip(names, descriptors), **absent)
+    values.update(dict.fromkeys(absent))
+    for name in sorted(described):
+        descriptor = described[name]
         rows.append('| `{}` | {} | {} | {} | {} | {} |'.format(
-            name, _TYPES.get(described.type, '?'), _cell(_value(parameter.value)),
-            'no' if described.read_only else 'yes', _cell(_range(described)),
-            _cell(described.description)))
+            name, _TYPES.get(descriptor.type, '?'), _cell(_value(values[name])),
+            'no' if descriptor.read_only else 'yes', _cell(_range(descriptor)),
+            _cell(descriptor.description)))
     return rows
 
 
