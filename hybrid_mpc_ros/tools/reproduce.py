@@ -44,8 +44,8 @@ from hybrid_mpc_ros.core.learning.episode import rollout
 from hybrid_mpc_ros.core.learning.reporting import (iteration_line, refuse_rules,
                                                     resume_line, resume_state,
                                                     ResumeRefused, write_history_csv)
-from hybrid_mpc_ros.core.learning.tuning import (simulated_episodes, Tuner,
-                                                 TuningConfig)
+from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
+from hybrid_mpc_ros.core.learning.run import TuningConfig
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
 from hybrid_mpc_ros.tools import claims, reproduce_figures as figures
 from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_int

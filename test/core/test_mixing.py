@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros.core.learning import tuning
+from hybrid_mpc_ros.core.learning import run
 from hybrid_mpc_ros.core.learning.episode import EpisodeRecord
 from hybrid_mpc_ros.core.learning.gradients import sample_unit_sphere
 from hybrid_mpc_ros.core.learning.mixing import AgreementEta, ScheduleEta
@@ -128,6 +128,6 @@ def test_agreement_state_round_trips():
     copy = AgreementEta(eta_schedule(1, 0.5))
     copy.load_state(rule.state())
     assert copy(5) == rule(5) and copy.count == 1
-    assert tuning.rule_record(rule)['settings'] == {
+    assert run.rule_record(rule)['settings'] == {
         'cap': {'kind': 'power', 'scale': 1.0, 'offset': 0.0, 'power': 0.5, 'first_k': 1},
         'beta': 0.9, 'prior': 1.0}

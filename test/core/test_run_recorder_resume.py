@@ -17,7 +17,7 @@ from hybrid_mpc_ros.core.learning import live_session as ls
 from hybrid_mpc_ros.core.learning.reporting import (iteration_line, resume_line,
                                                     resume_state, ResumeRefused,
                                                     RunRecorder)
-from hybrid_mpc_ros.core.learning.tuning import load_checkpoint, TuningState
+from hybrid_mpc_ros.core.learning.run import load_checkpoint, TuningState
 from hybrid_mpc_ros.core.mpc import theta as th
 from scenario_setup import scenario
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros.core.learning import tuning
+from hybrid_mpc_ros.core.learning import run, tuning
 from scenario_setup import scenario, tuning_setup
 
 STEPS = 12
@@ -141,10 +141,10 @@ def test_checkpoint_after_each_completed_iteration_only(setup, tmp_path):
         if k == 1:
             assert not os.path.exists(path)            # half an iteration is never saved
         else:
-            assert tuning.load_checkpoint(path)[1].iteration == 2
+            assert run.load_checkpoint(path)[1].iteration == 2
         request = tuner.ask()
         assert tuner.tell(episodes(request.theta, request.sensitivities))['iteration'] == k
-        assert tuning.load_checkpoint(path)[1].iteration == k + 1
+        assert run.load_checkpoint(path)[1].iteration == k + 1
 
 
 def test_resume_between_the_base_and_the_perturbed_episode(setup, tmp_path):
@@ -161,7 +161,7 @@ def test_resume_between_the_base_and_the_perturbed_episode(setup, tmp_path):
     first.tell(episodes(request.theta, request.sensitivities))          # base of iteration 2
     assert first.ask().role == 'perturbed'
     del first                                                           # stopped here
-    _, state = tuning.load_checkpoint(path)
+    _, state = run.load_checkpoint(path)
     assert state.iteration == 2
     resumed = _tuner(setup, 'hybrid', iterations=3, checkpoint=path, state=state).run()
     assert np.array_equal(resumed.theta, straight.theta)

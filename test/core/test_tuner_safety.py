@@ -16,7 +16,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from hybrid_mpc_ros.core.learning import tuning
+from hybrid_mpc_ros.core.learning import run, tuning
 from hybrid_mpc_ros.core.learning.episode import EpisodeRecord
 from hybrid_mpc_ros.core.learning.mixing import AgreementEta
 from hybrid_mpc_ros.core.learning.schedules import eta_schedule
@@ -178,7 +178,7 @@ def test_exact_resume_with_rules_on_the_landscape(tmp_path, kwargs):
     straight = landscape_tuner(land, 'hybrid', 9, **kwargs).run()
     path = str(tmp_path / 'run.json')
     landscape_tuner(land, 'hybrid', 4, checkpoint=path, **kwargs).run()
-    _, state = tuning.load_checkpoint(path)
+    _, state = run.load_checkpoint(path)
     assert state.step_rule['kind'] == 'ScaleFreeSteps'
     assert 0 < state.step_rule['state']['seen'] < 5                 # in the warm-up
     stopped_rollbacks = state.guard_rollbacks
@@ -197,7 +197,7 @@ def test_resuming_with_other_rules_is_refused(tmp_path):
     path = str(tmp_path / 'run.json')
     landscape_tuner(land, iterations=2, checkpoint=path,
                     step_rule=ScaleFreeSteps(0.2, paper_alpha())).run()
-    _, state = tuning.load_checkpoint(path)
+    _, state = run.load_checkpoint(path)
     with pytest.raises(ValueError, match='written with step rule ScaleFreeSteps.*this tuner '
                                          'has ScheduleSteps'):
         landscape_tuner(land, iterations=4, state=state)
@@ -224,12 +224,12 @@ def test_an_old_or_unknown_checkpoint_version_is_refused_clearly(tmp_path):
             json.dump(data, stream)
         with pytest.raises(ValueError, match=rf'has version {version}; this version of '
                                              r'hybrid_mpc_ros reads versions \(3,\)'):
-            tuning.load_checkpoint(path)
+            run.load_checkpoint(path)
     # the committed reproduction's checkpoints predate scenario files: refused, not misread
     committed = pathlib.Path(__file__).parent.parent.parent / 'paper' / 'reproduce_arxiv_v1' / (
         'hybrid_g0.5.checkpoint.json')
     with pytest.raises(ValueError, match='has version 1'):
-        tuning.load_checkpoint(str(committed))
+        run.load_checkpoint(str(committed))
 
 
 # -- the real MPC on the simulated plant ---------------------------------------------------
@@ -304,7 +304,7 @@ def test_exact_resume_with_scale_free_steps_on_the_real_mpc(paper, tmp_path):
     straight = tuner(4).run()
     path = str(tmp_path / 'run.json')
     tuner(2, path).run()
-    _, state = tuning.load_checkpoint(path)
+    _, state = run.load_checkpoint(path)
     resumed = tuner(4, path, state).run()
     assert np.array_equal(resumed.theta, straight.theta)
     assert history_rows(resumed.history) == history_rows(straight.history)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scenario_setup import ROOT, scenario, scenario_path, tuning_setup
 
-from hybrid_mpc_ros.core.learning import tuning
+from hybrid_mpc_ros.core.learning import run, tuning
 from hybrid_mpc_ros.tools import reproduce
 
 STEPS = 25
@@ -45,7 +45,7 @@ def test_resume_from_checkpoint_gives_identical_results(setup, tmp_path):
     first = _tuner(setup, short_config('hybrid', 2, seed=3), path,
                    theta0=theta0)
     first.run()
-    saved_config, state = tuning.load_checkpoint(path)
+    saved_config, state = run.load_checkpoint(path)
     assert state.iteration == 3 and len(state.history) == 2
     resumed = _tuner(setup, four, path, state=state, theta0=theta0).run()
     assert np.array_equal(resumed.theta, straight.theta)
@@ -63,12 +63,12 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(setup, tmp_path, monke
     def disk_full(*args, **kwargs):
         raise OSError(28, 'No space left on device')
 
-    monkeypatch.setattr(tuning.json, 'dump', disk_full)
+    monkeypatch.setattr(run.json, 'dump', disk_full)
     with pytest.raises(OSError):
         tuner.step()
     assert open(path).read() == before
     assert [name for name in os.listdir(tmp_path) if name.endswith('.tmp')] == []
-    assert tuning.load_checkpoint(path)[1].iteration == 2
+    assert run.load_checkpoint(path)[1].iteration == 2
 
 
 def test_projection_keeps_theta_in_the_box(setup):

@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from hybrid_mpc_ros.core.learning.tuning import load_checkpoint
+from hybrid_mpc_ros.core.learning.run import load_checkpoint
 from fault_graph import FaultGraph
 
 pytestmark = pytest.mark.faults

@@ -21,7 +21,7 @@ import pytest
 from rcl_interfaces.srv import GetParameters
 from std_srvs.srv import Trigger
 
-from hybrid_mpc_ros.core.learning.tuning import load_checkpoint
+from hybrid_mpc_ros.core.learning.run import load_checkpoint
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.tools import fault_injection as fi
 from fault_graph import FaultGraph

@@ -24,7 +24,8 @@ from std_msgs.msg import Float64MultiArray
 from diagnostic_msgs.msg import DiagnosticArray
 
 from hybrid_mpc_ros.core.learning.live_session import measured_state
-from hybrid_mpc_ros.core.learning.tuning import load_checkpoint, simulated_episodes, Tuner
+from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
+from hybrid_mpc_ros.core.learning.run import load_checkpoint
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.scenario import node_defaults, node_scenario
 from hybrid_mpc_ros.ros.progress_msg import parse_progress

@@ -25,8 +25,8 @@ import os
 import numpy as np
 
 from hybrid_mpc_ros.core.config import ConfigError
-from hybrid_mpc_ros.core.learning.tuning import (load_checkpoint, save_checkpoint,
-                                                 TuningConfig, TuningState)
+from hybrid_mpc_ros.core.learning.run import (load_checkpoint, save_checkpoint, TuningConfig,
+                                              TuningState)
 
 CSV_FIELDS = ('iteration', 'cost', 'tracking', 'violation', 'grad_model_norm', 'grad_zo_norm',
               'step_norm', 'alpha', 'eta', 'solver_failures', 'wall_s', 'rollback',

@@ -21,7 +21,7 @@ from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import ConfigError, flatten, load_yaml
 from hybrid_mpc_ros.core.learning.schedules import Schedule
 from hybrid_mpc_ros.core.learning.step_rules import SafetyGuard
-from hybrid_mpc_ros.core.learning.tuning import TuningConfig
+from hybrid_mpc_ros.core.learning.run import TuningConfig
 from hybrid_mpc_ros.core.model.identification import IdentificationSettings
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 from hybrid_mpc_ros.core.model.quadcopter import QuadParams

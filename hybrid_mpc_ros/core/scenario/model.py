@@ -15,7 +15,7 @@ import numpy as np
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
-from hybrid_mpc_ros.core.learning.tuning import TuningConfig
+from hybrid_mpc_ros.core.learning.run import TuningConfig
 from hybrid_mpc_ros.core.model.identification import identify, IdentificationSettings
 from hybrid_mpc_ros.core.model.lqr import hover_linearisation, LQRController
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel

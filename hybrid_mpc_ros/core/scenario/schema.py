@@ -13,7 +13,7 @@ from dataclasses import fields
 
 from hybrid_mpc_ros.core.learning.mixing import AgreementEta
 from hybrid_mpc_ros.core.learning.schedules import KINDS
-from hybrid_mpc_ros.core.learning.tuning import METHODS
+from hybrid_mpc_ros.core.learning.run import METHODS
 from hybrid_mpc_ros.core.model.quadcopter import (INTEGRATORS, NU, NX, PARAM_DESCRIPTIONS,
                                                   QuadParams)
 from hybrid_mpc_ros.core.mpc import theta as th

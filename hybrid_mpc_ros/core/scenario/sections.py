@@ -17,7 +17,7 @@ import numpy as np
 
 from hybrid_mpc_ros.core.learning.mixing import AgreementEta, ScheduleEta
 from hybrid_mpc_ros.core.learning.step_rules import SafetyGuard, ScaleFreeSteps, ScheduleSteps
-from hybrid_mpc_ros.core.learning.tuning import TuningConfig
+from hybrid_mpc_ros.core.learning.run import TuningConfig
 from hybrid_mpc_ros.core.model.quadcopter import NX, QuadParams
 from hybrid_mpc_ros.core.mpc.policy import MPCConfig, SOFT_IDX
 
