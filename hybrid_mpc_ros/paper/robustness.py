@@ -35,6 +35,9 @@ stored runs (a bench in progress). Progress (and what the solver prints from the
 goes to stderr; the table to stdout, then the JSON object (keyed by method) as the last
 line. The signature does not cover the package's code: after changing it, use a fresh
 ``--out``.
+
+Why about 430 lines: the bench's jobs, their stored and signed results, the process pool
+and the table and JSON summary are one command's.
 """
 
 from __future__ import annotations

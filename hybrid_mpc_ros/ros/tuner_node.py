@@ -44,6 +44,11 @@ process killed at any moment resumes without a lost or repeated row. A write tha
 (a full or read-only output directory) stops the node with status 1 and an error naming
 the directory and the error; the checkpoint of the last complete iteration is left as
 it was (written atomically).
+
+Why about 450 lines: it translates every event and action of the ROS-free session
+(core/learning/live_session/) into topics, services and parameter calls, and every
+iteration into the run recorder's files and the progress message; no decision is taken
+here.
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ the JSON summary as the last line.
 The paper's study (``hybrid-mpc paper study``, :mod:`~hybrid_mpc_ros.paper.study`) and
 ablations (``hybrid-mpc paper ablation``, :mod:`~hybrid_mpc_ros.paper.ablation`) run
 families of these experiments through :func:`run_jobs`.
+
+Why about 420 lines: one experiment's pool of runs, their resume, the optimum reference,
+the figures and the JSON summary belong to the one command; the claims and figures
+themselves are tools/claims.py and tools/reproduce_figures.py.
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ the initial state are runtime data: changing them never regenerates code.
 
 The sensitivities come from :mod:`condensed_qp` (implicit differentiation of the QP's
 KKT conditions with the active set read from the acados solution).
+
+Why one module of about 430 lines: the OCP's set-up, its solve with the status checks and
+the assembly of the sensitivities all work on one acados solver object and its layout;
+apart, they would pass that state between files.
 """
 
 from __future__ import annotations
