@@ -83,8 +83,24 @@ def _check_positive(name: str, value: float) -> None:
         raise ValueError(f'{name} must be a finite number > 0, got {value}')
 
 
+class _Shrinking:
+    """What the safety guard does to a step rule after a rollback: shorter steps.
+
+    The rule's fields ``shrink_factor``, ``max_shrinks``, ``scale`` (the factor on every
+    step, 1 at first) and ``shrinks`` (how often it was applied).
+    """
+
+    def shrink(self) -> bool:
+        """Make every later step ``shrink_factor`` times shorter; False once at the limit."""
+        if self.shrinks >= self.max_shrinks:
+            return False
+        self.shrinks += 1
+        self.scale *= self.shrink_factor
+        return True
+
+
 @dataclass
-class ScheduleSteps:
+class ScheduleSteps(_Shrinking):
     """The paper's steps ``alpha_k d_k`` (times the shrink factor after rollbacks)."""
 
     alpha: Schedule
@@ -98,14 +114,6 @@ class ScheduleSteps:
         alpha = self.scale * self.alpha(k)
         return alpha * direction, alpha
 
-    def shrink(self) -> bool:
-        """Make every later step ``shrink_factor`` times shorter; False once at the limit."""
-        if self.shrinks >= self.max_shrinks:
-            return False
-        self.shrinks += 1
-        self.scale *= self.shrink_factor
-        return True
-
     def state(self) -> dict:
         """JSON-friendly state for checkpoints."""
         return {'scale': self.scale, 'shrinks': self.shrinks}
@@ -117,7 +125,7 @@ class ScheduleSteps:
 
 
 @dataclass
-class ScaleFreeSteps:
+class ScaleFreeSteps(_Shrinking):
     """Trust-radius steps in theta-space, per entry; see the module docstring.
 
     ``radius``: the largest change of any entry in the first step: with ``entry_scale``,
@@ -194,14 +202,6 @@ class ScaleFreeSteps:
         length = self.scale * self.radius_at(k) * min(norm / self.grad_scale, self.cap)
         alpha = length / norm
         return alpha * (scale * direction), alpha
-
-    def shrink(self) -> bool:
-        """Make every later step ``shrink_factor`` times shorter; False once at the limit."""
-        if self.shrinks >= self.max_shrinks:
-            return False
-        self.shrinks += 1
-        self.scale *= self.shrink_factor
-        return True
 
     def state(self) -> dict:
         """JSON-friendly state for checkpoints."""
