@@ -24,6 +24,8 @@ import signal
 import sys
 import time
 
+from hybrid_mpc_ros.core.learning.reporting import iteration_line, read_history_csv
+from hybrid_mpc_ros.core.learning.run import load_checkpoint
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, run_name
 from hybrid_mpc_ros.tools import processes
 from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_float, positive_int
@@ -85,6 +87,12 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
     executor.add_node(observer)
     nodes = graph.nodes
     result = TuningRun({}, domain_id=domain_id, log_dir=log_dir)
+    config = load_scenario(scenario_path, load_model=False).tuning_config(
+        method=overrides.get('method'), gamma=overrides.get('gamma'),
+        iterations=overrides.get('iterations'))
+    files = os.path.join(out, run_name(config.method, config.gamma))     # + '.<suffix>'
+    done_before = _iterations_done(files + '.checkpoint.json') if overrides.get('resume') \
+        else 0
     started = time.perf_counter()
     try:
         graph.start_all()
@@ -114,10 +122,9 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
         tuner = nodes['tuner']
         if tuner.returncode != 0:
             raise TuneError(_died('tuner', tuner))
-        config = load_scenario(scenario_path, load_model=False).tuning_config(
-            method=overrides.get('method'), gamma=overrides.get('gamma'))
-        name = run_name(config.method, config.gamma)
-        with open(os.path.join(out, f'{name}.summary.json')) as stream:
+        _print_missed(files + '.csv', done_before, config.iterations,
+                      {item['iteration'] for item in received}, log)
+        with open(files + '.summary.json') as stream:
             result.summary = json.load(stream)
         return result
     finally:
@@ -125,6 +132,33 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
         observer.destroy_node()
         context.try_shutdown()
         graph.stop(timeout=STOP_TIMEOUT_S)
+
+
+def _iterations_done(checkpoint: str) -> int:
+    """Iterations a resumed run had done before this command (0 without a checkpoint)."""
+    try:
+        return load_checkpoint(checkpoint)[1].iteration - 1
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _print_missed(history_csv: str, done_before: int, iterations: int, seen: set,
+                  log) -> None:
+    """Print, from the run's CSV, the lines of this run's iterations no message brought.
+
+    A short run can finish before this process's subscription to ``~/progress`` is
+    matched, and the tuner exits with it, so its progress messages are gone; the CSV holds
+    the same values, so every iteration gets its line whatever discovery did.
+    """
+    if log is None or not os.path.exists(history_csv):
+        return
+    missed = [row for row in read_history_csv(history_csv)
+              if row['iteration'] > done_before and row['iteration'] not in seen]
+    if missed:
+        print(f'(the progress messages of {len(missed)} iterations came before this command '
+              'saw the tuner; their lines from the history CSV:)', file=log, flush=True)
+    for row in missed:
+        print(iteration_line(row, iterations), file=log, flush=True)
 
 
 def _died(name: str, node) -> str:

@@ -238,3 +238,27 @@ def test_bench_faults_survives_every_fault_it_injects(tmp_path):
     assert result['faults_injected'] == 12 and result['faults_survived'] == 12, result
     assert result['bad_commands_emitted'] == 0 and result['rejected_odometry'] == 5
     assert result['iterations_lost'] == 0 and result['iterations_duplicated'] == 0
+
+
+def test_tune_prints_the_lines_of_iterations_whose_progress_messages_it_missed(tmp_path):
+    """A short run may end before discovery matched the progress topic: lines from the CSV."""
+    import io
+
+    from hybrid_mpc_ros.core.learning.reporting import (CSV_FIELDS, iteration_line,
+                                                        LIVE_FIELDS, read_history_csv,
+                                                        write_history_csv)
+    from hybrid_mpc_ros.tools import tune
+    rows = [{'iteration': k, 'cost': 10.0 - k, 'tracking': 9.0, 'violation': 1.0,
+             'grad_model_norm': 2.0, 'grad_zo_norm': None if k == 1 else 3.0,
+             'step_norm': 0.1, 'alpha': 1e-4, 'eta': 0.5, 'solver_failures': 0,
+             'wall_s': 0.2, 'rollback': False, 'rollback_reason': '', 'theta_revision': k,
+             'retries': 0, 'rollbacks': 0, 'episodes': 2 * k} for k in (1, 2, 3, 4)]
+    path = str(tmp_path / 'run.csv')
+    write_history_csv(path, rows, CSV_FIELDS + LIVE_FIELDS)
+    assert read_history_csv(path)[0]['grad_zo_norm'] is None
+    out = io.StringIO()
+    tune._print_missed(path, 1, 4, {3}, out)    # resumed after 1; iteration 3 was seen
+    lines = out.getvalue().splitlines()
+    assert 'of 2 iterations came before' in lines[0]
+    assert lines[1:] == [iteration_line(read_history_csv(path)[k], 4) for k in (1, 3)]
+    assert lines[1].startswith('iteration    2/4  cost       8.00')

@@ -44,6 +44,16 @@ def write_history_csv(path: str, history: list[dict], fields=CSV_FIELDS) -> None
         writer.writerows(history)
 
 
+def read_history_csv(path: str) -> list[dict]:
+    """Read the rows :func:`write_history_csv` (or :class:`RunRecorder`) wrote.
+
+    Numbers and booleans come back as ``int``, ``float`` and ``bool``, empty cells as None.
+    """
+    with open(path, newline='') as stream:
+        return [{key: None if text == '' else _number(text) for key, text in row.items()}
+                for row in csv.DictReader(stream)]
+
+
 class ResumeRefused(ConfigError):
     """A checkpoint a run will not continue: unreadable, or another run's."""
 
@@ -306,10 +316,12 @@ class RunRecorder:
     def finish(self, summary: dict) -> list[str]:
         """Close the files, draw the learning curve, write the summary; return new paths.
 
-        A run that recorded nothing writes nothing (its summary is the caller's to report).
+        A run that recorded nothing writes nothing (its summary is the caller's to
+        report), unless it is a resumed run found finished: its files are then redrawn
+        and its summary says so.
         """
         self.close()
-        if self._files is None:
+        if self._files is None and not (self._resumed and summary.get('status') == 'finished'):
             return []
         written = []
         if self.rows:
