@@ -144,6 +144,17 @@ class MPCControllerNode(Node):
         self._latency_s = deque(maxlen=TIMING_WINDOW)       # odometry -> command published
         self._step_s = deque(maxlen=TIMING_WINDOW)          # odometry -> sensitivities out
         self._solve_ms = deque(maxlen=TIMING_WINDOW)
+        # how old the odometry a step used was: since its callback ran (what the failsafe
+        # judges) and, on wall time, since its stamp (also counts the time it waited to be
+        # served: a callback served late looks fresh to the failsafe)
+        self._odom_age_s = deque(maxlen=TIMING_WINDOW)
+        self._odom_stamp_age_s = deque(maxlen=TIMING_WINDOW)
+        # on wall time: from the odometry's stamp to its callback (delivery and the wait
+        # to be served; independent of the timer's phase)
+        self._odom_delay_s = deque(maxlen=TIMING_WINDOW)
+        self._stamp_gaps = deque(maxlen=TIMING_WINDOW)   # EXPERIMENT
+        self._arrival_gaps = deque(maxlen=TIMING_WINDOW)   # EXPERIMENT
+        self._wall_time = not values['use_sim_time']
         self._world_frame = 'odom'
         self._diagnostics_snapshot = (0, 0, 0, 0, 0)
 
@@ -297,6 +308,12 @@ class MPCControllerNode(Node):
                                     throttle_duration_sec=LOG_THROTTLE_S)
             return
         self._world_frame = msg.header.frame_id or self._world_frame
+        if self._wall_time:
+            self._odom_delay_s.append((time.time_ns() - stamp_ns) * 1e-9)
+            if getattr(self, '_prev_stamp', None) is not None:
+                self._stamp_gaps.append((stamp_ns - self._prev_stamp) * 1e-9)
+                self._arrival_gaps.append(received - self._prev_arrival)
+            self._prev_stamp, self._prev_arrival = stamp_ns, received
         if step:
             self._control_step(received)
 
@@ -314,6 +331,11 @@ class MPCControllerNode(Node):
         # goes on while the sensitivities, which only the tuner needs, are computed
         self._command_pub.publish(rotor_command(result.u))
         self._latency_s.append(time.monotonic() - started)
+        if self._trigger == 'timer':
+            self._odom_age_s.append(started - self._loop.odom_received)
+            if self._wall_time:
+                self._odom_stamp_age_s.append(
+                    (time.time_ns() - self._loop.odom_stamp_ns) * 1e-9)
         result, sample = self._loop.report(
             result, lambda: Stamp.from_nanoseconds(self.get_clock().now().nanoseconds))
         self._sensitivity_pub.publish(self._encoder.encode_sample(sample))
@@ -407,10 +429,16 @@ class MPCControllerNode(Node):
         for name, samples, scale in (('solve_ms', self._solve_ms, 1.0),
                                      ('latency_ms', self._latency_s, 1e3),
                                      ('step_ms', self._step_s, 1e3),
+                                     ('odometry_age_ms', self._odom_age_s, 1e3),
+                                     ('odometry_stamp_age_ms', self._odom_stamp_age_s, 1e3),
+                                     ('odometry_delay_ms', self._odom_delay_s, 1e3),
+                                     ('stamp_gap_ms', self._stamp_gaps, 1e3),
+                                     ('arrival_gap_ms', self._arrival_gaps, 1e3),
                                      ('timer_jitter_ms', jitter, 1e3)):
             if len(samples):
                 p50, p99 = np.percentile(np.asarray(samples) * scale, (50, 99))
                 values[f'{name}_p50'], values[f'{name}_p99'] = f'{p50:.3f}', f'{p99:.3f}'
+                values[f'{name}_max'] = f'{np.max(np.asarray(samples) * scale):.3f}'
         status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
