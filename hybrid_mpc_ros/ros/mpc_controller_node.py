@@ -70,7 +70,6 @@ from collections import deque
 from dataclasses import replace
 import math
 import sys
-import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -93,7 +92,7 @@ from hybrid_mpc_ros.core.model.quadcopter import NX
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import Envelope, SafeController, SafetyConfig
 from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
-from hybrid_mpc_ros.ros.node_runtime import DedicatedPath, descriptor, run_node
+from hybrid_mpc_ros.ros.node_runtime import descriptor, run_node
 from hybrid_mpc_ros.ros.replies import hold_response, reset_response
 from hybrid_mpc_ros.ros.sensitivity_msg import SensitivityEncoder
 
@@ -153,6 +152,8 @@ class MPCControllerNode(Node):
         # on wall time: from the odometry's stamp to its callback (delivery and the wait
         # to be served; independent of the timer's phase)
         self._odom_delay_s = deque(maxlen=TIMING_WINDOW)
+        self._stamp_gaps = deque(maxlen=TIMING_WINDOW)   # EXPERIMENT
+        self._arrival_gaps = deque(maxlen=TIMING_WINDOW)   # EXPERIMENT
         self._wall_time = not values['use_sim_time']
         self._world_frame = 'odom'
         self._diagnostics_snapshot = (0, 0, 0, 0, 0)
@@ -162,6 +163,7 @@ class MPCControllerNode(Node):
                                                       SENSITIVITY_QOS)
         self._path_pub = self.create_publisher(Path, '~/predicted_path', QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', QOS)
+        self.create_subscription(Odometry, 'odom', self._on_odom, QOS)
         self.create_service(Trigger, '~/reset', self._on_reset)
         self.create_service(SetBool, '~/hold', self._on_hold)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -170,15 +172,8 @@ class MPCControllerNode(Node):
         self.create_timer(1.0, self._publish_diagnostics, clock=steady)
         self._last_tick = None
         self._tick_periods = deque(maxlen=TIMING_WINDOW)
-        # the control path (odometry, the control timer) runs in a thread of its own, ahead
-        # of parameters, services and introspection; the protocol's state is shared with
-        # this node's callbacks under this lock (one control step or one set at a time)
-        self._lock = threading.RLock()
-        self._control = DedicatedPath(self, 'control')
-        self._control.node.create_subscription(Odometry, self.resolve_topic_name('odom'),
-                                               self._on_odom, QOS)
         if self._trigger == 'timer':
-            self._control.node.create_timer(self._timer_period_s, self._on_timer, clock=steady)
+            self.create_timer(self._timer_period_s, self._on_timer, clock=steady)
             if abs(self._timer_period_s - self._period_s) > 1e-9:
                 self.get_logger().warning(
                     f'control rate {values["rate_hz"]:g} Hz differs from the model\'s '
@@ -187,14 +182,6 @@ class MPCControllerNode(Node):
         self.get_logger().info(
             f'MPC controller ready: horizon {values["horizon"]}, period {self._period_s} s, '
             f'trigger {self._trigger}, nominal model {self._settings.model_path}')
-        self._control.start()
-
-    def destroy_node(self):
-        """Stop the control path's thread, then destroy the node."""
-        control = getattr(self, '_control', None)
-        if control is not None:
-            control.stop()
-        return super().destroy_node()
 
     # -- parameters ----------------------------------------------------------------------
 
@@ -291,32 +278,27 @@ class MPCControllerNode(Node):
         return {f'envelope.{name}': getattr(envelope, name) for name, _ in ENVELOPE_PARAMETERS}
 
     def _apply_parameters(self, params) -> None:
-        """Apply an accepted set between two control steps (under the control path's lock)."""
+        """Apply an accepted set between two control steps (one executor, one thread)."""
         updates = {param.name: param.value for param in params}
         theta_updates = {name: value for name, value in updates.items()
                          if name in th.PARAMETER_NAMES}
-        safety = {name: updates[name] for name in SAFETY_PARAMETERS if name in updates}
-        envelope = {name: updates[name] for name in self._envelope_names() if name in updates}
-        with self._lock:
-            changed = self._loop.set_policy(theta_updates, updates.get('x_ref'))
-            revision = self._loop.revision
-            if safety:
-                self._controller.safety = replace(self._controller.safety, **safety)
-            if envelope:
-                self._controller.envelope = self._envelope(dict(self._envelope_values(),
-                                                                **envelope))
+        changed = self._loop.set_policy(theta_updates, updates.get('x_ref'))
         if changed:
-            self.get_logger().info(f'revision {revision}: {", ".join(changed)} applied')
+            self.get_logger().info(f'revision {self._loop.revision}: {", ".join(changed)} '
+                                   'applied')
+        safety = {name: updates[name] for name in SAFETY_PARAMETERS if name in updates}
+        if safety:
+            self._controller.safety = replace(self._controller.safety, **safety)
+        envelope = {name: updates[name] for name in self._envelope_names() if name in updates}
+        if envelope:
+            self._controller.envelope = self._envelope(dict(self._envelope_values(),
+                                                            **envelope))
 
     # -- odometry and the control step ---------------------------------------------------
 
     def _on_odom(self, msg: Odometry) -> None:
         received = time.monotonic()
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        with self._lock:
-            self._take_odometry(msg, stamp_ns, received)
-
-    def _take_odometry(self, msg: Odometry, stamp_ns: int, received: float) -> None:
         try:
             x = odometry_to_state(msg)    # ValueError: NaN/Inf, not a unit quaternion
             step = self._loop.odometry(stamp_ns, x, received)   # ValueError: an older stamp
@@ -328,17 +310,20 @@ class MPCControllerNode(Node):
         self._world_frame = msg.header.frame_id or self._world_frame
         if self._wall_time:
             self._odom_delay_s.append((time.time_ns() - stamp_ns) * 1e-9)
+            if getattr(self, '_prev_stamp', None) is not None:
+                self._stamp_gaps.append((stamp_ns - self._prev_stamp) * 1e-9)
+                self._arrival_gaps.append(received - self._prev_arrival)
+            self._prev_stamp, self._prev_arrival = stamp_ns, received
         if step:
             self._control_step(received)
 
     def _on_timer(self) -> None:
         now = time.monotonic()
-        with self._lock:
-            if self._last_tick is not None:
-                self._tick_periods.append(now - self._last_tick)
-            self._last_tick = now
-            if self._loop.timer():
-                self._control_step(now)
+        if self._last_tick is not None:
+            self._tick_periods.append(now - self._last_tick)
+        self._last_tick = now
+        if self._loop.timer():
+            self._control_step(now)
 
     def _control_step(self, started: float) -> None:
         result = self._loop.command(started)
@@ -389,33 +374,17 @@ class MPCControllerNode(Node):
         self._path_pub.publish(path)
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response):
-        with self._lock:
-            answer = self._loop.reset()
-        return reset_response(answer, response)
+        return reset_response(self._loop.reset(), response)
 
     def _on_hold(self, request: SetBool.Request, response: SetBool.Response):
-        with self._lock:
-            answer, step = self._loop.hold(bool(request.data))
-            if step:                # a release answers the newest odometry before replying
-                self._control_step(time.monotonic())
+        answer, step = self._loop.hold(bool(request.data))
+        if step:                    # a release answers the newest odometry before replying
+            self._control_step(time.monotonic())
         return hold_response(answer, response)
 
     # -- diagnostics ---------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
-        with self._lock:        # a snapshot; the statistics are computed outside the lock
-            status, values, windows = self._diagnostics_snapshot_now()
-        for name, samples, scale in windows:
-            if len(samples):
-                p50, p99 = np.percentile(np.asarray(samples) * scale, (50, 99))
-                values[f'{name}_p50'], values[f'{name}_p99'] = f'{p50:.3f}', f'{p99:.3f}'
-        status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diag_pub.publish(array)
-
-    def _diagnostics_snapshot_now(self) -> tuple:
-        """The status, its values and copies of the timing windows (call under the lock)."""
         counters = self._controller.counters
         now = time.monotonic()
         status = DiagnosticStatus(name=f'{self.get_name()}: mpc', hardware_id='mpc controller')
@@ -457,15 +426,23 @@ class MPCControllerNode(Node):
             'odometry_age_s': 'never' if age is None else f'{age:.3f}',
         }
         jitter = np.abs(np.asarray(self._tick_periods) - self._timer_period_s)
-        windows = [(name, list(samples), scale) for name, samples, scale in (
-            ('solve_ms', self._solve_ms, 1.0),
-            ('latency_ms', self._latency_s, 1e3),
-            ('step_ms', self._step_s, 1e3),
-            ('odometry_age_ms', self._odom_age_s, 1e3),
-            ('odometry_stamp_age_ms', self._odom_stamp_age_s, 1e3),
-            ('odometry_delay_ms', self._odom_delay_s, 1e3),
-            ('timer_jitter_ms', jitter, 1e3))]
-        return status, values, windows
+        for name, samples, scale in (('solve_ms', self._solve_ms, 1.0),
+                                     ('latency_ms', self._latency_s, 1e3),
+                                     ('step_ms', self._step_s, 1e3),
+                                     ('odometry_age_ms', self._odom_age_s, 1e3),
+                                     ('odometry_stamp_age_ms', self._odom_stamp_age_s, 1e3),
+                                     ('odometry_delay_ms', self._odom_delay_s, 1e3),
+                                     ('stamp_gap_ms', self._stamp_gaps, 1e3),
+                                     ('arrival_gap_ms', self._arrival_gaps, 1e3),
+                                     ('timer_jitter_ms', jitter, 1e3)):
+            if len(samples):
+                p50, p99 = np.percentile(np.asarray(samples) * scale, (50, 99))
+                values[f'{name}_p50'], values[f'{name}_p99'] = f'{p50:.3f}', f'{p99:.3f}'
+                values[f'{name}_max'] = f'{np.max(np.asarray(samples) * scale):.3f}'
+        status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
 
 
 def _state_problem(name: str, value) -> str:

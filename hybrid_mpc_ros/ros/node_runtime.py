@@ -39,7 +39,6 @@ from collections import deque
 import os
 import signal
 import sys
-import threading
 import time
 import traceback
 
@@ -177,85 +176,7 @@ def run_node(make_node, name: str, args: list[str] | None = None,
     return status
 
 
-class DedicatedPath:
-    """Callbacks a node must serve on time, in a thread and an executor of their own.
-
-    A node's executor serves everything in arrival order: its parameter services,
-    ``describe``/``list`` calls, QoS events of subscribers joining and leaving, its own
-    services. Under such traffic from the ground (``ros2 topic echo``, ``ros2 param
-    set`` and the like, each a new participant joining) the controller's odometry was
-    served up to a few hundred milliseconds late with the EventsExecutor, and its
-    steps failed safe on "stale" odometry that had arrived on time. A path holds the
-    few callbacks that must not wait behind that traffic (the odometry subscription and
-    the control timer): they belong to :attr:`node`, a second node of the same context
-    (not in the ROS graph's parameter or logging services: no parameter services, no
-    rosout, no global command-line arguments), spun by its own executor
-    (:func:`make_executor`, so the same choice as the node's) in a daemon thread that
-    :meth:`start` starts and :meth:`stop` joins.
-
-    Give :attr:`node`'s entities fully resolved names (``owner.resolve_topic_name``):
-    it does not see the command line's remappings, the owner does. The callbacks run in
-    another thread than the owner's: share state with the owner under a lock. An
-    exception escaping one is logged with its traceback on the owner's logger and the
-    path keeps running; more than ``max_callback_errors`` within
-    ``callback_error_window_s`` set the owner's ``exit_status`` to 1, so
-    :func:`run_node` stops the node as it does for its own callbacks.
-    """
-
-    def __init__(self, owner, suffix: str, max_callback_errors: int = MAX_CALLBACK_ERRORS,
-                 callback_error_window_s: float = CALLBACK_ERROR_WINDOW_S):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        self._owner = owner
-        # a participant of its own: the owner's participant also does the discovery work of
-        # every tool that joins to look at it (its parameter services, its publishers)
-        self._context = rclpy.Context()
-        rclpy.init(args=[], context=self._context, domain_id=owner.context.get_domain_id())
-        context = self._context
-        self.node = rclpy.create_node(
-            f'{owner.get_name()}_{suffix}', namespace=owner.get_namespace(),
-            context=context, use_global_arguments=False,
-            start_parameter_services=False, enable_rosout=False)
-        self._executor = make_executor(SingleThreadedExecutor, context=context)
-        self._executor.add_node(self.node)
-        self._errors = _CallbackErrors(max_callback_errors, callback_error_window_s)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, name=f'{suffix} path', daemon=True)
-
-    def start(self) -> None:
-        """Start serving the path's callbacks."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving (after the callback running now), destroy the path's node."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        self._executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self._context.try_shutdown()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-        while not self._stop.is_set() and self.node.context.ok():
-            try:
-                self._executor.spin_once(timeout_sec=0.1)
-            except (KeyboardInterrupt, ExternalShutdownException):
-                break
-            except Exception:
-                too_many = self._errors.record()
-                _log_error(self._owner, f'internal error in a callback ({self._errors.total} '
-                                        'so far; the node keeps running):\n'
-                                        f'{traceback.format_exc()}')
-                if too_many:
-                    print(f'{self._owner.get_name()}: internal error in a callback: more '
-                          f'than {self._errors.limit} within {self._errors.window_s:g} s, '
-                          'stopping', file=sys.stderr)
-                    self._owner.exit_status = 1
-                    break
-
-
-def make_executor(fallback, context=None):
+def make_executor(fallback):
     """Return the executor nodes spin in: rclpy's EventsExecutor, else ``fallback()``.
 
     rclpy's default ``SingleThreadedExecutor`` rebuilds a wait set in Python for every
@@ -264,8 +185,7 @@ def make_executor(fallback, context=None):
     nodes' CPU time. The ``EventsExecutor`` (``rclpy.experimental``, C++) dispatches from
     middleware events instead and passes every node test. ``HYBRID_MPC_EXECUTOR=single``
     selects the default executor (to compare, or should the experimental one misbehave);
-    an rclpy without the EventsExecutor gets it too. ``context``: the executor's context
-    (default: rclpy's default context).
+    an rclpy without the EventsExecutor gets it too.
     """
     if os.environ.get(EXECUTOR_VARIABLE, 'events') != 'single':
         try:
@@ -273,8 +193,8 @@ def make_executor(fallback, context=None):
         except ImportError:
             pass
         else:
-            return EventsExecutor(context=context)
-    return fallback(context=context)
+            return EventsExecutor()
+    return fallback()
 
 
 def _log_error(node, message: str) -> None:
