@@ -14,7 +14,8 @@ namespaced and remapped onto a vehicle's topics:
   subscribes) and ``/diagnostics`` (1 Hz wall).
 * serves ``~/reset`` (``std_srvs/Trigger``): forget the solver's warm start and the last
   plan, so the next episode depends only on theta and the states, exactly as an offline
-  rollout does; and ``~/hold`` (``std_srvs/SetBool``, ``odometry`` trigger only): while
+  rollout does; and ``~/hold`` (``std_srvs/SetBool``, ``odometry`` trigger on simulated
+  time only; refused on wall time, where a held node would send no commands): while
   held, odometry is kept but not answered. The lockstep simulator then waits, so the
   tuner can reset it and this node between two steps without a command in flight; on
   release the node answers the newest odometry at once. The answer's text ends with the
@@ -136,7 +137,8 @@ class MPCControllerNode(Node):
         if self._trigger == 'auto':
             self._trigger = 'odometry' if values['use_sim_time'] else 'timer'
         # the protocol: when to step, the revision, hold and reset (times: time.monotonic())
-        self._loop = ControllerLoop(self._controller, self._trigger)
+        self._loop = ControllerLoop(self._controller, self._trigger,
+                                    sim_time=bool(values['use_sim_time']))
         self._encoder = SensitivityEncoder()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -152,8 +154,6 @@ class MPCControllerNode(Node):
         # on wall time: from the odometry's stamp to its callback (delivery and the wait
         # to be served; independent of the timer's phase)
         self._odom_delay_s = deque(maxlen=TIMING_WINDOW)
-        self._stamp_gaps = deque(maxlen=TIMING_WINDOW)   # EXPERIMENT
-        self._arrival_gaps = deque(maxlen=TIMING_WINDOW)   # EXPERIMENT
         self._wall_time = not values['use_sim_time']
         self._world_frame = 'odom'
         self._diagnostics_snapshot = (0, 0, 0, 0, 0)
@@ -310,10 +310,6 @@ class MPCControllerNode(Node):
         self._world_frame = msg.header.frame_id or self._world_frame
         if self._wall_time:
             self._odom_delay_s.append((time.time_ns() - stamp_ns) * 1e-9)
-            if getattr(self, '_prev_stamp', None) is not None:
-                self._stamp_gaps.append((stamp_ns - self._prev_stamp) * 1e-9)
-                self._arrival_gaps.append(received - self._prev_arrival)
-            self._prev_stamp, self._prev_arrival = stamp_ns, received
         if step:
             self._control_step(received)
 
@@ -432,13 +428,10 @@ class MPCControllerNode(Node):
                                      ('odometry_age_ms', self._odom_age_s, 1e3),
                                      ('odometry_stamp_age_ms', self._odom_stamp_age_s, 1e3),
                                      ('odometry_delay_ms', self._odom_delay_s, 1e3),
-                                     ('stamp_gap_ms', self._stamp_gaps, 1e3),
-                                     ('arrival_gap_ms', self._arrival_gaps, 1e3),
                                      ('timer_jitter_ms', jitter, 1e3)):
             if len(samples):
                 p50, p99 = np.percentile(np.asarray(samples) * scale, (50, 99))
                 values[f'{name}_p50'], values[f'{name}_p99'] = f'{p50:.3f}', f'{p99:.3f}'
-                values[f'{name}_max'] = f'{np.max(np.asarray(samples) * scale):.3f}'
         status.values = [KeyValue(key=key, value=value) for key, value in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()

@@ -8,7 +8,7 @@ action in a fresh rclpy context (a new participant), a few actions per second:
 
 * ``echo``: subscribe to ``<node>/sensitivity``, ``rotor_speeds_cmd`` and
   ``/diagnostics`` in turn (reliable, depth 10, as ``ros2 topic echo`` matches a
-  reliable publisher), take one message (or give up after ``timeout_s``) and leave.
+  reliable publisher), take one message (or give up after ``timeout_s``, 5 s) and leave.
 * ``params``: ``ros2 param get`` then ``ros2 param set`` of ``theta.p_R`` in turn,
   through the node's parameter services; the value set is the one read first (valid,
   so it is accepted: each set is a new theta revision of the same theta).
@@ -157,7 +157,7 @@ def actions(role: str, node_name: str):
 
 
 def run(role: str, node_name: str, domain_id: int, interval_s: float = 0.3,
-        timeout_s: float = 3.0, seconds: float = 0.0) -> dict:
+        timeout_s: float = 5.0, seconds: float = 0.0) -> dict:
     """Run ``role``'s actions one after another, ``interval_s`` apart, until stopped.
 
     Stops on SIGINT/SIGTERM, or after ``seconds`` (0: never). Returns the counts:
