@@ -138,7 +138,7 @@ def _service(node_name: str, kind: str):
 
 
 def actions(role: str, node_name: str):
-    """The endless cycle of ``(label, action)`` pairs of ``role`` against ``node_name``."""
+    """Return the endless cycle of ``(label, action)`` pairs of ``role`` on ``node_name``."""
     if role == 'echo':
         from diagnostic_msgs.msg import DiagnosticArray
         from std_msgs.msg import Float64MultiArray
