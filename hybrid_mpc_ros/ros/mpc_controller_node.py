@@ -155,6 +155,7 @@ class MPCControllerNode(Node):
         # to be served; independent of the timer's phase)
         self._odom_delay_s = deque(maxlen=TIMING_WINDOW)
         self._wall_time = not values['use_sim_time']
+        self._last_theta_set = None        # time.monotonic() of the last accepted theta set
         self._world_frame = 'odom'
         self._diagnostics_snapshot = (0, 0, 0, 0, 0)
 
@@ -283,6 +284,8 @@ class MPCControllerNode(Node):
         theta_updates = {name: value for name, value in updates.items()
                          if name in th.PARAMETER_NAMES}
         changed = self._loop.set_policy(theta_updates, updates.get('x_ref'))
+        if theta_updates:
+            self._last_theta_set = time.monotonic()
         if changed:
             self.get_logger().info(f'revision {self._loop.revision}: {", ".join(changed)} '
                                    'applied')
@@ -403,7 +406,11 @@ class MPCControllerNode(Node):
             status.level = DiagnosticStatus.WARN
             status.message = ', '.join(recent) + ' in the last second'
         else:
-            status.level, status.message = DiagnosticStatus.OK, 'running'
+            # says whether a tuner is still setting theta, or the node flies on without one
+            since = ('no theta set since start' if self._last_theta_set is None else
+                     f'last theta set {now - self._last_theta_set:.0f} s ago')
+            status.level = DiagnosticStatus.OK
+            status.message = f'running: flying revision {loop.revision}, {since}'
         values = {
             'trigger': self._trigger,
             'theta_revision': str(loop.revision),
@@ -420,6 +427,8 @@ class MPCControllerNode(Node):
             'last_rejection': loop.last_rejection,
             'last_fallback_reason': counters.last_reason,
             'odometry_age_s': 'never' if age is None else f'{age:.3f}',
+            'last_theta_set_s_ago': ('never' if self._last_theta_set is None else
+                                     f'{now - self._last_theta_set:.1f}'),
         }
         jitter = np.abs(np.asarray(self._tick_periods) - self._timer_period_s)
         for name, samples, scale in (('solve_ms', self._solve_ms, 1.0),

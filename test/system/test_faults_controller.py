@@ -237,6 +237,9 @@ def test_a_storm_from_the_ground_keeps_the_steps_on_time_and_every_call_answered
                        for key in ('failsafe_steps', 'stale_odometry_steps'))
     assert failsafe == stale, (before, after)
     assert int(after['solver_failures']) == int(before['solver_failures'])
+    # the diagnostics say a tuner (here the storm) set theta lately
+    assert before['last_theta_set_s_ago'] == 'never'
+    assert float(after['last_theta_set_s_ago']) < 10.0, after
     rig.check_safe()
 
 
