@@ -62,7 +62,8 @@ class ClosedLoop:
     scenario's ``x_ref`` position). Node logs go to ``log_dir`` (default: a new temporary
     directory, deleted on leaving without an exception, kept for diagnosis otherwise).
     ``clock_mode`` is ``'lockstep'`` or ``'realtime'``; ``observer_qos`` is the observer's
-    QoS depth (an int, reliable) or a QoS profile.
+    QoS depth (an int, reliable) or a QoS profile. ``controller_params`` (name -> value)
+    override the controller's parameter files (written to a file of their own, passed last).
     Entering raises :class:`DemoError` if the simulator's odometry does not arrive within
     ``startup_timeout_s`` wall seconds.
     """
