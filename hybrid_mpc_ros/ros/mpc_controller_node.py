@@ -14,7 +14,8 @@ namespaced and remapped onto a vehicle's topics:
   subscribes) and ``/diagnostics`` (1 Hz wall).
 * serves ``~/reset`` (``std_srvs/Trigger``): forget the solver's warm start and the last
   plan, so the next episode depends only on theta and the states, exactly as an offline
-  rollout does; and ``~/hold`` (``std_srvs/SetBool``, ``odometry`` trigger only): while
+  rollout does; and ``~/hold`` (``std_srvs/SetBool``, ``odometry`` trigger on simulated
+  time only; refused on wall time, where a held node would send no commands): while
   held, odometry is kept but not answered. The lockstep simulator then waits, so the
   tuner can reset it and this node between two steps without a command in flight; on
   release the node answers the newest odometry at once. The answer's text ends with the
@@ -164,7 +165,8 @@ class MPCControllerNode(Node):
         if self._trigger == 'auto':
             self._trigger = 'odometry' if values['use_sim_time'] else 'timer'
         # the protocol: when to step, the revision, hold and reset (times: time.monotonic())
-        self._loop = ControllerLoop(self._controller, self._trigger)
+        self._loop = ControllerLoop(self._controller, self._trigger,
+                                    sim_time=bool(values['use_sim_time']))
         self._encoder = SensitivityEncoder()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -172,6 +174,16 @@ class MPCControllerNode(Node):
         self._latency_s = deque(maxlen=TIMING_WINDOW)       # odometry -> command published
         self._step_s = deque(maxlen=TIMING_WINDOW)          # odometry -> sensitivities out
         self._solve_ms = deque(maxlen=TIMING_WINDOW)
+        # how old the odometry a step used was: since its callback ran (what the failsafe
+        # judges) and, on wall time, since its stamp (also counts the time it waited to be
+        # served: a callback served late looks fresh to the failsafe)
+        self._odom_age_s = deque(maxlen=TIMING_WINDOW)
+        self._odom_stamp_age_s = deque(maxlen=TIMING_WINDOW)
+        # on wall time: from the odometry's stamp to its callback (delivery and the wait
+        # to be served; independent of the timer's phase)
+        self._odom_delay_s = deque(maxlen=TIMING_WINDOW)
+        self._wall_time = not values['use_sim_time']
+        self._last_theta_set = None        # time.monotonic() of the last accepted theta set
         self._world_frame = 'odom'
         self._diagnostics_snapshot = (0, 0, 0, 0, 0)
 
@@ -274,6 +286,8 @@ class MPCControllerNode(Node):
         theta_updates = {name: value for name, value in updates.items()
                          if name in th.PARAMETER_NAMES}
         changed = self._loop.set_policy(theta_updates, updates.get('x_ref'))
+        if theta_updates:
+            self._last_theta_set = time.monotonic()
         if changed:
             self.get_logger().info(f'revision {self._loop.revision}: {", ".join(changed)} '
                                    'applied')
@@ -299,6 +313,8 @@ class MPCControllerNode(Node):
                                     throttle_duration_sec=LOG_THROTTLE_S)
             return
         self._world_frame = msg.header.frame_id or self._world_frame
+        if self._wall_time:
+            self._odom_delay_s.append((time.time_ns() - stamp_ns) * 1e-9)
         if step:
             self._control_step(received)
 
@@ -316,6 +332,11 @@ class MPCControllerNode(Node):
         # goes on while the sensitivities, which only the tuner needs, are computed
         self._command_pub.publish(rotor_command(result.u))
         self._latency_s.append(time.monotonic() - started)
+        if self._trigger == 'timer':
+            self._odom_age_s.append(started - self._loop.odom_received)
+            if self._wall_time:
+                self._odom_stamp_age_s.append(
+                    (time.time_ns() - self._loop.odom_stamp_ns) * 1e-9)
         result, sample = self._loop.report(
             result, lambda: Stamp.from_nanoseconds(self.get_clock().now().nanoseconds))
         self._sensitivity_pub.publish(self._encoder.encode_sample(sample))
@@ -387,7 +408,11 @@ class MPCControllerNode(Node):
             status.level = DiagnosticStatus.WARN
             status.message = ', '.join(recent) + ' in the last second'
         else:
-            status.level, status.message = DiagnosticStatus.OK, 'running'
+            # says whether a tuner is still setting theta, or the node flies on without one
+            since = ('no theta set since start' if self._last_theta_set is None else
+                     f'last theta set {now - self._last_theta_set:.0f} s ago')
+            status.level = DiagnosticStatus.OK
+            status.message = f'running: flying revision {loop.revision}, {since}'
         values = {
             'trigger': self._trigger,
             'theta_revision': str(loop.revision),
@@ -404,11 +429,16 @@ class MPCControllerNode(Node):
             'last_rejection': loop.last_rejection,
             'last_fallback_reason': counters.last_reason,
             'odometry_age_s': 'never' if age is None else f'{age:.3f}',
+            'last_theta_set_s_ago': ('never' if self._last_theta_set is None else
+                                     f'{now - self._last_theta_set:.1f}'),
         }
         jitter = np.abs(np.asarray(self._tick_periods) - self._timer_period_s)
         for name, samples, scale in (('solve_ms', self._solve_ms, 1.0),
                                      ('latency_ms', self._latency_s, 1e3),
                                      ('step_ms', self._step_s, 1e3),
+                                     ('odometry_age_ms', self._odom_age_s, 1e3),
+                                     ('odometry_stamp_age_ms', self._odom_stamp_age_s, 1e3),
+                                     ('odometry_delay_ms', self._odom_delay_s, 1e3),
                                      ('timer_jitter_ms', jitter, 1e3)):
             if len(samples):
                 p50, p99 = np.percentile(np.asarray(samples) * scale, (50, 99))

@@ -154,12 +154,18 @@ CONTROLLER_STATUS = 'mpc_controller: mpc'
 
 
 def wall_clock_jitter(scenario: Scenario, rate_hz: float, seconds: float,
-                      log=sys.stderr) -> dict:
+                      log=sys.stderr, storm: bool = False) -> dict:
     """Run the MPC node on a wall timer at ``rate_hz`` beside the realtime simulator.
 
-    Returns the node's own diagnostics after ``seconds`` of flight: the timer's period
-    jitter (|period - 1/rate|, over its last 1000 ticks) and its solve and latency times.
+    Returns the node's own diagnostics after ``seconds`` of flight (``idle``): the timer's
+    period jitter (|period - 1/rate|, over its last 1000 ticks), its solve and latency
+    times and the age of the odometry its steps used. With ``storm``, ``seconds`` more
+    under ground traffic (:mod:`hybrid_mpc_ros.tools.storm`: subscribers joining and
+    leaving, parameter gets and sets, service calls, each from a new participant) follow:
+    ``storm`` holds the diagnostics at their end, ``storm_start`` those at their start
+    (for the counters) and ``storm_counts`` what the storm did.
     """
+    from hybrid_mpc_ros.tools import storm as ground
     with ClosedLoop(scenario, clock_mode='realtime', watch_commands=False,
                     controller='mpc', controller_params={'rate_hz': float(rate_hz)}) as loop:
         print(f'bench: MPC controller on a {rate_hz:g} Hz wall timer beside the realtime '
@@ -171,11 +177,26 @@ def wall_clock_jitter(scenario: Scenario, rate_hz: float, seconds: float,
             if time.monotonic() > deadline:
                 raise DemoError('the MPC controller made no control step within 30 s '
                                 f'(node logs in {loop.log_dir})')
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            loop.spin_once(0.1)
-            loop.check_nodes()
-        return fresh_diagnostics(loop, CONTROLLER_STATUS, 10.0)
+        _fly(loop, seconds)
+        result = {'idle': fresh_diagnostics(loop, CONTROLLER_STATUS, 10.0)}
+        if storm:
+            processes = ground.start(loop.domain_id, loop.log_dir)
+            try:
+                print(f'bench: storm on the controller for {seconds:g} s', file=log,
+                      flush=True)
+                result['storm_start'] = fresh_diagnostics(loop, CONTROLLER_STATUS, 10.0)
+                _fly(loop, seconds)
+                result['storm'] = fresh_diagnostics(loop, CONTROLLER_STATUS, 10.0)
+            finally:
+                result['storm_counts'] = ground.stop(processes)
+        return result
+
+
+def _fly(loop: ClosedLoop, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        loop.spin_once(0.1)
+        loop.check_nodes()
 
 
 def control_step_breakdown(scenario: Scenario, steps: int = 600) -> dict:
@@ -226,7 +247,7 @@ def control_step_breakdown(scenario: Scenario, steps: int = 600) -> dict:
 
 
 def main_controller(scenario: str | None = None, steps: int = 3000, warmup_steps: int = 100,
-                    rate_hz: float = 100.0, seconds: float = 12.0) -> int:
+                    rate_hz: float = 100.0, seconds: float = 12.0, storm: bool = False) -> int:
     """Run ``hybrid-mpc bench controller``: progress on stderr, a JSON object last.
 
     ``latency_ms_p50``/``p99``: the node's own time from entering its odometry callback to
@@ -235,7 +256,15 @@ def main_controller(scenario: str | None = None, steps: int = 3000, warmup_steps
     first: the vehicle, or the simulator, goes on while it computes the sensitivities);
     ``lockstep_steps_per_s``: simulator + MPC node, counted from odometry stamps as
     ``bench sim`` does; ``jitter_ms_p50``/``p99``: the node's wall-timer period error at
-    ``rate_hz``.
+    ``rate_hz``; ``odom_age_ms_p99``: on that timer, how old the odometry a step used
+    was (wall time since its stamp: publishing, delivery and waiting to be served);
+    ``failsafe_steps``: the timer run's failsafe steps.
+
+    With ``storm``, the timer run goes on for ``seconds`` under ground traffic
+    (:mod:`hybrid_mpc_ros.tools.storm`) and adds ``storm_failsafe_steps`` (in that window),
+    ``storm_odom_age_ms_p99``, ``storm_latency_ms_p99`` and ``storm_jitter_ms_p99`` (over
+    the node's last 1000 steps: all in the storm when ``seconds * rate_hz`` >= 1000) and
+    ``storm_actions`` (what the storm did: begun and completed, per kind).
     """
     setup = load_scenario(resolve_scenario_path(scenario))
     breakdown = control_step_breakdown(setup)
@@ -246,10 +275,10 @@ def main_controller(scenario: str | None = None, steps: int = 3000, warmup_steps
                                        diagnostics_from=CONTROLLER_STATUS)
     if status is None:
         timer, status = run_ros_command('bench controller', wall_clock_jitter, setup, rate_hz,
-                                        seconds)
+                                        seconds, storm=storm)
     if status is not None:
         return status
-    diag = lockstep['diagnostics']
+    diag, idle = lockstep['diagnostics'], timer['idle']
     result = {
         'command': 'bench controller',
         'scenario': setup.name,
@@ -263,12 +292,23 @@ def main_controller(scenario: str | None = None, steps: int = 3000, warmup_steps
         'lockstep_steps_per_s': round(lockstep['steps_per_s'], 1),
         'lockstep_steps': lockstep['steps'],
         'rate_hz': rate_hz,
-        'jitter_ms_p50': float(timer['timer_jitter_ms_p50']),
-        'jitter_ms_p99': float(timer['timer_jitter_ms_p99']),
-        'timer_latency_ms_p99': float(timer['latency_ms_p99']),
-        'in_process': breakdown,
-        'python': sys.version.split()[0],
+        'jitter_ms_p50': float(idle['timer_jitter_ms_p50']),
+        'jitter_ms_p99': float(idle['timer_jitter_ms_p99']),
+        'timer_latency_ms_p99': float(idle['latency_ms_p99']),
+        'odom_age_ms_p99': float(idle['odometry_stamp_age_ms_p99']),
+        'failsafe_steps': int(idle['failsafe_steps']),
     }
+    if storm:
+        start, end = timer['storm_start'], timer['storm']
+        result.update({
+            'storm_failsafe_steps': int(end['failsafe_steps']) - int(start['failsafe_steps']),
+            'storm_odom_age_ms_p99': float(end['odometry_stamp_age_ms_p99']),
+            'storm_latency_ms_p99': float(end['latency_ms_p99']),
+            'storm_jitter_ms_p99': float(end['timer_jitter_ms_p99']),
+            'storm_steps': int(end['steps']) - int(start['steps']),
+            'storm_actions': timer['storm_counts'],
+        })
+    result.update({'in_process': breakdown, 'python': sys.version.split()[0]})
     for key, value in result.items():
         print(f'{key:24s} {value}', file=sys.stderr)
     print(json.dumps(result), flush=True)
@@ -309,9 +349,13 @@ def add_controller_arguments(parser) -> None:
                         help='wall-timer rate for the jitter [Hz] (default: %(default)s)')
     parser.add_argument('--seconds', type=positive_float, default=12.0,
                         help='wall seconds on the timer (default: %(default)s)')
+    parser.add_argument('--storm', action='store_true',
+                        help='then as many seconds more under ground traffic (subscribers '
+                             'joining and leaving, parameter gets and sets, service calls) '
+                             'and report storm_* figures')
 
 
 def run_controller(args) -> int:
     """Run ``hybrid-mpc bench controller`` with the parsed ``args``; the exit status."""
     return main_controller(scenario=args.scenario, steps=args.steps, warmup_steps=args.warmup,
-                           rate_hz=args.rate, seconds=args.seconds)
+                           rate_hz=args.rate, seconds=args.seconds, storm=args.storm)

@@ -65,7 +65,8 @@ class ClosedLoop:
     scenario's ``x_ref`` position). Node logs go to ``log_dir`` (default: a new temporary
     directory, deleted on leaving without an exception, kept for diagnosis otherwise).
     ``clock_mode`` is ``'lockstep'`` or ``'realtime'``; ``observer_qos`` is the observer's
-    QoS depth (an int, reliable) or a QoS profile.
+    QoS depth (an int, reliable) or a QoS profile. ``controller_params`` (name -> value)
+    override the controller's parameter files (written to a file of their own, passed last).
     Entering raises :class:`DemoError` if the simulator's odometry does not arrive within
     ``startup_timeout_s`` wall seconds.
     """
@@ -151,7 +152,13 @@ class ClosedLoop:
             x_ref[0:3] = self.target
             params = {'x_ref': x_ref.tolist()}
             files = [self.scenario.path, controller_file]
-        params.update(use_sim_time=lockstep, **self._controller_params)
+        params.update(use_sim_time=lockstep)
+        if self._controller_params:
+            # a -p value does not override the files' node sections (processes.node_command):
+            # the caller's values go in a file of their own, passed last
+            files.append(processes.write_params_file(
+                os.path.join(self.log_dir, 'controller_params.yaml'),
+                f'{self.controller}_controller', self._controller_params))
         self._nodes['controller'] = processes.start_node(
             f'ros.{self.controller}_controller_node', params_file=files, params=params,
             env=env, log_path=os.path.join(self.log_dir, f'{self.controller}_controller.log'))

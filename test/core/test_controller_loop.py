@@ -107,6 +107,16 @@ def test_hold_is_refused_with_the_timer_trigger():
     assert not ctl.held
 
 
+def test_hold_is_refused_on_wall_time_and_the_loop_keeps_answering():
+    ctl = ControllerLoop(Controller(), 'odometry', sim_time=False)
+    assert ctl.hold(True) == (Refused(HOLD_REFUSAL), False)
+    assert ctl.hold(False) == (Refused(HOLD_REFUSAL), False)
+    assert not ctl.held and 'wall time' in HOLD_REFUSAL
+    # every new odometry is still answered: the vehicle never goes without commands
+    assert ctl.odometry(0, state(0), received=1.0)
+    assert ctl.odometry(PERIOD_NS, state(1), received=1.1)
+
+
 def test_a_held_loop_keeps_odometry_and_answers_the_newest_on_release():
     ctl = loop()
     assert ctl.hold(True) == (HoldAnswer(True, None), False)     # nothing answered yet

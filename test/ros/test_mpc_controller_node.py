@@ -331,3 +331,21 @@ def test_leaving_the_envelope_aborts_the_revision_and_flies_the_start_theta(ros_
         _alive(controller)
     finally:
         controller.stop()
+
+
+@pytest.mark.parametrize('trigger, use_sim_time, held', [
+    ('odometry', True, True), ('odometry', False, False), ('timer', False, False)])
+def test_only_a_lockstep_controller_may_be_held(rclpy_context, trigger, use_sim_time, held):
+    """A held controller sends no commands: ~/hold is refused on wall time, whatever trigger."""
+    from rclpy.parameter import Parameter
+    from std_srvs.srv import SetBool
+    from hybrid_mpc_ros.ros.mpc_controller_node import MPCControllerNode
+    node = MPCControllerNode(parameter_overrides=[
+        Parameter('trigger', value=trigger), Parameter('use_sim_time', value=use_sim_time)])
+    try:
+        answer = node._on_hold(SetBool.Request(data=True), SetBool.Response())
+    finally:
+        node.destroy_node()
+    assert answer.success == held, answer.message
+    if not held:
+        assert 'wall time' in answer.message and 'never go without' in answer.message

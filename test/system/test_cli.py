@@ -147,9 +147,9 @@ def test_bench_sim_reports_both_rates():
     assert report['ros_lockstep_steps'] >= 300
 
 
-def test_bench_controller_reports_latency_rate_and_jitter():
+def test_bench_controller_reports_latency_rate_jitter_and_the_storm():
     result = run_cli('bench', 'controller', '--steps', '300', '--warmup', '20', '--seconds',
-                     '2', timeout=300)
+                     '3', '--storm', timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     report = last_json(result.stdout)
     assert 0 < report['latency_ms_p50'] <= report['latency_ms_p99']
@@ -157,6 +157,10 @@ def test_bench_controller_reports_latency_rate_and_jitter():
     assert report['lockstep_steps_per_s'] > 0 and report['lockstep_steps'] >= 300
     assert 0 <= report['jitter_ms_p50'] <= report['jitter_ms_p99']
     assert report['in_process']['solve_ms_p50'] <= report['in_process']['step_ms_p50']
+    assert report['failsafe_steps'] >= 0 and report['storm_failsafe_steps'] >= 0
+    assert report['storm_steps'] > 0 and report['storm_actions']
+    assert report['odom_age_ms_p99'] > 0 and report['storm_odom_age_ms_p99'] > 0
+    assert report['storm_latency_ms_p99'] > 0
 
 
 def test_paper_timings_reports_ours_beside_the_papers():

@@ -11,8 +11,11 @@ translates messages and services into these calls and publishes what comes back:
   are refused (ValueError) and counted with :meth:`~ControllerLoop.reject`.
 * :meth:`~ControllerLoop.timer`: with the ``timer`` trigger, whether to step now (from
   the first odometry on).
-* :meth:`~ControllerLoop.hold` (``~/hold``, ``odometry`` trigger only): while held,
-  odometry is kept but not answered; on release the newest odometry is answered at once.
+* :meth:`~ControllerLoop.hold` (``~/hold``, ``odometry`` trigger on simulated time
+  only): while held, odometry is kept but not answered; on release the newest odometry
+  is answered at once. On wall time (the timer trigger, or the odometry trigger beside a
+  realtime simulator or a vehicle) it is refused: a held controller sends no commands,
+  and nothing flying in real time may go without them.
   The answer (:class:`~hybrid_mpc_ros.core.control.answers.HoldAnswer`) names the last
   odometry answered before it, so a tuner knows which odometry brings the token back.
 * :meth:`~ControllerLoop.reset` (``~/reset``): forget the solver's warm start and the last
@@ -44,8 +47,9 @@ from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import SafeController, StepResult
 
 TRIGGERS = ('timer', 'odometry')
-HOLD_REFUSAL = ('hold is only available with the odometry trigger (lockstep simulation): a '
-                'vehicle must never go without commands')
+HOLD_REFUSAL = ('hold is only available with the odometry trigger on simulated time (lockstep '
+                'simulation): on wall time a held controller would send no commands, and a '
+                'vehicle or a realtime simulator must never go without them')
 # sensitivities that could not be computed (read-only: samples keep them without a copy)
 NO_DU_DX = np.full((NU, NX), np.nan)
 NO_DU_DTHETA = np.full((NU, th.N_THETA), np.nan)
@@ -58,14 +62,17 @@ class ControllerLoop:
     ``controller``: the safe MPC controller it steps. ``trigger``: ``'timer'`` (a wall
     timer calls :meth:`timer`; vehicles, a realtime simulator) or ``'odometry'`` (one step
     per new odometry stamp; the lockstep simulator). Times (``received``, ``now``) are
-    wall seconds on one monotonic clock; stamps are integer nanoseconds.
+    wall seconds on one monotonic clock; stamps are integer nanoseconds. ``sim_time``:
+    whether the odometry runs on simulated time (``use_sim_time``: the lockstep
+    simulation, the only loop that may be held).
     """
 
-    def __init__(self, controller: SafeController, trigger: str):
+    def __init__(self, controller: SafeController, trigger: str, sim_time: bool = True):
         if trigger not in TRIGGERS:
             raise ValueError(f'trigger must be one of {TRIGGERS}, got {trigger!r}')
         self.controller = controller
         self.trigger = trigger
+        self.sim_time = bool(sim_time)
         self.revision = 0
         self.held = False
         self.x: np.ndarray | None = None     # latest accepted odometry as a model state (12,)
@@ -103,11 +110,11 @@ class ControllerLoop:
 
         On release the newest odometry is answered at once if it was not yet: step first,
         then send the answer (which names the stamp answered before this call). Refused
-        with the ``timer`` trigger: a vehicle must never go without commands. Refused on
-        the trigger only, not on wall time: a hold on a realtime loop was tried and broke
-        the tuner's restart (it got no answer), so the earlier behaviour stays.
+        with the ``timer`` trigger and on wall time (``sim_time`` false): a vehicle must
+        never go without commands. A tuner that meets the refusal starts its episodes at
+        their first sample instead (:mod:`hybrid_mpc_ros.core.learning.live_session`).
         """
-        if self.trigger != 'odometry':
+        if self.trigger != 'odometry' or not self.sim_time:
             return Refused(HOLD_REFUSAL), False
         self.held = bool(held)
         answered = Stamp.from_nanoseconds(self.answered_ns) if self.answered_ns >= 0 else None
