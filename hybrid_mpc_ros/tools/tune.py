@@ -135,7 +135,7 @@ def run_tuning(scenario_path: str, out: str, overrides: dict, *, domain_id: int 
 
 
 def _iterations_done(checkpoint: str) -> int:
-    """Iterations a resumed run had done before this command (0 without a checkpoint)."""
+    """Return the iterations a resumed run had done before this command (0: none)."""
     try:
         return load_checkpoint(checkpoint)[1].iteration - 1
     except (OSError, ValueError, KeyError):
