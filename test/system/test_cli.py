@@ -6,6 +6,7 @@ the two node processes must reproduce, step for step, the LQR flying the model o
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -88,9 +89,14 @@ def test_demo_reproduces_the_offline_closed_loop(controller):
     # odometry at or after 3 s a step or two late; the summary is that odometry's
     assert summary['sim_time_s'] >= 3.0 - 1e-9
     assert summary['steps'] >= 29
-    assert summary['steps_per_wall_s'] > 0
-    # progress: one line per simulated second, 0 to 3
-    assert sum(line.startswith('t=') for line in result.stdout.splitlines()) == 4
+    # The lockstep loop may outrun this observer: the simulator keeps its last 10 odometry
+    # messages (a vehicle topic's depth), so a starved observer sees fewer; a rate needs
+    # two advancing samples, and a progress line a sample in that second
+    assert summary['steps_per_wall_s'] is None or summary['steps_per_wall_s'] > 0
+    progress = [float(re.match(r't=\s*([-\d.]+) s', line).group(1))
+                for line in result.stdout.splitlines() if line.startswith('t=')]
+    assert progress[0] == 0.0 and progress[-1] >= 3.0 - 1e-9 and 2 <= len(progress) <= 4
+    assert progress == sorted(progress)
     # the default scenario (the published one: forward Euler, which the simulator node reads
     # from the file) flown offline by the same controller
     default = load_scenario(default_scenario_path())
