@@ -37,7 +37,7 @@ demo: setup
 test: setup
 	$(VENV)/bin/python -m pytest -ra test
 
-## The fast inner loop: the ROS-free tests (test/core) without the slow ones, ~20 s.
+## The fast inner loop: the ROS-free tests (test/core) without the slow ones, 20-30 s here.
 test-fast: setup
 	$(VENV)/bin/python -m pytest -q -m "not slow" test/core test/test_layout.py
 
