@@ -36,7 +36,7 @@ Time stamps follow the clock the other nodes use:
   node, whatever time ``/clock`` gives.
 
 Clock modes (parameter ``clock_mode``; ``realtime`` is the default everywhere: the node,
-``config/simulator.yaml`` and both launch files):
+``config/simulator.yaml`` and every launch file that starts a simulator):
 
 * ``realtime``: a wall-clock timer advances one period every ``period_s`` with the held
   command. A missing controller is reported after ``command_timeout_s`` of silence: a
@@ -77,7 +77,8 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core import paths
+from hybrid_mpc_ros.core.config import ConfigError, flatten, load_node_params
 from hybrid_mpc_ros.core.model.frames import state_to_odometry_arrays
 from hybrid_mpc_ros.core.model.quadcopter import INTEGRATORS, NX, Quadcopter, QuadParams
 from hybrid_mpc_ros.core.param_schema import boolean, floating, text
@@ -159,10 +160,6 @@ SCENARIO = {
         constraints=f'{NX} finite values, |pitch| < pi/2'),
 }
 SCENARIO.update({f'plant.{name}': spec for name, spec in PLANT.items()})
-SCENARIO_DEFAULTS = dict(
-    {'period_s': 0.1, 'integrator': 'rk4', 'substeps': 4, 'initial_state': [0.0] * NX},
-    **{f'plant.{item.name}': float(getattr(QuadParams(), item.name))
-       for item in fields(QuadParams)})
 # the node's runtime settings
 RUNTIME = {
     'clock_mode': text(CLOCK_MODES, description=(
@@ -188,8 +185,9 @@ RUNTIME = {
         'lockstep mode: re-publish the current odom and clock, without advancing, when no '
         'command came for this long [s] (wall). 0 disables')),
 }
-RUNTIME_DEFAULTS = {'world_frame_id': 'odom', 'body_frame_id': 'base_link',
-                    'command_timeout_s': 0.5, 'lockstep_republish_s': 0.5}
+# the defaults of both groups: the shipped config/simulator.yaml (the paper's plant, RK4
+# with 4 substeps, realtime), read when a node starts
+RUNTIME_FILE = 'simulator.yaml'
 
 
 class SimulatorNode(Node):
@@ -272,12 +270,13 @@ class SimulatorNode(Node):
         declare_parameters(self, {'clock_mode': RUNTIME['clock_mode']},
                            {'clock_mode': DEFAULT_CLOCK_MODE})
         lockstep = self.get_parameter('clock_mode').value == 'lockstep'
-        defaults = dict(SCENARIO_DEFAULTS, publish_clock=lockstep,
+        shipped = flatten(load_node_params(paths.config_file(RUNTIME_FILE), NODE_NAME))
+        defaults = dict(shipped, publish_clock=lockstep,
                         frame_prefix=default_frame_prefix(self.get_namespace()))
         declare_parameters(self, SCENARIO, defaults, writable=('initial_state',))
         declare_parameters(self, {name: spec for name, spec in RUNTIME.items()
                                   if name != 'clock_mode'},
-                           dict(defaults, **RUNTIME_DEFAULTS), writable=('command_timeout_s',))
+                           defaults, writable=('command_timeout_s',))
 
     def _validate_parameters(self, params) -> SetParametersResult:
         for param in params:
