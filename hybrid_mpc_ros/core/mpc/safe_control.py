@@ -26,6 +26,10 @@ speeds make no roll, pitch or yaw torque, so the vehicle keeps its attitude and,
 fraction below 1, descends slowly. It is the least harmful thing to do without a state
 estimate or a plan; a real vehicle's flight controller should take over from there.
 
+For an identification flight an optional input excitation
+(:mod:`hybrid_mpc_ros.core.control.excitation`) is added to the MPC's and the shifted
+plan's commands, then clipped to the rotor bounds; the failsafe input is never excited.
+
 The controller recovers by itself: the next step whose odometry is fresh and whose solve
 succeeds is a normal MPC step again. :attr:`SafeController.counters` counts what
 happened, for diagnostics.
@@ -56,6 +60,7 @@ import math
 import numpy as np
 
 from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.control.excitation import Excitation
 from hybrid_mpc_ros.core.model.quadcopter import NU, NX
 from hybrid_mpc_ros.core.mpc import theta as th
 
@@ -183,11 +188,14 @@ class SafeController:
     ``policy`` has the MPC policy interface; ``safety`` is a :class:`SafetyConfig`;
     ``u_min``/``u_max`` [rad/s] are the rotor bounds every command is kept in;
     ``envelope`` the optional :class:`Envelope` (None: no abort). The safe theta starts as
-    the policy's theta.
+    the policy's theta. ``excitation``: the optional
+    :class:`~hybrid_mpc_ros.core.control.excitation.Excitation` of an identification
+    flight, added to every command but the failsafe's and clipped to the bounds (None or
+    amplitude 0: commands as the policy computes them).
     """
 
     def __init__(self, policy, safety: SafetyConfig, u_min: float, u_max: float,
-                 envelope: Envelope | None = None):
+                 envelope: Envelope | None = None, excitation: Excitation | None = None):
         if not u_max > u_min:
             raise ConfigError(f'rotor bounds need u_min < u_max, got [{u_min}, {u_max}]')
         horizon = policy.config.horizon
@@ -204,6 +212,7 @@ class SafeController:
         self.envelope = envelope
         self.safe_theta = np.array(policy.theta, dtype=float)
         self.abort_reason = ''
+        self.excitation = excitation
 
     def set_safe_theta(self, theta: np.ndarray) -> None:
         """Make theta (94,) the one an envelope abort restores (a copy is kept)."""
@@ -268,6 +277,9 @@ class SafeController:
             return self._failsafe('state is malformed or non-finite', -1, 0.0)
         aborted = self.envelope_abort(x)        # before the solve: this step flies safe theta
         result = self._solved_step(x, sensitivities)
+        if self.excitation is not None and result.mode != 'failsafe':
+            # after the MPC and clipped again: an excited command never leaves the bounds
+            result.u = self.excitation.apply(result.u)
         if aborted:
             result.abort_reason = aborted
         return result
