@@ -298,10 +298,9 @@ def segments(record: FlightRecord, period_s: float,
         return [], Alignment(0, 0, 0, 0, duplicates, 0, 0)
     offset = (stamps - stamps[0]) / period_ns
     index = np.round(offset).astype(np.int64)
-    on_grid = np.abs(offset - index) <= tolerance
-    first = np.ones(len(index), dtype=bool)
-    first[1:] = index[1:] != index[:-1]
-    keep = on_grid & first
+    keep = np.abs(offset - index) <= tolerance
+    on_grid = np.flatnonzero(keep)
+    keep[on_grid[1:][index[on_grid[1:]] == index[on_grid[:-1]]]] = False   # one per point
     off_grid = int(np.count_nonzero(~keep))
     index, logs, states = index[keep], logs[keep], states[keep]
     grid_steps = int(index[-1] - index[0])
