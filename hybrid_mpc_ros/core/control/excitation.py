@@ -92,7 +92,7 @@ class Excitation:
         return self.config.enabled
 
     def perturbation(self) -> np.ndarray:
-        """Draw the next perturbation (4,) [rad/s], each entry within ``+-amplitude``."""
+        """Draw the next perturbation d (4,) [rad/s], each entry within +-amplitude."""
         amplitude = self.config.amplitude_rad_s
         if self.config.kind == 'prbs':
             return amplitude * np.where(self._rng.random(NU) < 0.5, -1.0, 1.0)

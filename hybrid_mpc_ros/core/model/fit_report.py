@@ -146,7 +146,7 @@ class FitReport:
         return asdict(self)
 
     def lines(self) -> list[str]:
-        """The report as text lines (what ``hybrid-mpc identify --from`` prints)."""
+        """Return the report as text, one string per line (as identify --from prints it)."""
         out = [f'samples: {self.training_samples} to fit ({self.training_blocks} blocks), '
                f'{self.held_out_samples} held out ({self.held_out_blocks} blocks)']
         if self.alignment:
@@ -209,14 +209,14 @@ def excitation_ratio(states: np.ndarray, inputs: np.ndarray) -> np.ndarray:
 
 
 def hover_input(model: AffineModel, x_hover: np.ndarray) -> tuple[np.ndarray, float]:
-    """The input u (4,) with ``x_h = A x_h + B u + c`` (least squares) and the residual norm."""
+    """Return the input u (4,) with ``x_h = A x_h + B u + c`` (least squares), residual norm."""
     target = x_hover - model.A @ x_hover - model.c
     u, *_ = np.linalg.lstsq(model.B, target, rcond=None)
     return u, float(np.linalg.norm(model.B @ u - target))
 
 
 def _largest_correlation(inputs: np.ndarray, errors: np.ndarray) -> float:
-    """max |corr(inputs[:, i], errors[:, j])| over columns that vary (0 if none)."""
+    """Return the largest |correlation| of an input and an error column (0 if none vary)."""
     u = inputs - inputs.mean(axis=0)
     e = errors - errors.mean(axis=0)
     su, se = np.sqrt((u ** 2).sum(axis=0)), np.sqrt((e ** 2).sum(axis=0))
@@ -273,7 +273,8 @@ def fit_with_report(data: list[tuple[np.ndarray, np.ndarray]], dt: float,
             "fly with the controller's excitation on (excitation.amplitude_rad_s > 0)")
     columns = [states, inputs] + ([np.ones((len(states), 1))] if settings.affine else [])
     regressor = np.hstack(columns)
-    scaled = regressor / np.sqrt(np.mean(regressor ** 2, axis=0))
+    rms = np.sqrt(np.mean(regressor ** 2, axis=0))
+    scaled = regressor / np.where(rms > 0.0, rms, 1.0)      # a zero column stays zero
     rank = int(np.linalg.matrix_rank(scaled))
     if rank < scaled.shape[1]:
         still = [i for i in range(NX) if np.all(states[:, i] == states[0, i])]

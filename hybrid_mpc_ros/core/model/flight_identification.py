@@ -69,7 +69,10 @@ def record_flight(plant, command: Callable[[np.ndarray], np.ndarray], x0: np.nda
 def fit_recording(record: FlightRecord, period_s: float, x_hover: np.ndarray,
                   u_ref: np.ndarray,
                   settings: FitSettings = FitSettings()) -> tuple[AffineModel, FitReport]:
-    """Align a :class:`FlightRecord` on ``period_s`` [s] and fit it (see :func:`fit_from_recording`)."""
+    """Align a :class:`FlightRecord` on ``period_s`` [s] and fit it.
+
+    As :func:`fit_from_recording` without the file (and without the model's header).
+    """
     data, alignment = segments(record, period_s)
     if alignment.grid_steps == 0:
         raise IdentificationError(

@@ -42,7 +42,7 @@ BAG_VERSION = 9
 
 
 def topic_name(name: str) -> str:
-    """A topic as a bag names it: absolute (``odom`` -> ``/odom``)."""
+    """Return the topic as a bag names it: absolute (``odom`` -> ``/odom``)."""
     name = name.strip()
     if not name:
         raise ConfigError('a topic name must not be empty')
