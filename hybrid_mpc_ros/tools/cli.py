@@ -28,6 +28,8 @@ COMMANDS = {
     'tune': ('tools.tune', 'the simulated tuning through ROS 2 nodes (the main job)'),
     'demo': ('tools.demo', 'fly the quadcopter simulator with the MPC controller (ROS 2 nodes)'),
     'identify': ('tools.identify', "fit a scenario's nominal model from closed-loop plant data"),
+    'record': ('tools.record', 'record odometry and rotor commands to MCAP (ROS topics, or an '
+                               'offline flight with excitation)'),
     'reproduce': ('tools.reproduce',
                   "run a scenario's tuning experiment (all its runs), with figures"),
     'bench': (None, 'speed benchmarks; prints a JSON object as the last line'),

@@ -94,3 +94,27 @@ def test_lockstep_repeats_and_faster_odometry_are_dropped_and_gaps_split():
     assert [len(u) for _, u in data] == [7, 3, 7]          # steps 7, 11 and 12 lost
     np.testing.assert_array_equal(data[1][1], flight.commands[8:11])
     assert alignment.used_steps == 17 and alignment.grid_steps == 20
+
+
+def test_a_command_logged_after_the_next_odometry_goes_back_to_its_step():
+    """A recorder serving two topics logged command 5 after odometry 6 (seen in lockstep)."""
+    flight = _flight(steps=20)
+    logs = flight.command_log_ns.copy()
+    logs[5] = flight.odometry_log_ns[6] + 10
+    late = FlightRecord(flight.odometry_log_ns, flight.odometry_stamp_ns, flight.states, logs,
+                        flight.commands)
+    data, alignment = segments(late, 0.1)
+    assert alignment.reordered_commands == 1 and alignment.used_steps == 20
+    np.testing.assert_array_equal(data[0][1], flight.commands)
+
+
+def test_a_command_logged_before_its_odometry_goes_back_to_its_step():
+    """The reverse: command 9 (computed from odometry 9) logged just before odometry 9."""
+    flight = _flight(steps=20)
+    logs = flight.command_log_ns.copy()
+    logs[9] = flight.odometry_log_ns[9] - 10
+    early = FlightRecord(flight.odometry_log_ns, flight.odometry_stamp_ns, flight.states,
+                         logs, flight.commands)
+    data, alignment = segments(early, 0.1)
+    assert alignment.reordered_commands == 1 and alignment.used_steps == 20
+    np.testing.assert_array_equal(data[0][1], flight.commands)

@@ -155,7 +155,7 @@ class FitReport:
                        f"{a['segments']} stretches; gaps: {a['missing_odometry']} missing "
                        f"odometry, {a['missing_commands']} missing commands; dropped: "
                        f"{a['duplicate_odometry']} repeated, {a['off_grid_odometry']} "
-                       'off-grid odometry')
+                       f"off-grid odometry; {a['reordered_commands']} commands reordered")
         out += [f'held-out {key:28s} {value:.3e}' for key, value in self.errors.items()]
         out.append('input std per rotor [rad/s]: ' + _numbers(self.input_std_rad_s, '.2f'))
         out.append('excitation ratio per rotor:  ' + _numbers(self.excitation_ratio, '.3f'))

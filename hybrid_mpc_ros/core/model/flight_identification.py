@@ -90,7 +90,7 @@ def fit_recording(record: FlightRecord, period_s: float, x_hover: np.ndarray,
     model, report = fit_with_report(data, period_s, x_hover, u_ref, settings)
     report.alignment = {name: getattr(alignment, name) for name in (
         'grid_steps', 'used_steps', 'missing_odometry', 'missing_commands',
-        'duplicate_odometry', 'off_grid_odometry', 'segments')}
+        'duplicate_odometry', 'off_grid_odometry', 'reordered_commands', 'segments')}
     return model, report
 
 

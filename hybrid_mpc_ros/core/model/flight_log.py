@@ -245,8 +245,9 @@ class Alignment:
     ``used_steps``: those with a state at both ends and a command (the data);
     ``missing_odometry``: grid points without odometry; ``missing_commands``: steps with
     both odometry but no command; ``duplicate_odometry``: re-published stamps dropped;
-    ``off_grid_odometry``: odometry between grid points, dropped; ``segments``: how many
-    stretches without a gap.
+    ``off_grid_odometry``: odometry between grid points, dropped; ``reordered_commands``:
+    commands logged beyond their step's odometry and given back to it (rule 2);
+    ``segments``: how many stretches without a gap.
     """
 
     grid_steps: int
@@ -255,6 +256,7 @@ class Alignment:
     missing_commands: int
     duplicate_odometry: int
     off_grid_odometry: int
+    reordered_commands: int
     segments: int
 
     @property
@@ -278,7 +280,11 @@ def segments(record: FlightRecord, period_s: float,
        *logged* after odometry k was logged and before odometry k+1 was (commands have no
        stamp; the controller answers the newest odometry, so this is the command sent
        for k, or under a timer trigger the one in force when step k ended). Log times
-       come from one clock, the recorder's, whatever the vehicle's clock is.
+       come from one clock, the recorder's, whatever the vehicle's clock is. A recorder
+       serving two topics may log them out of order (seen in lockstep, both ways): a
+       step without a command next to a step with two takes the one of those that
+       belongs to it, the first of the next step's or the second of the previous
+       step's (counted as ``reordered_commands``).
     3. **Gaps split the data**: a grid point without odometry, or a step without a
        command, ends a stretch; stretches of fewer than 2 steps are dropped. Nothing is
        interpolated.
@@ -295,7 +301,7 @@ def segments(record: FlightRecord, period_s: float,
     duplicates = int(np.count_nonzero(~unique))
     stamps, logs, states = stamps[unique], logs[unique], states[unique]
     if len(stamps) < 2:
-        return [], Alignment(0, 0, 0, 0, duplicates, 0, 0)
+        return [], Alignment(0, 0, 0, 0, duplicates, 0, 0, 0)
     offset = (stamps - stamps[0]) / period_ns
     index = np.round(offset).astype(np.int64)
     keep = np.abs(offset - index) <= tolerance
@@ -309,23 +315,52 @@ def segments(record: FlightRecord, period_s: float,
     out, xs, us = [], [states[0]], []
     missing_odometry = int(grid_steps - (len(index) - 1))
     missing_commands = 0
+    choice = _command_choice(np.searchsorted(cmd_logs, logs, side='left'))
+    reordered = int(np.count_nonzero(choice[:, 1]))
 
     def close():
         if len(us) >= 2:
             out.append((np.array(xs), np.array(us)))
 
     for k in range(len(index) - 1):
-        # the last command logged in [log of odometry k, log of odometry k+1)
-        last = np.searchsorted(cmd_logs, logs[k + 1], side='left') - 1
-        has_command = last >= 0 and cmd_logs[last] >= logs[k]
+        has_command = choice[k, 0] >= 0
         if index[k + 1] != index[k] + 1 or not has_command:
             missing_commands += int(index[k + 1] == index[k] + 1 and not has_command)
             close()
             xs, us = [states[k + 1]], []
             continue
-        us.append(commands[last])
+        us.append(commands[choice[k, 0]])
         xs.append(states[k + 1])
     close()
     used = sum(len(u) for _, u in out)
     return out, Alignment(grid_steps, used, missing_odometry, missing_commands, duplicates,
-                          off_grid, len(out))
+                          off_grid, reordered, len(out))
+
+
+def _command_choice(bounds: np.ndarray) -> np.ndarray:
+    """Which command each step takes (rule 2 of :func:`segments`), shape (n - 1, 2).
+
+    ``bounds`` (n,): for odometry k, the index of the first command logged at or after it,
+    so step k's window is ``[bounds[k], bounds[k+1])``. Row k: the command's index (-1:
+    none) and whether it was taken from a neighbouring window (1) or its own (0).
+    """
+    steps = len(bounds) - 1
+    counts = np.diff(bounds)
+    choice = np.full((steps, 2), -1, dtype=np.int64)
+    choice[:, 1] = 0
+    first = bounds[:-1].copy()          # a window's first command not yet given away
+    for k in range(steps):
+        if choice[k, 0] >= 0:           # given by the previous window already
+            continue
+        available = bounds[k + 1] - first[k]
+        if available >= 2 and k + 1 < steps and counts[k + 1] == 0:
+            # the second command was computed from odometry k+1 and logged before it
+            choice[k] = (bounds[k + 1] - 2, 0)
+            choice[k + 1] = (bounds[k + 1] - 1, 1)
+        elif available >= 1:
+            choice[k] = (bounds[k + 1] - 1, 0)
+        elif k + 1 < steps and counts[k + 1] >= 2:
+            # step k's command was logged after odometry k+1: the next window's first
+            choice[k] = (bounds[k + 1], 1)
+            first[k + 1] += 1
+    return choice
