@@ -123,3 +123,20 @@ def test_identify_from_a_recording_on_the_command_line(tmp_path, capsys):
     assert 'held-out one_step_rmse_position' in printed and 'u_ref: 620.61' in printed
     status = cli_main(['identify', '--from', str(tmp_path / 'flight'), '--out', str(out)])
     assert status == 2 and 'no topic /odom' in capsys.readouterr().err
+
+
+def test_an_offline_identification_flight_of_a_scenario_on_the_command_line(tmp_path, capsys):
+    """`hybrid-mpc record --offline` then `identify --from`: the scenario's own vehicle."""
+    flight = tmp_path / 'flight'
+    assert cli_main(['record', '--offline', '--scenario', 'arxiv_v1', '--out', str(flight),
+                     '--duration', '30', '--amplitude', '5']) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary['steps'] == 300 and summary['modes']['failsafe'] == 0
+    assert cli_main(['identify', '--scenario', 'arxiv_v1', '--from', str(flight), '--out',
+                     str(tmp_path / 'model.npz')]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary['one_step_rmse_position'] < 5e-3        # an RK4 plant: nearly linear
+    np.testing.assert_allclose(summary['hover_input_rad_s'], [620.61] * 4, rtol=0.02)
+    # the simulated route's options do not mix with a recording
+    assert cli_main(['identify', '--scenario', 'arxiv_v1', '--from', str(flight), '--seed',
+                     '2', '--out', str(tmp_path / 'other.npz')]) == 2
