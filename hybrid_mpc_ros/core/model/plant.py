@@ -103,7 +103,7 @@ def rotor_order(command_rotors) -> tuple[int, ...]:
 
 
 def arm_directions(layout: str) -> np.ndarray:
-    """Unit vectors (4, 3) from the centre to rotors 1..4 of ``layout`` in the body frame."""
+    """Return unit vectors (4, 3) from the centre to rotors 1..4 of ``layout`` in the body frame."""
     angles = np.radians(ARM_ANGLES_DEG[layout])
     return np.stack([np.cos(angles), np.sin(angles), np.zeros(4)], axis=1)
 

@@ -75,7 +75,7 @@ PARAMETERS = {
 
 
 def preset_parameters(vehicle: str, overrides: Mapping[str, float] | None = None) -> dict:
-    """RotorPy's ``quad_params`` of preset ``vehicle`` with ``overrides`` applied (a copy).
+    """Return the ``quad_params`` of RotorPy preset ``vehicle`` with ``overrides`` applied.
 
     ``overrides`` maps names of :data:`PARAMETERS` to values; ``motor_noise_std`` is 0
     unless given (so is every preset's).
@@ -231,7 +231,7 @@ class RotorPyPlant:
 
     @property
     def rotor_speeds(self) -> np.ndarray:
-        """RotorPy's rotor speeds now (4,) [rad/s], in the vehicle's own numbering."""
+        """Rotor speeds now (4,) [rad/s], in the vehicle's own numbering."""
         return self._state[16:20].copy()
 
     @property
@@ -240,7 +240,7 @@ class RotorPyPlant:
         return self._state[6:10].copy()
 
     def rotor_geometry(self) -> tuple[np.ndarray, np.ndarray]:
-        """The vehicle's rotor positions (4, 3) [m] and spin signs (4,), its numbering."""
+        """Return the rotor positions (4, 3) [m] and spin signs (4,), the vehicle's numbering."""
         positions = np.array([self.params['rotor_pos'][key] for key in self.params['rotor_pos']])
         return positions, np.asarray(self.params['rotor_directions'], dtype=float)
 
