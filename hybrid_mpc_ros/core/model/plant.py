@@ -16,16 +16,17 @@ from above; rotors 1 and 3 spin so that their drag torque on the body is about +
 * ``'x'``: the '+' vehicle turned by +45 deg about z: rotor 1 front-left (+x, +y), 2
   front-right, 3 back-right, 4 back-left (RotorPy's Hummingbird and Crazyflies).
 
-``command_rotors`` (4 distinct rotor numbers) says which of the vehicle's own rotors each
-command entry drives: entry ``i`` drives rotor ``command_rotors[i]`` (numbered as the
-vehicle numbers them). The package's quadcopter numbers its rotors as the layout above;
-for a RotorPy vehicle the numbering is the order of its ``rotor_pos`` and the backend
-checks that command ``i`` lands on the layout's rotor ``i + 1`` (position and spin).
+``command_rotors`` (the numbers 1..4, each once) says which rotor each command entry
+drives, in the layout's numbering above: entry ``i`` drives rotor ``command_rotors[i]``
+(default ``[1, 2, 3, 4]``: command i drives rotor i). Both settings mean the same for
+every backend: the package's quadcopter numbers its rotors as the layout; a RotorPy
+vehicle numbers them in its own order (``rotor_pos``), so the backend finds which of its
+rotors sits at each of the layout's places (arm direction and spin) and refuses a
+vehicle that does not fit the layout, naming the layout that fits.
 """
 
 from __future__ import annotations
 
-from itertools import permutations
 import math
 from typing import Protocol, runtime_checkable
 
@@ -130,38 +131,39 @@ def rotor_torques(w_sq, layout: str, arm: float, k: float, b: float):
     return tau_phi, tau_theta, tau_psi
 
 
-def match_geometry(positions: np.ndarray, spins: np.ndarray, layout: str,
-                   command_rotors, tolerance_deg: float = 1.0) -> str:
-    """Why a vehicle's rotors do not sit where ``layout`` and ``command_rotors`` say, or ''.
+def layout_rotors(positions: np.ndarray, spins: np.ndarray, layout: str,
+                  tolerance_deg: float = 1.0) -> tuple[int, ...]:
+    """Return which of a vehicle's rotors sits at each place of ``layout`` (0-based, (4,)).
 
     ``positions`` (4, 3) [m] and ``spins`` (4,) (sign of each rotor's drag torque about
-    body +z) are the vehicle's, in its own numbering. Command ``i`` drives the vehicle's
-    rotor ``command_rotors[i]``, which must point along the layout's arm ``i + 1``
-    (within ``tolerance_deg``, in the body x-y plane) and spin as the layout's rotor
-    ``i + 1``. The reason names the layout and ``command_rotors`` that would fit, if any.
+    body +z) are the vehicle's, in its own numbering; entry ``r`` of the result is the
+    vehicle's rotor on the layout's arm ``r + 1`` (within ``tolerance_deg`` in the body
+    x-y plane) spinning as the layout's rotor ``r + 1``. ConfigError if the vehicle does
+    not fit ``layout``, naming the layout it fits, if any.
     """
     positions = np.asarray(positions, dtype=float).reshape(4, 3)
     spins = np.sign(np.asarray(spins, dtype=float).reshape(4))
-    reason = _misfit(positions, spins, layout, tuple(command_rotors), tolerance_deg)
-    if not reason:
-        return ''
-    fits = [f'layout {name!r} with command_rotors {list(rotors)}' for name in LAYOUTS
-            for rotors in permutations(IDENTITY_ROTORS)
-            if not _misfit(positions, spins, name, rotors, tolerance_deg)]
-    return reason + ('; this vehicle fits ' + ' or '.join(fits) if fits
-                     else '; no layout fits this vehicle')
+    found, reason = _fit(positions, spins, layout, tolerance_deg)
+    if reason:
+        others = [name for name in LAYOUTS
+                  if name != layout and not _fit(positions, spins, name, tolerance_deg)[1]]
+        raise ConfigError(reason + (f'; this vehicle fits layout {others[0]!r}' if others
+                                    else '; it fits no layout'))
+    return found
 
 
-def _misfit(positions, spins, layout, rotors, tolerance_deg) -> str:
-    for index, rotor in enumerate(rotors):
-        planar = positions[rotor - 1, :2]
-        angle = math.degrees(math.atan2(planar[1], planar[0]))
-        wanted = ARM_ANGLES_DEG[layout][index]
-        if abs((angle - wanted + 180.0) % 360.0 - 180.0) > tolerance_deg:
-            return (f'command {index + 1} drives rotor {rotor}, whose arm points at '
-                    f'{angle:.1f} deg, not at {wanted:.1f} deg as rotor {index + 1} of the '
-                    f'{layout!r} layout')
-        if spins[rotor - 1] != ROTOR_SPIN[index]:
-            return (f'command {index + 1} drives rotor {rotor}, which spins the other way '
-                    f'than rotor {index + 1} of the {layout!r} layout')
-    return ''
+def _fit(positions, spins, layout, tolerance_deg) -> tuple[tuple[int, ...], str]:
+    angles = np.degrees(np.arctan2(positions[:, 1], positions[:, 0]))
+    found = []
+    for place, wanted in enumerate(ARM_ANGLES_DEG[layout]):
+        off = np.abs((angles - wanted + 180.0) % 360.0 - 180.0)
+        there = [rotor for rotor in range(4) if off[rotor] <= tolerance_deg]
+        if len(there) != 1:
+            return (), (f'the vehicle has {len(there)} rotors on the arm at {wanted:g} deg '
+                        f'where the {layout!r} layout has rotor {place + 1} (its arms point '
+                        f'at {", ".join(f"{angle:.1f}" for angle in angles)} deg)')
+        if spins[there[0]] != ROTOR_SPIN[place]:
+            return (), (f'the vehicle\'s rotor {there[0] + 1}, at the place of rotor '
+                        f'{place + 1} of the {layout!r} layout, spins the other way')
+        found.append(there[0])
+    return tuple(found), ''

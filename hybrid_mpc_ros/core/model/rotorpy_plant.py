@@ -43,7 +43,7 @@ import scipy.integrate
 
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.model.frames import euler_to_quaternion, quaternion_to_euler
-from hybrid_mpc_ros.core.model.plant import (check_layout, IDENTITY_ROTORS, match_geometry,
+from hybrid_mpc_ros.core.model.plant import (check_layout, IDENTITY_ROTORS, layout_rotors,
                                              rotor_order)
 from hybrid_mpc_ros.core.model.quadcopter import NU, NX
 
@@ -115,8 +115,10 @@ class RotorPyPlant:
     inflow, translational lift; the motor lag stays either way); ``wind`` (3,) a constant
     wind velocity in the world frame [m/s]; ``dt`` [s] the period a command is held,
     integrated in steps of ``inner_step_s`` [s] (must divide ``dt``); ``layout`` and
-    ``command_rotors`` the command's meaning, checked against the vehicle's rotor positions
-    and directions (ConfigError names the settings that fit); ``noise_seed`` seeds the
+    ``command_rotors`` the command's meaning (:mod:`.plant`): the vehicle must fit the
+    layout (rotor positions and directions; ConfigError names the layout that fits) and
+    ``vehicle_rotors[r]`` is then RotorPy's number of the layout's rotor ``r + 1``;
+    ``noise_seed`` seeds the
     motor noise (if ``parameters`` sets ``motor_noise_std``); ``integrator_kwargs`` go to
     ``solve_ivp`` (RotorPy's default: ``{'method': 'RK45'}``).
     """
@@ -143,10 +145,10 @@ class RotorPyPlant:
         if positions.shape != (NU, 3):
             raise ConfigError(f'RotorPy vehicle {vehicle} has {positions.shape[0]} rotors; the '
                               f'package flies {NU}')
-        reason = match_geometry(positions, self.params['rotor_directions'], self.layout,
-                                self.command_rotors)
-        if reason:
-            raise ConfigError(f'RotorPy vehicle {vehicle}: {reason}')
+        try:
+            places = layout_rotors(positions, self.params['rotor_directions'], self.layout)
+        except ConfigError as exc:
+            raise ConfigError(f'RotorPy vehicle {vehicle}: {exc}') from None
         self.wind = np.array(wind, dtype=float).reshape(3)
         if not np.isfinite(self.wind).all():
             raise ConfigError(f'wind must be 3 finite values [m/s], got {list(wind)}')
@@ -160,7 +162,12 @@ class RotorPyPlant:
                                   aero=self.aero, enable_ground=False,
                                   integrator_kwargs=dict(integrator_kwargs)
                                   if integrator_kwargs is not None else None)
-        self._order = np.array(rotor_order(self.command_rotors))
+        # the command entry each of RotorPy's rotors gets: RotorPy's rotor places[r] is
+        # the layout's rotor r + 1, which command rotor_order(...)[r] drives
+        order = rotor_order(self.command_rotors)
+        self._order = np.empty(NU, dtype=int)
+        self._order[list(places)] = order
+        self.vehicle_rotors = tuple(rotor + 1 for rotor in places)
         hover = math.sqrt(self.params['mass'] * self.vehicle.g / (4.0 * self.params['k_eta']))
         if not self.u_min <= hover <= self.u_max:
             raise ConfigError(f'RotorPy vehicle {vehicle} cannot hover within its rotor '
