@@ -96,9 +96,10 @@ SIMULATOR = {
         "or 'x' (rotor 1 front-left, then clockwise); rotors 1 and 3 spin alike. Unset: "
         "'+' (quadcopter only; a rotorpy plant states it)"))),
     'command_rotors': Optional(distinct_integers(1, description=(
-        "which of the vehicle's rotors each command entry drives (entry i: the rotor "
-        'number, as the vehicle numbers them), 1, 2, 3, 4 in some order; checked against '
-        "a RotorPy vehicle's geometry. Unset: [1, 2, 3, 4] (quadcopter only)")).within(
+        'the rotor each command entry drives, numbered as the layout numbers them (entry '
+        'i: the rotor command i drives), 1, 2, 3, 4 in some order. A RotorPy vehicle\'s '
+        'own rotors are found at the layout\'s places by their arm directions and spins. '
+        'Unset: [1, 2, 3, 4] (quadcopter only)')).within(
             constraints='a permutation of 1, 2, 3, 4')),
     'integrator': Optional(text(INTEGRATORS, description=(
         "quadcopter: integration of the true plant over one period: 'rk4' (classic "
