@@ -304,8 +304,9 @@ class SimulatorNode(Node):
             wind = ('no wind' if settings.wind is None
                     else f'wind {list(settings.wind)} m/s')
             return (f'RotorPy {settings.vehicle} (aerodynamics '
-                    f'{"on" if settings.aero else "off"}, {wind}, inner step '
-                    f'{settings.inner_step_s} s, layout {simulator.layout!r})')
+                    f'{"on" if settings.aero else "off"}, {wind}, {settings.integration} '
+                    f'integration, inner step {self._plant.inner_step_s} s, layout '
+                    f'{simulator.layout!r})')
         return (f'{simulator.plant.mass} kg quadcopter ({simulator.integrator}, '
                 f'{simulator.substeps} substeps, layout {simulator.layout!r})')
 

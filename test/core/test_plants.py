@@ -249,6 +249,11 @@ def test_scenario_builds_a_rotorpy_plant_and_checks_its_limits(tmp_path):
                             parameters={'mass': 0.55, 'arm_length': 0.2})
     plant = load_scenario(_rotorpy_scenario(tmp_path, windy)).plant()
     assert plant.inner_steps == 20 and plant.params['mass'] == 0.55
+    assert plant.integration == 'rotorpy'
+    windy['rotorpy'].update(integration='rk4')
+    windy['rotorpy'].pop('inner_step_s')
+    plant = load_scenario(_rotorpy_scenario(tmp_path, windy)).plant()
+    assert (plant.integration, plant.inner_steps) == ('rk4', 100)
     assert np.linalg.norm(plant.rotor_geometry()[0][0, :2]) == pytest.approx(0.2)
 
 
@@ -261,12 +266,47 @@ def test_offline_episodes_reset_the_plant(tmp_path):
     assert np.array_equal(first.x, second.x) and np.array_equal(first.u, second.u)
 
 
+@pytest.mark.parametrize('aero', [True, False])
+def test_casadi_transcription_is_rotorpy_dynamics(aero):
+    import casadi as ca
+    from hybrid_mpc_ros.core.model.rotorpy_casadi import rotorpy_dynamics
+    vehicle = Multirotor(preset_parameters('hummingbird', {'k_flap': 0.01}), aero=aero)
+    s, command = ca.SX.sym('s', 20), ca.SX.sym('command', 4)
+    f = ca.Function('f', [s, command], [rotorpy_dynamics(vehicle, s, command)])
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        state = rng.normal(size=20)
+        state[6:10] /= np.linalg.norm(state[6:10])
+        state[16:20] = rng.uniform(300.0, 600.0, 4)
+        speeds = rng.uniform(300.0, 600.0, 4)
+        theirs = vehicle._s_dot_fn(0.0, state, speeds)
+        ours = np.asarray(f(state, speeds)).reshape(20)
+        assert np.max(np.abs(ours - theirs)) <= 1e-14 * np.max(np.abs(theirs))
+
+
+@pytest.mark.parametrize('vehicle', ['hummingbird', 'crazyflie'])
+def test_rk4_integration_is_closer_to_the_exact_solution_than_rotorpy_own_steps(vehicle):
+    tight = {'method': 'RK45', 'rtol': 1e-11, 'atol': 1e-11}
+    exact = RotorPyPlant(vehicle, wind=(1.0, -0.5, 0.0), integrator_kwargs=tight)
+    fast = RotorPyPlant(vehicle, wind=(1.0, -0.5, 0.0), integration='rk4')
+    own = RotorPyPlant(vehicle, wind=(1.0, -0.5, 0.0))
+    commands = exact.hover_speed * (1.0 + 0.02 * np.random.default_rng(1).normal(size=(20, 4)))
+    reference = _episode(exact, X0, commands)
+    fast_error = np.max(np.abs(_episode(fast, X0, commands) - reference))
+    own_error = np.max(np.abs(_episode(own, X0, commands) - reference))
+    assert fast_error < 1e-6 and fast_error < own_error
+    second = _episode(fast, X0, commands)
+    assert np.array_equal(second, _episode(fast, X0, commands))
+
+
 def test_step_cost_against_the_quadcopter(capsys):
     """Print what a 0.1 s period costs (no assertion: the machine decides)."""
     costs = {}
     for name, plant in (('quadcopter rk4x4', Quadcopter()),
                         ('rotorpy hummingbird aero', RotorPyPlant('hummingbird')),
-                        ('rotorpy hummingbird no aero', RotorPyPlant('hummingbird', aero=False))):
+                        ('rotorpy hummingbird no aero', RotorPyPlant('hummingbird', aero=False)),
+                        ('rotorpy hummingbird aero rk4',
+                         RotorPyPlant('hummingbird', integration='rk4'))):
         u = plant.hover_input * np.array([1.01, 0.99, 1.0, 1.0])
         plant.reset(X0)
         x = plant.step(X0, u)

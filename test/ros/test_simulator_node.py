@@ -589,13 +589,15 @@ def test_one_default_clock_mode_in_node_config_and_launch_files():
     assert set(defaults.values()) == {'realtime'}, defaults
 
 
-def test_rotorpy_backend_through_the_node_equals_the_offline_plant(simulator, ros_node,
-                                                                     tmp_path):
+@pytest.mark.parametrize('integration', ['rotorpy', 'rk4'])
+def test_rotorpy_backend_through_the_node_equals_the_offline_plant(
+        simulator, ros_node, tmp_path, integration):
     """Lockstep commands through the node: RotorPyPlant's states step for step, also after
     ~/reset (which puts the rotor speeds and the wind back)."""
     from hybrid_mpc_ros.core.model.rotorpy_plant import RotorPyPlant
     section = {'kind': 'rotorpy', 'layout': 'x', 'command_rotors': [2, 3, 4, 1],
-               'rotorpy': {'vehicle': 'hummingbird', 'aero': True, 'wind': [1.0, -0.5, 0.0]}}
+               'rotorpy': {'vehicle': 'hummingbird', 'aero': True, 'wind': [1.0, -0.5, 0.0],
+                           'integration': integration}}
     params_file = tmp_path / 'rotorpy_simulator.yaml'
     params_file.write_text(yaml.safe_dump({'quadcopter_simulator': {
         'ros__parameters': section}}))
@@ -605,7 +607,7 @@ def test_rotorpy_backend_through_the_node_equals_the_offline_plant(simulator, ro
     driver = Driver(ros_node, sim)
     np.testing.assert_allclose(driver.wait_ready(), x0, atol=1e-12)
     offline = RotorPyPlant('hummingbird', aero=True, wind=(1.0, -0.5, 0.0), layout='x',
-                           command_rotors=(2, 3, 4, 1))
+                           command_rotors=(2, 3, 4, 1), integration=integration)
     commands = 469.2 + 25.0 * np.random.default_rng(4).normal(size=(12, 4))
     offline.reset(x0)
     expected = [x0]

@@ -12,7 +12,8 @@ ignored by ROS (rclpy ignores overrides of parameters a node does not declare)::
     quadcopter_simulator:   the true system: kind ('quadcopter' or 'rotorpy'), layout,
                             command_rotors; quadcopter: integrator, substeps, plant:
                             {mass, ..., omega_max}; rotorpy: rotorpy: {vehicle, aero,
-                            wind, inner_step_s, noise_seed, parameters: {mass, ...}}
+                            wind, integration, inner_step_s, noise_seed, parameters:
+                            {mass, ...}}
     mpc_controller:         horizon, slack_quadratic, slack_linear
     hybrid_tuner:           method, gamma, delta, iterations, episode_steps, seed,
                             alpha: {kind, scale, offset, power, first_k}, eta: {first_k},

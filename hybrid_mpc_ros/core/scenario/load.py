@@ -206,7 +206,8 @@ def simulator_section(file: ParameterFile, sim: dict) -> Simulator:
         settings = RotorPySettings(
             values['vehicle'], values['aero'],
             tuple(float(item) for item in wind) if wind is not None else None,
-            values.get('inner_step_s', 0.01), values.get('noise_seed', 0),
+            values.get('integration', 'rotorpy'), values.get('inner_step_s'),
+            values.get('noise_seed', 0),
             tuple(sorted(values.get('parameters', {}).items())))
         return Simulator(None, None, None, kind, layout, rotors, settings)
     try:

@@ -17,7 +17,8 @@ from hybrid_mpc_ros.core.learning.run import METHODS
 from hybrid_mpc_ros.core.model.plant import LAYOUTS
 from hybrid_mpc_ros.core.model.quadcopter import (INTEGRATORS, NU, NX, PARAM_DESCRIPTIONS,
                                                   QuadParams)
-from hybrid_mpc_ros.core.model.rotorpy_plant import (PARAMETERS as ROTORPY_DESCRIPTIONS,
+from hybrid_mpc_ros.core.model.rotorpy_plant import (INTEGRATIONS,
+                                                     PARAMETERS as ROTORPY_DESCRIPTIONS,
                                                      PRESETS)
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.policy import SOFT_IDX
@@ -48,9 +49,15 @@ ROTORPY = {
         'translational lift); the motor lag stays either way'))),
     'wind': Optional(floats(3, description=(
         'rotorpy: constant wind velocity in the world frame (ENU) [m/s]; unset: no wind'))),
+    'integration': Optional(text(INTEGRATIONS, description=(
+        "rotorpy: 'rotorpy' (RotorPy's own steps: scipy's RK45 per inner step, as "
+        "Multirotor.step) or 'rk4' (RotorPy's equations in CasADi, classic RK4 inner "
+        "steps, one compiled call per period: some 30-50 times cheaper and closer to the "
+        "exact solution); unset: 'rotorpy'"))),
     'inner_step_s': Optional(floating(0.0, strict=True, description=(
-        "rotorpy: RotorPy's own integration step inside each period, the command held "
-        '[s]; must divide period_s (unset: 0.01, RotorPy\'s 100 Hz)'))),
+        'rotorpy: the inner step inside each period, the command held [s]; must divide '
+        "period_s (unset: 0.01, RotorPy's 100 Hz, with integration 'rotorpy'; 0.001 with "
+        "'rk4')"))),
     'noise_seed': Optional(integer(0, description=(
         'rotorpy: seed of the motor noise (parameters.motor_noise_std), drawn again from '
         'the seed at every episode reset (unset: 0)'))),
@@ -114,8 +121,8 @@ SIMULATOR = {
 PLANT_KIND_KEYS = {
     'quadcopter': (('integrator', 'substeps', 'plant'), ('layout', 'command_rotors')),
     'rotorpy': (('layout', 'command_rotors', 'rotorpy.vehicle', 'rotorpy.aero'),
-                ('rotorpy.wind', 'rotorpy.inner_step_s', 'rotorpy.noise_seed',
-                 'rotorpy.parameters')),
+                ('rotorpy.wind', 'rotorpy.integration', 'rotorpy.inner_step_s',
+                 'rotorpy.noise_seed', 'rotorpy.parameters')),
 }
 CONTROLLER = {
     'horizon': integer(1, description='prediction horizon N of the MPC [steps]'),

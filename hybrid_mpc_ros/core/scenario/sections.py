@@ -66,15 +66,17 @@ class RotorPySettings:
     """The ``rotorpy`` group of the simulator section (kind ``rotorpy``).
 
     ``vehicle`` RotorPy's preset; ``aero`` its aerodynamics on or off; ``wind`` (3,) a
-    constant world-frame wind [m/s] or None; ``inner_step_s`` [s] RotorPy's integration
-    step inside each period; ``noise_seed`` the motor noise's seed; ``parameters`` the
-    preset's constants replaced, as ``(name, value)`` pairs.
+    constant world-frame wind [m/s] or None; ``integration`` ``'rotorpy'`` or ``'rk4'``
+    and ``inner_step_s`` [s] (None: the integration's default) the integration inside
+    each period; ``noise_seed`` the motor noise's seed; ``parameters`` the preset's
+    constants replaced, as ``(name, value)`` pairs.
     """
 
     vehicle: str
     aero: bool
     wind: tuple[float, float, float] | None = None
-    inner_step_s: float = 0.01
+    integration: str = 'rotorpy'
+    inner_step_s: float | None = None
     noise_seed: int = 0
     parameters: tuple[tuple[str, float], ...] = ()
 
@@ -104,7 +106,7 @@ class Simulator:
             return RotorPyPlant(settings.vehicle, dict(settings.parameters), settings.aero,
                                 settings.wind or (0.0, 0.0, 0.0), period_s,
                                 settings.inner_step_s, self.layout, self.command_rotors,
-                                settings.noise_seed)
+                                settings.noise_seed, integration=settings.integration)
         return Quadcopter(self.plant, period_s, self.substeps, self.integrator, self.layout,
                           self.command_rotors)
 
