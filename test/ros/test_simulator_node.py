@@ -521,6 +521,19 @@ def test_invalid_configuration_exits_with_a_clear_message(rclpy_context):
     assert 'Traceback' not in log
 
 
+def test_rotorpy_plant_that_does_not_fit_its_layout_exits_with_a_clear_message(rclpy_context):
+    params = {'kind': 'rotorpy', 'layout': '+', 'command_rotors': [1, 2, 3, 4],
+              'rotorpy': {'vehicle': 'hummingbird', 'aero': False}}
+    with processes.start_node('ros.simulator_node', params=params) as sim:
+        deadline = time.monotonic() + START_TIMEOUT
+        while sim.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sim.returncode == 1
+    log = sim.log_text()
+    assert 'invalid configuration' in log and "fits layout 'x'" in log, log
+    assert 'Traceback' not in log
+
+
 # -- the pieces the node tests stand on, checked without a running graph -----------------
 
 def test_parameter_values_are_formatted_as_ros_yaml():

@@ -39,7 +39,6 @@ from typing import Mapping
 
 import numpy as np
 from numpy.linalg import norm
-import scipy.integrate
 
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.model.frames import euler_to_quaternion, quaternion_to_euler
@@ -140,6 +139,8 @@ class RotorPyPlant:
                  command_rotors=IDENTITY_ROTORS, noise_seed: int = 0,
                  integrator_kwargs: Mapping | None = None, integration: str = 'rotorpy'):
         from rotorpy.vehicles.multirotor import Multirotor
+        from scipy.integrate import solve_ivp      # here: a scenario loads without it
+        self._solve_ivp = solve_ivp
         if not (math.isfinite(dt) and dt > 0.0):
             raise ConfigError(f'sampling period must be > 0 s, got {dt}')
         if integration not in INTEGRATIONS:
@@ -251,8 +252,8 @@ class RotorPyPlant:
 
         state = self._state
         for _ in range(self.inner_steps):
-            state = scipy.integrate.solve_ivp(s_dot, (0.0, self.inner_step_s), state,
-                                              **vehicle.integrator_kwargs)['y'][:, -1]
+            state = self._solve_ivp(s_dot, (0.0, self.inner_step_s), state,
+                                    **vehicle.integrator_kwargs)['y'][:, -1]
             state[6:10] = state[6:10] / norm(state[6:10])
             if self._noise_std:
                 state[16:20] += self._rng.normal(scale=self._noise_std, size=NU)
