@@ -58,7 +58,7 @@ def offline_tuning(config, name=TEST_SCENARIO, observe=None):
     chosen = scenario(name)
     policy, plant = chosen.policy(), chosen.plant()
     thetas = []
-    tuner = Tuner(config, simulated_episodes(plant.step, policy, chosen.x0,
+    tuner = Tuner(config, simulated_episodes(plant, policy, chosen.x0,
                                              config.episode_steps, observe=observe),
                   chosen.nominal_model().jacobians, chosen.cost(), policy.theta.copy(),
                   progress=lambda row: thetas.append(tuner.state.theta.copy()),

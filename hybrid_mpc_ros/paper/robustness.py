@@ -162,7 +162,7 @@ def run_job(job: Job, settings: Settings) -> dict:
         method=method,
         iterations=settings.iterations, episode_steps=steps, seed=job.seed)
     box = scenario.mpc_config
-    watched = _Watched(simulated_episodes(plant.step, policy, scenario.x0, steps), cost,
+    watched = _Watched(simulated_episodes(plant, policy, scenario.x0, steps), cost,
                        box.u_min, box.u_max)
     theta0 = policy.theta.copy()
     if job.method == 'optimum':

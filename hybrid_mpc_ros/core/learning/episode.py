@@ -245,15 +245,33 @@ class EpisodeBuilder:
                              self.theta.copy(), aborted=True, abort_reason=reason)
 
 
-def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
-            x0: np.ndarray, steps: int, sensitivities: bool = True,
+def plant_parts(plant) -> tuple[Callable, Callable | None]:
+    """Return ``(step, reset)`` of a plant object or of a bare step callable.
+
+    A :class:`~hybrid_mpc_ros.core.model.plant.Plant` gives its ``step`` and ``reset``; a
+    bare ``step(x, u) -> x+`` callable gives itself and None (a stateless plant).
+    """
+    step = getattr(plant, 'step', None)
+    if callable(step):
+        return step, getattr(plant, 'reset', None)
+    if callable(plant):
+        return plant, None
+    raise TypeError(f'a plant is an object with step(x, u) and reset(x0), or a step '
+                    f'callable; got {plant!r}')
+
+
+def rollout(plant, policy, x0: np.ndarray, steps: int, sensitivities: bool = True,
             period_s: float | None = None,
             abort_if: Callable[[np.ndarray], str] | None = None,
             observe: Callable[[np.ndarray], np.ndarray] | None = None) -> EpisodeRecord:
-    """Run ``policy`` on the true system ``plant_step(x, u) -> x+`` for ``steps`` steps.
+    """Run ``policy`` on the true system ``plant`` for ``steps`` steps.
 
-    ``policy`` has the :class:`~hybrid_mpc_ros.core.mpc.policy.MPCPolicy` interface; it is reset
-    first so an episode depends only on (theta, x0) and reruns bit for bit. Each step goes
+    ``plant`` is a :class:`~hybrid_mpc_ros.core.model.plant.Plant` (``step(x, u) -> x+``
+    and ``reset(x0)``, called first so that its hidden states, such as rotor speeds or
+    wind, start the same in every episode) or a bare ``step(x, u) -> x+`` callable of a
+    plant without hidden states. ``policy`` has the
+    :class:`~hybrid_mpc_ros.core.mpc.policy.MPCPolicy` interface; it is reset first too,
+    so an episode depends only on (theta, x0) and reruns bit for bit. Each step goes
     through the :class:`EpisodeBuilder` the ROS tuner uses, as a sample stamped
     ``t * period_s`` (default: the policy's ``config.dt``) with revision 0; the record's
     ``x`` (T+1, 12), ``u`` (T, 4), ``du_dx`` (T, 4, 12), ``du_dtheta`` (T, 4, 94) and
@@ -272,7 +290,10 @@ def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
     last bits; with that as ``observe`` the rollout is the lockstep ROS episode's to the
     last digit.
     """
+    plant_step, plant_reset = plant_parts(plant)
     x = np.array(x0, dtype=float)
+    if plant_reset is not None:
+        plant_reset(x)
     policy.reset()
     builder = EpisodeBuilder(policy.theta, 0, steps,
                              policy.config.dt if period_s is None else period_s)

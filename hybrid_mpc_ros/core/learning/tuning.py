@@ -379,16 +379,18 @@ class Tuner:
         return self.state
 
 
-def simulated_episodes(plant_step, policy, x0: np.ndarray, steps: int,
+def simulated_episodes(plant, policy, x0: np.ndarray, steps: int,
                        abort_if=None, observe=None) -> EpisodeRunner:
     """Build an episode runner on the simulated plant: set theta, reset, roll out.
 
+    ``plant`` is a :class:`~hybrid_mpc_ros.core.model.plant.Plant` (reset at the start of
+    every episode) or a bare ``step(x, u) -> x+`` callable (see :func:`rollout`).
     ``abort_if(x) -> reason`` (12,), if given, ends an episode early; ``observe(x) ->
     x_seen`` (12,), if given, is the state the policy and the record see (see
     :func:`rollout`).
     """
     def run(theta: np.ndarray, sensitivities: bool) -> EpisodeRecord:
         policy.set_theta(theta)
-        return rollout(plant_step, policy, x0, steps, sensitivities, abort_if=abort_if,
+        return rollout(plant, policy, x0, steps, sensitivities, abort_if=abort_if,
                        observe=observe)
     return run

@@ -24,17 +24,19 @@ from hybrid_mpc_ros.core.learning.step_rules import SafetyGuard
 from hybrid_mpc_ros.core.learning.run import TuningConfig
 from hybrid_mpc_ros.core.model.identification import IdentificationSettings
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
+from hybrid_mpc_ros.core.model.plant import check_layout, IDENTITY_ROTORS
 from hybrid_mpc_ros.core.model.quadcopter import QuadParams
 from hybrid_mpc_ros.core.mpc.policy import SOFT_IDX
 from hybrid_mpc_ros.core.param_schema import flat_specs, ParameterFile, Spec
 from hybrid_mpc_ros.core.scenario.files import default_scenario_path
 from hybrid_mpc_ros.core.scenario.model import Scenario
 from hybrid_mpc_ros.core.scenario.schema import (NODE_SECTIONS, OPTIONAL_SECTIONS,
-                                                 RULE_CHOICES, SCHEMA, SHARED,
-                                                 unknown_key_hint)
+                                                 PLANT_KIND_KEYS, RULE_CHOICES, SCHEMA,
+                                                 SHARED, SIMULATOR, unknown_key_hint)
 from hybrid_mpc_ros.core.scenario.sections import (AblationSettings, Controller, frozen,
-                                                   PaperNumbers, Reproduction, Run, run_name,
-                                                   Shared, Simulator, Tuner, TunerRules)
+                                                   PaperNumbers, Reproduction, RotorPySettings,
+                                                   Run, run_name, Shared, Simulator, Tuner,
+                                                   TunerRules)
 
 
 def load_scenario(path: str | os.PathLike, load_model: bool = True) -> Scenario:
@@ -165,32 +167,90 @@ def _shared(file: ParameterFile, shared: dict) -> Shared:
                   shared['nominal_model_file'])
 
 
-def _simulator(file: ParameterFile, shared: Shared, sim: dict) -> Simulator:
+def simulator_section(file: ParameterFile, sim: dict) -> Simulator:
+    """Check the simulator section's checked values ``sim`` by plant kind; build it.
+
+    The chosen kind's keys (``PLANT_KIND_KEYS``) must be there, the other kind's are
+    refused; the layout and command map are checked, and a RotorPy vehicle against its
+    rotor geometry; the vehicle must hover within its rotor limits. Errors name ``file``
+    (a scenario file or a node) and the key. Nothing is checked of a plant the section
+    does not use.
+    """
+    section = 'quadcopter_simulator'
+    kind = sim.get('kind', 'quadcopter')
+    needs, allows = PLANT_KIND_KEYS[kind]
+    given = []
+    for key, value in sim.items():
+        if key in ('plant', 'rotorpy'):
+            given += [f'{key}.{sub}' for sub in value]
+        elif key != 'kind':
+            given.append(key)
+    for name in given:
+        if name not in needs + allows and name.split('.')[0] not in needs + allows:
+            raise file.error(section, name, f'given, but kind {kind} does not use it')
+    for name in needs:
+        if name == 'plant':
+            missing = [key for key in SIMULATOR['plant'] if key not in sim.get('plant', {})]
+            if missing:
+                raise file.error(section, f'plant.{missing[0]}', f'missing (kind {kind})')
+        elif name not in given:
+            raise file.error(section, name, f'missing (kind {kind})')
+    try:
+        layout, rotors = check_layout(sim.get('layout', '+'),
+                                      sim.get('command_rotors', IDENTITY_ROTORS))
+    except ConfigError as exc:
+        raise file.error(section, 'command_rotors', str(exc)) from None
+    if kind == 'rotorpy':
+        values = sim['rotorpy']
+        wind = values.get('wind')
+        settings = RotorPySettings(
+            values['vehicle'], values['aero'],
+            tuple(float(item) for item in wind) if wind is not None else None,
+            values.get('integration', 'rotorpy'), values.get('inner_step_s'),
+            values.get('noise_seed', 0),
+            tuple(sorted(values.get('parameters', {}).items())))
+        return Simulator(None, None, None, kind, layout, rotors, settings)
     try:
         params = QuadParams.from_mapping(sim['plant'])
     except ConfigError as exc:
-        raise file.error('quadcopter_simulator', 'plant', str(exc)) from None
+        raise file.error(section, 'plant', str(exc)) from None
     hover = params.hover_speed
     if not params.omega_min <= hover <= params.omega_max:
-        raise file.error('quadcopter_simulator', 'plant',
+        raise file.error(section, 'plant',
                          f'this vehicle cannot hover within its rotor limits: hover speed '
                          f'sqrt(m g / (4 k)) = sqrt({params.mass:g} * {params.gravity:g} / '
                          f'(4 * {params.thrust_coeff:g})) = {hover:.1f} rad/s is outside '
                          f'[omega_min, omega_max] = [{params.omega_min:g}, '
                          f'{params.omega_max:g}] rad/s')
-    if shared.u_min < params.omega_min or shared.u_max > params.omega_max:
-        raise file.error('/**', 'constraints.u_max' if shared.u_max > params.omega_max
+    return Simulator(sim['integrator'], sim['substeps'], params, kind, layout, rotors)
+
+
+def _simulator(file: ParameterFile, shared: Shared, sim: dict) -> Simulator:
+    """Build the simulator section; check the MPC input box against its vehicle."""
+    simulator = simulator_section(file, sim)
+    if simulator.kind == 'rotorpy':
+        try:
+            plant = simulator.build(shared.period_s)
+        except ConfigError as exc:
+            raise file.error('quadcopter_simulator', 'rotorpy', str(exc)) from None
+        low, high, hover = plant.u_min, plant.u_max, plant.hover_speed
+        vehicle = f'the RotorPy {simulator.rotorpy.vehicle}'
+    else:
+        params = simulator.plant
+        low, high, hover = params.omega_min, params.omega_max, params.hover_speed
+        vehicle = 'quadcopter_simulator.plant'
+    if shared.u_min < low or shared.u_max > high:
+        raise file.error('/**', 'constraints.u_max' if shared.u_max > high
                          else 'constraints.u_min',
                          f'the MPC input box [{shared.u_min:g}, {shared.u_max:g}] rad/s '
-                         f'leaves the rotor limits [{params.omega_min:g}, '
-                         f'{params.omega_max:g}] of quadcopter_simulator.plant (the vehicle '
-                         'would clamp the commands)')
+                         f'leaves the rotor limits [{low:g}, {high:g}] of {vehicle} (the '
+                         'vehicle would clamp the commands)')
     if not shared.u_min <= hover <= shared.u_max:
         raise file.error('/**', 'constraints',
                          f'the MPC input box [{shared.u_min:g}, {shared.u_max:g}] rad/s '
                          f'excludes the hover speed {hover:.1f} rad/s: the MPC could not '
                          'hold altitude')
-    return Simulator(sim['integrator'], sim['substeps'], params)
+    return simulator
 
 
 def _tuner(file: ParameterFile, tuner: dict) -> Tuner:

@@ -19,6 +19,7 @@ from hybrid_mpc_ros.core.learning.run import TuningConfig
 from hybrid_mpc_ros.core.model.identification import identify, IdentificationSettings
 from hybrid_mpc_ros.core.model.lqr import hover_linearisation, LQRController
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
+from hybrid_mpc_ros.core.model.plant import Plant
 from hybrid_mpc_ros.core.model.quadcopter import Quadcopter, QuadParams
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy
@@ -87,9 +88,13 @@ class Scenario:
 
     # -- the true system and the nominal model ---------------------------------------
 
-    def plant(self) -> Quadcopter:
-        """Return the true system: the plant constants integrated over ``period_s``."""
-        return Quadcopter(self.plant_params, self.period_s, self.substeps, self.integrator)
+    def plant(self) -> Plant:
+        """Return the true system stepped every ``period_s``: the simulator section's kind.
+
+        A :class:`Quadcopter` (the plant constants integrated over ``period_s``) or a
+        :class:`~hybrid_mpc_ros.core.model.rotorpy_plant.RotorPyPlant`; a new one per call.
+        """
+        return self.simulator.build(self.period_s)
 
     def nominal_model(self) -> AffineModel:
         """Return the nominal model the scenario names; ConfigError if it was not loaded."""
