@@ -4,17 +4,23 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from scenario_setup import scenario
+from scenario_setup import scenario, scenario_path
+import yaml
+
+from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.control.controller_loop import ControllerLoop
 
 from hybrid_mpc_ros.core.learning.episode import EpisodeBuilder, EpisodeRejected, rollout
 from hybrid_mpc_ros.core.learning.gradients import model_based_gradient
-from hybrid_mpc_ros.core.learning.samples import SensitivitySample
+from hybrid_mpc_ros.core.learning.samples import SensitivitySample, Stamp
 from hybrid_mpc_ros.core.model.nominal_model import linearised_model
 from hybrid_mpc_ros.core.model.quadcopter import NU, NX
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.offset_free import (finite_difference_disturbance_sensitivity,
                                                  OffsetFreePolicy)
 from hybrid_mpc_ros.core.mpc.policy import finite_difference_sensitivities
+from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
+from hybrid_mpc_ros.core.scenario import load_scenario
 
 GAIN = 0.5
 # a constant input bias [rad/s] the vehicle can still hover with (u_max is 630 rad/s)
@@ -171,3 +177,65 @@ def test_an_episode_does_not_mix_steps_with_and_without_an_estimate():
     assert info.value.kind == 'mixed_estimate'
     with pytest.raises(ValueError, match='together'):
         sample(1, d=np.ones(NU))
+
+
+def test_the_controller_loop_reports_what_the_rollout_records(setup):
+    # the node's protocol (SafeController + ControllerLoop) and the offline rollout run the
+    # same estimate: the samples build the rollout's record, d and du/dd included
+    sc, model, _, policy = setup
+
+    def plant(x, u):
+        return model.step(x, u + BIAS)
+
+    steps, period_ns = 15, 100_000_000
+    reference = rollout(plant, policy, sc.x0, steps)
+    cfg = policy.config
+    loop = ControllerLoop(SafeController(policy, SafetyConfig(0.2, 2, 0.9), cfg.u_min,
+                                         cfg.u_max), 'odometry')
+    loop.reset()
+    builder = EpisodeBuilder(policy.theta, 0, steps, 0.1)
+    x = np.array(sc.x0, dtype=float)
+    for t in range(steps):
+        stamp = Stamp.from_nanoseconds(t * period_ns)
+        assert loop.odometry(stamp.nanoseconds, x, 0.0)
+        result, sample = loop.report(loop.command(0.0), lambda: stamp)
+        builder.add(sample)
+        x = plant(x, result.u)
+    record = builder.finish(x, Stamp.from_nanoseconds(steps * period_ns))
+    for name in ('x', 'u', 'd', 'du_dd', 'du_dx', 'du_dtheta'):
+        np.testing.assert_array_equal(getattr(record, name), getattr(reference, name))
+
+
+def test_a_step_without_a_solve_skips_the_next_update(setup):
+    sc, model, _, policy = setup
+    cfg = policy.config
+    controller = SafeController(policy, SafetyConfig(0.2, 2, 0.9), cfg.u_min, cfg.u_max)
+    controller.reset()
+    x = np.array(sc.x0, dtype=float)
+    x = model.step(x, controller.step(x).u + BIAS)
+    stale = controller.step(x, odom_age_s=1.0)                  # failsafe: no solve
+    assert stale.mode == 'failsafe' and np.array_equal(stale.d, np.zeros(NU))
+    x = model.step(x, stale.u + BIAS)
+    # no previous solve to compare with: the estimate stays, then moves again
+    assert np.array_equal(controller.step(x).d, np.zeros(NU))
+    x = model.step(x, controller.policy.last.u + BIAS)
+    np.testing.assert_allclose(controller.step(x).d, GAIN * BIAS, atol=1e-9)
+
+
+def test_the_setting_is_off_in_the_paper_scenarios_and_names_its_key(tmp_path):
+    for name in ('arxiv_v1', 'l4dc2026'):
+        assert scenario(name).controller.disturbance_observer_gain is None
+        assert scenario(name).disturbance_observer() is None
+    text = open(scenario_path('arxiv_v1')).read()
+    data = yaml.safe_load(text)
+    for gain in (0.5, 0.0, 1.5):
+        data['mpc_controller']['ros__parameters']['disturbance_observer_gain'] = gain
+        path = tmp_path / 'offset_free.yaml'
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        if gain == 0.5:
+            loaded = load_scenario(str(path))
+            assert loaded.disturbance_observer().gain == 0.5
+            assert isinstance(loaded.policy(), OffsetFreePolicy)
+        else:
+            with pytest.raises(ConfigError, match='disturbance_observer_gain'):
+                load_scenario(str(path))

@@ -21,6 +21,7 @@ from hybrid_mpc_ros.core.model.lqr import hover_linearisation, LQRController
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 from hybrid_mpc_ros.core.model.quadcopter import Quadcopter, QuadParams
 from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.mpc.offset_free import DisturbanceObserver, OffsetFreePolicy
 from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy
 from hybrid_mpc_ros.core.scenario.sections import (AblationSettings, Controller, PaperNumbers,
                                                    Reproduction, Run, run_name, Shared,
@@ -133,11 +134,28 @@ class Scenario:
         """Build the MPC on the nominal model (or ``model``), from :meth:`initial_theta`.
 
         ``config`` replaces :attr:`mpc_config` (e.g. a test's solver settings) and
-        ``theta`` (94,) the start.
+        ``theta`` (94,) the start. With a ``disturbance_observer_gain`` it is the
+        offset-free MPC (:class:`~hybrid_mpc_ros.core.mpc.offset_free.OffsetFreePolicy`).
         """
         model = model or self.nominal_model()
         theta = self.initial_theta(model) if theta is None else theta
+        gain = self.controller.disturbance_observer_gain
+        if gain is not None:
+            return OffsetFreePolicy(model, config or self.mpc_config, theta, self.x_ref,
+                                    self.u_ref, gain)
         return MPCPolicy(model, config or self.mpc_config, theta, self.x_ref, self.u_ref)
+
+    def disturbance_observer(self, model: AffineModel | None = None):
+        """Return the offset-free controller's observer on the nominal model, or None.
+
+        ``model`` replaces the nominal model. The model-based gradient of an offset-free
+        episode needs it: the controller's own observer law
+        (:class:`~hybrid_mpc_ros.core.mpc.offset_free.DisturbanceObserver`).
+        """
+        gain = self.controller.disturbance_observer_gain
+        if gain is None:
+            return None
+        return DisturbanceObserver(model or self.nominal_model(), gain)
 
     def nonlinear_policy(self, params: QuadParams | None = None, theta: np.ndarray | None = None,
                          **config_overrides):
