@@ -285,7 +285,7 @@ class SafeController:
         return result
 
     def _unsolved(self, result: StepResult) -> StepResult:
-        """A step without a solve: an offset-free policy skips its next update."""
+        """Finish a step without a solve: an offset-free policy skips its next update."""
         if self._applied is not None:
             self._applied(None)
             result.d = self.policy.disturbance.copy()
