@@ -31,14 +31,14 @@ dim  label                                               size  offset  content
 
 **Version 2** (an offset-free controller, :mod:`~hybrid_mpc_ros.core.mpc.offset_free`): the
 format dimension's label is ``hybrid_mpc_ros/sensitivity/v2`` and two blocks follow
-version 1's ten dimensions, the rest unchanged (467 doubles):
+version 1's ten dimensions, the rest unchanged (507 doubles):
 
-===========  ==============================================  ====  ======  =================
-block        label                                           size  offset  content
-===========  ==============================================  ====  ======  =================
-``d``        ``d [4]: input disturbance estimate [rad/s]``   4     447     the step's d
-``du_dd``    ``du_dd [4x4] row-major``                       16    451     [i, j] at 451+4i+j
-===========  ==============================================  ====  ======  =================
+=========  =================================================  ====  ======  ===================
+block      label                                              size  offset  content
+=========  =================================================  ====  ======  ===================
+``d``      ``d [12]: state disturbance estimate per period``  12    447     the step's d
+``du_dd``  ``du_dd [4x12] row-major``                         48    459     [i, j] at 459+12i+j
+=========  =================================================  ====  ======  ===================
 
 A controller without an estimate sends version 1, bit for bit as before; the reader takes
 either. ``d`` must be finite; ``du_dd`` may be NaN like the other sensitivities.
@@ -79,8 +79,8 @@ BLOCKS = (
 )
 # version 2 appends the offset-free controller's estimate and its sensitivity
 BLOCKS_V2 = BLOCKS + (
-    ('d', f'd [{NU}]: input disturbance estimate [rad/s]', NU),
-    ('du_dd', f'du_dd [{NU}x{NU}] row-major', NU * NU),
+    ('d', f'd [{NX}]: state disturbance estimate per period', NX),
+    ('du_dd', f'du_dd [{NU}x{NX}] row-major', NU * NX),
 )
 
 
@@ -133,7 +133,7 @@ class SensitivityEncoder:
         self._du_dtheta = self._data[SLICES['du_dtheta']].reshape(NU, th.N_THETA)
         if offset_free:
             self._d = self._data[SLICES_V2['d']]
-            self._du_dd = self._data[SLICES_V2['du_dd']].reshape(NU, NU)
+            self._du_dd = self._data[SLICES_V2['du_dd']].reshape(NU, NX)
 
     def encode(self, stamp, odom_stamp, revision: int, status: int, solve_ms: float,
                x: np.ndarray, u: np.ndarray, du_dx: np.ndarray,
@@ -143,14 +143,14 @@ class SensitivityEncoder:
 
         ``stamp``, ``odom_stamp``: objects with integer ``sec``/``nanosec`` (ROS ``Time`` or
         :class:`Stamp`); ``x`` (12,), ``u`` (4,), ``du_dx`` (4, 12), ``du_dtheta`` (4, 94);
-        ``d`` (4,) and ``du_dd`` (4, 4) exactly when the encoder is ``offset_free``.
+        ``d`` (12,) and ``du_dd`` (4, 12) exactly when the encoder is ``offset_free``.
         Only shapes are checked here (ValueError); the reader checks content.
         """
         if (d is not None) != self.offset_free or (du_dd is not None) != self.offset_free:
             raise ValueError('an offset-free encoder needs d and du_dd, another takes neither')
         if self.offset_free:
-            if np.shape(d) != (NU,) or np.shape(du_dd) != (NU, NU):
-                raise ValueError(f'sensitivity sample needs d (4,) and du_dd (4, 4); got '
+            if np.shape(d) != (NX,) or np.shape(du_dd) != (NU, NX):
+                raise ValueError(f'sensitivity sample needs d (12,) and du_dd (4, 12); got '
                                  f'{np.shape(d)}, {np.shape(du_dd)}')
             self._d[...] = d
             self._du_dd[...] = du_dd
@@ -233,7 +233,7 @@ def parse_sensitivity_message(msg: Float64MultiArray) -> SensitivitySample:
             int(data[4]), int(data[5]), float(data[6]), data[SLICES['x']],
             data[SLICES['u']], data[SLICES['du_dx']].reshape(NU, NX),
             data[SLICES['du_dtheta']].reshape(NU, th.N_THETA),
-            *((data[slices['d']], data[slices['du_dd']].reshape(NU, NU)) if 'd' in slices
+            *((data[slices['d']], data[slices['du_dd']].reshape(NU, NX)) if 'd' in slices
               else ()))
     except ValueError as exc:
         raise ValueError(f'sensitivity message: {exc}') from None

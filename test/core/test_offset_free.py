@@ -16,7 +16,8 @@ from hybrid_mpc_ros.core.learning.samples import SensitivitySample, Stamp
 from hybrid_mpc_ros.core.model.nominal_model import linearised_model
 from hybrid_mpc_ros.core.model.quadcopter import NU, NX
 from hybrid_mpc_ros.core.mpc import theta as th
-from hybrid_mpc_ros.core.mpc.offset_free import (finite_difference_disturbance_sensitivity,
+from hybrid_mpc_ros.core.mpc.offset_free import (CONTROLLED,
+                                                 finite_difference_disturbance_sensitivity,
                                                  OffsetFreePolicy)
 from hybrid_mpc_ros.core.mpc.policy import finite_difference_sensitivities
 from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
@@ -62,11 +63,12 @@ def test_sensitivities_in_x_d_and_theta_match_finite_differences(setup):
     checked = 0
     for _ in range(40):
         x = sc.x_ref + spread * rng.normal(size=NX)
-        d = 20.0 * rng.normal(size=NU)
+        d = 0.02 * rng.normal(size=NX)
+        policy.set_disturbance(d)
+        fd_d, same_d = finite_difference_disturbance_sensitivity(policy, x)
         fd_x, fd_t, same = finite_difference_sensitivities(_HeldEstimate(policy, d), x)
-        if not same:
+        if not (same and same_d):
             continue                 # too close to an active-set change for central differences
-        fd_d = finite_difference_disturbance_sensitivity(policy, x)
         policy.set_disturbance(d)
         assert policy.solve(x).ok
         du_dx, du_dtheta = policy.sensitivities()
@@ -82,14 +84,20 @@ def test_sensitivities_in_x_d_and_theta_match_finite_differences(setup):
     assert np.all(worst < 1e-5)
 
 
-def test_target_and_bias_cancellation_at_hover(setup):
-    # on the hover linearisation the model holds the reference with u_ref, so the target
-    # is (x_ref, u_ref - d): the estimate is cancelled where no bound is active
-    sc, _, _, policy = setup
-    np.testing.assert_allclose(policy.target.x0, sc.x_ref, atol=1e-9)
-    np.testing.assert_allclose(policy.target.u0, sc.u_ref, atol=1e-9)
-    np.testing.assert_allclose(policy.target.gain_u, -np.eye(NU), atol=1e-9)
-    np.testing.assert_allclose(policy.target.gain_x, 0.0, atol=1e-9)
+def test_the_target_holds_the_model_with_d_at_the_reference(setup):
+    # on the hover linearisation the model holds the reference with u_ref (d = 0); for an
+    # input bias d = B b the target is (x_ref, u_ref - b); for any d it is a rest point
+    sc, model, _, policy = setup
+    target = policy.target
+    np.testing.assert_allclose(target.x0, sc.x_ref, atol=1e-9)
+    np.testing.assert_allclose(target.u0, sc.u_ref, atol=1e-9)
+    x_s, u_s = target.at(model.B @ BIAS)
+    np.testing.assert_allclose(x_s, sc.x_ref, atol=1e-9)
+    np.testing.assert_allclose(u_s, sc.u_ref - BIAS, atol=1e-9)
+    d = np.random.default_rng(5).normal(size=NX) * 0.01
+    x_s, u_s = target.at(d)
+    np.testing.assert_allclose(model.step(x_s, u_s) + d, x_s, atol=1e-9)
+    np.testing.assert_allclose(x_s[list(CONTROLLED)], sc.x_ref[list(CONTROLLED)], atol=1e-12)
 
 
 def test_observer_converges_to_a_constant_input_bias_and_reset_clears_it(setup):
@@ -97,9 +105,10 @@ def test_observer_converges_to_a_constant_input_bias_and_reset_clears_it(setup):
     record = rollout(lambda x, u: model.step(x, u + BIAS), policy, sc.x0, 12)
     assert record.offset_free
     np.testing.assert_array_equal(record.d[0], 0.0)         # the reset value
-    # d_t = (1 - (1 - gain)^t) b on a plant that is the model plus the bias b
+    # d_t = (1 - (1 - gain)^t) B b on a plant that is the model plus the input bias b
     for t in (1, 5, 11):
-        np.testing.assert_allclose(record.d[t], (1 - (1 - GAIN) ** t) * BIAS, atol=1e-9)
+        np.testing.assert_allclose(record.d[t], (1 - (1 - GAIN) ** t) * model.B @ BIAS,
+                                   atol=1e-12)
     policy.reset()
     np.testing.assert_array_equal(policy.disturbance, 0.0)
 
@@ -171,12 +180,12 @@ def test_an_episode_does_not_mix_steps_with_and_without_an_estimate():
                                  np.zeros(NX), np.zeros(NU), np.zeros((NU, NX)),
                                  np.zeros((NU, th.N_THETA)), **estimate)
 
-    builder.add(sample(0, d=np.ones(NU), du_dd=np.eye(NU)))
+    builder.add(sample(0, d=np.ones(NX), du_dd=np.ones((NU, NX))))
     with pytest.raises(EpisodeRejected) as info:
         builder.add(sample(1))
     assert info.value.kind == 'mixed_estimate'
     with pytest.raises(ValueError, match='together'):
-        sample(1, d=np.ones(NU))
+        sample(1, d=np.ones(NX))
 
 
 def test_the_controller_loop_reports_what_the_rollout_records(setup):
@@ -214,12 +223,12 @@ def test_a_step_without_a_solve_skips_the_next_update(setup):
     x = np.array(sc.x0, dtype=float)
     x = model.step(x, controller.step(x).u + BIAS)
     stale = controller.step(x, odom_age_s=1.0)                  # failsafe: no solve
-    assert stale.mode == 'failsafe' and np.array_equal(stale.d, np.zeros(NU))
+    assert stale.mode == 'failsafe' and np.array_equal(stale.d, np.zeros(NX))
     x = model.step(x, stale.u + BIAS)
     # no previous solve to compare with: the estimate stays, then moves again
-    assert np.array_equal(controller.step(x).d, np.zeros(NU))
+    assert np.array_equal(controller.step(x).d, np.zeros(NX))
     x = model.step(x, controller.policy.last.u + BIAS)
-    np.testing.assert_allclose(controller.step(x).d, GAIN * BIAS, atol=1e-9)
+    np.testing.assert_allclose(controller.step(x).d, GAIN * model.B @ BIAS, atol=1e-12)
 
 
 def test_the_setting_is_off_in_the_paper_scenarios_and_names_its_key(tmp_path):

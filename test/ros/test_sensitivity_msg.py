@@ -155,14 +155,14 @@ def test_docstring_table_is_the_layout():
 
 def _offset_free_sample(seed=0, status=0):
     rng = np.random.default_rng(seed + 100)
-    return _sample(seed, status, d=rng.normal(size=4) * 5, du_dd=rng.normal(size=(4, 4)))
+    return _sample(seed, status, d=rng.normal(size=12) * 0.01, du_dd=rng.normal(size=(4, 12)))
 
 
 def test_version_2_carries_the_disturbance_estimate_exactly():
     sample = _offset_free_sample()
     msg = codec.sensitivity_message(sample)
     assert msg.layout.dim[0].label == codec.FORMAT_LABEL_V2
-    assert len(msg.data) == codec.SIZE_V2 == 467
+    assert len(msg.data) == codec.SIZE_V2 == 507
     wire = deserialize_message(serialize_message(msg), Float64MultiArray)
     decoded = codec.parse_sensitivity_message(wire)
     _assert_same(decoded, sample)
@@ -186,7 +186,7 @@ def test_version_2_encoder_is_reused_and_refuses_a_sample_of_the_other_kind():
 
 def test_version_2_refuses_a_non_finite_estimate_but_not_missing_sensitivities():
     sample = _offset_free_sample(status=4)
-    msg = codec.sensitivity_message(replace_arrays(sample, du_dd=np.full((4, 4), np.nan)))
+    msg = codec.sensitivity_message(replace_arrays(sample, du_dd=np.full((4, 12), np.nan)))
     assert np.isnan(codec.parse_sensitivity_message(msg).du_dd).all()
     bad = copy.deepcopy(codec.sensitivity_message(sample))
     bad.data[codec.SLICES_V2['d'].start] = float('nan')

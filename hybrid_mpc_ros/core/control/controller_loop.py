@@ -53,7 +53,7 @@ HOLD_REFUSAL = ('hold is only available with the odometry trigger on simulated t
 # sensitivities that could not be computed (read-only: samples keep them without a copy)
 NO_DU_DX = np.full((NU, NX), np.nan)
 NO_DU_DTHETA = np.full((NU, th.N_THETA), np.nan)
-NO_DU_DD = np.full((NU, NU), np.nan)
+NO_DU_DD = np.full((NU, NX), np.nan)
 NO_DU_DX.flags.writeable = NO_DU_DTHETA.flags.writeable = NO_DU_DD.flags.writeable = False
 
 

@@ -37,7 +37,7 @@ class EpisodeRecord:
     and never uses the record for a gradient.
 
     An offset-free controller (:mod:`~hybrid_mpc_ros.core.mpc.offset_free`) adds ``d``
-    (T, 4), the disturbance estimate each step used, and ``du_dd`` (T, 4, 4), the policy's
+    (T, 12), the disturbance estimate each step used, and ``du_dd`` (T, 4, 12), the policy's
     sensitivity to it (zero where the solve failed); both None otherwise.
     """
 
@@ -76,7 +76,7 @@ class EpisodeRecord:
         if (self.d is None) != (self.du_dd is None):
             raise ValueError('episode d and du_dd come together (both or neither)')
         if self.offset_free:
-            expected.update(d=(steps, NU), du_dd=(steps, NU, NU))
+            expected.update(d=(steps, NX), du_dd=(steps, NU, NX))
         for name, shape in expected.items():
             value = getattr(self, name)
             if value.shape != shape:
@@ -146,8 +146,8 @@ class EpisodeBuilder:
         self._du_dx = np.zeros((self.steps, NU, NX))
         self._du_dtheta = np.zeros((self.steps, NU, th.N_THETA))
         self._status = np.zeros(self.steps, dtype=int)
-        self._d = np.zeros((self.steps, NU))
-        self._du_dd = np.zeros((self.steps, NU, NU))
+        self._d = np.zeros((self.steps, NX))
+        self._du_dd = np.zeros((self.steps, NU, NX))
         self._offset_free = None           # set by the first sample: does it carry d?
         self._count = 0
         self._last_ns = None
@@ -309,7 +309,7 @@ def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
     """
     x = np.array(x0, dtype=float)
     offset_free = hasattr(policy, 'disturbance_sensitivity')
-    no_du_dd = np.zeros((NU, NU))
+    no_du_dd = np.zeros((NU, NX))
     no_du_dd.flags.writeable = False
     policy.reset()
     builder = EpisodeBuilder(policy.theta, 0, steps,

@@ -60,7 +60,7 @@ def offset_free_gradient(record: EpisodeRecord, cost: ClosedLoopCost, jacobians:
     ``d_t`` is the estimate step t used; the observer made it from the step before,
     ``d_t = F d_{t-1} + L_x x_t + L_p x_{t-1} + L_u u_{t-1} + const`` for t >= 1 and
     ``d_0`` the reset value (``observer.jacobians() -> (F, L_x, L_p, L_u)``). Recursion
-    (``S_t`` = dx_t/dtheta 12 x 94, ``D_t`` = dd_t/dtheta 4 x 94)::
+    (``S_t`` = dx_t/dtheta 12 x 94, ``D_t`` = dd_t/dtheta 12 x 94)::
 
         S_0 = 0, D_0 = 0
         D_t = F D_{t-1} + L_x S_t + L_p S_{t-1} + L_u dU_{t-1}        (t >= 1)

@@ -97,8 +97,9 @@ class SensitivitySample:
     rotor speeds [rad/s];
     ``du_dx`` (4, 12) and ``du_dtheta`` (4, 94) the MPC's sensitivities, which may be NaN
     ("not computed") when ``status != 0``. With an offset-free controller
-    (:mod:`~hybrid_mpc_ros.core.mpc.offset_free`) ``d`` (4,) is the disturbance estimate
-    the step used [rad/s] and ``du_dd`` (4, 4) the sensitivity to it (NaN like the others);
+    (:mod:`~hybrid_mpc_ros.core.mpc.offset_free`) ``d`` (12,) is the disturbance estimate
+    the step used (state units per period) and ``du_dd`` (4, 12) the sensitivity to it
+    (NaN like the others);
     both None for a controller without one.
 
     Construction checks structure (shapes, integer fields, stamp ranges) and raises
@@ -140,8 +141,8 @@ class SensitivitySample:
         if (self.d is None) != (self.du_dd is None):
             raise ValueError('sample d and du_dd come together (both or neither)')
         if self.d is not None:
-            set_field(self, 'd', _frozen_array('d', self.d, (NU,)))
-            set_field(self, 'du_dd', _frozen_array('du_dd', self.du_dd, (NU, NU)))
+            set_field(self, 'd', _frozen_array('d', self.d, (NX,)))
+            set_field(self, 'du_dd', _frozen_array('du_dd', self.du_dd, (NU, NX)))
 
     @property
     def offset_free(self) -> bool:

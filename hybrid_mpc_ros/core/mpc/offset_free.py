@@ -1,4 +1,4 @@
-"""Offset-free MPC: a constant input disturbance, its observer and the shifted target.
+"""Offset-free MPC: a constant state disturbance, its observer and the shifted target.
 
 Under model error the MPC of :mod:`policy` plans with ``x+ = A x + B u + c`` while the
 vehicle follows another law, and the closed loop settles where the *model's* steady state
@@ -7,60 +7,63 @@ Rawlings 2003; Maeder, Borrelli and Morari 2009) adds a constant disturbance ``d
 model, estimates it from what the model failed to predict, and moves the MPC's target so
 that the model *with* ``d`` holds the reference position at steady state.
 
-**Which disturbance.** An input disturbance, ``B_d = B`` and ``d`` in R^4 [rad/s]::
+**Which disturbance.** A state disturbance, ``B_d = I`` and ``d`` in R^12 (in the state's
+units per period)::
 
-    x+ = A x + B (u + d) + c
+    x+ = A x + B u + c + d
 
-Why: the model errors that move a multirotor's steady state are a wrong hover speed
-(mass, thrust coefficient), rotor-to-rotor thrust or torque differences and a centre of
-mass off the axis: all of them are, at hover, a constant offset of the rotor speeds. Four
-disturbances for the four controlled variables ``z = H x`` (position and yaw, ``H``
-picks states 0, 1, 2 and 8), as offset-free tracking of four outputs needs.
-A constant wind would need a velocity disturbance instead (not offered here).
+Why not an input disturbance (``B_d = B``, 4 entries, a rotor-speed bias)? With the whole
+state measured there are 12 outputs, and offset-free tracking is guaranteed when there are
+as many disturbances as measured outputs (Pannocchia and Rawlings 2003; Maeder et al.
+2009): then at any closed-loop steady state the observer's update vanishes only if the
+one-step error does, so the model with ``d`` reproduces the vehicle's rest point exactly.
+An input bias explains a wrong hover speed but not, for example, a wrong coupling of
+attitude into velocity in an identified ``A``; tried on the package's 13 vehicles with
+other constants than their models (``mismatch_example`` and ``config/scenarios/
+robustness``, 20 s from the start theta, observer gain 0.5), the input disturbance left
+0.009 to 0.089 m of position error, the state disturbance 0.0002 to 0.008 m.
 
-**Detectability.** With the full state measured (``C = I``) the augmented pair
-``([A, B; 0, I], [I, 0])`` is detectable iff ``rank [A - I, B; I, 0] = 12 + 4``, i.e. iff
-``B`` has full column rank 4 (checked when the observer is built). The target equations
-below need the square matrix ``[A - I, B; H, 0]`` (16 x 16) to be of full rank: the model
-can hold any position and yaw at steady state (no transmission zero at 1).
+**Detectability.** With ``C = I`` the augmented pair ``([A, I; 0, I], [I, 0])`` is
+detectable: ``rank [A - I, I; I, 0] = 24`` for every ``A``. The target equations below need
+the square matrix ``[A - I, B; H, 0]`` (16 x 16) to be of full rank, i.e. the model can
+hold any position and yaw at steady state (``z = H x``: states 0, 1, 2 and 8; no
+transmission zero at 1); checked when the policy is built.
 
 **Observer** (the state needs none: it is measured). From the one-step prediction error::
 
-    e_t = x_t - A x_{t-1} - B (u_{t-1} + d_{t-1}) - c
-    d_t = d_{t-1} + L e_t,     L = gain * B^+        (B^+ = (B^T B)^-1 B^T, 4 x 12)
+    e_t = x_t - A x_{t-1} - B u_{t-1} - c - d_{t-1}
+    d_t = d_{t-1} + gain e_t
 
-so ``d_t = (1 - gain) d_{t-1} + gain B^+ (x_t - A x_{t-1} - B u_{t-1} - c)``: a first-order
-filter (``gain`` in (0, 1]) of the least-squares input that explains the last step. On a
-plant that *is* the model plus a constant input bias ``b``, ``B^+ e = b - d`` exactly and
-``d_t -> b`` geometrically with rate ``1 - gain``. ``u_{t-1}`` is the command that was
-applied (the controller reports it with :meth:`OffsetFreePolicy.applied`); a step without
-one (a failsafe step, a rejected state) skips the next update. An episode's start
+a first-order filter (``gain`` in (0, 1]) of what the model failed to predict. On a plant
+that *is* the model plus a constant input bias ``b``, ``e_t = B b - d_{t-1}`` and
+``d_t = (1 - (1 - gain)^t) B b`` exactly. ``u_{t-1}`` is the command that was applied
+(the controller reports it with :meth:`OffsetFreePolicy.applied`); a step without a solve
+(a failsafe step, a rejected state) skips the next update. An episode's start
 (:meth:`OffsetFreePolicy.reset`) sets ``d = 0`` and forgets the previous step, so episodes
-rerun bit for bit and do not depend on the one before.
+rerun bit for bit and do not depend on the one before. Measurement noise goes into ``d``
+with the gain: a vehicle with noisy odometry wants a smaller one.
 
 **Target** (``x_s``, ``u_s``): the solution of::
 
-    (A - I) x_s + B u_s = -c - B d        (the model with d at rest)
+    (A - I) x_s + B u_s = -c - d          (the model with d at rest)
     H x_s = H x_ref                       (position and yaw at the reference)
 
-closest to ``(x_ref, u_ref)`` (the square system has one solution when of full rank).
-It is affine in ``d``: ``(x_s, u_s) = (x_s0, u_s0) + M d``, ``M`` (16 x 4) fixed. The MPC
-then tracks ``(x_s, u_s)`` on the model with ``d``. With ``d`` constant, any closed-loop
-steady state has ``B^+ e = 0``; where the plant's error lies in the range of ``B`` (the
-input-bias case), the model with ``d`` reproduces the plant's rest point and the position
-error vanishes.
+closest to ``(x_ref, u_ref)`` (the one solution of the square system). It is affine in
+``d``: ``(x_s, u_s) = (x_s0, u_s0) + M d``, ``M`` (16 x 12) fixed. The MPC then tracks
+``(x_s, u_s)`` on the model with ``d``.
 
-**The solver.** No new code is generated: with ``v = u + d`` the problem is the nominal
-MPC in ``v`` with the input bounds and the input reference shifted by ``d``, so the one
-compiled solver of :class:`~hybrid_mpc_ros.core.mpc.policy.MPCPolicy` serves both (the
-bounds and references are runtime data).
+**The solver.** No new code is generated. In the coordinates ``x = z + M_x d``,
+``u = v - M_u d`` the model with ``d`` is the nominal model in ``(z, v)`` (that is what
+the target equations say of ``M``), so the one compiled solver of
+:class:`~hybrid_mpc_ros.core.mpc.policy.MPCPolicy` solves it with the initial state, the
+state and input bounds and the references shifted (all runtime data).
 
 **Sensitivities.** The controller's state is ``(x_t, d_t)``; ``u_t = MPC(x_t, d_t;
 theta)``. :meth:`OffsetFreePolicy.sensitivities` gives ``du/dx`` and ``du/dtheta`` at fixed
-``d``, :meth:`OffsetFreePolicy.disturbance_sensitivity` ``du/dd`` (4 x 4), all by the same
-implicit differentiation of the QP (:meth:`CondensedQP.sensitivities`), ``d`` entering
-through the predicted states and the target. The tuner chains them with the observer's
-Jacobians (:meth:`DisturbanceObserver.jacobians`) in
+``d``, :meth:`OffsetFreePolicy.disturbance_sensitivity` ``du/dd`` (4 x 12), all by the
+same implicit differentiation of the QP (:meth:`CondensedQP.sensitivities`), ``d``
+entering through the predicted states and the target. The tuner chains them with the
+observer's Jacobians (:meth:`DisturbanceObserver.jacobians`) in
 :func:`~hybrid_mpc_ros.core.learning.gradients.model_based_gradient`.
 """
 
@@ -73,17 +76,17 @@ import numpy as np
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 from hybrid_mpc_ros.core.model.quadcopter import NU, NX
-from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy
+from hybrid_mpc_ros.core.mpc.condensed_qp import condense
+from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy, SOFT_IDX
 
-ND = NU                            # an input disturbance: one per rotor [rad/s]
+ND = NX                            # a state disturbance: one per state, per period
 CONTROLLED = (0, 1, 2, 8)          # z = H x: position (3) and yaw, held at the reference
 
 
 class DisturbanceObserver:
-    """The observer ``d_t = d_{t-1} + gain B^+ e_t`` of the module docstring (stateless).
+    """The observer ``d_t = d_{t-1} + gain e_t`` of the module docstring (stateless).
 
-    ``model`` is the nominal model (its ``A``, ``B``, ``c``), ``gain`` in (0, 1]. Raises
-    ConfigError when ``B`` is not of full column rank (``d`` is then not detectable).
+    ``model`` is the nominal model (its ``A``, ``B``, ``c``), ``gain`` in (0, 1].
     """
 
     def __init__(self, model: AffineModel, gain: float):
@@ -91,27 +94,23 @@ class DisturbanceObserver:
             raise ConfigError(f'disturbance observer gain must lie in (0, 1], got {gain}')
         self.gain = float(gain)
         self.A, self.B, self.c = model.A, model.B, model.c
-        if np.linalg.matrix_rank(self.B) < NU:
-            raise ConfigError('the nominal model\'s B is not of full column rank: an input '
-                              'disturbance is not detectable from the state')
-        self.gain_matrix = self.gain * np.linalg.pinv(self.B)         # L (4, 12)
 
     def update(self, d: np.ndarray, x_prev: np.ndarray, u_prev: np.ndarray,
                x: np.ndarray) -> np.ndarray:
-        """Return the new estimate (4,) after the step ``(x_prev (12,), u_prev (4,)) -> x``.
+        """Return the new estimate (12,) after the step ``(x_prev (12,), u_prev (4,)) -> x``.
 
-        ``d`` (4,) is the estimate that step was planned with; x (12,) the state it led to.
+        ``d`` (12,) is the estimate that step was planned with; x (12,) the state it led to.
         """
-        error = x - self.A @ x_prev - self.B @ (u_prev + d) - self.c
-        return d + self.gain_matrix @ error
+        error = x - self.A @ x_prev - self.B @ u_prev - d - self.c
+        return d + self.gain * error
 
     def jacobians(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(dd_t/dd_{t-1} (4x4), dd_t/dx_t (4x12), dd_t/dx_{t-1} (4x12), dd_t/du_{t-1} (4x4))``.
+        """``(dd_t/dd_{t-1}, dd_t/dx_t, dd_t/dx_{t-1}`` (12x12 each)``, dd_t/du_{t-1} (12x4))``.
 
         Constant: the observer is affine.
         """
-        lmat = self.gain_matrix
-        return (np.eye(ND) - lmat @ self.B, lmat, -lmat @ self.A, -lmat @ self.B)
+        gain = self.gain
+        return ((1.0 - gain) * np.eye(ND), gain * np.eye(NX), -gain * self.A, -gain * self.B)
 
 
 class SteadyStateTarget:
@@ -130,9 +129,12 @@ class SteadyStateTarget:
         self.eqs = np.block([[model.A - np.eye(NX), model.B],
                              [h_mat, np.zeros((len(CONTROLLED), NU))]])      # (16, 16)
         self.eqs_pinv = np.linalg.pinv(self.eqs)
-        rhs_d = np.vstack([-model.B, np.zeros((len(CONTROLLED), ND))])      # d(rhs)/dd
-        self.gain = self.eqs_pinv @ rhs_d                                  # M (16, 4)
+        rhs_d = np.vstack([-np.eye(ND), np.zeros((len(CONTROLLED), ND))])   # d(rhs)/dd
+        self.gain = self.eqs_pinv @ rhs_d                                  # M (16, 12)
         self.gain_x, self.gain_u = self.gain[:NX], self.gain[NX:]
+        if np.max(np.abs(self.eqs @ self.gain - rhs_d)) > 1e-8:
+            raise ConfigError('offset-free MPC: the nominal model cannot hold every position '
+                              'and yaw at steady state ([A - I, B; H, 0] is singular)')
         self.x0 = self.u0 = None
 
     def set_reference(self, x_ref: np.ndarray, u_ref: np.ndarray) -> None:
@@ -147,7 +149,7 @@ class SteadyStateTarget:
         self.x0, self.u0 = z0[:NX], z0[NX:]
 
     def at(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(x_s (12,), u_s (4,))`` for the disturbance d (4,)."""
+        """``(x_s (12,), u_s (4,))`` for the disturbance d (12,)."""
         return self.x0 + self.gain_x @ d, self.u0 + self.gain_u @ d
 
 
@@ -155,10 +157,10 @@ class OffsetFreePolicy(MPCPolicy):
     """:class:`MPCPolicy` with the disturbance estimate ``d`` as part of its state.
 
     Same interface, plus :attr:`disturbance` (the estimate the last :meth:`solve` used,
-    (4,) [rad/s]), :meth:`disturbance_sensitivity` (du/dd, 4x4) and :meth:`applied` (the
+    (12,)), :meth:`disturbance_sensitivity` (du/dd, 4x12) and :meth:`applied` (the
     command actually sent). ``observer_gain`` in (0, 1]. :meth:`solve` first updates the
     estimate from the previous step, then solves at the shifted target; the returned
-    input and every sensitivity are in absolute rotor speeds ``u`` (not ``u + d``).
+    input and every sensitivity are in the model's coordinates (not the solver's shifted ones).
     """
 
     def __init__(self, model: AffineModel, config: MPCConfig, theta: np.ndarray,
@@ -166,19 +168,25 @@ class OffsetFreePolicy(MPCPolicy):
         self.observer = DisturbanceObserver(model, observer_gain)
         self.target = SteadyStateTarget(model)
         self.disturbance = np.zeros(ND)
+        self._s = np.zeros(NX)             # the solver's coordinates: x = z + s, u = v - a
+        self._a = np.zeros(NU)
         self._prev_x = self._prev_u = None
         self._sens_d = None
         self._x_s = np.zeros(NX)
         self._u_s = np.zeros(NU)
         self._yref = np.zeros(NX + NU)
+        self._soft_idx = np.array(SOFT_IDX)
+        self._x_lb, self._x_ub = np.array(config.x_lb), np.array(config.x_ub)
         super().__init__(model, config, theta, x_ref, u_ref)
 
     def _init_qp(self) -> None:
         super()._init_qp()
         horizon = self.config.horizon
         self._w0 = self.qp.w.copy()
-        # dX/dd at fixed U: every stage's input is u_k + d
-        self._gamma_d = self.qp.gam.reshape(horizon * NX, horizon, NU).sum(axis=1)
+        # dX/dd at fixed U: every stage adds d
+        _, gam_d, _ = condense([self.model.A] * horizon, [np.eye(ND)] * horizon,
+                               [np.zeros(NX)] * horizon)
+        self._gamma_d = gam_d.reshape(horizon * NX, horizon, ND).sum(axis=1)
 
     def set_reference(self, x_ref: np.ndarray, u_ref: np.ndarray | None = None) -> None:
         """Track ``x_ref``'s position and yaw (see :meth:`MPCPolicy.set_reference`)."""
@@ -187,18 +195,28 @@ class OffsetFreePolicy(MPCPolicy):
         self._use_disturbance(self.disturbance)
 
     def _use_disturbance(self, d: np.ndarray) -> None:
-        """Put ``d`` (4,) into the solver (shifted bounds and references) and the QP."""
-        solver, horizon = self.solver, self.config.horizon
-        self._x_s, self._u_s = self.target.at(d)
+        """Put ``d`` (12,) into the solver (shifted bounds and references) and the QP."""
+        solver, horizon, target = self.solver, self.config.horizon, self.target
+        self._x_s, self._u_s = target.at(d)
+        # x = z + s, u = v - a with s = M_x d, a = -M_u d: (A - I) s - B a = -d, so the
+        # model with d is the nominal one in (z, v), and the target is (x_s0, u_s0) there
+        np.matmul(target.gain_x, d, out=self._s)
+        np.matmul(target.gain_u, d, out=self._a)
+        np.negative(self._a, out=self._a)
         yref = self._yref
-        yref[:NX] = self._x_s
-        yref[NX:] = self._u_s + d - self._u_off          # the solver's input is u + d
-        lbu, ubu = self._u_lb + d - self._u_off, self._u_ub + d - self._u_off
+        yref[:NX] = target.x0
+        yref[NX:] = target.u0 - self._u_off
+        lbu, ubu = self._u_lb + self._a - self._u_off, self._u_ub + self._a - self._u_off
         for k in range(horizon):
             solver.set(k, 'yref', yref)
             solver.constraints_set(k, 'lbu', lbu)
             solver.constraints_set(k, 'ubu', ubu)
-        solver.set(horizon, 'yref', self._x_s)
+        solver.set(horizon, 'yref', target.x0)
+        soft = self._s[self._soft_idx]
+        lbx, ubx = self._x_lb - soft, self._x_ub - soft
+        for k in range(1, horizon + 1):
+            solver.constraints_set(k, 'lbx', lbx)
+            solver.constraints_set(k, 'ubx', ubx)
         self.qp.w = self._w0 + self._gamma_d @ d
         self._sens = None
 
@@ -237,9 +255,9 @@ class OffsetFreePolicy(MPCPolicy):
         return sol
 
     def _run_solver(self, x: np.ndarray) -> tuple[int, int, int]:
-        status = super()._run_solver(x)
+        status = super()._run_solver(x - self._s)
         plan = self._u_stack.reshape(self.config.horizon, NU)
-        plan -= self.disturbance                    # from v = u + d back to u
+        plan -= self._a                             # from v = u + a back to u
         return status
 
     def sensitivities(self) -> tuple[np.ndarray, np.ndarray]:
@@ -249,7 +267,7 @@ class OffsetFreePolicy(MPCPolicy):
         return self._sens
 
     def disturbance_sensitivity(self) -> np.ndarray:
-        """``du/dd`` (4x4) of the last successful :meth:`solve` (read-only, cached)."""
+        """``du/dd`` (4x12) of the last successful :meth:`solve` (read-only, cached)."""
         if self._sens is None:             # the base class clears it whenever it goes stale
             self._compute_sensitivities()
         return self._sens_d
@@ -265,7 +283,7 @@ class OffsetFreePolicy(MPCPolicy):
         self._sens, self._sens_d = (du_dx, du_dtheta), du_dd
 
     def set_disturbance(self, d: np.ndarray) -> None:
-        """Hold the estimate at d (4,) for the next :meth:`solve`, which then skips its update.
+        """Hold the estimate at d (12,) for the next :meth:`solve`, which then skips its update.
 
         For checks (finite differences, a known bias); a controller never calls it.
         """
@@ -275,31 +293,38 @@ class OffsetFreePolicy(MPCPolicy):
 
 
 def finite_difference_disturbance_sensitivity(policy: OffsetFreePolicy, x: np.ndarray,
-                                              step: float = 1e-4) -> np.ndarray:
-    """Central differences ``du/dd`` (4x4) of ``policy`` at state x (12,) and its current d.
+                                              step: float = 1e-5):
+    """Central differences of ``du/dd`` at state x (12,) and the policy's current d.
 
-    Solves with ``d +- step e_i`` held (no observer update), then restores ``d`` and solves
-    at x again.
+    Returns ``(du/dd (4x12), same_active_set)`` as
+    :func:`~hybrid_mpc_ros.core.mpc.policy.finite_difference_sensitivities` does: False
+    when some perturbation changed the active set. Solves with ``d +- step e_i`` held (no
+    observer update), then restores ``d`` and solves at x again.
     """
     d0 = policy.disturbance.copy()
     out = np.empty((NU, ND))
+    key = _solve_at(policy, x, d0)[1]
+    same = True
     try:
         for i in range(ND):
             outs = []
             for sign in (1.0, -1.0):
                 d = d0.copy()
                 d[i] += sign * step
-                outs.append(_solve_at(policy, x, d))
+                u, k = _solve_at(policy, x, d)
+                same &= k == key
+                outs.append(u)
             out[:, i] = (outs[0] - outs[1]) / (2 * step)
     finally:
         _solve_at(policy, x, d0)
-    return out
+    return out, bool(same)
 
 
-def _solve_at(policy: OffsetFreePolicy, x: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Solve at x (12,) with the estimate held at d (4,); return u (4,)."""
+def _solve_at(policy: OffsetFreePolicy, x: np.ndarray, d: np.ndarray):
+    """Solve at x (12,) with the estimate held at d (12,); return u (4,) and the active set."""
     policy.set_disturbance(d)
     sol = policy.solve(x)
     if not sol.ok:
         raise RuntimeError(f'finite differences: solve failed ({sol.message})')
-    return sol.u
+    act = policy.active_set()
+    return sol.u, (act.fixed_inputs.tobytes(), act.violated.tobytes(), act.kinks.tobytes())

@@ -146,8 +146,8 @@ class StepResult:
     :meth:`SafeController.add_sensitivities` has yet to compute. ``abort_reason``: why
     this step aborted the episode (the state left the envelope; the step already flies
     the safe theta), '' otherwise. The arrays belong to the caller: the controller never
-    changes them afterwards. With an offset-free policy (:mod:`offset_free`), ``d`` (4,)
-    is the disturbance estimate the step used and ``du_dd`` (4x4) its sensitivity (zeros
+    changes them afterwards. With an offset-free policy (:mod:`offset_free`), ``d`` (12,)
+    is the disturbance estimate the step used and ``du_dd`` (4x12) its sensitivity (zeros
     like the others when not computed); both None otherwise.
     """
 
@@ -205,7 +205,7 @@ class SafeController:
         self._plan = None                # (N, 4) of the last successful solve
         self._zero_dx = np.zeros((NU, NX))
         self._zero_dtheta = np.zeros((NU, th.N_THETA))
-        self._zero_dd = np.zeros((NU, NU))
+        self._zero_dd = np.zeros((NU, NX))
         self.envelope = envelope
         self.safe_theta = np.array(policy.theta, dtype=float)
         self.abort_reason = ''

@@ -212,12 +212,18 @@ class Scenario:
                     theta0: np.ndarray | None = None) -> dict:
         """Return the :class:`Tuner` keywords ``step_rule``, ``eta_rule`` and ``guard``.
 
+        With an offset-free controller also ``observer`` (:meth:`disturbance_observer`).
+
         For a run of ``config`` (default: the file's) from ``theta0`` (94,; default
         :meth:`initial_theta`); see :meth:`TunerRules.build`.
         """
         config = config or self.tuning
         theta0 = self.initial_theta() if theta0 is None else theta0
-        return self.rules.build(config, theta0)
+        keywords = self.rules.build(config, theta0)
+        observer = self.disturbance_observer()
+        if observer is not None:
+            keywords['observer'] = observer      # an offset-free controller's gradient needs it
+        return keywords
 
     def run(self, name: str) -> Run:
         """Return the reproduction run called ``name``; ConfigError lists the runs there are."""
