@@ -76,6 +76,7 @@ import numpy as np
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 from hybrid_mpc_ros.core.model.quadcopter import NU, NX
+from hybrid_mpc_ros.core.mpc import acados_env
 from hybrid_mpc_ros.core.mpc.condensed_qp import condense
 from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy, SOFT_IDX
 
@@ -170,11 +171,14 @@ class OffsetFreePolicy(MPCPolicy):
         self.disturbance = np.zeros(ND)
         self._s = np.zeros(NX)             # the solver's coordinates: x = z + s, u = v - a
         self._a = np.zeros(NU)
+        self._bound_setter = None
+        # lbu, ubu (4,) and lbx, ubx (9,) of the solver, refilled in place every step
+        self._bounds = (np.empty(NU), np.empty(NU), np.empty(len(SOFT_IDX)),
+                        np.empty(len(SOFT_IDX)))
         self._prev_x = self._prev_u = None
         self._sens_d = None
         self._x_s = np.zeros(NX)
         self._u_s = np.zeros(NU)
-        self._yref = np.zeros(NX + NU)
         self._soft_idx = np.array(SOFT_IDX)
         self._x_lb, self._x_ub = np.array(config.x_lb), np.array(config.x_ub)
         super().__init__(model, config, theta, x_ref, u_ref)
@@ -191,32 +195,38 @@ class OffsetFreePolicy(MPCPolicy):
     def set_reference(self, x_ref: np.ndarray, u_ref: np.ndarray | None = None) -> None:
         """Track ``x_ref``'s position and yaw (see :meth:`MPCPolicy.set_reference`)."""
         super().set_reference(x_ref, u_ref)
-        self.target.set_reference(self.x_ref, self.u_ref)
+        target, horizon = self.target, self.config.horizon
+        target.set_reference(self.x_ref, self.u_ref)
+        # in the solver's coordinates the target is (x_s0, u_s0) whatever d is
+        yref = np.concatenate([target.x0, target.u0 - self._u_off])
+        for k in range(horizon):
+            self.solver.set(k, 'yref', yref)
+        self.solver.set(horizon, 'yref', target.x0)
+        if self._bound_setter is None:         # the solver exists from here on
+            self._bound_setter = acados_env.BoundSetter(self.solver)
         self._use_disturbance(self.disturbance)
 
     def _use_disturbance(self, d: np.ndarray) -> None:
         """Put ``d`` (12,) into the solver (shifted bounds and references) and the QP."""
-        solver, horizon, target = self.solver, self.config.horizon, self.target
+        horizon, target = self.config.horizon, self.target
         self._x_s, self._u_s = target.at(d)
         # x = z + s, u = v - a with s = M_x d, a = -M_u d: (A - I) s - B a = -d, so the
         # model with d is the nominal one in (z, v), and the target is (x_s0, u_s0) there
         np.matmul(target.gain_x, d, out=self._s)
         np.matmul(target.gain_u, d, out=self._a)
         np.negative(self._a, out=self._a)
-        yref = self._yref
-        yref[:NX] = target.x0
-        yref[NX:] = target.u0 - self._u_off
-        lbu, ubu = self._u_lb + self._a - self._u_off, self._u_ub + self._a - self._u_off
-        for k in range(horizon):
-            solver.set(k, 'yref', yref)
-            solver.constraints_set(k, 'lbu', lbu)
-            solver.constraints_set(k, 'ubu', ubu)
-        solver.set(horizon, 'yref', target.x0)
+        lbu, ubu, lbx, ubx = self._bounds
+        np.add(self._u_lb - self._u_off, self._a, out=lbu)
+        np.add(self._u_ub - self._u_off, self._a, out=ubu)
         soft = self._s[self._soft_idx]
-        lbx, ubx = self._x_lb - soft, self._x_ub - soft
-        for k in range(1, horizon + 1):
-            solver.constraints_set(k, 'lbx', lbx)
-            solver.constraints_set(k, 'ubx', ubx)
+        np.subtract(self._x_lb, soft, out=lbx)
+        np.subtract(self._x_ub, soft, out=ubx)
+        setter = self._bound_setter
+        for k in range(horizon):
+            setter.set(k, 'lbu', lbu)
+            setter.set(k, 'ubu', ubu)
+            setter.set(k + 1, 'lbx', lbx)
+            setter.set(k + 1, 'ubx', ubx)
         self.qp.w = self._w0 + self._gamma_d @ d
         self._sens = None
 
