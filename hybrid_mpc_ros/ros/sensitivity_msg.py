@@ -30,18 +30,21 @@ dim  label                                               size  offset  content
 447 doubles in all.
 
 **Version 2** (an offset-free controller, :mod:`~hybrid_mpc_ros.core.mpc.offset_free`): the
-format dimension's label is ``hybrid_mpc_ros/sensitivity/v2`` and two blocks follow
-version 1's ten dimensions, the rest unchanged (507 doubles):
+format dimension's label is ``hybrid_mpc_ros/sensitivity/v2`` and three blocks follow
+version 1's ten dimensions, the rest unchanged (508 doubles):
 
-=========  =================================================  ====  ======  ===================
-block      label                                              size  offset  content
-=========  =================================================  ====  ======  ===================
-``d``      ``d [12]: state disturbance estimate per period``  12    447     the step's d
-``du_dd``  ``du_dd [4x12] row-major``                         48    459     [i, j] at 459+12i+j
-=========  =================================================  ====  ======  ===================
+=================  ==================================  ====  ======  ===================
+block              label                               size  offset  content
+=================  ==================================  ====  ======  ===================
+``d``              ``d [12]: disturbance per period``  12    447     the step's estimate
+``du_dd``          ``du_dd [4x12] row-major``          48    459     [i, j] at 459+12i+j
+``observer_gain``  ``observer_gain (0, 1]``            1     507     the observer's gain
+=================  ==================================  ====  ======  ===================
 
 A controller without an estimate sends version 1, bit for bit as before; the reader takes
-either. ``d`` must be finite; ``du_dd`` may be NaN like the other sensitivities.
+either. ``d`` must be finite and the gain in (0, 1]; ``du_dd`` may be NaN like the other
+sensitivities. The gain travels with every step because the tuner's gradient chains
+through the observer that made ``d`` (with the nominal model both sides load).
 
 Stamps are ``builtin_interfaces/Time`` split into ``sec`` and
 ``nanosec``, each stored as its own double: integers below 2^53 are exact in float64, so
@@ -79,8 +82,9 @@ BLOCKS = (
 )
 # version 2 appends the offset-free controller's estimate and its sensitivity
 BLOCKS_V2 = BLOCKS + (
-    ('d', f'd [{NX}]: state disturbance estimate per period', NX),
+    ('d', f'd [{NX}]: disturbance per period', NX),
     ('du_dd', f'du_dd [{NU}x{NX}] row-major', NU * NX),
+    ('observer_gain', 'observer_gain (0, 1]', 1),
 )
 
 
@@ -134,26 +138,32 @@ class SensitivityEncoder:
         if offset_free:
             self._d = self._data[SLICES_V2['d']]
             self._du_dd = self._data[SLICES_V2['du_dd']].reshape(NU, NX)
+            self._gain_index = SLICES_V2['observer_gain'].start
 
     def encode(self, stamp, odom_stamp, revision: int, status: int, solve_ms: float,
                x: np.ndarray, u: np.ndarray, du_dx: np.ndarray,
                du_dtheta: np.ndarray, d: np.ndarray | None = None,
-               du_dd: np.ndarray | None = None) -> Float64MultiArray:
+               du_dd: np.ndarray | None = None,
+               observer_gain: float | None = None) -> Float64MultiArray:
         """Fill and return the message for one step.
 
         ``stamp``, ``odom_stamp``: objects with integer ``sec``/``nanosec`` (ROS ``Time`` or
         :class:`Stamp`); ``x`` (12,), ``u`` (4,), ``du_dx`` (4, 12), ``du_dtheta`` (4, 94);
-        ``d`` (12,) and ``du_dd`` (4, 12) exactly when the encoder is ``offset_free``.
+        ``d`` (12,), ``du_dd`` (4, 12) and ``observer_gain`` exactly when the encoder is
+        ``offset_free``.
         Only shapes are checked here (ValueError); the reader checks content.
         """
-        if (d is not None) != self.offset_free or (du_dd is not None) != self.offset_free:
-            raise ValueError('an offset-free encoder needs d and du_dd, another takes neither')
+        given = {d is not None, du_dd is not None, observer_gain is not None}
+        if given != {self.offset_free}:
+            raise ValueError('an offset-free encoder needs d, du_dd and observer_gain, '
+                             'another takes none of them')
         if self.offset_free:
             if np.shape(d) != (NX,) or np.shape(du_dd) != (NU, NX):
                 raise ValueError(f'sensitivity sample needs d (12,) and du_dd (4, 12); got '
                                  f'{np.shape(d)}, {np.shape(du_dd)}')
             self._d[...] = d
             self._du_dd[...] = du_dd
+            self._data[self._gain_index] = observer_gain
         if (np.shape(x) != (NX,) or np.shape(u) != (NU,) or np.shape(du_dx) != (NU, NX)
                 or np.shape(du_dtheta) != (NU, th.N_THETA)):
             raise ValueError('sensitivity sample needs x (12,), u (4,), du_dx (4, 12) and '
@@ -177,7 +187,7 @@ class SensitivityEncoder:
         """Fill and return the message for ``sample`` (see :meth:`encode`)."""
         return self.encode(sample.stamp, sample.odom_stamp, sample.revision, sample.status,
                            sample.solve_ms, sample.x, sample.u, sample.du_dx,
-                           sample.du_dtheta, sample.d, sample.du_dd)
+                           sample.du_dtheta, sample.d, sample.du_dd, sample.observer_gain)
 
 
 def sensitivity_message(sample: SensitivitySample) -> Float64MultiArray:
@@ -233,8 +243,8 @@ def parse_sensitivity_message(msg: Float64MultiArray) -> SensitivitySample:
             int(data[4]), int(data[5]), float(data[6]), data[SLICES['x']],
             data[SLICES['u']], data[SLICES['du_dx']].reshape(NU, NX),
             data[SLICES['du_dtheta']].reshape(NU, th.N_THETA),
-            *((data[slices['d']], data[slices['du_dd']].reshape(NU, NX)) if 'd' in slices
-              else ()))
+            *((data[slices['d']], data[slices['du_dd']].reshape(NU, NX),
+               float(data[slices['observer_gain']][0])) if 'd' in slices else ()))
     except ValueError as exc:
         raise ValueError(f'sensitivity message: {exc}') from None
     problem = sample.non_finite()

@@ -152,9 +152,9 @@ def test_closed_loop_gradient_with_the_estimate_matches_finite_differences(setup
 
     try:
         record = rollout(plant, policy, sc.x0, steps)
-        grad = model_based_gradient(record, cost, jacobians, policy.observer)
+        grad = model_based_gradient(record, cost, jacobians, model)
         without = model_based_gradient(replace(record, du_dd=np.zeros_like(record.du_dd)),
-                                       cost, jacobians, policy.observer)
+                                       cost, jacobians, model)
         rng = np.random.default_rng(3)
         for _ in range(3):
             v = rng.normal(size=th.N_THETA)
@@ -167,6 +167,7 @@ def test_closed_loop_gradient_with_the_estimate_matches_finite_differences(setup
         assert np.max(np.abs(without - grad)) > 1e-3 * np.max(np.abs(grad))
     finally:
         policy.set_theta(theta0)
+    assert record.observer_gain == GAIN
     with pytest.raises(ValueError, match='observer'):
         model_based_gradient(record, cost, jacobians)
 
@@ -180,12 +181,14 @@ def test_an_episode_does_not_mix_steps_with_and_without_an_estimate():
                                  np.zeros(NX), np.zeros(NU), np.zeros((NU, NX)),
                                  np.zeros((NU, th.N_THETA)), **estimate)
 
-    builder.add(sample(0, d=np.ones(NX), du_dd=np.ones((NU, NX))))
-    with pytest.raises(EpisodeRejected) as info:
-        builder.add(sample(1))
-    assert info.value.kind == 'mixed_estimate'
+    estimate = dict(d=np.ones(NX), du_dd=np.ones((NU, NX)), observer_gain=0.5)
+    builder.add(sample(0, **estimate))
+    for step in (sample(1), sample(1, **dict(estimate, observer_gain=0.4))):
+        with pytest.raises(EpisodeRejected) as info:
+            builder.add(step)
+        assert info.value.kind == 'mixed_estimate'
     with pytest.raises(ValueError, match='together'):
-        sample(1, d=np.ones(NX))
+        sample(1, d=np.ones(NX), du_dd=np.ones((NU, NX)))
 
 
 def test_the_controller_loop_reports_what_the_rollout_records(setup):
@@ -234,7 +237,6 @@ def test_a_step_without_a_solve_skips_the_next_update(setup):
 def test_the_setting_is_off_in_the_paper_scenarios_and_names_its_key(tmp_path):
     for name in ('arxiv_v1', 'l4dc2026'):
         assert scenario(name).controller.disturbance_observer_gain is None
-        assert scenario(name).disturbance_observer() is None
     text = open(scenario_path('arxiv_v1')).read()
     data = yaml.safe_load(text)
     for gain in (0.5, 0.0, 1.5):
@@ -243,8 +245,8 @@ def test_the_setting_is_off_in_the_paper_scenarios_and_names_its_key(tmp_path):
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         if gain == 0.5:
             loaded = load_scenario(str(path))
-            assert loaded.disturbance_observer().gain == 0.5
-            assert isinstance(loaded.policy(), OffsetFreePolicy)
+            assert loaded.policy().observer.gain == 0.5
+            assert loaded.tuner_rules()['observer_model'] is loaded.nominal_model()
         else:
             with pytest.raises(ConfigError, match='disturbance_observer_gain'):
                 load_scenario(str(path))

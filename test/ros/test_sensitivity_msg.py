@@ -155,18 +155,20 @@ def test_docstring_table_is_the_layout():
 
 def _offset_free_sample(seed=0, status=0):
     rng = np.random.default_rng(seed + 100)
-    return _sample(seed, status, d=rng.normal(size=12) * 0.01, du_dd=rng.normal(size=(4, 12)))
+    return _sample(seed, status, d=rng.normal(size=12) * 0.01, du_dd=rng.normal(size=(4, 12)),
+                   observer_gain=0.3)
 
 
 def test_version_2_carries_the_disturbance_estimate_exactly():
     sample = _offset_free_sample()
     msg = codec.sensitivity_message(sample)
     assert msg.layout.dim[0].label == codec.FORMAT_LABEL_V2
-    assert len(msg.data) == codec.SIZE_V2 == 507
+    assert len(msg.data) == codec.SIZE_V2 == 508
     wire = deserialize_message(serialize_message(msg), Float64MultiArray)
     decoded = codec.parse_sensitivity_message(wire)
     _assert_same(decoded, sample)
     assert np.array_equal(decoded.d, sample.d) and np.array_equal(decoded.du_dd, sample.du_dd)
+    assert decoded.observer_gain == 0.3
     # a controller without an estimate still sends version 1, which decodes without one
     plain = codec.parse_sensitivity_message(codec.sensitivity_message(_sample()))
     assert plain.d is None and plain.du_dd is None
@@ -192,6 +194,10 @@ def test_version_2_refuses_a_non_finite_estimate_but_not_missing_sensitivities()
     bad.data[codec.SLICES_V2['d'].start] = float('nan')
     with pytest.raises(ValueError, match='d has 1 non-finite'):
         codec.parse_sensitivity_message(bad)
+    bad = copy.deepcopy(codec.sensitivity_message(sample))
+    bad.data[codec.SLICES_V2['observer_gain'].start] = 0.0
+    with pytest.raises(ValueError, match=r'observer_gain must lie in \(0, 1\], got 0.0'):
+        codec.parse_sensitivity_message(bad)
 
 
 def replace_arrays(sample, **arrays):
@@ -203,6 +209,6 @@ def replace_arrays(sample, **arrays):
 def test_docstring_table_of_version_2_is_its_layout():
     rows = re.findall(r'^``(\w+)``\s+``(.+?)``\s+(\d+)\s+(\d+)', codec.__doc__, re.MULTILINE)
     assert [(label, int(size)) for _, label, size, _ in rows] == [
-        (label, size) for label, size, _ in codec.LAYOUT_V2[-2:]]
+        (label, size) for label, size, _ in codec.LAYOUT_V2[-3:]]
     assert [int(offset) for *_, offset in rows] == [
         codec.SLICES_V2[name].start for name, *_ in rows]

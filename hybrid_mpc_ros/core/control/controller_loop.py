@@ -174,7 +174,8 @@ class ControllerLoop:
         status = ENVELOPE_ABORT_STATUS if result.abort_reason else result.status
         # an offset-free controller's estimate and its sensitivity (NaN: not computed)
         estimate = {} if result.d is None else dict(
-            d=result.d, du_dd=result.du_dd if result.sensitivities_ok else NO_DU_DD)
+            d=result.d, du_dd=result.du_dd if result.sensitivities_ok else NO_DU_DD,
+            observer_gain=self.controller.policy.observer.gain)
         sample = SensitivitySample(clock(), Stamp.from_nanoseconds(self.odom_stamp_ns),
                                    self.revision, status, result.solve_ms, self.x, result.u,
                                    du_dx, du_dtheta, **estimate)

@@ -38,7 +38,8 @@ class EpisodeRecord:
 
     An offset-free controller (:mod:`~hybrid_mpc_ros.core.mpc.offset_free`) adds ``d``
     (T, 12), the disturbance estimate each step used, and ``du_dd`` (T, 4, 12), the policy's
-    sensitivity to it (zero where the solve failed); both None otherwise.
+    sensitivity to it (zero where the solve failed), and ``observer_gain`` the gain of the
+    observer that made ``d``; all None otherwise.
     """
 
     x: np.ndarray
@@ -51,6 +52,7 @@ class EpisodeRecord:
     abort_reason: str = ''
     d: np.ndarray | None = None
     du_dd: np.ndarray | None = None
+    observer_gain: float | None = None
 
     @property
     def offset_free(self) -> bool:
@@ -73,8 +75,8 @@ class EpisodeRecord:
         expected = {'x': (steps + 1, NX), 'u': (steps, NU), 'du_dx': (steps, NU, NX),
                     'du_dtheta': (steps, NU, th.N_THETA), 'status': (steps,),
                     'theta': (th.N_THETA,)}
-        if (self.d is None) != (self.du_dd is None):
-            raise ValueError('episode d and du_dd come together (both or neither)')
+        if not (self.d is None) == (self.du_dd is None) == (self.observer_gain is None):
+            raise ValueError('episode d, du_dd and observer_gain come together (all or none)')
         if self.offset_free:
             expected.update(d=(steps, NX), du_dd=(steps, NU, NX))
         for name, shape in expected.items():
@@ -149,6 +151,7 @@ class EpisodeBuilder:
         self._d = np.zeros((self.steps, NX))
         self._du_dd = np.zeros((self.steps, NU, NX))
         self._offset_free = None           # set by the first sample: does it carry d?
+        self._observer_gain = None
         self._count = 0
         self._last_ns = None
         self._finished = False
@@ -207,6 +210,10 @@ class EpisodeBuilder:
             has = 'carries' if sample.offset_free else 'lacks'
             raise EpisodeRejected('mixed_estimate', f'step {t} {has} a disturbance estimate, '
                                                     'unlike the steps before it')
+        if t and sample.observer_gain != self._observer_gain:
+            raise EpisodeRejected('mixed_estimate', f'step {t} has observer gain '
+                                                    f'{sample.observer_gain}, the steps '
+                                                    f'before it {self._observer_gain}')
         problem = sample.non_finite()
         if problem:
             raise EpisodeRejected('non_finite', f'step {t}: {problem}')
@@ -214,6 +221,7 @@ class EpisodeBuilder:
         self._u[t] = sample.u
         self._status[t] = sample.status
         self._offset_free = sample.offset_free
+        self._observer_gain = sample.observer_gain
         if sample.offset_free:
             self._d[t] = sample.d
         if sample.ok:
@@ -245,7 +253,8 @@ class EpisodeBuilder:
         self._finished = True
         estimate = (self._d, self._du_dd) if self._offset_free else (None, None)
         return EpisodeRecord(self._x, self._u, self._du_dx, self._du_dtheta, self._status,
-                             self.theta.copy(), d=estimate[0], du_dd=estimate[1])
+                             self.theta.copy(), d=estimate[0], du_dd=estimate[1],
+                             observer_gain=self._observer_gain)
 
     def abort(self, reason: str, x_final: np.ndarray, odom_stamp) -> EpisodeRecord:
         """Close an episode ended early for safety after :attr:`count` steps; return it.
@@ -274,7 +283,8 @@ class EpisodeBuilder:
         return EpisodeRecord(x, self._u[:t].copy(), self._du_dx[:t].copy(),
                              self._du_dtheta[:t].copy(), self._status[:t].copy(),
                              self.theta.copy(), aborted=True, abort_reason=reason,
-                             d=estimate[0], du_dd=estimate[1])
+                             d=estimate[0], du_dd=estimate[1],
+                             observer_gain=self._observer_gain)
 
 
 def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
@@ -330,7 +340,8 @@ def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
         estimate = {}
         if offset_free:
             estimate = dict(d=policy.disturbance.copy(), du_dd=(
-                policy.disturbance_sensitivity() if sol.ok and sensitivities else no_du_dd))
+                policy.disturbance_sensitivity() if sol.ok and sensitivities else no_du_dd),
+                observer_gain=policy.observer.gain)
         stamp = Stamp.from_nanoseconds(t * builder.period_ns)
         builder.add(SensitivitySample(stamp, stamp, 0, sol.status, sol.solve_ms, seen, sol.u,
                                       du_dx, du_dtheta, **estimate))

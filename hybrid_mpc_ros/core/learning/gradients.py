@@ -15,12 +15,13 @@ import numpy as np
 
 from hybrid_mpc_ros.core.learning.episode import EpisodeRecord
 from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
+from hybrid_mpc_ros.core.mpc.offset_free import DisturbanceObserver
 
 Jacobians = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def model_based_gradient(record: EpisodeRecord, cost: ClosedLoopCost,
-                         jacobians: Jacobians, observer=None) -> np.ndarray:
+                         jacobians: Jacobians, observer_model=None) -> np.ndarray:
     """``J_C`` (94,): dC/dtheta chained through ``jacobians(x, u) -> (G_x, G_u)``.
 
     Recursion (``S_t`` = dx_t/dtheta, 12 x 94)::
@@ -32,14 +33,17 @@ def model_based_gradient(record: EpisodeRecord, cost: ClosedLoopCost,
 
     With the plant's own Jacobians this is the exact gradient of C along the episode.
 
-    An offset-free episode (``record.offset_free``) needs the controller's ``observer``
-    (:class:`~hybrid_mpc_ros.core.mpc.offset_free.DisturbanceObserver`, the scenario's);
-    the closed-loop state is then ``(x, d)``: see :func:`offset_free_gradient`.
+    An offset-free episode (``record.offset_free``) needs ``observer_model``, the nominal
+    model (:class:`~hybrid_mpc_ros.core.model.nominal_model.AffineModel`) the controller's
+    observer predicts with; its gain is the record's. The closed-loop state is then
+    ``(x, d)``: see :func:`offset_free_gradient`.
     """
     if record.offset_free:
-        if observer is None:
-            raise ValueError('an offset-free episode needs the controller\'s disturbance '
-                             'observer for its model-based gradient')
+        if observer_model is None:
+            raise ValueError('an offset-free episode needs the nominal model of the '
+                             'controller\'s disturbance observer for its model-based '
+                             'gradient')
+        observer = DisturbanceObserver(observer_model, record.observer_gain)
         return offset_free_gradient(record, cost, jacobians, observer)
     gx, gu = cost.gradients(record.x, record.u)
     sens = np.zeros((record.x.shape[1], record.du_dtheta.shape[2]))
@@ -57,6 +61,7 @@ def offset_free_gradient(record: EpisodeRecord, cost: ClosedLoopCost, jacobians:
                          observer) -> np.ndarray:
     """``J_C`` (94,) of an offset-free episode: the state is ``(x_t, d_t)``.
 
+    ``observer`` is a :class:`~hybrid_mpc_ros.core.mpc.offset_free.DisturbanceObserver`.
     ``d_t`` is the estimate step t used; the observer made it from the step before,
     ``d_t = F d_{t-1} + L_x x_t + L_p x_{t-1} + L_u u_{t-1} + const`` for t >= 1 and
     ``d_0`` the reset value (``observer.jacobians() -> (F, L_x, L_p, L_u)``). Recursion

@@ -98,9 +98,10 @@ class SensitivitySample:
     ``du_dx`` (4, 12) and ``du_dtheta`` (4, 94) the MPC's sensitivities, which may be NaN
     ("not computed") when ``status != 0``. With an offset-free controller
     (:mod:`~hybrid_mpc_ros.core.mpc.offset_free`) ``d`` (12,) is the disturbance estimate
-    the step used (state units per period) and ``du_dd`` (4, 12) the sensitivity to it
-    (NaN like the others);
-    both None for a controller without one.
+    the step used (state units per period), ``du_dd`` (4, 12) the sensitivity to it
+    (NaN like the others) and ``observer_gain`` the gain of the observer that made it
+    (the tuner's gradient chains through that observer); all None for a controller
+    without one.
 
     Construction checks structure (shapes, integer fields, stamp ranges) and raises
     ValueError; the finiteness rules are in :meth:`non_finite`, because a sample reports
@@ -120,6 +121,7 @@ class SensitivitySample:
     du_dtheta: np.ndarray
     d: np.ndarray | None = None
     du_dd: np.ndarray | None = None
+    observer_gain: float | None = None
 
     def __post_init__(self):
         set_field = object.__setattr__       # frozen: fields are fixed here, once
@@ -138,9 +140,13 @@ class SensitivitySample:
         for name, shape in (('x', (NX,)), ('u', (NU,)), ('du_dx', (NU, NX)),
                             ('du_dtheta', (NU, th.N_THETA))):
             set_field(self, name, _frozen_array(name, getattr(self, name), shape))
-        if (self.d is None) != (self.du_dd is None):
-            raise ValueError('sample d and du_dd come together (both or neither)')
+        if not (self.d is None) == (self.du_dd is None) == (self.observer_gain is None):
+            raise ValueError('sample d, du_dd and observer_gain come together (all or none)')
         if self.d is not None:
+            gain = float(self.observer_gain)
+            if not 0.0 < gain <= 1.0:            # also refuses NaN
+                raise ValueError(f'sample observer_gain must lie in (0, 1], got {gain}')
+            set_field(self, 'observer_gain', gain)
             set_field(self, 'd', _frozen_array('d', self.d, (NX,)))
             set_field(self, 'du_dd', _frozen_array('du_dd', self.du_dd, (NU, NX)))
 

@@ -21,7 +21,7 @@ from hybrid_mpc_ros.core.model.lqr import hover_linearisation, LQRController
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 from hybrid_mpc_ros.core.model.quadcopter import Quadcopter, QuadParams
 from hybrid_mpc_ros.core.mpc import theta as th
-from hybrid_mpc_ros.core.mpc.offset_free import DisturbanceObserver, OffsetFreePolicy
+from hybrid_mpc_ros.core.mpc.offset_free import OffsetFreePolicy
 from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy
 from hybrid_mpc_ros.core.scenario.sections import (AblationSettings, Controller, PaperNumbers,
                                                    Reproduction, Run, run_name, Shared,
@@ -145,18 +145,6 @@ class Scenario:
                                     self.u_ref, gain)
         return MPCPolicy(model, config or self.mpc_config, theta, self.x_ref, self.u_ref)
 
-    def disturbance_observer(self, model: AffineModel | None = None):
-        """Return the offset-free controller's observer on the nominal model, or None.
-
-        ``model`` replaces the nominal model. The model-based gradient of an offset-free
-        episode needs it: the controller's own observer law
-        (:class:`~hybrid_mpc_ros.core.mpc.offset_free.DisturbanceObserver`).
-        """
-        gain = self.controller.disturbance_observer_gain
-        if gain is None:
-            return None
-        return DisturbanceObserver(model or self.nominal_model(), gain)
-
     def nonlinear_policy(self, params: QuadParams | None = None, theta: np.ndarray | None = None,
                          **config_overrides):
         """Build the nonlinear-model MPC (:mod:`nonlinear`) with nominal constants ``params``.
@@ -212,7 +200,8 @@ class Scenario:
                     theta0: np.ndarray | None = None) -> dict:
         """Return the :class:`Tuner` keywords ``step_rule``, ``eta_rule`` and ``guard``.
 
-        With an offset-free controller also ``observer`` (:meth:`disturbance_observer`).
+        Also ``observer_model``, the nominal model (when loaded), for the episodes of an
+        offset-free controller.
 
         For a run of ``config`` (default: the file's) from ``theta0`` (94,; default
         :meth:`initial_theta`); see :meth:`TunerRules.build`.
@@ -220,9 +209,10 @@ class Scenario:
         config = config or self.tuning
         theta0 = self.initial_theta() if theta0 is None else theta0
         keywords = self.rules.build(config, theta0)
-        observer = self.disturbance_observer()
-        if observer is not None:
-            keywords['observer'] = observer      # an offset-free controller's gradient needs it
+        if self.model is not None:
+            # the gradient of an offset-free controller's episodes chains through its
+            # observer, which predicts with the nominal model (the records carry its gain)
+            keywords['observer_model'] = self.model
         return keywords
 
     def run(self, name: str) -> Run:
