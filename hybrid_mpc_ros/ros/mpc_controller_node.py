@@ -192,7 +192,9 @@ class MPCControllerNode(Node):
         # the protocol: when to step, the revision, hold and reset (times: time.monotonic())
         self._loop = ControllerLoop(self._controller, self._trigger,
                                     sim_time=bool(values['use_sim_time']))
-        self._encoder = SensitivityEncoder()
+        # an offset-free controller sends version 2, with its disturbance estimate
+        self._encoder = SensitivityEncoder(
+            offset_free=self._settings.controller.disturbance_observer_gain is not None)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 

@@ -151,7 +151,9 @@ class StepResult:
     :meth:`SafeController.add_sensitivities` has yet to compute. ``abort_reason``: why
     this step aborted the episode (the state left the envelope; the step already flies
     the safe theta), '' otherwise. The arrays belong to the caller: the controller never
-    changes them afterwards.
+    changes them afterwards. With an offset-free policy (:mod:`offset_free`), ``d`` (12,)
+    is the disturbance estimate the step used and ``du_dd`` (4x12) its sensitivity (zeros
+    like the others when not computed); both None otherwise.
     """
 
     u: np.ndarray
@@ -164,6 +166,8 @@ class StepResult:
     reason: str = ''
     sensitivities_pending: bool = False
     abort_reason: str = ''
+    d: np.ndarray | None = None
+    du_dd: np.ndarray | None = None
 
 
 @dataclass
@@ -209,10 +213,13 @@ class SafeController:
         self._plan = None                # (N, 4) of the last successful solve
         self._zero_dx = np.zeros((NU, NX))
         self._zero_dtheta = np.zeros((NU, th.N_THETA))
+        self._zero_dd = np.zeros((NU, NX))
         self.envelope = envelope
         self.safe_theta = np.array(policy.theta, dtype=float)
         self.abort_reason = ''
         self.excitation = excitation
+        # an offset-free policy estimates from the commands sent: tell it each one
+        self._applied = getattr(policy, 'applied', None)
 
     def set_safe_theta(self, theta: np.ndarray) -> None:
         """Make theta (94,) the one an envelope abort restores (a copy is kept)."""
@@ -269,12 +276,13 @@ class SafeController:
         """
         if not odom_age_s <= self.safety.odom_timeout_s:     # also catches NaN
             self.counters.stale_odometry_steps += 1
-            return self._failsafe(f'odometry is {odom_age_s:.3f} s old (timeout '
-                                  f'{self.safety.odom_timeout_s:g} s)', -1, 0.0)
+            return self._unsolved(self._failsafe(f'odometry is {odom_age_s:.3f} s old '
+                                                 f'(timeout {self.safety.odom_timeout_s:g} '
+                                                 's)', -1, 0.0))
         x = np.asarray(x, dtype=float)
         if x.shape != (NX,) or not np.all(np.isfinite(x)):
             # no plan step can be trusted to fit a state nobody knows
-            return self._failsafe('state is malformed or non-finite', -1, 0.0)
+            return self._unsolved(self._failsafe('state is malformed or non-finite', -1, 0.0))
         aborted = self.envelope_abort(x)        # before the solve: this step flies safe theta
         result = self._solved_step(x, sensitivities)
         if self.excitation is not None and result.mode != 'failsafe':
@@ -282,6 +290,18 @@ class SafeController:
             result.u = self.excitation.apply(result.u)
         if aborted:
             result.abort_reason = aborted
+        if self._applied is not None:
+            self._applied(result.u)
+            result.d = self.policy.disturbance.copy()
+            result.du_dd = self._zero_dd.copy() if result.du_dd is None else result.du_dd
+        return result
+
+    def _unsolved(self, result: StepResult) -> StepResult:
+        """Finish a step without a solve: an offset-free policy skips its next update."""
+        if self._applied is not None:
+            self._applied(None)
+            result.d = self.policy.disturbance.copy()
+            result.du_dd = self._zero_dd.copy()
         return result
 
     def _solved_step(self, x: np.ndarray, sensitivities: bool) -> StepResult:
@@ -319,6 +339,14 @@ class SafeController:
             sens_ok = bool(np.all(np.isfinite(du_dx)) and np.all(np.isfinite(du_dtheta)))
         except (np.linalg.LinAlgError, RuntimeError, ValueError):
             sens_ok = False
+        if sens_ok and self._applied is not None:
+            try:
+                du_dd = self.policy.disturbance_sensitivity()
+                sens_ok = bool(np.all(np.isfinite(du_dd)))
+            except (np.linalg.LinAlgError, RuntimeError, ValueError):
+                sens_ok = False
+            if sens_ok:
+                result = replace(result, du_dd=du_dd.copy())
         if sens_ok:
             return replace(result, du_dx=du_dx.copy(), du_dtheta=du_dtheta.copy(),
                            sensitivities_ok=True, sensitivities_pending=False)

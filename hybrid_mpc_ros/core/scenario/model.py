@@ -22,6 +22,7 @@ from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 from hybrid_mpc_ros.core.model.plant import Plant
 from hybrid_mpc_ros.core.model.quadcopter import Quadcopter, QuadParams
 from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.core.mpc.offset_free import OffsetFreePolicy
 from hybrid_mpc_ros.core.mpc.policy import MPCConfig, MPCPolicy
 from hybrid_mpc_ros.core.scenario.sections import (AblationSettings, Controller, PaperNumbers,
                                                    Reproduction, Run, run_name, Shared,
@@ -138,10 +139,15 @@ class Scenario:
         """Build the MPC on the nominal model (or ``model``), from :meth:`initial_theta`.
 
         ``config`` replaces :attr:`mpc_config` (e.g. a test's solver settings) and
-        ``theta`` (94,) the start.
+        ``theta`` (94,) the start. With a ``disturbance_observer_gain`` it is the
+        offset-free MPC (:class:`~hybrid_mpc_ros.core.mpc.offset_free.OffsetFreePolicy`).
         """
         model = model or self.nominal_model()
         theta = self.initial_theta(model) if theta is None else theta
+        gain = self.controller.disturbance_observer_gain
+        if gain is not None:
+            return OffsetFreePolicy(model, config or self.mpc_config, theta, self.x_ref,
+                                    self.u_ref, gain)
         return MPCPolicy(model, config or self.mpc_config, theta, self.x_ref, self.u_ref)
 
     def nonlinear_policy(self, params: QuadParams | None = None, theta: np.ndarray | None = None,
@@ -199,12 +205,20 @@ class Scenario:
                     theta0: np.ndarray | None = None) -> dict:
         """Return the :class:`Tuner` keywords ``step_rule``, ``eta_rule`` and ``guard``.
 
+        Also ``observer_model``, the nominal model (when loaded), for the episodes of an
+        offset-free controller.
+
         For a run of ``config`` (default: the file's) from ``theta0`` (94,; default
         :meth:`initial_theta`); see :meth:`TunerRules.build`.
         """
         config = config or self.tuning
         theta0 = self.initial_theta() if theta0 is None else theta0
-        return self.rules.build(config, theta0)
+        keywords = self.rules.build(config, theta0)
+        if self.model is not None:
+            # the gradient of an offset-free controller's episodes chains through its
+            # observer, which predicts with the nominal model (the records carry its gain)
+            keywords['observer_model'] = self.model
+        return keywords
 
     def run(self, name: str) -> Run:
         """Return the reproduction run called ``name``; ConfigError lists the runs there are."""

@@ -132,6 +132,9 @@ CONTROLLER = {
     'slack_linear': floating(0.0, description=(
         'linear penalty rho1 on the slacks s of the soft state bounds (per state and stage, '
         'in the state\'s units)')),
+    'disturbance_observer_gain': Optional(floating(0.0, strict=True, maximum=1.0, description=(
+        'offset-free tracking: gain in (0, 1] of the observer of a constant input disturbance '
+        '(per step, dimensionless); left out: off, the plain MPC'))),
 }
 TUNER = {
     'method': text(METHODS, description=(

@@ -113,11 +113,16 @@ class Simulator:
 
 @dataclass(frozen=True)
 class Controller:
-    """The ``mpc_controller`` section: the horizon [steps] and the slack penalties."""
+    """The ``mpc_controller`` section: the horizon [steps] and the slack penalties.
+
+    ``disturbance_observer_gain``: None (the plain MPC) or the gain in (0, 1] of the
+    offset-free MPC's disturbance observer (:mod:`~hybrid_mpc_ros.core.mpc.offset_free`).
+    """
 
     horizon: int
     slack_quadratic: float
     slack_linear: float
+    disturbance_observer_gain: float | None = None
 
     def mpc_config(self, shared: Shared) -> MPCConfig:
         """Return the MPC's configuration with the shared period, boxes and input offset."""
