@@ -1,8 +1,13 @@
 """``hybrid-mpc identify``: identify a scenario's nominal model and write the file it names.
 
-Two routes: the simulated one (``--scenario`` alone: excited closed-loop trajectories of
-the scenario's plant under the hover LQR, :mod:`hybrid_mpc_ros.core.model.identification`)
-and a recorded flight (``--from FLIGHT``: an MCAP recording of odometry and rotor
+Two routes: the simulated one (``--scenario`` alone, by the scenario's
+``system_identification.method``: ``lqr``, excited closed-loop trajectories of the
+scenario's plant under the hover LQR, :mod:`hybrid_mpc_ros.core.model.identification`; or
+``flights``, the scenario's MPC flies its plant of any kind with input excitation, the
+flight is fitted, and again with the fitted model, starting from the rough
+specifications' model,
+:func:`~hybrid_mpc_ros.core.model.flight_identification.identify_by_flying`) and a
+recorded flight (``--from FLIGHT``: an MCAP recording of odometry and rotor
 commands, :mod:`hybrid_mpc_ros.core.model.flight_identification`; the scenario gives the
 period, the hover state ``x_ref``, ``u_ref`` and ``affine``). Unusable recordings are
 refused with the reason (exit status 2).
@@ -25,8 +30,8 @@ import os
 import sys
 
 from hybrid_mpc_ros.core.config import ConfigError
-from hybrid_mpc_ros.core.model.fit_report import FitSettings
-from hybrid_mpc_ros.core.model.flight_identification import fit_from_recording
+from hybrid_mpc_ros.core.model.fit_report import FitReport, FitSettings
+from hybrid_mpc_ros.core.model.flight_identification import fit_from_recording, FlightSettings
 from hybrid_mpc_ros.core.model.flight_log import DEFAULT_COMMAND_TOPIC, DEFAULT_ODOMETRY_TOPIC
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
@@ -36,6 +41,11 @@ from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_int
 def identification_inputs(scenario: Scenario, **overrides) -> dict:
     """Return what the model header of ``scenario.identify(**overrides)`` records about its data."""
     settings = replace(scenario.identification, **overrides)
+    if isinstance(settings, FlightSettings):
+        return {'plant': scenario.simulator.describe(), 'dt': scenario.period_s,
+                'settings': {name: getattr(settings, name) for name in (
+                    'method', 'rounds', 'duration_s', 'amplitude_rad_s', 'kind', 'seed',
+                    'prediction_horizon', 'affine')}}
     return {'plant': scenario.plant_params.as_dict(), 'dt': scenario.period_s,
             'substeps': scenario.substeps, 'integrator': scenario.integrator,
             'settings': dict(asdict(settings),
@@ -65,7 +75,7 @@ def overwrite_problem(path: str, scenario: Scenario, **overrides) -> str:
         return ''
     expected = identification_inputs(scenario, **overrides)
     recorded = _recorded_inputs(header)
-    differing = [key for key in expected if recorded[key] != expected[key]]
+    differing = [key for key in expected if recorded.get(key) != expected[key]]
     if not differing:
         return ''
     owner = (f"scenario {header['scenario']!r}" if header.get('scenario')
@@ -91,12 +101,13 @@ def from_recording(setup: Scenario, recording: str, odometry_topic: str,
 def main(scenario: str | None = None, out: str | None = None, seed: int | None = None,
          trajectories: int | None = None, recording: str | None = None,
          odometry_topic: str = DEFAULT_ODOMETRY_TOPIC,
-         command_topic: str = DEFAULT_COMMAND_TOPIC) -> int:
+         command_topic: str = DEFAULT_COMMAND_TOPIC, recordings: str | None = None) -> int:
     """Identify, print the held-out errors, write the model; JSON summary as the last line.
 
     ``scenario`` is a file or a shipped scenario's name (default: the default scenario);
     ``seed`` and ``trajectories`` override its identification settings; ``out`` replaces
-    the file the scenario names. With ``recording`` (an MCAP recording's directory) the
+    the file the scenario names; ``recordings`` (a directory) keeps the flights of the
+    ``flights`` method as MCAP. With ``recording`` (an MCAP recording's directory) the
     model is fitted from it instead (topics ``odometry_topic``, ``command_topic``) and the
     report printed. Raises ConfigError (the CLI prints it) when the default output holds
     another scenario's model or the recording is unusable.
@@ -125,14 +136,30 @@ def main(scenario: str | None = None, out: str | None = None, seed: int | None =
                               hover_input_rad_s=report['hover_input_rad_s'],
                               warnings=report['warnings'])))
         return 0
+    flights = isinstance(setup.identification, FlightSettings)
+    if recordings is not None and not flights:
+        raise ConfigError('--recordings keeps the flights of system_identification method '
+                          'flights; this scenario\'s method is lqr')
+    extra = {'recordings': recordings} if flights else {}
     model = setup.identify(progress=lambda msg: print(msg, file=sys.stderr, flush=True),
-                           **overrides)
+                           **extra, **overrides)
     model.save(target)
     errors = model.header['held_out_errors']
-    for key, value in errors.items():
-        print(f'{key:32s} {value:.3e}')
+    if flights:
+        for line in FitReport(**model.header['report']).lines():
+            print(line)
+    else:
+        for key, value in errors.items():
+            print(f'{key:32s} {value:.3e}')
     print(f'wrote {target}')
-    print(json.dumps(dict(errors, out=target, scenario=path, samples=model.header['samples'])))
+    summary = dict(errors, out=target, scenario=path, samples=model.header['samples'])
+    if flights:
+        report = model.header['report']
+        summary.update(rounds=len(model.header['rounds']),
+                       condition_number=report['condition_number'],
+                       hover_input_rad_s=report['hover_input_rad_s'],
+                       warnings=report['warnings'])
+    print(json.dumps(summary))
     return 0
 
 
@@ -165,10 +192,14 @@ def add_arguments(parser) -> None:
     parser.add_argument('--command-topic', default=DEFAULT_COMMAND_TOPIC,
                         help='rotor command topic in the recording (std_msgs/'
                              'Float64MultiArray, 4 rotor speeds [rad/s]; default %(default)s)')
+    parser.add_argument('--recordings', metavar='DIR', default=None,
+                        help='system_identification method flights: keep each flight in '
+                             'DIR/round_<k> (MCAP, as --from reads it)')
 
 
 def run(args) -> int:
     """Run ``hybrid-mpc identify`` with the parsed ``args``; the exit status."""
     return main(scenario=args.scenario, out=args.out, seed=args.seed,
                 trajectories=args.trajectories, recording=args.recording,
-                odometry_topic=args.odom_topic, command_topic=args.command_topic)
+                odometry_topic=args.odom_topic, command_topic=args.command_topic,
+                recordings=args.recordings)

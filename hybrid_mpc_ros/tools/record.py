@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import time
 
-from hybrid_mpc_ros.core import paths
-from hybrid_mpc_ros.core.config import flatten, load_node_params
 from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_float
 
 
@@ -29,17 +27,11 @@ def record_offline(scenario: str | None, out: str, duration_s: float, amplitude:
     """Fly the scenario's plant offline with its MPC and excitation; write ``out``; a summary."""
     from hybrid_mpc_ros.core.control.excitation import Excitation, ExcitationConfig
     from hybrid_mpc_ros.core.model.flight_identification import record_flight
-    from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
     from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path
     setup = load_scenario(resolve_scenario_path(scenario))
-    runtime = flatten(load_node_params(paths.config_file('mpc_controller.yaml'),
-                                       'mpc_controller'))
-    safety = SafetyConfig(runtime['odom_timeout_s'], runtime['max_plan_steps'],
-                          runtime['failsafe_thrust_fraction'])
-    config = setup.mpc_config
-    excitation = Excitation(ExcitationConfig(amplitude, kind, seed), config.u_min, config.u_max)
-    controller = SafeController(setup.policy(), safety, config.u_min, config.u_max,
-                                excitation=excitation)
+    excitation = Excitation(ExcitationConfig(amplitude, kind, seed), setup.shared.u_min,
+                            setup.shared.u_max)
+    controller = setup.safe_controller(excitation=excitation)
     steps = int(round(duration_s / setup.period_s))
     started = time.perf_counter()
     record_flight(setup.plant(), lambda x: controller.step(x, sensitivities=False).u,

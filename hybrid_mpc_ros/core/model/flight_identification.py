@@ -12,10 +12,18 @@ The route a user with a real vehicle takes, and the same code offline:
    on the model's period (:func:`~hybrid_mpc_ros.core.model.flight_log.segments`), refuse
    a recording with too many gaps, and fit with the report of
    :func:`~hybrid_mpc_ros.core.model.fit_report.fit_with_report`.
+
+Where no model exists yet, a first one comes from rough specifications
+(:class:`VehicleSpecs`: the package's quadcopter equations with the vehicle's mass,
+arm, rotor coefficients, inertia and layout, linearised at hover), and
+:func:`identify_by_flying` runs "fly with excitation, identify, fly again" on any plant:
+the route of ``hybrid-mpc identify --scenario`` for a scenario whose
+``system_identification.method`` is ``flights``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 import os
 from typing import Callable
 
@@ -26,8 +34,8 @@ from hybrid_mpc_ros.core.model.fit_report import (FitReport, FitSettings, fit_wi
 from hybrid_mpc_ros.core.model.flight_log import (DEFAULT_COMMAND_TOPIC, DEFAULT_ODOMETRY_TOPIC,
                                                   FlightRecord, read_flight, segments,
                                                   write_flight)
-from hybrid_mpc_ros.core.model.nominal_model import AffineModel
-from hybrid_mpc_ros.core.model.quadcopter import NU, NX
+from hybrid_mpc_ros.core.model.nominal_model import AffineModel, linearised_model
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX, Quadcopter, QuadParams
 
 COMMAND_DELAY_NS = 1000     # offline: a command is logged 1 us after its odometry
 
@@ -121,3 +129,132 @@ def fit_from_recording(path: str | os.PathLike, period_s: float, x_hover: np.nda
         'report': report.as_dict(),
     }
     return model, report
+
+
+# -- the loop: fly with excitation, identify, fly again -------------------------------
+
+@dataclass(frozen=True)
+class VehicleSpecs:
+    """Rough specifications of a vehicle, enough for a first model to fly with.
+
+    ``params`` the constants of the package's quadcopter equations (mass, arm length,
+    thrust and drag-torque coefficients, inertia; drag and rotor inertia 0 unless given),
+    ``layout`` ('+' or 'x') and ``command_rotors`` as the plant's (see
+    :mod:`~hybrid_mpc_ros.core.model.plant`).
+    """
+
+    params: QuadParams
+    layout: str
+    command_rotors: tuple[int, ...] = (1, 2, 3, 4)
+
+    def model(self, period_s: float) -> AffineModel:
+        """Return the quadcopter equations with these constants linearised at hover (affine).
+
+        RK4 with 4 substeps over ``period_s``; ``c`` makes hover an equilibrium of the
+        model. This is a model with no aerodynamics and no motor lag: good enough to fly
+        the first identification flight, not to tune with.
+        """
+        quad = Quadcopter(self.params, period_s, 4, 'rk4', self.layout, self.command_rotors)
+        model = linearised_model(quad)
+        model.header = {'source': 'rough specifications linearised at hover',
+                        'specs': dict(self.params.as_dict(), layout=self.layout,
+                                      command_rotors=list(self.command_rotors))}
+        return model
+
+
+@dataclass(frozen=True)
+class FlightSettings:
+    """The ``flights`` identification method's settings (a scenario's ``system_identification``).
+
+    ``rounds`` flights of ``duration_s`` [s] each from hover at the target, every rotor
+    command excited by ``amplitude_rad_s`` [rad/s] of ``kind`` (seed ``seed + round``);
+    each flight is flown with the model the one before fitted (the first with the specs'
+    model, :class:`VehicleSpecs`, or the model given). The fit: ``affine`` (else
+    ``c = 0``) and ``prediction_horizon`` steps for the multi-step error.
+    """
+
+    rounds: int
+    duration_s: float
+    amplitude_rad_s: float
+    kind: str
+    seed: int
+    prediction_horizon: int
+    affine: bool
+    specs: VehicleSpecs | None = None
+    method: str = 'flights'
+
+    def fit_settings(self) -> FitSettings:
+        """Return the :class:`FitSettings` of each round's fit."""
+        return replace(FitSettings(), affine=self.affine, horizon=self.prediction_horizon)
+
+
+@dataclass
+class FlightRound:
+    """One round of :func:`identify_by_flying`: its flight and the model fitted from it."""
+
+    index: int
+    model: AffineModel
+    report: FitReport
+    modes: dict
+    recording: str | None
+
+
+def identify_by_flying(plant, controller_for: Callable, start: AffineModel,
+                       settings: FlightSettings, x_hover: np.ndarray, u_ref: np.ndarray,
+                       u_bounds: tuple[float, float], recordings: str | None = None,
+                       progress: Callable[[str], None] | None = None
+                       ) -> tuple[AffineModel, list[FlightRound]]:
+    """Fly ``plant`` with excitation, fit, fly again with the fitted model (``settings.rounds``).
+
+    ``controller_for(model, excitation)`` builds the controller of a flight (the
+    scenario's safe MPC on ``model`` with that
+    :class:`~hybrid_mpc_ros.core.control.excitation.Excitation`; it has ``step(x,
+    sensitivities=False).u`` and ``counters.modes``); ``start`` is the model of the
+    first flight. Each flight starts at ``x_hover`` (12,) and is fitted with
+    :func:`fit_recording` (the hover-input check against ``u_ref`` (4,)); ``u_bounds``
+    are the rotor bounds the excitation is clipped to. With ``recordings`` (a directory)
+    each flight is also written there as ``round_<k>`` (MCAP), for ``hybrid-mpc identify
+    --from`` or a ROS tool. Returns the last model (header: the rounds' reports) and the
+    rounds. An unusable flight raises :class:`IdentificationError` with its round.
+    """
+    from hybrid_mpc_ros.core.control.excitation import Excitation, ExcitationConfig
+    model, rounds = start, []
+    steps = int(round(settings.duration_s / plant.dt))
+    for index in range(settings.rounds):
+        excitation = Excitation(ExcitationConfig(settings.amplitude_rad_s, settings.kind,
+                                                 settings.seed + index), *u_bounds)
+        controller = controller_for(model, excitation)
+        path = None if recordings is None else os.path.join(recordings, f'round_{index}')
+        if progress:
+            progress(f'flight {index + 1}/{settings.rounds}: {settings.duration_s:g} s with '
+                     f'{excitation.config.describe()}'
+                     + (f', recorded to {path}' if path else ''))
+        record = record_flight(plant, lambda x: controller.step(x, sensitivities=False).u,
+                               x_hover, steps, path)
+        try:
+            model, report = fit_recording(record, plant.dt, x_hover, u_ref,
+                                          settings.fit_settings())
+        except IdentificationError as exc:
+            raise IdentificationError(f'flight {index + 1}: {exc}') from None
+        rounds.append(FlightRound(index, model, report, dict(controller.counters.modes),
+                                  path))
+        if progress:
+            errors = report.errors
+            progress(f'flight {index + 1}: fitted; held-out one-step position error '
+                     f'{errors["one_step_rmse_position"]:.2e} m, modes '
+                     f'{dict(controller.counters.modes)}')
+    model.header = {
+        'source': 'least squares on excited flights of the plant under the MPC',
+        'settings': {name: getattr(settings, name) for name in (
+            'method', 'rounds', 'duration_s', 'amplitude_rad_s', 'kind', 'seed',
+            'prediction_horizon', 'affine')},
+        'start_model': start.header.get('source', 'given'),
+        'samples': rounds[-1].report.training_samples,
+        'held_out_errors': rounds[-1].report.errors,
+        'report': rounds[-1].report.as_dict(),
+        'rounds': [{'round': r.index, 'modes': r.modes, 'recording': r.recording,
+                    'held_out_errors': r.report.errors,
+                    'hover_input_rad_s': list(r.report.hover_input_rad_s),
+                    'warnings': list(r.report.warnings)} for r in rounds],
+    }
+    return model, rounds

@@ -11,6 +11,7 @@ where the default scenario leaves an optional key out: the node declares it unse
 from __future__ import annotations
 
 import array
+from dataclasses import fields
 import math
 import os
 from typing import Any, Mapping
@@ -22,6 +23,7 @@ from hybrid_mpc_ros.core.config import ConfigError, flatten, load_yaml
 from hybrid_mpc_ros.core.learning.schedules import Schedule
 from hybrid_mpc_ros.core.learning.step_rules import SafetyGuard
 from hybrid_mpc_ros.core.learning.run import TuningConfig
+from hybrid_mpc_ros.core.model.flight_identification import FlightSettings, VehicleSpecs
 from hybrid_mpc_ros.core.model.identification import IdentificationSettings
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
 from hybrid_mpc_ros.core.model.plant import check_layout, IDENTITY_ROTORS
@@ -30,9 +32,11 @@ from hybrid_mpc_ros.core.mpc.policy import SOFT_IDX
 from hybrid_mpc_ros.core.param_schema import flat_specs, ParameterFile, Spec
 from hybrid_mpc_ros.core.scenario.files import default_scenario_path
 from hybrid_mpc_ros.core.scenario.model import Scenario
-from hybrid_mpc_ros.core.scenario.schema import (NODE_SECTIONS, OPTIONAL_SECTIONS,
-                                                 PLANT_KIND_KEYS, RULE_CHOICES, SCHEMA,
-                                                 SHARED, SIMULATOR, unknown_key_hint)
+from hybrid_mpc_ros.core.scenario.schema import (IDENTIFICATION_METHOD_KEYS, NODE_SECTIONS,
+                                                 OPTIONAL_SECTIONS, PLANT_KIND_KEYS,
+                                                 REQUIRED_SPECS, RULE_CHOICES, SCHEMA,
+                                                 SHARED, SIMULATOR, SPEC_KEYS,
+                                                 unknown_key_hint)
 from hybrid_mpc_ros.core.scenario.sections import (AblationSettings, Controller, frozen,
                                                    PaperNumbers, Reproduction, RotorPySettings,
                                                    Run, run_name, Shared, Simulator, Tuner,
@@ -130,18 +134,64 @@ def _build(file: ParameterFile, sections: dict, name: str, load_model: bool) -> 
                     else None)
     ablation = _ablation(file, values, reproduction.runs) if 'ablation' in values else None
     ident = values.get('system_identification')
-    if ident is not None and ident['prediction_horizon'] > ident['steps']:
-        raise file.error('system_identification', 'prediction_horizon',
-                         f'must not exceed steps ({ident["steps"]}), got '
-                         f'{ident["prediction_horizon"]}')
+    identification = _identification(file, shared, ident) if ident is not None else None
     model_path, model = _load_model(file, shared, load_model)
     paper = values.get('paper')
     return Scenario(
         path=file.path, name=name, shared=shared, simulator=simulator, controller=controller,
-        tuner=tuner, identification=IdentificationSettings(**ident) if ident else None,
+        tuner=tuner, identification=identification,
         reproduction=reproduction, ablation=ablation,
         paper=PaperNumbers(**paper) if paper is not None else None,
         nominal_model_path=model_path, model=model)
+
+
+def _identification(file: ParameterFile, shared: Shared, ident: dict):
+    """Check ``system_identification`` by method; its settings (lqr or flights).
+
+    The chosen method's keys (``IDENTIFICATION_METHOD_KEYS``) must be there and the other
+    method's are refused; rough specifications, when given, need every key of
+    ``REQUIRED_SPECS``.
+    """
+    section = 'system_identification'
+    method = ident.get('method', 'lqr')
+    needs, allows = IDENTIFICATION_METHOD_KEYS[method]
+    every = {key for keys in IDENTIFICATION_METHOD_KEYS.values() for part in keys
+             for key in part}
+    given = [f'flights.{key}' for key in ident.get('flights') or {}]
+    given += ['specs'] if ident.get('specs') else []
+    given += [key for key in ident if key in every]
+    for name in given:
+        if name not in needs + allows:
+            raise file.error(section, name, f'given, but method {method} does not use it')
+    for name in needs:
+        if name not in given:
+            raise file.error(section, name, f'missing (method {method})')
+    if method == 'lqr':
+        if ident['prediction_horizon'] > ident['steps']:
+            raise file.error(section, 'prediction_horizon',
+                             f'must not exceed steps ({ident["steps"]}), got '
+                             f'{ident["prediction_horizon"]}')
+        return IdentificationSettings(**{item.name: ident[item.name]
+                                         for item in fields(IdentificationSettings)})
+    flights, specs = ident['flights'], ident.get('specs') or None
+    if specs is not None:
+        missing = [key for key in REQUIRED_SPECS if key not in specs]
+        if missing:
+            raise file.error(section, f'specs.{missing[0]}',
+                             'missing (rough specifications need mass, arm_length, '
+                             'thrust_coeff, drag_torque_coeff, the inertia and the layout)')
+        try:
+            layout, rotors = check_layout(specs['layout'],
+                                          specs.get('command_rotors', IDENTITY_ROTORS))
+            params = QuadParams.from_mapping(dict(
+                {key: specs.get(key, 0.0) for key in SPEC_KEYS},
+                omega_min=shared.u_min, omega_max=shared.u_max))
+        except ConfigError as exc:
+            raise file.error(section, 'specs', str(exc)) from None
+        specs = VehicleSpecs(params, layout, rotors)
+    return FlightSettings(flights['rounds'], flights['duration_s'], flights['amplitude_rad_s'],
+                          flights.get('kind', 'prbs'), ident['seed'],
+                          ident['prediction_horizon'], ident['affine'], specs)
 
 
 def _shared(file: ParameterFile, shared: dict) -> Shared:

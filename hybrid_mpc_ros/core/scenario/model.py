@@ -13,9 +13,10 @@ import os
 import numpy as np
 
 from hybrid_mpc_ros.core import paths
-from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.config import ConfigError, flatten, load_node_params
 from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
 from hybrid_mpc_ros.core.learning.run import TuningConfig
+from hybrid_mpc_ros.core.model.flight_identification import FlightSettings, identify_by_flying
 from hybrid_mpc_ros.core.model.identification import identify, IdentificationSettings
 from hybrid_mpc_ros.core.model.lqr import hover_linearisation, LQRController
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
@@ -48,7 +49,7 @@ class Scenario:
     simulator: Simulator | None
     controller: Controller | None
     tuner: Tuner | None
-    identification: IdentificationSettings | None
+    identification: IdentificationSettings | FlightSettings | None
     reproduction: Reproduction | None
     ablation: AblationSettings | None
     paper: PaperNumbers | None
@@ -115,17 +116,56 @@ class Scenario:
             return self.nominal_model_file
         return os.path.join(paths.source_config_dir(), self.nominal_model_file)
 
-    def identify(self, progress=None, **overrides) -> AffineModel:
-        """Identify a nominal model on this scenario's plant (see :mod:`identification`).
+    def identify(self, progress=None, recordings: str | None = None,
+                 **overrides) -> AffineModel:
+        """Identify a nominal model on this scenario's plant, by its identification method.
 
-        ``overrides`` replace fields of :attr:`identification`. The data are flown by the
-        hover LQR with the upper-level weights (Qc, Rc) towards ``x_ref``'s position; the
-        header records the scenario's name.
+        ``overrides`` replace fields of :attr:`identification`. Method ``lqr``
+        (:mod:`identification`): trajectories flown by the hover LQR with the upper-level
+        weights (Qc, Rc) towards ``x_ref``'s position, on a plant with the package's
+        equations. Method ``flights``
+        (:func:`~hybrid_mpc_ros.core.model.flight_identification.identify_by_flying`):
+        the scenario's safe MPC flies the plant (any kind) near ``x_ref`` with input
+        excitation, the flight is fitted, and again with the fitted model; the first
+        flight uses :meth:`first_model`; with ``recordings`` (a directory) the flights are
+        written there as MCAP. The header records the scenario's name.
         """
         settings = replace(self.identification, **overrides)
-        model = identify(self.plant(), settings, self.x_ref[0:3], self.qc, self.rc, progress)
+        if isinstance(settings, FlightSettings):
+            x_hover = np.array(self.x_ref, dtype=float)
+            model, _ = identify_by_flying(
+                self.plant(), lambda model, excitation: self.safe_controller(model, excitation),
+                self.first_model(), settings, x_hover, np.array(self.u_ref),
+                (self.shared.u_min, self.shared.u_max), recordings, progress)
+            model.header.update(plant=self.simulator.describe(), dt=self.period_s)
+        else:
+            plant = self.plant()
+            if not hasattr(plant, 'jacobians'):
+                raise ConfigError(
+                    f'scenario {self.path}: system_identification method lqr flies a hover '
+                    f'LQR linearised from the plant\'s equations, and a {self.simulator.kind} '
+                    'plant has none the package may use; set method: flights (the MPC flies '
+                    'it with input excitation, see docs/identification.md)')
+            model = identify(plant, settings, self.x_ref[0:3], self.qc, self.rc, progress)
         model.header = dict({'scenario': self.name}, **model.header)
         return model
+
+    def first_model(self) -> AffineModel:
+        """Return the model the first identification flight flies with.
+
+        From the rough specifications of ``system_identification.specs`` when the file
+        gives them (so that identifying again starts from the same place), else the
+        nominal model already loaded; ConfigError when there is neither.
+        """
+        specs = getattr(self.identification, 'specs', None)
+        if specs is not None:
+            return specs.model(self.period_s)
+        if self.model is not None:
+            return self.model
+        raise ConfigError(f'scenario {self.path}: no model to fly the first identification '
+                          'flight with: give system_identification.specs (the vehicle\'s '
+                          f'mass, arm, rotor coefficients, inertia and layout) or a '
+                          f'{self.nominal_model_file} that exists')
 
     # -- the controller ----------------------------------------------------------------
 
@@ -170,6 +210,23 @@ class Scenario:
         """Build the hover LQR (weights Qc, Rc) on the plant, holding ``x_ref``'s position."""
         return LQRController(self.plant(), Q=self.qc, R=self.rc,
                              target_position=self.x_ref[0:3])
+
+    def safe_controller(self, model: AffineModel | None = None, excitation=None):
+        """Return the controller as the node runs it: the safe MPC on ``model`` (or the nominal).
+
+        :class:`~hybrid_mpc_ros.core.mpc.safe_control.SafeController` around :meth:`policy`
+        at the start theta, its safety settings (odometry timeout, plan steps, failsafe
+        thrust) from the controller's own parameter file ``config/mpc_controller.yaml``,
+        and an optional input ``excitation``
+        (:class:`~hybrid_mpc_ros.core.control.excitation.Excitation`).
+        """
+        from hybrid_mpc_ros.core.mpc.safe_control import SafeController, SafetyConfig
+        runtime = flatten(load_node_params(paths.config_file('mpc_controller.yaml'),
+                                           'mpc_controller'))
+        safety = SafetyConfig(runtime['odom_timeout_s'], runtime['max_plan_steps'],
+                              runtime['failsafe_thrust_fraction'])
+        return SafeController(self.policy(model), safety, self.shared.u_min,
+                              self.shared.u_max, excitation=excitation)
 
     # -- the tuner -------------------------------------------------------------------
 

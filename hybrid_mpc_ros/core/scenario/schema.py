@@ -213,20 +213,70 @@ TUNER = {
             'weight of the constraint penalty dist_1(x, X) in the closed-loop cost [cost '
             'units per unit of violation]'))},
 }
+IDENTIFICATION_METHODS = ('lqr', 'flights')
+EXCITATION_KINDS = ('prbs', 'gaussian')
+SPEC_KEYS = ('mass', 'arm_length', 'thrust_coeff', 'drag_torque_coeff', 'inertia_xx',
+             'inertia_yy', 'inertia_zz', 'translational_drag', 'rotor_inertia')
 IDENTIFICATION = {
-    'trajectories': integer(1, description='training trajectories'),
-    'held_out': integer(1, description='test trajectories for the reported errors'),
-    'steps': integer(1, description='steps per trajectory'),
+    'method': Optional(text(IDENTIFICATION_METHODS, description=(
+        "how `hybrid-mpc identify --scenario` collects its data: 'lqr' (trajectories from "
+        "spread starts under a hover LQR linearised from the plant's equations: a "
+        "quadcopter plant only) or 'flights' (the scenario's own MPC flies the plant near "
+        "the target with input excitation, the flight is recorded and fitted, and again "
+        "with the fitted model: any plant kind); unset: 'lqr'"))),
+    'trajectories': Optional(integer(1, description='lqr: training trajectories')),
+    'held_out': Optional(integer(1, description='lqr: test trajectories for the reported '
+                                                'errors')),
+    'steps': Optional(integer(1, description='lqr: steps per trajectory')),
     'seed': integer(0, description='seed of the starts and the excitation'),
-    'input_noise_std': floating(0.0, description='excitation on every rotor [rad/s]'),
-    'position_spread': floating(0.0, description='uniform start offsets: position [m]'),
-    'velocity_spread': floating(0.0, description='uniform start offsets: velocity [m/s]'),
-    'attitude_spread': floating(0.0, description='uniform start offsets: attitude [rad]'),
-    'rate_spread': floating(0.0, description='uniform start offsets: body rates [rad/s]'),
+    'input_noise_std': Optional(floating(0.0, description=(
+        'lqr: excitation on every rotor [rad/s]'))),
+    'position_spread': Optional(floating(0.0, description=(
+        'lqr: uniform start offsets: position [m]'))),
+    'velocity_spread': Optional(floating(0.0, description=(
+        'lqr: uniform start offsets: velocity [m/s]'))),
+    'attitude_spread': Optional(floating(0.0, description=(
+        'lqr: uniform start offsets: attitude [rad]'))),
+    'rate_spread': Optional(floating(0.0, description=(
+        'lqr: uniform start offsets: body rates [rad/s]'))),
     'prediction_horizon': integer(1, description=(
-        'steps of the reported open-loop error (at most steps)')),
+        'steps of the reported open-loop error (lqr: at most steps)')),
     'affine': boolean(description='fit x+ = A x + B u + c (else c = 0)'),
+    'flights': {
+        'rounds': Optional(integer(1, description=(
+            'flights: identification flights, each flown with the model the one before '
+            'fitted (the first with the specs\' model)'))),
+        'duration_s': Optional(floating(0.0, strict=True, description=(
+            'flights: length of each flight [s], from hover at x_ref'))),
+        'amplitude_rad_s': Optional(floating(0.0, strict=True, description=(
+            'flights: input excitation added to every rotor command [rad/s] (clipped to '
+            'the input box)'))),
+        'kind': Optional(text(EXCITATION_KINDS, description=(
+            "flights: 'prbs' (+-amplitude, random sign each step) or 'gaussian' (std "
+            "amplitude / 3, cut at the amplitude); unset: 'prbs'")))},
+    'specs': dict(
+        {name: Optional(floating(0.0, description=(
+            f'rough specifications of the vehicle, for the first model: '
+            f'{PARAM_DESCRIPTIONS[name]}'
+            + ('; unset: 0' if name in ('translational_drag', 'rotor_inertia') else ''))))
+         for name in SPEC_KEYS},
+        layout=Optional(text(LAYOUTS, description=(
+            "rough specifications: the vehicle's rotor layout ('+' or 'x', as "
+            'quadcopter_simulator.layout)'))),
+        command_rotors=Optional(distinct_integers(1, description=(
+            'rough specifications: the rotor each command entry drives, in the layout\'s '
+            'numbering (unset: [1, 2, 3, 4])')).within(
+                constraints='a permutation of 1, 2, 3, 4'))),
 }
+# the keys each identification method needs, and may have
+IDENTIFICATION_METHOD_KEYS = {
+    'lqr': (('trajectories', 'held_out', 'steps', 'input_noise_std', 'position_spread',
+             'velocity_spread', 'attitude_spread', 'rate_spread'), ()),
+    'flights': (('flights.rounds', 'flights.duration_s', 'flights.amplitude_rad_s'),
+                ('flights.kind', 'specs')),
+}
+REQUIRED_SPECS = ('mass', 'arm_length', 'thrust_coeff', 'drag_torque_coeff', 'inertia_xx',
+                  'inertia_yy', 'inertia_zz', 'layout')
 REPRODUCTION = {
     'methods': texts(METHODS, description='the methods `hybrid-mpc reproduce` runs'),
     'gammas': Optional(distinct_floats(0.0, description=(

@@ -11,7 +11,7 @@ the scenario).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -109,6 +109,19 @@ class Simulator:
                                 settings.noise_seed, integration=settings.integration)
         return Quadcopter(self.plant, period_s, self.substeps, self.integrator, self.layout,
                           self.command_rotors)
+
+    def describe(self) -> dict:
+        """Return the plant as plain types (for model headers): kind, layout, its settings."""
+        out = {'kind': self.kind, 'layout': self.layout,
+               'command_rotors': list(self.command_rotors)}
+        if self.kind == 'rotorpy':
+            out['rotorpy'] = {name: (dict(value) if name == 'parameters' else
+                                     list(value) if isinstance(value, tuple) else value)
+                              for name, value in asdict(self.rotorpy).items()}
+        else:
+            out.update(plant=self.plant.as_dict(), integrator=self.integrator,
+                       substeps=self.substeps)
+        return out
 
 
 @dataclass(frozen=True)
