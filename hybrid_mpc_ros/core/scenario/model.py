@@ -277,6 +277,28 @@ class Scenario:
             keywords['observer_model'] = self.model
         return keywords
 
+    def offline_tuner(self, plant=None, config: TuningConfig | None = None, progress=None,
+                      observe=None):
+        """Return a :class:`~hybrid_mpc_ros.core.learning.tuning.Tuner` with this scenario's rules.
+
+        The episodes fly ``plant`` (default :meth:`plant`; any object with ``step(x, u)``
+        and ``reset(x0)``, see :class:`~hybrid_mpc_ros.core.model.plant.Plant`) from
+        ``x0`` under :meth:`policy`; the gradient, the cost, the start theta, the step
+        rule, the guard and the mixing are the scenario's (:meth:`tuner_rules`), as
+        ``hybrid-mpc reproduce`` runs them. ``config`` replaces the file's
+        :class:`TuningConfig`; ``progress(row)`` is called after each iteration and
+        ``observe`` is :func:`~hybrid_mpc_ros.core.learning.tuning.simulated_episodes`'.
+        Run it with ``.run()``.
+        """
+        from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
+        config = config or self.tuning
+        policy = self.policy()
+        episodes = simulated_episodes(self.plant() if plant is None else plant, policy,
+                                      self.x0, config.episode_steps, observe=observe)
+        theta0 = policy.theta.copy()
+        return Tuner(config, episodes, self.nominal_model().jacobians, self.cost(), theta0,
+                     progress=progress, **self.tuner_rules(config, theta0))
+
     def run(self, name: str) -> Run:
         """Return the reproduction run called ``name``; ConfigError lists the runs there are."""
         for run in self.runs:
