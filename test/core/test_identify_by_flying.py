@@ -111,3 +111,21 @@ def test_without_specs_the_first_flight_uses_the_model_there_is(tmp_path):
     bare = replace(load_scenario(path, load_model=False), model=None)
     with pytest.raises(ConfigError, match='no model to fly the first identification flight'):
         bare.first_model()
+
+
+def test_a_flight_the_controller_did_not_hold_is_refused(tmp_path):
+    # a Crazyflie (72 ms motor lag) flown at 10 Hz with a large excitation tumbles
+    def crazy(data):
+        data['quadcopter_simulator']['ros__parameters']['rotorpy'].update(
+            vehicle='crazyflie')
+        shared = data['/**']['ros__parameters']
+        shared['u_ref'] = [1788.5] * 4
+        shared['constraints']['u_max'] = 2500.0
+        ident = data['system_identification']['ros__parameters']
+        ident['flights'].update(amplitude_rad_s=300.0, duration_s=30.0)
+        ident['specs'].update(mass=0.03, arm_length=0.043, thrust_coeff=2.3e-8,
+                              drag_torque_coeff=7.8e-10, inertia_xx=1.4e-5,
+                              inertia_yy=1.4e-5, inertia_zz=2.2e-5)
+    scenario = load_scenario(_variant(tmp_path, crazy), load_model=False)
+    with pytest.raises(ConfigError, match='flight 1 was not held near its hover point'):
+        scenario.identify()

@@ -199,6 +199,29 @@ class FlightRound:
     recording: str | None
 
 
+MAX_FLIGHT_DISTANCE_M = 5.0      # an identification flight farther from its hover point
+MAX_UNSOLVED_FRACTION = 0.1      # or with more steps flown without a solve was not held
+
+
+def _check_held(record: FlightRecord, x_hover: np.ndarray, modes: dict, index: int,
+                excitation) -> None:
+    """Refuse a flight the controller did not hold near its hover point.
+
+    Such a flight is a crash or a tumble: its fit describes the crash, not the vehicle
+    near hover, and the next flight would fly that model.
+    """
+    distance = float(np.max(np.linalg.norm(record.states[:, 0:3] - x_hover[0:3], axis=1)))
+    unsolved = sum(count for mode, count in modes.items() if mode != 'mpc')
+    steps = max(1, sum(modes.values()))
+    if distance > MAX_FLIGHT_DISTANCE_M or unsolved > MAX_UNSOLVED_FRACTION * steps:
+        raise IdentificationError(
+            f'flight {index + 1} was not held near its hover point: it went {distance:.1f} m '
+            f'away (at most {MAX_FLIGHT_DISTANCE_M:g}) and {unsolved} of its {steps} steps '
+            f'were flown without an MPC solve ({modes}); a fit of that flight would '
+            f'describe a crash. Fly with a smaller excitation than '
+            f'{excitation.config.describe()}, or better rough specifications')
+
+
 def identify_by_flying(plant, controller_for: Callable, start: AffineModel,
                        settings: FlightSettings, x_hover: np.ndarray, u_ref: np.ndarray,
                        u_bounds: tuple[float, float], recordings: str | None = None,
@@ -231,6 +254,7 @@ def identify_by_flying(plant, controller_for: Callable, start: AffineModel,
                      + (f', recorded to {path}' if path else ''))
         record = record_flight(plant, lambda x: controller.step(x, sensitivities=False).u,
                                x_hover, steps, path)
+        _check_held(record, x_hover, dict(controller.counters.modes), index, excitation)
         try:
             model, report = fit_recording(record, plant.dt, x_hover, u_ref,
                                           settings.fit_settings())
