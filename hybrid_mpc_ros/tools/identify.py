@@ -101,13 +101,15 @@ def from_recording(setup: Scenario, recording: str, odometry_topic: str,
 def main(scenario: str | None = None, out: str | None = None, seed: int | None = None,
          trajectories: int | None = None, recording: str | None = None,
          odometry_topic: str = DEFAULT_ODOMETRY_TOPIC,
-         command_topic: str = DEFAULT_COMMAND_TOPIC, recordings: str | None = None) -> int:
+         command_topic: str = DEFAULT_COMMAND_TOPIC, recordings: str | None = None,
+         specs_only: bool = False) -> int:
     """Identify, print the held-out errors, write the model; JSON summary as the last line.
 
     ``scenario`` is a file or a shipped scenario's name (default: the default scenario);
     ``seed`` and ``trajectories`` override its identification settings; ``out`` replaces
     the file the scenario names; ``recordings`` (a directory) keeps the flights of the
-    ``flights`` method as MCAP. With ``recording`` (an MCAP recording's directory) the
+    ``flights`` method as MCAP; ``specs_only`` writes the rough specifications' model (the
+    first flight's) without flying. With ``recording`` (an MCAP recording's directory) the
     model is fitted from it instead (topics ``odometry_topic``, ``command_topic``) and the
     report printed. Raises ConfigError (the CLI prints it) when the default output holds
     another scenario's model or the recording is unusable.
@@ -137,6 +139,17 @@ def main(scenario: str | None = None, out: str | None = None, seed: int | None =
                               warnings=report['warnings'])))
         return 0
     flights = isinstance(setup.identification, FlightSettings)
+    if specs_only:
+        if not flights or setup.identification.specs is None:
+            raise ConfigError('--specs-only writes the model of system_identification.specs; '
+                              f'scenario {setup.name!r} gives no rough specifications')
+        model = setup.first_model()
+        model.header = dict({'scenario': setup.name, 'command': 'hybrid-mpc identify '
+                             '--specs-only'}, **model.header)
+        model.save(target)
+        print(f'wrote {target} (rough specifications linearised at hover, not identified)')
+        print(json.dumps({'out': target, 'scenario': path, 'source': model.header['source']}))
+        return 0
     if recordings is not None and not flights:
         raise ConfigError('--recordings keeps the flights of system_identification method '
                           'flights; this scenario\'s method is lqr')
@@ -192,6 +205,11 @@ def add_arguments(parser) -> None:
     parser.add_argument('--command-topic', default=DEFAULT_COMMAND_TOPIC,
                         help='rotor command topic in the recording (std_msgs/'
                              'Float64MultiArray, 4 rotor speeds [rad/s]; default %(default)s)')
+    parser.add_argument('--specs-only', action='store_true',
+                        help='write the model of system_identification.specs (the rough '
+                             "specifications' equations linearised at hover: what the first "
+                             'identification flight flies with, e.g. on a real vehicle) '
+                             'without flying')
     parser.add_argument('--recordings', metavar='DIR', default=None,
                         help='system_identification method flights: keep each flight in '
                              'DIR/round_<k> (MCAP, as --from reads it)')
@@ -202,4 +220,4 @@ def run(args) -> int:
     return main(scenario=args.scenario, out=args.out, seed=args.seed,
                 trajectories=args.trajectories, recording=args.recording,
                 odometry_topic=args.odom_topic, command_topic=args.command_topic,
-                recordings=args.recordings)
+                recordings=args.recordings, specs_only=args.specs_only)
