@@ -159,8 +159,15 @@ def main(scenario: str | None = None, out: str | None = None, seed: int | None =
     model.save(target)
     errors = model.header['held_out_errors']
     if flights:
+        print("the last flight's fit:")
         for line in FitReport(**model.header['report']).lines():
             print(line)
+        for flight in model.header['validation']:
+            print(f"validation flight with the {flight['model']} model: cost "
+                  f"{flight['cost']:.2f}, {flight['final_position_error_m']:.4f} m from x_ref "
+                  'after the episode, '
+                  f"{flight['solver_failures']} solver failures")
+        print(f"written: the {model.header['chosen']} model")
     else:
         for key, value in errors.items():
             print(f'{key:32s} {value:.3e}')
@@ -168,7 +175,8 @@ def main(scenario: str | None = None, out: str | None = None, seed: int | None =
     summary = dict(errors, out=target, scenario=path, samples=model.header['samples'])
     if flights:
         report = model.header['report']
-        summary.update(rounds=len(model.header['rounds']),
+        summary.update(rounds=len(model.header['rounds']), chosen=model.header['chosen'],
+                       validation=model.header['validation'],
                        condition_number=report['condition_number'],
                        hover_input_rad_s=report['hover_input_rad_s'],
                        warnings=report['warnings'])

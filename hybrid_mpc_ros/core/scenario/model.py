@@ -14,6 +14,7 @@ import numpy as np
 
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import ConfigError, flatten, load_node_params
+from hybrid_mpc_ros.core.learning.episode import rollout
 from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
 from hybrid_mpc_ros.core.learning.run import TuningConfig
 from hybrid_mpc_ros.core.model.flight_identification import FlightSettings, identify_by_flying
@@ -133,10 +134,13 @@ class Scenario:
         settings = replace(self.identification, **overrides)
         if isinstance(settings, FlightSettings):
             x_hover = np.array(self.x_ref, dtype=float)
-            model, _ = identify_by_flying(
+            start = self.first_model()
+            model, rounds = identify_by_flying(
                 self.plant(), lambda model, excitation: self.safe_controller(model, excitation),
-                self.first_model(), settings, x_hover, np.array(self.u_ref),
+                start, settings, x_hover, np.array(self.u_ref),
                 (self.shared.u_min, self.shared.u_max), recordings, progress)
+            model = self._validated([('start', start)] + [
+                (f'flight {r.index + 1}', r.model) for r in rounds], model, progress)
             model.header.update(plant=self.simulator.describe(), dt=self.period_s)
         else:
             plant = self.plant()
@@ -148,6 +152,42 @@ class Scenario:
                     'it with input excitation, see docs/identification.md)')
             model = identify(plant, settings, self.x_ref[0:3], self.qc, self.rc, progress)
         model.header = dict({'scenario': self.name}, **model.header)
+        return model
+
+    def _validated(self, candidates, last: AffineModel, progress) -> AffineModel:
+        """Fly the scenario's episode with each model; return the one that flies it best.
+
+        ``candidates`` are ``(label, model)``: the first flight's model and each flight's
+        fit. Each flies one episode (``x0`` to ``x_ref``, ``episode_steps``, the start
+        theta, no excitation) on the plant: a model that predicts one step well near hover
+        can still lose the vehicle on the way to the target. Best is the lowest
+        closed-loop cost C of that episode (what the tuner then lowers further), a later
+        flight's model on a tie. The header of the model
+        returned (``last``'s, with its matrices replaced when another won) records every
+        validation flight and which model was chosen.
+        """
+        steps, cost = self.tuning.episode_steps, self.cost()
+        flights = []
+        for label, model in candidates:
+            record = rollout(self.plant(), self.policy(model), self.x0, steps,
+                             sensitivities=False)
+            error = float(np.linalg.norm(record.x[-1, 0:3] - self.x_ref[0:3]))
+            flights.append({'model': label, 'cost': float(cost(record)),
+                            'final_position_error_m': error,
+                            'solver_failures': record.failures})
+            if progress:
+                progress(f'validation: the {label} model flies x0 to x_ref in {steps} steps: '
+                         f'cost {flights[-1]["cost"]:.2f}, ending {error:.4f} m away '
+                         f'({record.failures} solver failures)')
+        best = min(range(len(flights)), key=lambda i: (
+            not np.isfinite(flights[i]['cost']), flights[i]['cost'], -i))
+        chosen = candidates[best][1]
+        header = dict(last.header, validation=flights, chosen=candidates[best][0])
+        model = AffineModel(chosen.A, chosen.B, chosen.c, chosen.dt, header)
+        if best != len(candidates) - 1 and progress:
+            progress(f'WARNING: the last flight\'s model flies the episode at cost '
+                     f'{flights[-1]["cost"]:.2f}; writing the {candidates[best][0]} model, '
+                     f'which flies it at {flights[best]["cost"]:.2f}')
         return model
 
     def first_model(self) -> AffineModel:
