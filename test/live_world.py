@@ -170,11 +170,15 @@ class World:
             self._schedule(self._timer_period(), 'controller', 'timer')
         elif kind == 'set':
             call, values = event.payload
-            theta = {k: v for k, v in values.items() if k != 'x_ref'}
-            reason = th.validate_parameters(theta)
+            theta = {k: v for k, v in values.items() if k in th.PARAMETER_NAMES}
+            unknown = set(values) - set(theta) - set(th.SAFE_PARAMETER_NAMES) - {'x_ref'}
+            reason = (f'unknown parameters {sorted(unknown)}' if unknown else
+                      th.validate_parameters(theta) or
+                      th.validate_parameters(th.unprefix_safe(values)))
             if not reason:
                 self.parameter_sets.append(dict(values))
                 loop.set_policy(theta, values.get('x_ref'))
+                loop.set_safe_theta(values)
             self._send('tuner', 'result', call, Refused(reason) if reason else Accepted())
         elif kind == 'hold':
             call, data = event.payload

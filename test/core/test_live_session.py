@@ -21,6 +21,7 @@ from hybrid_mpc_ros.core.learning import live_session as ls
 from hybrid_mpc_ros.core.learning.samples import Stamp
 from hybrid_mpc_ros.core.learning.step_rules import ScheduleSteps
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
+from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import Envelope, SafeController, SafetyConfig
 from landscape import constant
 from live_world import World
@@ -111,7 +112,15 @@ def test_lockstep_reset_episodes_equal_the_offline_run():
     sets = world.parameter_sets
     assert len(sets) == 2 * ITERATIONS + 1
     assert 'x_ref' in sets[0] and all('x_ref' not in s for s in sets[1:-1])
-    assert set(sets[1]) == {'theta.p_Q', 'theta.p_R', 'theta.p_P'}
+    assert set(sets[1]) == set(th.PARAMETER_NAMES + th.SAFE_PARAMETER_NAMES)
+    # every set carries the tuner's best theta as the safe theta: the start theta until an
+    # iteration improves on it, then the best
+    safe = [th.from_parameters(th.unprefix_safe(values)) for values in sets]
+    np.testing.assert_array_equal(safe[0], scenario().initial_theta())
+    best = session.tuner.state.best_theta
+    assert not np.array_equal(best, scenario().initial_theta())
+    np.testing.assert_array_equal(safe[-1], best)
+    np.testing.assert_array_equal(world.controller.safe_theta, best)
     # the controller is left running the final theta, released
     np.testing.assert_array_equal(world.controller.policy.theta, session.tuner.state.theta)
     assert not world.held
@@ -303,10 +312,10 @@ def test_fly_to_start_waits_for_the_vehicle_to_settle():
     far = [np.linalg.norm(x[0:3] - chosen.x0[0:3]) for stamp, x in odometry
            if stamp == first_end]
     assert far and far[0] > 5 * tolerance
-    # x_ref: hover at x0 to fly back, then theta and the target together
+    # x_ref: hover at x0 to fly back, then theta, the target and the safe theta together
     sets = world.parameter_sets
-    assert set(sets[0]) == {'x_ref'} and set(sets[1]) == {'x_ref', 'theta.p_Q', 'theta.p_R',
-                                                          'theta.p_P'}
+    assert set(sets[0]) == {'x_ref'}
+    assert set(sets[1]) == {'x_ref', *th.PARAMETER_NAMES, *th.SAFE_PARAMETER_NAMES}
 
 
 def test_a_sample_arriving_after_the_hold_answer_does_not_fool_the_token_rule():

@@ -275,14 +275,16 @@ def test_safe_behaviour_on_bad_stale_and_unsolvable_odometry(wall_clock_controll
     _alive(controller)
 
 
-def test_leaving_the_envelope_aborts_the_revision_and_flies_the_start_theta(ros_node, tmp_path):
+def test_leaving_the_envelope_aborts_the_revision_and_flies_the_safe_theta(ros_node, tmp_path):
     """The envelope abort in the node: status, revisions, safe theta, diagnostics, re-arming.
 
     A wall-clock controller with a tilt limit of 0.3 rad; odometry from this test. A
     candidate theta set live flies level odometry normally; a state tilted by 0.5 rad aborts
     it: that step's sample has the abort status and the candidate's revision, later ones the
     next revision and the start theta's commands (an offline MPC with the start theta at
-    the same state is the answer). A new theta set re-arms the abort.
+    the same state is the answer). A new theta set re-arms the abort. A safe theta set
+    (``safe_theta.*``, as a tuner sends its best theta) makes no revision, and the next abort
+    flies it instead of the start theta; a bad one is refused with its name.
     """
     source = OdometrySource(ros_node)
     controller = _start('ros.mpc_controller_node', tmp_path, 'controller', use_sim_time=False,
@@ -324,6 +326,29 @@ def test_leaving_the_envelope_aborts_the_revision_and_flies_the_start_theta(ros_
         source.publish(tilted, 0.5)
         assert [s.revision for s in source.samples[seen:]
                 if s.status == ENVELOPE_ABORT_STATUS] == [3]
+        # a safe theta set (a tuner's best): no revision; the next abort flies it
+        best = start.copy()
+        best[th.SLICE_R] *= 4.0
+        safe = th.to_safe_parameters(best)
+        bad = _set(ros_node, [_double_array('safe_theta.p_R', [1.0, math.nan, 1.0, 1.0])])[0]
+        assert not bad.successful and 'safe_theta.p_R' in bad.reason, bad.reason
+        assert _set(ros_node, [_double_array(name, safe[name])
+                               for name in th.SAFE_PARAMETER_NAMES])[0].successful
+        source.publish(level, 0.3)
+        assert source.samples[-1].revision == 4 and source.samples[-1].status == 0
+        assert _set(ros_node, [_double_array(name, params[name])
+                               for name in th.PARAMETER_NAMES])[0].successful   # re-arm: 5
+        seen = len(source.samples)
+        source.publish(tilted, 1.2)
+        after = source.samples[seen:]
+        assert [s.revision for s in after if s.status == ENVELOPE_ABORT_STATUS] == [5]
+        assert after[-1].revision == 6 and after[-1].status == 0
+        u_best = chosen.policy(theta=best).solve(after[-1].x).u
+        u_start = chosen.policy(theta=start).solve(after[-1].x).u
+        assert np.max(np.abs(u_best - u_start)) > 1.0       # the two are told apart
+        np.testing.assert_allclose(after[-1].u, u_best, rtol=1e-6, atol=1e-3)
+        level_, values = source.values()
+        assert values['safe_theta'].startswith('set '), values
         # limits are checked: 0 is no envelope
         result = _set(ros_node, [ParameterMsg(name='envelope.max_tilt_rad', value=ParameterValue(
             type=ParameterType.PARAMETER_DOUBLE, double_value=0.0))])[0]

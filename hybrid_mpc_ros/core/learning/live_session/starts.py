@@ -16,6 +16,8 @@ the controller's solver is reset right before the episode's first solve, as
 
     1. set theta (and x_ref, first episode) in one atomic set; wait for its success. The
        episode's revision r is the first one above the last revision seen in samples.
+       The set carries the tuner's best theta as the controller's safe theta too (what
+       an envelope abort flies), as every theta set of every start procedure does.
     2. hold the controller (~/hold true); wait until the token is back at the controller:
        the odometry answering the last command it sent (stamp = the last answered
        odometry stamp, which its answer names, + one period) has arrived.
@@ -141,8 +143,8 @@ class ResetStart(StartProcedure):
         session.phase = Phase.SET_THETA
         attempt.prev_revision = session.seen.revision
         x_ref = None if self.x_ref_sent else session.x_ref
-        return [session.calls.call('set_theta',
-                                   values=parameter_values(attempt.request.theta, x_ref))]
+        return [session.calls.call('set_theta', values=parameter_values(
+            attempt.request.theta, x_ref, session.best_theta))]
 
     def on_result(self, attempt: Attempt, what: str, answer: Answer) -> list:
         """Take the answer to set_theta, simulator_reset or controller_reset."""
@@ -377,7 +379,7 @@ class FlyToStart(StartProcedure):
         attempt.prev_revision = session.seen.revision
         # collect from now on: samples of the new revision may come before the answer
         actions = [session.calls.call('set_theta_fly', values=parameter_values(
-            attempt.request.theta, session.x_ref))]
+            attempt.request.theta, session.x_ref, session.best_theta))]
         return actions + session.begin_collecting()
 
 
