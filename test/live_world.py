@@ -29,7 +29,7 @@ import itertools
 
 import numpy as np
 
-from hybrid_mpc_ros.core.control.answers import Accepted, HoldAnswer, Refused
+from hybrid_mpc_ros.core.control.answers import Accepted, HoldAnswer, Refused, SetAnswer
 from hybrid_mpc_ros.core.control.controller_loop import ControllerLoop
 from hybrid_mpc_ros.core.learning import live_session as ls
 from hybrid_mpc_ros.core.learning.samples import (NANOS_PER_SECOND, SensitivitySample,
@@ -74,11 +74,8 @@ class World:
         self.last_command_time = 0.0
         self.sim_steps = 0
         # controller
-        config = scenario.mpc_config
-        self.controller = SafeController(scenario.policy(), SafetyConfig(1e9, 3, 0.9),
-                                         config.u_min, config.u_max, envelope)
-        self.loop = ControllerLoop(self.controller,
-                                   'odometry' if mode == 'lockstep' else 'timer')
+        self._envelope = envelope
+        self.restart_controller()
         self.samples: list[SensitivitySample] = []
         self.parameter_sets: list[dict] = []
         self.hold_calls: list[bool] = []
@@ -95,6 +92,15 @@ class World:
                            'controller', 'timer')
         else:
             self._schedule(REPUBLISH_S, 'simulator', 'republish')
+
+    def restart_controller(self) -> None:
+        """A new controller process: start theta and x_ref, revision 0, no odometry yet."""
+        config = self.scenario.mpc_config
+        self.controller = SafeController(self.scenario.policy(), SafetyConfig(1e9, 3, 0.9),
+                                         config.u_min, config.u_max, self._envelope)
+        self.loop = ControllerLoop(self.controller,
+                                   'odometry' if self.mode == 'lockstep' else 'timer')
+        self.restarts = getattr(self, 'restarts', -1) + 1
 
     @property
     def held(self) -> bool:
@@ -179,7 +185,8 @@ class World:
                 self.parameter_sets.append(dict(values))
                 loop.set_policy(theta, values.get('x_ref'))
                 loop.set_safe_theta(values)
-            self._send('tuner', 'result', call, Refused(reason) if reason else Accepted())
+            self._send('tuner', 'result', call,
+                       Refused(reason) if reason else SetAnswer(loop.revision))
         elif kind == 'hold':
             call, data = event.payload
             answer, step = loop.hold(data)

@@ -318,6 +318,58 @@ def test_fly_to_start_waits_for_the_vehicle_to_settle():
     assert set(sets[1]) == {'x_ref', *th.PARAMETER_NAMES, *th.SAFE_PARAMETER_NAMES}
 
 
+def test_fly_to_start_survives_a_controller_restart_mid_episode():
+    """A new controller (revision 0, start theta and x_ref) at the 10th step of episode 2.
+
+    The episode waits in vain for its next sample and is rerun after a backoff; the answer
+    to the next go_to_start names a revision below the last one named (the restart, in the
+    log); the vehicle settles at x0 again before theta, the target and the safe theta go to
+    the new controller together, which then flies the final and the best theta. No
+    episode is lost or taken twice.
+    """
+    tolerance, steps, iterations = 0.1, 30, 3
+    chosen = scenario()
+
+    def restart(world, event):
+        session = world.session
+        attempt = session.attempt if session is not None else None
+        if (event.kind == 'sample' and event.target == 'tuner' and not world.restarts
+                and session.episodes == 1 and attempt is not None
+                and attempt.builder is not None and attempt.builder.count == 10):
+            world.restart_controller()
+        return [event]
+    world = World(chosen, mode='realtime', tamper=restart)
+    # model-based (one episode per iteration), as the fly_to_start warning advises; the
+    # realtime world, as on a vehicle; a tolerance above the hover's steady offset (~0.05 m)
+    tuner = Tuner(config(method='model_based', iterations=iterations, episode_steps=steps),
+                  None,
+                  chosen.nominal_model().jacobians, chosen.cost(), chosen.initial_theta())
+    session = ls.LiveSession(tuner, settings(start_mode='fly_to_start',
+                                             settle_position_tol_m=tolerance,
+                                             settle_velocity_tol_m_s=tolerance,
+                                             settle_time_s=1.0, message_timeout_s=0.35),
+                             chosen.period_s, chosen.x0, chosen.x_ref, clock=world.clock)
+    world.run(session)
+    assert world.of_type(ls.Finished), world.of_type(ls.Failed)
+    assert world.restarts == 1 and session.retries == 1
+    assert dict(session.rejections) == {'timeout': 1}
+    logs = [action.text for action in world.of_type(ls.Log)]
+    assert any('the controller restarted (its theta revision is 1' in text for text in logs)
+    infos = [action.info for action in world.of_type(ls.EpisodeDone)]
+    assert [(info['iteration'], info['role']) for info in infos] == [
+        (k, 'base') for k in range(1, iterations + 1)]
+    assert [info['attempts'] for info in infos] == [1, 2, 1]
+    for info in infos:
+        assert info['steps'] == steps
+        assert info['start_position_error_m'] <= tolerance
+        assert info['start_speed_m_s'] <= tolerance
+    rows = [action.row for action in world.of_type(ls.IterationDone)]
+    assert [row['iteration'] for row in rows] == list(range(1, iterations + 1))
+    # the new controller flies the final theta, with the best as its safe theta
+    np.testing.assert_array_equal(world.controller.policy.theta, tuner.state.theta)
+    np.testing.assert_array_equal(world.controller.safe_theta, tuner.state.best_theta)
+
+
 def test_a_sample_arriving_after_the_hold_answer_does_not_fool_the_token_rule():
     # the controller publishes a step's sample, then answers the hold; the sample reaches
     # the tuner only after the answer (two channels, no order between them). The answer
