@@ -29,7 +29,7 @@ import itertools
 
 import numpy as np
 
-from hybrid_mpc_ros.core.control.answers import Accepted, HoldAnswer, Refused, SetAnswer
+from hybrid_mpc_ros.core.control.answers import Accepted, HoldAnswer, Refused
 from hybrid_mpc_ros.core.control.controller_loop import ControllerLoop
 from hybrid_mpc_ros.core.learning import live_session as ls
 from hybrid_mpc_ros.core.learning.samples import (NANOS_PER_SECOND, SensitivitySample,
@@ -185,8 +185,7 @@ class World:
                 self.parameter_sets.append(dict(values))
                 loop.set_policy(theta, values.get('x_ref'))
                 loop.set_safe_theta(values)
-            self._send('tuner', 'result', call,
-                       Refused(reason) if reason else SetAnswer(loop.revision))
+            self._send('tuner', 'result', call, Refused(reason) if reason else Accepted())
         elif kind == 'hold':
             call, data = event.payload
             answer, step = loop.hold(data)

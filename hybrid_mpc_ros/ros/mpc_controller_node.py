@@ -43,7 +43,7 @@ double arrays that may be set live (``ros2 param set``, ``set_parameters`` or
 ``set_parameters_atomically``). A set is checked whole (sizes, finiteness, magnitude) in
 the on-set callback and refused with a reason, or applied between two control steps; each
 accepted set increments the theta revision carried by every later sensitivity message;
-the answer to a set (its reason) and to ``~/reset`` name the current revision
+the answer to ``~/reset`` names the current revision
 (:mod:`hybrid_mpc_ros.ros.replies`), so a tuner knows which
 samples are its episode's and notices a restarted controller (revisions start at 0).
 ``x_ref`` (12) may change live too and also increments the revision (the revision names
@@ -100,7 +100,7 @@ from hybrid_mpc_ros.core.mpc.safe_control import Envelope, SafeController, Safet
 from hybrid_mpc_ros.core.param_schema import floating, floats, integer, text
 from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
 from hybrid_mpc_ros.ros.node_runtime import declare_parameters, run_node
-from hybrid_mpc_ros.ros.replies import hold_response, reset_response, set_parameters_text
+from hybrid_mpc_ros.ros.replies import hold_response, reset_response
 from hybrid_mpc_ros.ros.sensitivity_msg import SensitivityEncoder
 
 NODE_NAME = 'mpc_controller'
@@ -294,13 +294,7 @@ class MPCControllerNode(Node):
                 self._envelope(dict(self._envelope_values(), **envelope))
             except ConfigError as exc:
                 reason = str(exc)
-        if reason:
-            return SetParametersResult(successful=False, reason=reason)
-        # the revision the set leaves flying (one more when theta or x_ref change), so a
-        # tuner knows which revision its samples carry and notices a restarted node
-        changes = bool(theta_updates) or 'x_ref' in updates
-        return SetParametersResult(successful=True, reason=set_parameters_text(
-            self._loop.revision + int(changes)))
+        return SetParametersResult(successful=not reason, reason=reason)
 
     def _envelope_values(self) -> dict:
         envelope = self._controller.envelope

@@ -8,17 +8,13 @@ understand each other):
 * ``~/hold``: ``'holding: odometry is kept, not answered; last answered odometry stamp:
   <sec>.<nanosec, 9 digits>'`` (``'released; ...'`` on release; ``none`` for the stamp
   when nothing was answered yet);
-* ``~/reset``: ``'solver warm start and plan cleared; theta revision: <revision>'``;
-* a successful ``set_parameters`` / ``set_parameters_atomically`` (the result's reason,
-  empty before): ``'applied; theta revision: <revision>'``, the revision the controller
-  flies after the set.
+* ``~/reset``: ``'solver warm start and plan cleared; theta revision: <revision>'``.
 
 :func:`hold_response` and :func:`reset_response` write the answers of
 :class:`~hybrid_mpc_ros.core.control.controller_loop.ControllerLoop` into the response;
 :func:`decode_hold`, :func:`decode_reset`, :func:`decode_trigger` and
 :func:`decode_set_parameters` read a response back into a typed answer
-(:mod:`hybrid_mpc_ros.core.control.answers`); :func:`set_parameters_text` writes the
-third. A successful answer without the numbers (a
+(:mod:`hybrid_mpc_ros.core.control.answers`). A successful answer without the numbers (a
 controller that does not name them, the simulator's reset) decodes to
 :class:`~hybrid_mpc_ros.core.control.answers.Accepted`; one that names them in a form
 this module cannot read raises :class:`ReplyError` with the whole text.
@@ -29,8 +25,7 @@ from __future__ import annotations
 from rcl_interfaces.msg import SetParametersResult
 from std_srvs.srv import SetBool, Trigger
 
-from hybrid_mpc_ros.core.control.answers import (Accepted, HoldAnswer, Refused, ResetAnswer,
-                                                 SetAnswer)
+from hybrid_mpc_ros.core.control.answers import Accepted, HoldAnswer, Refused, ResetAnswer
 from hybrid_mpc_ros.core.learning.samples import Stamp
 
 ANSWERED_TAG = 'last answered odometry stamp: '
@@ -38,7 +33,6 @@ HOLDING_TEXT = 'holding: odometry is kept, not answered'
 RELEASED_TEXT = 'released'
 REVISION_TAG = 'theta revision: '
 RESET_TEXT = 'solver warm start and plan cleared'
-APPLIED_TEXT = 'applied'
 
 
 class ReplyError(ValueError):
@@ -101,18 +95,8 @@ def parse_hold(success: bool, message: str) -> HoldAnswer | Refused | Accepted:
                          f'{message!r}') from None
 
 
-def set_parameters_text(revision: int) -> str:
-    """Return the reason of a successful parameter set, ending with the theta revision."""
-    return f'{APPLIED_TEXT}; {REVISION_TAG}{revision}'
-
-
 def parse_reset(success: bool, message: str) -> ResetAnswer | Refused | Accepted:
     """Read a ``~/reset`` answer given as its success flag and text (see :func:`decode_reset`)."""
-    return _parse_revision(success, message, ResetAnswer, '~/reset')
-
-
-def _parse_revision(success: bool, message: str, answer, what: str):
-    """``answer(revision)`` named at the end of ``message``; Accepted or Refused otherwise."""
     if not success:
         return Refused(message)
     _, tag, value = message.rpartition(REVISION_TAG)
@@ -122,9 +106,9 @@ def _parse_revision(success: bool, message: str, answer, what: str):
     try:
         if not value.isdigit():
             raise ValueError('not a non-negative integer')
-        return answer(int(value))
+        return ResetAnswer(int(value))
     except ValueError as exc:
-        raise ReplyError(f'the answer to {what} names no readable theta revision ({exc}): '
+        raise ReplyError(f'the answer to ~/reset names no readable theta revision ({exc}): '
                          f'{message!r}') from None
 
 
@@ -153,11 +137,6 @@ def decode_trigger(response: Trigger.Response) -> Accepted | Refused:
     return Accepted(response.message) if response.success else Refused(response.message)
 
 
-def decode_set_parameters(result: SetParametersResult) -> SetAnswer | Accepted | Refused:
-    """Read the result of a ``set_parameters_atomically`` call.
-
-    :class:`SetAnswer` when it names the theta revision, :class:`Accepted` when it
-    succeeded without naming it (an older controller), :class:`Refused` (the reason) when
-    refused. Raises :class:`ReplyError` when it names a revision that cannot be read.
-    """
-    return _parse_revision(result.successful, result.reason, SetAnswer, 'a parameter set')
+def decode_set_parameters(result: SetParametersResult) -> Accepted | Refused:
+    """Read the result of a ``set_parameters_atomically`` call (the reason when refused)."""
+    return Accepted(result.reason) if result.successful else Refused(result.reason)

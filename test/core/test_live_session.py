@@ -354,7 +354,8 @@ def test_fly_to_start_survives_a_controller_restart_mid_episode():
     assert world.restarts == 1 and session.retries == 1
     assert dict(session.rejections) == {'timeout': 1}
     logs = [action.text for action in world.of_type(ls.Log)]
-    assert any('the controller restarted (its theta revision is 1' in text for text in logs)
+    assert any('the controller restarted (its theta revision is 1, after 4)' in text
+               for text in logs)
     infos = [action.info for action in world.of_type(ls.EpisodeDone)]
     assert [(info['iteration'], info['role']) for info in infos] == [
         (k, 'base') for k in range(1, iterations + 1)]

@@ -5,8 +5,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from std_srvs.srv import SetBool, Trigger
 import pytest
 
-from hybrid_mpc_ros.core.control.answers import (Accepted, HoldAnswer, Refused, ResetAnswer,
-                                                 SetAnswer)
+from hybrid_mpc_ros.core.control.answers import Accepted, HoldAnswer, Refused, ResetAnswer
 from hybrid_mpc_ros.core.control.controller_loop import HOLD_REFUSAL
 from hybrid_mpc_ros.core.learning.samples import Stamp
 from hybrid_mpc_ros.ros import replies
@@ -60,16 +59,10 @@ def test_successful_answers_without_numbers_are_accepted_as_they_are():
         Refused('gone')
 
 
-def test_parameter_set_results_decode_to_the_revision_accepted_or_refused():
+def test_parameter_set_results_decode_to_accepted_or_refused():
     assert replies.decode_set_parameters(SetParametersResult(successful=True)) == Accepted()
-    applied = SetParametersResult(successful=True, reason=replies.set_parameters_text(7))
-    assert applied.reason == 'applied; theta revision: 7'
-    assert replies.decode_set_parameters(applied) == SetAnswer(7)
     refused = SetParametersResult(successful=False, reason='theta.p_Q must hold 12 values')
     assert replies.decode_set_parameters(refused) == Refused('theta.p_Q must hold 12 values')
-    with pytest.raises(replies.ReplyError, match='parameter set'):
-        replies.decode_set_parameters(SetParametersResult(
-            successful=True, reason='applied; theta revision: -1'))
 
 
 @pytest.mark.parametrize('text, problem', [

@@ -66,19 +66,4 @@ class ResetAnswer:
             raise ValueError(f'revision must be an integer in [0, 2^53], got {revision!r}')
 
 
-@dataclass(frozen=True)
-class SetAnswer:
-    """The controller applied a parameter set; ``revision``: the theta revision it flies now.
-
-    A set that changes theta or x_ref makes a new revision, so a tuner that sets x_ref or
-    theta knows exactly which revision the samples that follow carry; a revision at or
-    below one named before reveals a restarted controller (revisions start at 0).
-    """
-
-    revision: int
-
-    def __post_init__(self):
-        ResetAnswer(self.revision)          # the same check
-
-
-Answer = Accepted | Refused | HoldAnswer | ResetAnswer | SetAnswer
+Answer = Accepted | Refused | HoldAnswer | ResetAnswer

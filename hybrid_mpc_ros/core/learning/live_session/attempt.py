@@ -30,7 +30,7 @@ class Attempt:
     request: EpisodeRequest
     number: int                       # 0 for the first try, n for the n-th rerun
     started: float                    # clock() [s] when the episode's first try began
-    prev_revision: int | None = None  # the revision before theta was set (named or seen)
+    prev_revision: int | None = None  # newest revision in samples before theta was set
     revision: int | None = None       # the episode's, named by the controller's reset answer
     reset_after_ns: int | None = None   # the reset odometry comes at or after this stamp
     reset_done: bool = False          # the simulator answered its reset

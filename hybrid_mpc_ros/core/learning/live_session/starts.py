@@ -42,18 +42,18 @@ position (theta unchanged), wait until the vehicle has stayed within
 ``settle_velocity_tol_m_s`` for ``settle_time_s`` (odometry time), then set theta and
 the target x_ref in one atomic set (revision r) and count the steps of r from its first
 sample, which must still be within the tolerance. The episode starts where the vehicle
-is, not exactly at x0 (docs/protocol.md says what that does to the costs). A controller
-that names the revision in its answer to the first set (:class:`SetAnswer`) gives r
-exactly (one above it); a restarted controller (revisions from 0 again) is then noticed
-there and needs nothing more: every attempt sends x_ref, theta and the safe theta
-again. Without it r is the first revision above the newest seen in samples.
+is, not exactly at x0 (docs/protocol.md says what that does to the costs). r is the
+first revision above those of the samples computed while the vehicle settled (not above
+the highest ever seen): a controller restarted during tuning counts its revisions from 0
+again, and the next attempt runs on it at once; it gets x_ref, theta and the safe theta
+with that attempt's sets, as every attempt sends them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from hybrid_mpc_ros.core.control.answers import Answer, HoldAnswer, ResetAnswer, SetAnswer
+from hybrid_mpc_ros.core.control.answers import Answer, HoldAnswer, ResetAnswer
 from hybrid_mpc_ros.core.learning.live_session.actions import Log, parameter_values
 from hybrid_mpc_ros.core.learning.live_session.attempt import Attempt, Retry
 from hybrid_mpc_ros.core.learning.live_session.settings import Phase
@@ -329,7 +329,7 @@ class FlyToStart(StartProcedure):
         super().__init__(session)
         self.start_ref = hover_reference(session.x0)
         self.settle_ns = round(session.settings.settle_time_s * NANOS_PER_SECOND)
-        self.named_revision: int | None = None     # the last revision a set's answer named
+        self.flown_revision: int | None = None     # the last episode revision set
 
     def begin(self, attempt: Attempt) -> list:
         """Set x_ref to hover at x0 (theta unchanged)."""
@@ -340,12 +340,11 @@ class FlyToStart(StartProcedure):
     def on_result(self, attempt: Attempt, what: str, answer: Answer) -> list:
         """Take the answer to go_to_start (then settle) or set_theta_fly."""
         if what == 'go_to_start':
-            actions = self._note_revision(attempt, answer)
             self.session.phase = Phase.SETTLE
             attempt.settled_since = None
             self.session.calls.wait('the vehicle to settle at x0',
                                     self.session.settings.settle_timeout_s)
-            return actions + self._check_settled(attempt)
+            return self._check_settled(attempt)
         if what == 'set_theta_fly':
             return []                    # already collecting: the new revision starts it
         return super().on_result(attempt, what, answer)
@@ -363,19 +362,6 @@ class FlyToStart(StartProcedure):
             raise Retry('start', f'the first step starts {position:.3g} m from x0 at '
                                  f'{speed:.3g} m/s, outside the settle tolerance')
         return True
-
-    def _note_revision(self, attempt: Attempt, answer: Answer) -> list:
-        """Take the revision the go_to_start answer names: the episode's is the next one."""
-        if not isinstance(answer, SetAnswer):
-            attempt.prev_revision = None
-            return []
-        previous, self.named_revision = self.named_revision, answer.revision
-        attempt.prev_revision = answer.revision
-        if previous is not None and answer.revision <= previous:
-            return [Log('warn', f'the controller restarted (its theta revision is '
-                                f'{answer.revision}, after {previous}): theta, the target '
-                                'and the safe theta go with the next set, as always')]
-        return []
 
     def _within_tolerance(self, x: np.ndarray) -> bool:
         settings = self.session.settings
@@ -395,11 +381,21 @@ class FlyToStart(StartProcedure):
             attempt.settled_since = stamp_ns
         if stamp_ns - attempt.settled_since < self.settle_ns:
             return []
-        if attempt.prev_revision is None:           # no revision named: the newest seen
-            attempt.prev_revision = session.seen.revision
+        # the revision the controller flies now: the samples of the settled window (their
+        # odometry came after the go_to_start answer); wait for one if none came yet
+        revision = session.seen.revision_since(attempt.settled_since)
+        if revision is None:
+            return []
+        actions = []
+        if self.flown_revision is not None and revision < self.flown_revision:
+            actions.append(Log('warn', f'the controller restarted (its theta revision is '
+                                       f'{revision}, after {self.flown_revision}): theta, the '
+                                       'target and the safe theta go to it with this set'))
+        attempt.prev_revision = revision
+        self.flown_revision = revision + 1
         # collect from now on: samples of the new revision may come before the answer
-        actions = [session.calls.call('set_theta_fly', values=parameter_values(
-            attempt.request.theta, session.x_ref, session.best_theta))]
+        actions.append(session.calls.call('set_theta_fly', values=parameter_values(
+            attempt.request.theta, session.x_ref, session.best_theta)))
         return actions + session.begin_collecting()
 
 
