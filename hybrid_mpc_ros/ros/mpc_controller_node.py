@@ -51,6 +51,11 @@ the policy: theta and reference; a tuner flying a vehicle back to its start uses
 know where an episode begins). Structural parameters (horizon, model file, bounds,
 period, trigger) are read-only.
 
+A jump of simulated time (``/clock`` going back, or forward by more than a second) changes
+nothing here and is logged: the steps, the failsafe and the odometry checks run on wall
+time and odometry stamps (an odometry stamp going back is refused, as always); only the
+stamps of ``~/sensitivity`` and ``/diagnostics`` follow ``/clock``.
+
 The envelope abort (parameters ``envelope.max_position_error_m``, ``envelope.max_tilt_rad``,
 ``envelope.max_rate_rad_s``; inf, the default, disables a limit; they may change live):
 the first control step whose state lies outside puts back the safe theta before solving,
@@ -99,7 +104,7 @@ from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import Envelope, SafeController, SafetyConfig
 from hybrid_mpc_ros.core.param_schema import floating, floats, integer, text
 from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
-from hybrid_mpc_ros.ros.node_runtime import declare_parameters, run_node
+from hybrid_mpc_ros.ros.node_runtime import declare_parameters, log_time_jumps, run_node
 from hybrid_mpc_ros.ros.replies import hold_response, reset_response
 from hybrid_mpc_ros.ros.sensitivity_msg import SensitivityEncoder
 
@@ -221,6 +226,10 @@ class MPCControllerNode(Node):
                     f'control rate {values["rate_hz"]:g} Hz differs from the model\'s '
                     f'1/period_s = {1.0 / self._period_s:g} Hz: the MPC predicts with the '
                     'wrong step (benchmarking only)')
+        self._time_jumps = log_time_jumps(self, (
+            'nothing changes: steps, the failsafe and the odometry checks run on wall time '
+            'and odometry stamps; only the stamps of ~/sensitivity and /diagnostics follow '
+            '/clock'))
         self.get_logger().info(
             f'MPC controller ready: horizon {values["horizon"]}, period {self._period_s} s, '
             f'trigger {self._trigger}, nominal model {self._settings.nominal_model_path}')

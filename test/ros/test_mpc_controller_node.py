@@ -374,3 +374,31 @@ def test_only_a_lockstep_controller_may_be_held(rclpy_context, trigger, use_sim_
     assert answer.success == held, answer.message
     if not held:
         assert 'wall time' in answer.message and 'never go without' in answer.message
+
+
+def test_a_jump_of_simulated_time_is_logged(ros_node, tmp_path):
+    """/clock going back, or forward by more than a second, is said in the log; not time's start.
+
+    The first /clock message (from 0, here to 100 s) is no jump; +0.1 s is none either.
+    """
+    from rosgraph_msgs.msg import Clock as ClockMsg
+    from builtin_interfaces.msg import Time
+    controller = _start('ros.mpc_controller_node', tmp_path, 'controller', use_sim_time=True)
+    publisher = ros_node.node.create_publisher(ClockMsg, '/clock', 10)
+    try:
+        _wait(ros_node, lambda: publisher.get_subscription_count() > 0, 20.0, controller)
+
+        def clock(seconds):
+            sec, nanosec = divmod(round(seconds * 1e9), 1_000_000_000)
+            publisher.publish(ClockMsg(clock=Time(sec=sec, nanosec=nanosec)))
+            ros_node.spin_for(0.3)
+        for seconds in (100.0, 100.1, 500.1, 50.0):
+            clock(seconds)
+        _wait(ros_node, lambda: 'jumped back' in controller.log_text(), 10.0, controller)
+        lines = [line for line in controller.log_text().splitlines() if 'jumped' in line]
+        assert len(lines) == 2, lines
+        assert 'jumped forward by 400.000 s to 500.100 s: nothing changes' in lines[0]
+        assert 'jumped back by 450.100 s to 50.000 s' in lines[1]
+        _alive(controller)
+    finally:
+        controller.stop()
