@@ -16,6 +16,7 @@ import signal
 import numpy as np
 import pytest
 
+from hybrid_mpc_ros.core.scenario.sections import run_name
 from hybrid_mpc_ros.tools import fault_injection as fi
 from hybrid_mpc_ros.tools.graph import TuningGraph
 from scenario_setup import offline_run, scenario, scenario_path
@@ -47,6 +48,9 @@ class FaultGraph:
                                  remaps={'tuner': {fi.SOURCE_TOPIC: fi.RELAY_TOPIC}})
         self.nodes = self.graph.nodes
         self.starts = self.graph.starts
+        # the run's files are named after the method (hybrid_g0.5 unless it is overridden)
+        self.run = run_name(self.tuner_params.get('method', chosen.tuning.method),
+                            chosen.tuning.gamma)
 
     def start(self, name, **extra):
         """Start node ``name`` ('simulator', 'controller', 'tuner'); its log is per start."""
@@ -86,7 +90,7 @@ class FaultGraph:
 
     def file(self, suffix):
         """Path of the run's file ``<run>.<suffix>``."""
-        return os.path.join(self.out_dir, f'{RUN}.{suffix}')
+        return os.path.join(self.out_dir, f'{self.run}.{suffix}')
 
     def rows(self, suffix):
         """Rows of the run's CSV ``<run>.<suffix>``."""

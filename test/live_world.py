@@ -74,11 +74,8 @@ class World:
         self.last_command_time = 0.0
         self.sim_steps = 0
         # controller
-        config = scenario.mpc_config
-        self.controller = SafeController(scenario.policy(), SafetyConfig(1e9, 3, 0.9),
-                                         config.u_min, config.u_max, envelope)
-        self.loop = ControllerLoop(self.controller,
-                                   'odometry' if mode == 'lockstep' else 'timer')
+        self._envelope = envelope
+        self.restart_controller()
         self.samples: list[SensitivitySample] = []
         self.parameter_sets: list[dict] = []
         self.hold_calls: list[bool] = []
@@ -95,6 +92,15 @@ class World:
                            'controller', 'timer')
         else:
             self._schedule(REPUBLISH_S, 'simulator', 'republish')
+
+    def restart_controller(self) -> None:
+        """A new controller process: start theta and x_ref, revision 0, no odometry yet."""
+        config = self.scenario.mpc_config
+        self.controller = SafeController(self.scenario.policy(), SafetyConfig(1e9, 3, 0.9),
+                                         config.u_min, config.u_max, self._envelope)
+        self.loop = ControllerLoop(self.controller,
+                                   'odometry' if self.mode == 'lockstep' else 'timer')
+        self.restarts = getattr(self, 'restarts', -1) + 1
 
     @property
     def held(self) -> bool:
@@ -170,11 +176,15 @@ class World:
             self._schedule(self._timer_period(), 'controller', 'timer')
         elif kind == 'set':
             call, values = event.payload
-            theta = {k: v for k, v in values.items() if k != 'x_ref'}
-            reason = th.validate_parameters(theta)
+            theta = {k: v for k, v in values.items() if k in th.PARAMETER_NAMES}
+            unknown = set(values) - set(theta) - set(th.SAFE_PARAMETER_NAMES) - {'x_ref'}
+            reason = (f'unknown parameters {sorted(unknown)}' if unknown else
+                      th.validate_parameters(theta) or
+                      th.validate_parameters(th.unprefix_safe(values)))
             if not reason:
                 self.parameter_sets.append(dict(values))
                 loop.set_policy(theta, values.get('x_ref'))
+                loop.set_safe_theta(values)
             self._send('tuner', 'result', call, Refused(reason) if reason else Accepted())
         elif kind == 'hold':
             call, data = event.payload

@@ -51,16 +51,27 @@ the policy: theta and reference; a tuner flying a vehicle back to its start uses
 know where an episode begins). Structural parameters (horizon, model file, bounds,
 period, trigger) are read-only.
 
+A jump of simulated time (``/clock`` going back, or forward by more than a second) changes
+nothing here and is logged: the steps, the failsafe and the odometry checks run on wall
+time and odometry stamps (an odometry stamp going back is refused, as always); only the
+stamps of ``~/sensitivity`` and ``/diagnostics`` follow ``/clock``.
+
 The envelope abort (parameters ``envelope.max_position_error_m``, ``envelope.max_tilt_rad``,
 ``envelope.max_rate_rad_s``; inf, the default, disables a limit; they may change live):
-the first control step whose state lies outside puts back the theta the node started with
-(the safe theta) before solving, so that step and every later one fly it
-(:class:`~hybrid_mpc_ros.core.mpc.safe_control.SafeController`). That step's sensitivity
-message carries the status
+the first control step whose state lies outside puts back the safe theta before solving,
+so that step and every later one fly it
+(:class:`~hybrid_mpc_ros.core.mpc.safe_control.SafeController`). The safe theta is the
+parameters ``safe_theta.p_Q``, ``safe_theta.p_R``, ``safe_theta.p_P`` (the sizes and checks
+of theta's); they start as the theta the node started with, and a tuner keeps its best
+theta there (it sends it with every candidate theta, in the same atomic set), so an abort
+flies the best theta found so far, not the start theta. Setting them makes no revision
+(they fly only after an abort, which makes its own). That step's sensitivity message
+carries the status
 :data:`~hybrid_mpc_ros.core.learning.samples.ENVELOPE_ABORT_STATUS` and the revision of
 the theta it stopped; later messages carry the next revision, so a tuner ends that
 episode there and counts it as failed (it rolls back). The abort is logged, counted in
-the diagnostics (``envelope_aborts``) and re-armed by the next theta set or ``~/reset``.
+the diagnostics (``envelope_aborts``; ``safe_theta`` says whether a tuner set it) and
+re-armed by the next theta set or ``~/reset``.
 The ``theta.*`` parameters keep the candidate's values meanwhile (setting them from inside
 would re-arm the abort): the revision says which theta flies.
 
@@ -101,7 +112,7 @@ from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import Envelope, SafeController, SafetyConfig
 from hybrid_mpc_ros.core.param_schema import floating, floats, integer, text
 from hybrid_mpc_ros.ros.msgs import odometry_to_state, rotor_command
-from hybrid_mpc_ros.ros.node_runtime import declare_parameters, run_node
+from hybrid_mpc_ros.ros.node_runtime import declare_parameters, log_time_jumps, run_node
 from hybrid_mpc_ros.ros.replies import hold_response, reset_response
 from hybrid_mpc_ros.ros.sensitivity_msg import SensitivityEncoder
 
@@ -137,7 +148,7 @@ ENVELOPE_PARAMETERS = (
 )
 RUNTIME.update({f'envelope.{name}': floating(0.0, description=(
     f'envelope abort: {what}; the first step beyond it ends the tuner\'s episode and flies '
-    'the start theta until the next theta; inf: no limit; may change live'))
+    'the safe theta (safe_theta.*) until the next theta; inf: no limit; may change live'))
     for name, what in ENVELOPE_PARAMETERS})
 # the input excitation of identification flights (ExcitationConfig's fields), as excitation.*
 EXCITATION = {
@@ -159,6 +170,11 @@ THETA = {name: floats(part.stop - part.start, description=(
     f'MPC cost parameters {group}: {what}; may change live (sizes, finiteness and '
     f'|entry| <= {th.MAX_ABS_ENTRY:g} are checked)'))
     for (group, part, what), name in zip(th.GROUPS, th.PARAMETER_NAMES)}
+# the safe theta an envelope abort flies; default: the theta the node starts with
+SAFE_THETA = {name: floats(part.stop - part.start, description=(
+    f'safe theta {group} (as theta.{group}): what the controller flies after an envelope '
+    'abort; default: the start theta; a tuner keeps its best theta here; may change live'))
+    for (group, part, _), name in zip(th.GROUPS, th.SAFE_PARAMETER_NAMES)}
 # scenario values that may change while the node runs; the rest define the compiled MPC
 LIVE_SCENARIO_PARAMETERS = ('x_ref',)
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -178,11 +194,12 @@ class MPCControllerNode(Node):
         theta = th.from_parameters({name: values[name] for name in th.PARAMETER_NAMES})
         safety = SafetyConfig(*(values[name] for name in SAFETY_PARAMETERS))
         config = self._settings.mpc_config
-        # the safe theta an envelope abort restores is the one the node started with
         self._excitation = Excitation(self._excitation_config(values), config.u_min,
                                       config.u_max)
         self._controller = SafeController(self._settings.policy(theta=theta), safety, config.u_min,
                                           config.u_max, self._envelope(values), self._excitation)
+        # the safe theta an envelope abort flies: safe_theta.*, by default the start theta
+        self._controller.set_safe_theta(th.from_parameters(th.unprefix_safe(values)))
         self._period_s = config.dt
         self._timer_period_s = 1.0 / values['rate_hz'] if values['rate_hz'] > 0.0 else \
             config.dt
@@ -211,6 +228,7 @@ class MPCControllerNode(Node):
         self._odom_delay_s = deque(maxlen=TIMING_WINDOW)
         self._wall_time = not values['use_sim_time']
         self._last_theta_set = None        # time.monotonic() of the last accepted theta set
+        self._last_safe_theta_set = None   # and of the last safe theta set
         self._world_frame = 'odom'
         self._diagnostics_snapshot = (0, 0, 0, 0, 0)
 
@@ -235,6 +253,10 @@ class MPCControllerNode(Node):
                     f'control rate {values["rate_hz"]:g} Hz differs from the model\'s '
                     f'1/period_s = {1.0 / self._period_s:g} Hz: the MPC predicts with the '
                     'wrong step (benchmarking only)')
+        self._time_jumps = log_time_jumps(self, (
+            'nothing changes: steps, the failsafe and the odometry checks run on wall time '
+            'and odometry stamps; only the stamps of ~/sensitivity and /diagnostics follow '
+            '/clock'))
         self.get_logger().info(
             f'MPC controller ready: horizon {values["horizon"]}, period {self._period_s} s, '
             f'trigger {self._trigger}, nominal model {self._settings.nominal_model_path}')
@@ -272,6 +294,10 @@ class MPCControllerNode(Node):
             self.get_fully_qualified_name())
         start = th.to_parameters(self._settings.initial_theta())
         values.update(declare_parameters(self, THETA, start, writable=THETA))
+        # the safe theta starts as the start theta, unless a parameter file gives it
+        safe = th.to_safe_parameters(th.from_parameters(
+            {name: values[name] for name in th.PARAMETER_NAMES}))
+        values.update(declare_parameters(self, SAFE_THETA, safe, writable=SAFE_THETA))
         return values
 
     @staticmethod
@@ -298,6 +324,9 @@ class MPCControllerNode(Node):
         theta_updates = {name: value for name, value in updates.items()
                          if name in th.PARAMETER_NAMES}
         reason = th.validate_parameters(theta_updates)
+        if not reason:
+            reason = th.validate_parameters(th.unprefix_safe(updates)).replace(
+                th.PARAMETER_PREFIX, th.SAFE_PARAMETER_PREFIX)
         if not reason and 'x_ref' in updates:
             reason = _state_problem('x_ref', updates['x_ref'])
         if not reason and 'max_plan_steps' in updates:
@@ -330,6 +359,8 @@ class MPCControllerNode(Node):
         changed = self._loop.set_policy(theta_updates, updates.get('x_ref'))
         if theta_updates:
             self._last_theta_set = time.monotonic()
+        if self._loop.set_safe_theta(updates):
+            self._last_safe_theta_set = time.monotonic()
         if changed:
             self.get_logger().info(f'revision {self._loop.revision}: {", ".join(changed)} '
                                    'applied')
@@ -390,7 +421,8 @@ class MPCControllerNode(Node):
         if result.abort_reason:
             self.get_logger().warning(
                 f'envelope abort at revision {sample.revision}: {result.abort_reason}; '
-                f'flying the safe (start) theta as revision {self._loop.revision}')
+                f'flying the safe theta as revision {self._loop.revision} ('
+                f'{self._safe_theta_source(time.monotonic())})')
         self._step_s.append(time.monotonic() - started)
         self._solve_ms.append(result.solve_ms)
         # one call site per severity: rclpy raises when one site changes its severity
@@ -484,6 +516,7 @@ class MPCControllerNode(Node):
             'odometry_age_s': 'never' if age is None else f'{age:.3f}',
             'last_theta_set_s_ago': ('never' if self._last_theta_set is None else
                                      f'{now - self._last_theta_set:.1f}'),
+            'safe_theta': self._safe_theta_source(now),
         }
         jitter = np.abs(np.asarray(self._tick_periods) - self._timer_period_s)
         for name, samples, scale in (('solve_ms', self._solve_ms, 1.0),
@@ -500,6 +533,12 @@ class MPCControllerNode(Node):
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(array)
+
+    def _safe_theta_source(self, now: float) -> str:
+        """Where the safe theta comes from: the start, or a set (a tuner's best) and when."""
+        if self._last_safe_theta_set is None:
+            return 'the start theta'
+        return f'set {now - self._last_safe_theta_set:.1f} s ago'
 
 
 def _state_problem(name: str, value) -> str:

@@ -36,6 +36,10 @@ SIGINT and SIGTERM stop the node cleanly with exit status 0. Nodes spin in rclpy
 A node whose job ends (the tuner after its last iteration, or after giving up) sets its
 attribute ``exit_status`` (0 or 1); ``run_node`` then stops it and returns that status.
 Nodes that run until stopped need no such attribute.
+
+Nodes on simulated time say when it jumps (:func:`log_time_jumps`): ``/clock`` going
+back, or forward by more than :data:`TIME_JUMP_FORWARD_S` at once, is logged as a
+warning with what the node does about it.
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.param_schema import Spec
 
 EXECUTOR_VARIABLE = 'HYBRID_MPC_EXECUTOR'
+# a jump of simulated time forward by more than this is logged (a lockstep simulator's
+# /clock advances one period per message; a held one does not advance at all)
+TIME_JUMP_FORWARD_S = 1.0
 MAX_CALLBACK_ERRORS = 10
 CALLBACK_ERROR_WINDOW_S = 10.0
 
@@ -224,6 +231,31 @@ def run_node(make_node, name: str, args: list[str] | None = None,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status
+
+
+def log_time_jumps(node, consequence: str):
+    """Log a warning when ``node``'s ROS clock jumps; return the handle (keep a reference).
+
+    A jump is ``/clock`` (``use_sim_time``) going back, or forward by more than
+    :data:`TIME_JUMP_FORWARD_S`; the first ``/clock`` message (from 0) is not one.
+    ``consequence`` says what the node does about it, for the log line.
+    """
+    from rclpy.clock import JumpThreshold
+    from rclpy.duration import Duration
+    threshold = JumpThreshold(min_forward=Duration(seconds=TIME_JUMP_FORWARD_S),
+                              min_backward=Duration(nanoseconds=-1), on_clock_change=False)
+    clock = node.get_clock()
+
+    def jumped(jump) -> None:
+        delta_s = jump.delta.nanoseconds * 1e-9
+        now_ns = clock.now().nanoseconds
+        if now_ns - jump.delta.nanoseconds == 0:
+            return                          # the first /clock message: time starts
+        direction = 'back' if delta_s < 0 else 'forward'
+        node.get_logger().warning(
+            f'simulated time (/clock) jumped {direction} by {abs(delta_s):.3f} s to '
+            f'{now_ns * 1e-9:.3f} s: {consequence}')
+    return clock.create_jump_callback(threshold, post_callback=jumped)
 
 
 def make_executor(fallback):

@@ -30,6 +30,9 @@ scenario leaves out, such as the rule keys of the kinds it does not choose and
 need them); and the runtime settings of ``config/hybrid_tuner.yaml`` (:data:`RUNTIME`:
 start mode, controller name, services, timeouts, retries, settling, output).
 
+A jump of simulated time (``/clock``) is logged and changes nothing: the timeouts run on
+wall time, the episodes on odometry stamps.
+
 Nothing here blocks the executor: service calls are asynchronous with done-callbacks, and
 a 20 Hz wall timer drives the session's timeouts. Missing services at start are looked
 for again with a growing interval (0.1 s doubling to 2 s) for ``startup_timeout_s``. When
@@ -79,7 +82,7 @@ from hybrid_mpc_ros.core.learning.reporting import (iteration_line, refuse_rules
 from hybrid_mpc_ros.core.learning.tuning import Tuner
 from hybrid_mpc_ros.core.param_schema import boolean, floating, integer, text
 from hybrid_mpc_ros.ros.msgs import odometry_to_state
-from hybrid_mpc_ros.ros.node_runtime import declare_parameters, run_node
+from hybrid_mpc_ros.ros.node_runtime import declare_parameters, log_time_jumps, run_node
 from hybrid_mpc_ros.ros.progress_msg import progress_message
 from hybrid_mpc_ros.ros.replies import (decode_hold, decode_reset, decode_set_parameters,
                                         decode_trigger, ReplyError)
@@ -188,6 +191,9 @@ class TunerNode(Node):
         self._look_interval = FIRST_LOOK_S
         self._next_look = time.monotonic()
         self.create_timer(TICK_S, self._on_tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._time_jumps = log_time_jumps(self, (
+            'nothing changes: timeouts run on wall time and episodes on odometry stamps; '
+            'only the stamp of ~/progress follows /clock'))
         config, rules = settings.tuning, settings.rules
         guard = (f'guard margin {rules.guard.cost_margin:g}' if rules.guard is not None
                  else 'no guard')

@@ -39,6 +39,7 @@ class Controller:
         self.calls = []
         self.abort_reason = ''
         self.sensitivities_ok = True
+        self.safe_theta = self.policy.theta.copy()
 
     def step(self, x, odom_age_s, sensitivities=True):
         self.calls.append(('step', x.copy(), odom_age_s, sensitivities))
@@ -56,6 +57,10 @@ class Controller:
 
     def rearm(self):
         self.calls.append(('rearm',))
+
+    def set_safe_theta(self, theta):
+        self.calls.append(('set_safe_theta', np.array(theta)))
+        self.safe_theta = np.array(theta)
 
 
 def loop(trigger='odometry'):
@@ -150,6 +155,19 @@ def test_one_revision_per_set_that_changes_theta_or_x_ref():
     assert ctl.revision == 2 and policy.x_ref[0] == 5.0
     assert ctl.set_policy({'theta.p_R': [2.0] * 4}) == ['theta.p_R'] and ctl.revision == 3
     assert ctl.set_policy({}) == [] and ctl.revision == 3
+
+
+def test_a_safe_theta_set_keeps_the_groups_left_out_and_makes_no_revision():
+    ctl = loop()
+    start = ctl.controller.safe_theta.copy()
+    assert not ctl.set_safe_theta(th.to_parameters(start + 1.0))   # theta.*: not the safe one
+    assert ctl.set_safe_theta({'safe_theta.p_R': [7.0] * 4, 'x_ref': state(1)})
+    expected = start.copy()
+    expected[th.SLICE_R] = 7.0
+    np.testing.assert_array_equal(ctl.controller.safe_theta, expected)
+    assert ctl.revision == 0 and ctl.controller.policy.theta[0] == start[0]
+    np.testing.assert_array_equal(th.from_parameters(th.unprefix_safe(
+        th.to_safe_parameters(expected))), expected)
 
 
 def test_a_step_reports_its_sample_with_the_revision_and_odometry_stamp():

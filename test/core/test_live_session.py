@@ -21,6 +21,7 @@ from hybrid_mpc_ros.core.learning import live_session as ls
 from hybrid_mpc_ros.core.learning.samples import Stamp
 from hybrid_mpc_ros.core.learning.step_rules import ScheduleSteps
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
+from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import Envelope, SafeController, SafetyConfig
 from landscape import constant
 from live_world import World
@@ -111,7 +112,15 @@ def test_lockstep_reset_episodes_equal_the_offline_run():
     sets = world.parameter_sets
     assert len(sets) == 2 * ITERATIONS + 1
     assert 'x_ref' in sets[0] and all('x_ref' not in s for s in sets[1:-1])
-    assert set(sets[1]) == {'theta.p_Q', 'theta.p_R', 'theta.p_P'}
+    assert set(sets[1]) == set(th.PARAMETER_NAMES + th.SAFE_PARAMETER_NAMES)
+    # every set carries the tuner's best theta as the safe theta: the start theta until an
+    # iteration improves on it, then the best
+    safe = [th.from_parameters(th.unprefix_safe(values)) for values in sets]
+    np.testing.assert_array_equal(safe[0], scenario().initial_theta())
+    best = session.tuner.state.best_theta
+    assert not np.array_equal(best, scenario().initial_theta())
+    np.testing.assert_array_equal(safe[-1], best)
+    np.testing.assert_array_equal(world.controller.safe_theta, best)
     # the controller is left running the final theta, released
     np.testing.assert_array_equal(world.controller.policy.theta, session.tuner.state.theta)
     assert not world.held
@@ -303,10 +312,63 @@ def test_fly_to_start_waits_for_the_vehicle_to_settle():
     far = [np.linalg.norm(x[0:3] - chosen.x0[0:3]) for stamp, x in odometry
            if stamp == first_end]
     assert far and far[0] > 5 * tolerance
-    # x_ref: hover at x0 to fly back, then theta and the target together
+    # x_ref: hover at x0 to fly back, then theta, the target and the safe theta together
     sets = world.parameter_sets
-    assert set(sets[0]) == {'x_ref'} and set(sets[1]) == {'x_ref', 'theta.p_Q', 'theta.p_R',
-                                                          'theta.p_P'}
+    assert set(sets[0]) == {'x_ref'}
+    assert set(sets[1]) == {'x_ref', *th.PARAMETER_NAMES, *th.SAFE_PARAMETER_NAMES}
+
+
+def test_fly_to_start_survives_a_controller_restart_mid_episode():
+    """A new controller (revision 0, start theta and x_ref) at the 10th step of episode 2.
+
+    The episode waits in vain for its next sample and is rerun after a backoff; the answer
+    to the next go_to_start names a revision below the last one named (the restart, in the
+    log); the vehicle settles at x0 again before theta, the target and the safe theta go to
+    the new controller together, which then flies the final and the best theta. No
+    episode is lost or taken twice.
+    """
+    tolerance, steps, iterations = 0.1, 30, 3
+    chosen = scenario()
+
+    def restart(world, event):
+        session = world.session
+        attempt = session.attempt if session is not None else None
+        if (event.kind == 'sample' and event.target == 'tuner' and not world.restarts
+                and session.episodes == 1 and attempt is not None
+                and attempt.builder is not None and attempt.builder.count == 10):
+            world.restart_controller()
+        return [event]
+    world = World(chosen, mode='realtime', tamper=restart)
+    # model-based (one episode per iteration), as the fly_to_start warning advises; the
+    # realtime world, as on a vehicle; a tolerance above the hover's steady offset (~0.05 m)
+    tuner = Tuner(config(method='model_based', iterations=iterations, episode_steps=steps),
+                  None,
+                  chosen.nominal_model().jacobians, chosen.cost(), chosen.initial_theta())
+    session = ls.LiveSession(tuner, settings(start_mode='fly_to_start',
+                                             settle_position_tol_m=tolerance,
+                                             settle_velocity_tol_m_s=tolerance,
+                                             settle_time_s=1.0, message_timeout_s=0.35),
+                             chosen.period_s, chosen.x0, chosen.x_ref, clock=world.clock)
+    world.run(session)
+    assert world.of_type(ls.Finished), world.of_type(ls.Failed)
+    assert world.restarts == 1 and session.retries == 1
+    assert dict(session.rejections) == {'timeout': 1}
+    logs = [action.text for action in world.of_type(ls.Log)]
+    assert any('the controller restarted (its theta revision is 1, after 4)' in text
+               for text in logs)
+    infos = [action.info for action in world.of_type(ls.EpisodeDone)]
+    assert [(info['iteration'], info['role']) for info in infos] == [
+        (k, 'base') for k in range(1, iterations + 1)]
+    assert [info['attempts'] for info in infos] == [1, 2, 1]
+    for info in infos:
+        assert info['steps'] == steps
+        assert info['start_position_error_m'] <= tolerance
+        assert info['start_speed_m_s'] <= tolerance
+    rows = [action.row for action in world.of_type(ls.IterationDone)]
+    assert [row['iteration'] for row in rows] == list(range(1, iterations + 1))
+    # the new controller flies the final theta, with the best as its safe theta
+    np.testing.assert_array_equal(world.controller.policy.theta, tuner.state.theta)
+    np.testing.assert_array_equal(world.controller.safe_theta, tuner.state.best_theta)
 
 
 def test_a_sample_arriving_after_the_hold_answer_does_not_fool_the_token_rule():

@@ -275,14 +275,16 @@ def test_safe_behaviour_on_bad_stale_and_unsolvable_odometry(wall_clock_controll
     _alive(controller)
 
 
-def test_leaving_the_envelope_aborts_the_revision_and_flies_the_start_theta(ros_node, tmp_path):
+def test_leaving_the_envelope_aborts_the_revision_and_flies_the_safe_theta(ros_node, tmp_path):
     """The envelope abort in the node: status, revisions, safe theta, diagnostics, re-arming.
 
     A wall-clock controller with a tilt limit of 0.3 rad; odometry from this test. A
     candidate theta set live flies level odometry normally; a state tilted by 0.5 rad aborts
     it: that step's sample has the abort status and the candidate's revision, later ones the
     next revision and the start theta's commands (an offline MPC with the start theta at
-    the same state is the answer). A new theta set re-arms the abort.
+    the same state is the answer). A new theta set re-arms the abort. A safe theta set
+    (``safe_theta.*``, as a tuner sends its best theta) makes no revision, and the next abort
+    flies it instead of the start theta; a bad one is refused with its name.
     """
     source = OdometrySource(ros_node)
     controller = _start('ros.mpc_controller_node', tmp_path, 'controller', use_sim_time=False,
@@ -324,6 +326,29 @@ def test_leaving_the_envelope_aborts_the_revision_and_flies_the_start_theta(ros_
         source.publish(tilted, 0.5)
         assert [s.revision for s in source.samples[seen:]
                 if s.status == ENVELOPE_ABORT_STATUS] == [3]
+        # a safe theta set (a tuner's best): no revision; the next abort flies it
+        best = start.copy()
+        best[th.SLICE_R] *= 4.0
+        safe = th.to_safe_parameters(best)
+        bad = _set(ros_node, [_double_array('safe_theta.p_R', [1.0, math.nan, 1.0, 1.0])])[0]
+        assert not bad.successful and 'safe_theta.p_R' in bad.reason, bad.reason
+        assert _set(ros_node, [_double_array(name, safe[name])
+                               for name in th.SAFE_PARAMETER_NAMES])[0].successful
+        source.publish(level, 0.3)
+        assert source.samples[-1].revision == 4 and source.samples[-1].status == 0
+        assert _set(ros_node, [_double_array(name, params[name])
+                               for name in th.PARAMETER_NAMES])[0].successful   # re-arm: 5
+        seen = len(source.samples)
+        source.publish(tilted, 1.2)
+        after = source.samples[seen:]
+        assert [s.revision for s in after if s.status == ENVELOPE_ABORT_STATUS] == [5]
+        assert after[-1].revision == 6 and after[-1].status == 0
+        u_best = chosen.policy(theta=best).solve(after[-1].x).u
+        u_start = chosen.policy(theta=start).solve(after[-1].x).u
+        assert np.max(np.abs(u_best - u_start)) > 1.0       # the two are told apart
+        np.testing.assert_allclose(after[-1].u, u_best, rtol=1e-6, atol=1e-3)
+        level_, values = source.values()
+        assert values['safe_theta'].startswith('set '), values
         # limits are checked: 0 is no envelope
         result = _set(ros_node, [ParameterMsg(name='envelope.max_tilt_rad', value=ParameterValue(
             type=ParameterType.PARAMETER_DOUBLE, double_value=0.0))])[0]
@@ -384,3 +409,31 @@ def test_an_offset_free_controller_reports_its_estimate_as_the_rollout(tmp_path,
         for node in (sim, controller):
             if node is not None:
                 node.stop()
+
+
+def test_a_jump_of_simulated_time_is_logged(ros_node, tmp_path):
+    """/clock going back, or forward by more than a second, is said in the log; not time's start.
+
+    The first /clock message (from 0, here to 100 s) is no jump; +0.1 s is none either.
+    """
+    from rosgraph_msgs.msg import Clock as ClockMsg
+    from builtin_interfaces.msg import Time
+    controller = _start('ros.mpc_controller_node', tmp_path, 'controller', use_sim_time=True)
+    publisher = ros_node.node.create_publisher(ClockMsg, '/clock', 10)
+    try:
+        _wait(ros_node, lambda: publisher.get_subscription_count() > 0, 20.0, controller)
+
+        def clock(seconds):
+            sec, nanosec = divmod(round(seconds * 1e9), 1_000_000_000)
+            publisher.publish(ClockMsg(clock=Time(sec=sec, nanosec=nanosec)))
+            ros_node.spin_for(0.3)
+        for seconds in (100.0, 100.1, 500.1, 50.0):
+            clock(seconds)
+        _wait(ros_node, lambda: 'jumped back' in controller.log_text(), 10.0, controller)
+        lines = [line for line in controller.log_text().splitlines() if 'jumped' in line]
+        assert len(lines) == 2, lines
+        assert 'jumped forward by 400.000 s to 500.100 s: nothing changes' in lines[0]
+        assert 'jumped back by 450.100 s to 50.000 s' in lines[1]
+        _alive(controller)
+    finally:
+        controller.stop()

@@ -8,6 +8,11 @@
   SIGKILLed mid-episode and started again: the tuner resumes at the same iteration with
   the same theta and random state (the run equals the offline run), the CSVs hold every
   iteration exactly once, and the restarted controller got theta pushed again.
+* With ``start_mode: fly_to_start`` (a vehicle), the controller SIGKILLed mid-episode and
+  started again: the episode is rerun; the tuner waits for the vehicle to settle at x0
+  again, notices the restart from the revisions of the samples while it settles, sends
+  theta, the target and its best theta (the safe theta) to the new controller, and loses
+  or repeats no iteration.
 * The simulator's reset service missing at start, then failing, then vanishing: retried
   with backoff (growing intervals), then a clear error and exit status 1.
 """
@@ -19,10 +24,13 @@ import time
 import numpy as np
 import pytest
 from rcl_interfaces.srv import GetParameters
+from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
+from hybrid_mpc_ros.core.learning.live_session import BACKOFF_KINDS
 from hybrid_mpc_ros.core.learning.run import load_checkpoint
 from hybrid_mpc_ros.core.mpc import theta as th
+from hybrid_mpc_ros.ros.sensitivity_msg import parse_sensitivity_message
 from hybrid_mpc_ros.tools import fault_injection as fi
 from fault_graph import FaultGraph
 import param_sweep
@@ -106,6 +114,69 @@ def test_killed_tuner_resumes_and_restarted_controller_gets_theta_again(
                                         in zip(th.PARAMETER_NAMES, response.values)})
     np.testing.assert_array_equal(on_controller, state.theta)
     assert graph.commands.bad == []
+
+
+def test_a_controller_restarted_during_fly_to_start_gets_theta_after_settling_again(
+        ros_node, tmp_path, graphs):
+    tolerance, iterations = 0.1, 3
+    # model-based: one episode per iteration, as the tuner advises for fly_to_start; in a
+    # clean run episode k flies revision 2k (go_to_start makes 2k - 1): kill when this
+    # process has seen the 10th step of episode 2 (the lockstep loop may be a few steps
+    # or an episode further by then: the kill lands somewhere after episode 1)
+    per_revision = Counter()
+    killed = []
+
+    def on_sample(msg):
+        revision = parse_sensitivity_message(msg).revision
+        per_revision[revision] += 1
+        if revision == 4 and per_revision[revision] == 10 and not killed:
+            killed.append(revision)
+            graph.kill('controller')
+
+    graph = FaultGraph(ros_node, tmp_path, iterations=iterations, method='model_based',
+                       start_mode='fly_to_start', settle_position_tol_m=tolerance,
+                       settle_velocity_tol_m_s=tolerance, settle_time_s=1.0)
+    graphs.append(graph)
+    ros_node.node.create_subscription(Float64MultiArray, fi.SOURCE_TOPIC, on_sample,
+                                      fi.stream_qos())
+    graph.start_all()
+    graph.spin_until(lambda: killed, 180.0)
+    controller = graph.nodes['controller']
+    graph.spin_until(lambda: not controller.alive(), 10.0, watch=('simulator',))
+    assert controller.returncode == -9
+    graph.start('controller')
+    graph.wait_tuner(240.0)
+
+    log = graph.nodes['tuner'].log_text()
+    assert 'the controller restarted (its theta revision is 1, after 4)' in log, log[-3000:]
+    summary = graph.summary()
+    assert summary['status'] == 'finished' and summary['iterations'] == iterations, summary
+    for suffix in ('csv', 'theta.csv'):
+        assert fi.iteration_rows(graph.file(suffix), iterations) == {
+            'rows': iterations, 'lost': 0, 'duplicated': 0}
+    episodes = graph.rows('episodes.csv')
+    assert [int(row['iteration']) for row in episodes] == list(range(1, iterations + 1))
+    # the episode the kill hit is rerun: it waits in vain for a sample or an answer, then
+    # the controller's services may still be missing while the new process starts (a
+    # rerun each, after a backoff); never for a wrong revision or a wrong start
+    attempts = [int(row['attempts']) for row in episodes]
+    assert attempts[0] == 1 and sum(attempts) - iterations == summary['reruns'] >= 1, summary
+    assert set(summary['rejections']) <= set(BACKOFF_KINDS), summary
+    for row in episodes:                          # every episode starts settled at x0
+        assert float(row['start_position_error_m']) <= tolerance
+        assert float(row['start_speed_m_s']) <= tolerance
+    # the new controller flies the final theta, with the tuner's best as its safe theta
+    _, state = load_checkpoint(graph.file('checkpoint.json'))
+    names = list(th.PARAMETER_NAMES + th.SAFE_PARAMETER_NAMES)
+    response = ros_node.call(GetParameters, '/mpc_controller/get_parameters',
+                             GetParameters.Request(names=names))
+    values = {name: list(value.double_array_value)
+              for name, value in zip(names, response.values)}
+    np.testing.assert_array_equal(th.from_parameters(
+        {name: values[name] for name in th.PARAMETER_NAMES}), state.theta)
+    np.testing.assert_array_equal(th.from_parameters(th.unprefix_safe(values)),
+                                  state.best_theta)
+    assert graph.commands.count > 0 and graph.commands.bad == []
 
 
 def test_missing_and_failing_reset_service_is_retried_with_backoff_then_a_clear_error(

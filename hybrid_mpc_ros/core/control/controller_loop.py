@@ -22,6 +22,8 @@ translates messages and services into these calls and publishes what comes back:
   plan; the answer (:class:`~hybrid_mpc_ros.core.control.answers.ResetAnswer`) names the
   current theta revision.
 * :meth:`~ControllerLoop.set_policy`: a new theta and/or x_ref, one revision per call.
+* :meth:`~ControllerLoop.set_safe_theta`: the theta an envelope abort flies (a tuner keeps
+  its best theta there); no revision: it flies only after an abort, which has its own.
 
 A control step is two calls, so the command goes out before the sensitivities, which only
 the tuner needs, are computed: :meth:`~ControllerLoop.command` (the rotor speeds), then
@@ -144,6 +146,19 @@ class ControllerLoop:
         if changed:
             self.revision += 1
         return changed
+
+    def set_safe_theta(self, updates: dict) -> bool:
+        """Apply an accepted set of ``safe_theta.*`` parameters (name -> values).
+
+        Groups left out keep their safe values. The safe theta flies from the next envelope
+        abort on (one flying now, after an abort, is not changed). Returns whether any
+        was given.
+        """
+        updates = th.unprefix_safe(updates)
+        if updates:
+            self.controller.set_safe_theta(th.from_parameters(updates,
+                                                              self.controller.safe_theta))
+        return bool(updates)
 
     # -- the control step -----------------------------------------------------------------
     def command(self, now: float) -> StepResult:

@@ -9,7 +9,9 @@ One source of truth for theta (the paper's parametrisation)::
 L[2,0], ...`` (``numpy.tril_indices`` order). The ROS parameter names are ``theta.p_Q``,
 ``theta.p_R`` and ``theta.p_P`` (double arrays, :data:`PARAMETER_NAMES`):
 :func:`to_parameters` and :func:`from_parameters` convert, :func:`validate_parameters`
-checks a (partial) update without applying it.
+checks a (partial) update without applying it. The safe theta a controller flies after an
+envelope abort has the same arrays under ``safe_theta.`` (:data:`SAFE_PARAMETER_NAMES`,
+:func:`to_safe_parameters`, :func:`unprefix_safe`).
 
 Where each limit on theta is enforced:
 
@@ -48,6 +50,9 @@ GROUPS = (('p_Q', SLICE_Q, 'Q = diag(p_Q^2) + 1e-6 I: stage state weights (12)')
 
 PARAMETER_PREFIX = 'theta.'
 PARAMETER_NAMES = tuple(PARAMETER_PREFIX + name for name, _, _ in GROUPS)
+# the theta a controller falls back to on an envelope abort, as the same three arrays
+SAFE_PARAMETER_PREFIX = 'safe_theta.'
+SAFE_PARAMETER_NAMES = tuple(SAFE_PARAMETER_PREFIX + name for name, _, _ in GROUPS)
 # Largest |theta_i| a controller accepts. Weights are squares of theta, so this caps a
 # diagonal weight at 9e4. Measured on the arXiv v1 scenario (60-step episodes from hover,
 # HPIPM with absolute tolerances 1e-10): the QP solves at every step with theta = 30 theta0
@@ -166,6 +171,18 @@ def to_parameters(theta: np.ndarray) -> dict[str, list[float]]:
     if theta.shape != (N_THETA,):
         raise ValueError(f'theta must have shape ({N_THETA},), got {theta.shape}')
     return {PARAMETER_PREFIX + name: theta[part].tolist() for name, part, _ in GROUPS}
+
+
+def to_safe_parameters(theta: np.ndarray) -> dict[str, list[float]]:
+    """As :func:`to_parameters`, under the names of :data:`SAFE_PARAMETER_NAMES`."""
+    return {SAFE_PARAMETER_PREFIX + name[len(PARAMETER_PREFIX):]: value
+            for name, value in to_parameters(theta).items()}
+
+
+def unprefix_safe(values) -> dict:
+    """Return the ``safe_theta.*`` entries of ``values`` renamed ``theta.*`` (others dropped)."""
+    return {PARAMETER_PREFIX + name[len(SAFE_PARAMETER_PREFIX):]: value
+            for name, value in values.items() if name in SAFE_PARAMETER_NAMES}
 
 
 _SLICES = {PARAMETER_PREFIX + name: part for name, part, _ in GROUPS}

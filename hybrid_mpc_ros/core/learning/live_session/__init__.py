@@ -24,7 +24,9 @@ controller), :class:`CallService` (the controller's ``~/hold`` and ``~/reset``, 
 simulator's ``~/reset``), :class:`Log`, :class:`EpisodeDone`, :class:`IterationDone`, and
 at the end :class:`Finished` or :class:`Failed`.
 
-**Envelope aborts.** A sample of the episode's revision with the status
+**Envelope aborts.** Every theta the session sets on the controller goes with the tuner's
+best theta as the controller's safe theta (``safe_theta.*``, in the same atomic set), so
+an abort flies the best theta found so far. A sample of the episode's revision with the status
 :data:`~hybrid_mpc_ros.core.learning.samples.ENVELOPE_ABORT_STATUS` says that the
 controller's state left its envelope at that step and that it flies the safe theta from
 there (:mod:`~hybrid_mpc_ros.core.mpc.safe_control`). The episode ends at that state: the

@@ -88,9 +88,16 @@ EPISODE_FIELDS = ('iteration', 'role', 'revision', 'steps', 'attempts', 'start_s
                   'start_position_error_m', 'start_speed_m_s', 'cost', 'wall_s')
 
 
-def parameter_values(theta: np.ndarray, x_ref: np.ndarray | None) -> dict:
-    """Return the controller's parameters for theta (94,) and, unless None, x_ref (12,)."""
+def parameter_values(theta: np.ndarray, x_ref: np.ndarray | None,
+                     safe_theta: np.ndarray | None = None) -> dict:
+    """Return the controller's parameters for theta (94,) and, unless None, x_ref (12,).
+
+    With ``safe_theta`` (94,) also the ``safe_theta.*`` parameters: what the controller
+    flies after an envelope abort (the tuner's best theta).
+    """
     values = th.to_parameters(theta)
+    if safe_theta is not None:
+        values.update(th.to_safe_parameters(safe_theta))
     if x_ref is not None:
         values['x_ref'] = [float(v) for v in x_ref]
     return values

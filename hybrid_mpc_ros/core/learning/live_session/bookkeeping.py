@@ -7,7 +7,7 @@ stamps and the recent odometry states by stamp.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque, OrderedDict
 from typing import Callable
 
 import numpy as np
@@ -83,11 +83,13 @@ class Observed:
 
     ``states`` maps an odometry stamp [ns] to its state x (12,), the newest
     :data:`ODOMETRY_KEPT`; ``stale`` counts odometry refused for being older than the
-    newest.
+    newest; ``recent`` the (odometry stamp, revision) of the newest :data:`ODOMETRY_KEPT`
+    samples, by arrival.
     """
 
     def __init__(self):
         self.revision = -1
+        self.recent: deque[tuple[int, int]] = deque(maxlen=ODOMETRY_KEPT)
         self.sample_ns: int | None = None
         self.odom_ns: int | None = None
         self.states: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -96,6 +98,7 @@ class Observed:
     def add_sample(self, sample: SensitivitySample) -> None:
         """Note ``sample``'s revision and odometry stamp."""
         stamp_ns = sample.odom_stamp.nanoseconds
+        self.recent.append((stamp_ns, sample.revision))
         if sample.revision > self.revision:
             self.revision = sample.revision
         if self.sample_ns is None or stamp_ns > self.sample_ns:
@@ -114,6 +117,15 @@ class Observed:
             self.states.popitem(last=False)
         self.odom_ns = stamp_ns
         return True
+
+    def revision_since(self, stamp_ns: int) -> int | None:
+        """Return the highest revision of samples computed from odometry at or after ``stamp_ns``.
+
+        None while there is none. Unlike :attr:`revision` (the highest ever) it follows a
+        restarted controller, whose revisions start again from 0.
+        """
+        revisions = [revision for stamp, revision in self.recent if stamp >= stamp_ns]
+        return max(revisions) if revisions else None
 
     def first_after(self, stamp_ns: int) -> int | None:
         """Return the stamp of the first odometry after ``stamp_ns``, None while none came."""

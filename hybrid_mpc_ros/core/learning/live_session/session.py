@@ -85,6 +85,11 @@ class LiveSession:
         return self._attempt
 
     @property
+    def best_theta(self) -> np.ndarray:
+        """The tuner's best theta (94,): sent as the controller's safe theta with every set."""
+        return self.tuner.state.best_theta
+
+    @property
     def stale_odometry(self) -> int:
         """Odometry messages ignored for being older than the newest one."""
         return self.seen.stale
@@ -384,8 +389,8 @@ class LiveSession:
     def _finish(self) -> list:
         """Leave the controller flying the final theta towards the target, released."""
         self.phase = Phase.FINISH_SET
-        return [self.calls.call('finish_set', values=parameter_values(self.tuner.state.theta,
-                                                                      self.x_ref))]
+        return [self.calls.call('finish_set', values=parameter_values(
+            self.tuner.state.theta, self.x_ref, self.best_theta))]
 
     def _on_finish_result(self, what: str, answer: Answer) -> list:
         note = (f'; the controller refused the last call: {answer.reason}'

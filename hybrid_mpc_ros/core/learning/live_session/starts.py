@@ -16,6 +16,8 @@ the controller's solver is reset right before the episode's first solve, as
 
     1. set theta (and x_ref, first episode) in one atomic set; wait for its success. The
        episode's revision r is the first one above the last revision seen in samples.
+       The set carries the tuner's best theta as the controller's safe theta too (what
+       an envelope abort flies), as every theta set of every start procedure does.
     2. hold the controller (~/hold true); wait until the token is back at the controller:
        the odometry answering the last command it sent (stamp = the last answered
        odometry stamp, which its answer names, + one period) has arrived.
@@ -40,7 +42,11 @@ position (theta unchanged), wait until the vehicle has stayed within
 ``settle_velocity_tol_m_s`` for ``settle_time_s`` (odometry time), then set theta and
 the target x_ref in one atomic set (revision r) and count the steps of r from its first
 sample, which must still be within the tolerance. The episode starts where the vehicle
-is, not exactly at x0 (docs/protocol.md says what that does to the costs).
+is, not exactly at x0 (docs/protocol.md says what that does to the costs). r is the
+first revision above those of the samples computed while the vehicle settled (not above
+the highest ever seen): a controller restarted during tuning counts its revisions from 0
+again, and the next attempt runs on it at once; it gets x_ref, theta and the safe theta
+with that attempt's sets, as every attempt sends them.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from __future__ import annotations
 import numpy as np
 
 from hybrid_mpc_ros.core.control.answers import Answer, HoldAnswer, ResetAnswer
-from hybrid_mpc_ros.core.learning.live_session.actions import parameter_values
+from hybrid_mpc_ros.core.learning.live_session.actions import Log, parameter_values
 from hybrid_mpc_ros.core.learning.live_session.attempt import Attempt, Retry
 from hybrid_mpc_ros.core.learning.live_session.settings import Phase
 from hybrid_mpc_ros.core.learning.samples import NANOS_PER_SECOND, SensitivitySample, Stamp
@@ -141,8 +147,8 @@ class ResetStart(StartProcedure):
         session.phase = Phase.SET_THETA
         attempt.prev_revision = session.seen.revision
         x_ref = None if self.x_ref_sent else session.x_ref
-        return [session.calls.call('set_theta',
-                                   values=parameter_values(attempt.request.theta, x_ref))]
+        return [session.calls.call('set_theta', values=parameter_values(
+            attempt.request.theta, x_ref, session.best_theta))]
 
     def on_result(self, attempt: Attempt, what: str, answer: Answer) -> list:
         """Take the answer to set_theta, simulator_reset or controller_reset."""
@@ -323,6 +329,7 @@ class FlyToStart(StartProcedure):
         super().__init__(session)
         self.start_ref = hover_reference(session.x0)
         self.settle_ns = round(session.settings.settle_time_s * NANOS_PER_SECOND)
+        self.flown_revision: int | None = None     # the last episode revision set
 
     def begin(self, attempt: Attempt) -> list:
         """Set x_ref to hover at x0 (theta unchanged)."""
@@ -374,10 +381,21 @@ class FlyToStart(StartProcedure):
             attempt.settled_since = stamp_ns
         if stamp_ns - attempt.settled_since < self.settle_ns:
             return []
-        attempt.prev_revision = session.seen.revision
+        # the revision the controller flies now: the samples of the settled window (their
+        # odometry came after the go_to_start answer); wait for one if none came yet
+        revision = session.seen.revision_since(attempt.settled_since)
+        if revision is None:
+            return []
+        actions = []
+        if self.flown_revision is not None and revision < self.flown_revision:
+            actions.append(Log('warn', f'the controller restarted (its theta revision is '
+                                       f'{revision}, after {self.flown_revision}): theta, the '
+                                       'target and the safe theta go to it with this set'))
+        attempt.prev_revision = revision
+        self.flown_revision = revision + 1
         # collect from now on: samples of the new revision may come before the answer
-        actions = [session.calls.call('set_theta_fly', values=parameter_values(
-            attempt.request.theta, session.x_ref))]
+        actions.append(session.calls.call('set_theta_fly', values=parameter_values(
+            attempt.request.theta, session.x_ref, session.best_theta)))
         return actions + session.begin_collecting()
 
 
