@@ -70,6 +70,7 @@ DIAGONAL = '_diagonal'                  # the suffix of a peer run on Q's and R'
 UNSAFE = 1.2                            # an episode above UNSAFE x the start cost is unsafe
 FRACTION = 0.9                          # of the best improvement found
 QUICK_BUDGET, QUICK_STEPS = 6, 20
+PROGRESS_EVERY = 25                     # episodes between a run's own progress lines
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Settings:
 
 
 def methods(diagonal: bool = False) -> tuple[str, ...]:
-    """The bench's methods: the hybrid, then the peers (on the diagonals if ``diagonal``)."""
+    """Return the bench's methods: the hybrid, then the peers (on the diagonals if ``diagonal``)."""
     return ('hybrid',) + tuple(name + (DIAGONAL if diagonal else '') for name in PEERS)
 
 
@@ -112,7 +113,14 @@ def run_job(job: Job, settings: Settings) -> dict:
                                     episode_steps=steps, seed=job.seed)
     box = th.default_box(theta0, config.box_scale, config.box_abs_min)
     start = float(cost(episodes(theta0, False)))
-    counter = peers.EpisodeCounter(episodes, cost, settings.budget)
+
+    def progress(counter: peers.EpisodeCounter) -> None:
+        done = len(counter.costs)
+        if done % PROGRESS_EVERY == 0 and counter.remaining:
+            print(f'    {job.key}: {done}/{counter.budget} episodes, best '
+                  f'{min(counter.costs):.1f} (start {start:.1f}), '
+                  f'{time.perf_counter() - start_time:.0f} s', file=sys.stderr, flush=True)
+    counter = peers.EpisodeCounter(episodes, cost, settings.budget, progress)
     detail = {}
     if job.method == 'hybrid':
         tuner = Tuner(config, None, scenario.nominal_model().jacobians, cost, theta0,
@@ -246,8 +254,9 @@ def plot(results: list[dict], path: str) -> None:
         right.plot(episodes, np.median(ratios, axis=0), color=line.get_color(), label=method)
         right.plot(episodes, np.max(ratios, axis=0), color=line.get_color(), linestyle=':')
     right.axhline(UNSAFE, color='k', linewidth=0.8, linestyle='--')
+    runs = len(results) // len(set(r['method'] for r in results))
     left.set(xlabel='episodes', ylabel='best cost so far / start cost',
-             title=f'best so far: median, 25-75 % over {len(results) // len(set(r["method"] for r in results))} runs')
+             title=f'best so far: median, 25-75 % over {runs} runs per method')
     right.set(xlabel='episodes', ylabel='episode cost / start cost', yscale='log',
               title=f'each episode: median (solid), max (dotted); {UNSAFE} x start dashed')
     left.legend()
@@ -266,7 +275,7 @@ def _progress_line(done: int, total: int, elapsed: float, result: dict, reused: 
 
 
 def scenario_paths(files: list[str] | None, names: list[str] | None) -> list[str]:
-    """The bench's scenario files: ``files`` (paths or names) and/or family ``names``.
+    """Return the bench's scenario files: ``files`` (paths or names) and/or family ``names``.
 
     Neither: the whole robustness family.
     """

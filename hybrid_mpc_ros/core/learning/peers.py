@@ -64,11 +64,12 @@ class EpisodeCounter:
     ``run_episode(theta (94,), sensitivities) -> record`` flies an episode (for example
     :func:`~hybrid_mpc_ros.core.learning.tuning.simulated_episodes`); ``cost(record) ->
     float`` is its closed-loop cost. ``costs`` and ``thetas`` list every episode flown, in
-    order.
+    order. ``progress(counter)``, if given, is called after each episode.
     """
 
-    def __init__(self, run_episode: Callable, cost: Callable, budget: int):
+    def __init__(self, run_episode: Callable, cost: Callable, budget: int, progress=None):
         self.run_episode, self.cost, self.budget = run_episode, cost, int(budget)
+        self.progress = progress
         self.costs: list[float] = []
         self.thetas: list[np.ndarray] = []
 
@@ -85,6 +86,8 @@ class EpisodeCounter:
         record = self.run_episode(theta, sensitivities)
         self.costs.append(float(self.cost(record)))
         self.thetas.append(theta)
+        if self.progress is not None:
+            self.progress(self)
         return record
 
     def cost_of(self, theta: np.ndarray) -> float:
@@ -94,7 +97,7 @@ class EpisodeCounter:
 
 
 def free_entries(diagonal: bool = False) -> np.ndarray:
-    """Indices of the theta entries a peer tunes: all 94, or p_Q and p_R (16) if ``diagonal``."""
+    """Return the indices of the entries a peer tunes: all 94, or p_Q and p_R (16) if diagonal."""
     return np.arange(th.SLICE_R.stop if diagonal else th.N_THETA)
 
 
@@ -108,7 +111,7 @@ class _Scaled:
         self.lower, self.upper = box.lower[free] / self.scale, box.upper[free] / self.scale
 
     def theta(self, z) -> np.ndarray:
-        """theta (94,) of z (n,): theta0 outside ``free``.
+        """Return the full parameter vector (94,) at the scaled z (n,), theta0 outside ``free``.
 
         The clip only undoes the rounding of ``z * s`` at a bound: both libraries keep z
         inside ``[lower, upper]``.
@@ -120,7 +123,7 @@ class _Scaled:
 
 
 def hybrid_on_budget(tuner, counter: EpisodeCounter) -> np.ndarray:
-    """Run ``tuner`` (a :class:`~hybrid_mpc_ros.core.learning.tuning.Tuner`) until the budget is spent.
+    """Run ``tuner`` (a :class:`~hybrid_mpc_ros.core.learning.tuning.Tuner`) to the budget.
 
     Episodes go through ``counter`` (ask/tell), so the last iteration may be cut after its
     base episode; it then makes no update. The tuner's ``config.iterations`` must not
@@ -163,7 +166,7 @@ def cma_es_on_budget(counter: EpisodeCounter, theta0: np.ndarray, box: ThetaBox,
 
 def bayes_opt_on_budget(counter: EpisodeCounter, theta0: np.ndarray, box: ThetaBox,
                         seed: int, free: np.ndarray | None = None) -> np.ndarray:
-    """Minimise the episode cost with bayes_opt's Bayesian optimisation until the budget is spent.
+    """Minimise the episode cost with bayes_opt's Bayesian optimisation to the budget.
 
     Arguments as for :func:`cma_es_on_budget`. theta0 is the first episode, then
     :data:`BO_INIT_POINTS` random points (fewer if the budget is smaller), then the
