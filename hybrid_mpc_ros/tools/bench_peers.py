@@ -55,7 +55,7 @@ import time
 
 import numpy as np
 
-from hybrid_mpc_ros.core.config import file_signature
+from hybrid_mpc_ros.core.config import ConfigError, file_signature
 from hybrid_mpc_ros.core.learning import peers
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.mpc import theta as th
@@ -86,11 +86,22 @@ def methods(diagonal: bool = False) -> tuple[str, ...]:
     return ('hybrid',) + tuple(name + (DIAGONAL if diagonal else '') for name in PEERS)
 
 
-def jobs_for(paths: list[str], seeds: int, diagonal: bool = False) -> list[Job]:
-    """Every job: scenario by scenario, seed by seed, the methods in :func:`methods` order."""
+def jobs_for(paths: list[str], seeds: int, diagonal: bool = False,
+             only: list[str] | None = None) -> list[Job]:
+    """Every job: scenario by scenario, seed by seed, the methods in :func:`methods` order.
+
+    ``only`` keeps some of the methods (ConfigError names the bench's methods when one is
+    not among them).
+    """
+    chosen = methods(diagonal)
+    unknown = sorted(set(only or ()) - set(chosen))
+    if unknown:
+        raise ConfigError(f'unknown method(s) {unknown}; this bench runs '
+                          + ', '.join(chosen))
+    chosen = [method for method in chosen if not only or method in only]
     names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
     return [Job(path, name, method, seed) for path, name in zip(paths, names)
-            for seed in range(seeds) for method in methods(diagonal)]
+            for seed in range(seeds) for method in chosen]
 
 
 def _signature(job: Job, settings: Settings) -> str:
@@ -287,7 +298,8 @@ def scenario_paths(files: list[str] | None, names: list[str] | None) -> list[str
 
 def main(out: str | None = None, seeds: int = 3, budget: int = 100,
          workers: int | None = None, quick: bool = False, files: list[str] | None = None,
-         names: list[str] | None = None, diagonal: bool = False) -> int:
+         names: list[str] | None = None, diagonal: bool = False,
+         only: list[str] | None = None) -> int:
     """Run the bench (see the module docstring); print the tables and the JSON last line."""
     if quick:
         names = names or (None if files else list(robustness.QUICK_SCENARIOS))
@@ -299,9 +311,10 @@ def main(out: str | None = None, seeds: int = 3, budget: int = 100,
     paths = scenario_paths(files, names)
     for path in paths:
         load_scenario(path)                       # every file checked before any job
-    jobs = jobs_for(paths, seeds, diagonal)
+    jobs = jobs_for(paths, seeds, diagonal, only)
     workers = workers or min(len(jobs), os.cpu_count() or 1)
-    print(f'bench peers: {len(paths)} scenarios x {seeds} seeds x {", ".join(methods(diagonal))}'
+    chosen = ', '.join(dict.fromkeys(job.method for job in jobs))
+    print(f'bench peers: {len(paths)} scenarios x {seeds} seeds x {chosen}'
           f' ({len(jobs)} runs), {settings.budget} episodes each, {workers} processes; '
           f'results in {out}', file=sys.stderr, flush=True)
     start = time.perf_counter()
@@ -364,6 +377,9 @@ def add_arguments(parser) -> None:
     parser.add_argument('--diagonal', action='store_true',
                         help="the peers tune only Q's and R's diagonals (P fixed at its "
                              'start); the hybrid tunes all of theta')
+    parser.add_argument('--methods', nargs='+', default=None,
+                        help='run only some of the methods (hybrid, cma_es, bayes_opt; with '
+                             '--diagonal cma_es_diagonal, bayes_opt_diagonal); default: all')
     parser.add_argument('--quick', action='store_true',
                         help=f'CI-sized check of the machinery: two scenarios, one seed, '
                              f'{QUICK_BUDGET} episodes of {QUICK_STEPS} steps')
@@ -373,4 +389,4 @@ def run(args) -> int:
     """Run ``hybrid-mpc bench peers`` with the parsed ``args``; the exit status."""
     return main(out=args.out, seeds=args.seeds, budget=args.budget, workers=args.workers,
                 quick=args.quick, files=args.files, names=args.scenarios,
-                diagonal=args.diagonal)
+                diagonal=args.diagonal, only=args.methods)
