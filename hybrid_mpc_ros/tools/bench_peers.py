@@ -252,6 +252,7 @@ def plot(results: list[dict], path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     for method in dict.fromkeys(r['method'] for r in results):
         runs = [r for r in results if r['method'] == method]
@@ -268,8 +269,12 @@ def plot(results: list[dict], path: str) -> None:
     runs = len(results) // len(set(r['method'] for r in results))
     left.set(xlabel='episodes', ylabel='best cost so far / start cost',
              title=f'best so far: median, 25-75 % over {runs} runs per method')
-    right.set(xlabel='episodes', ylabel='episode cost / start cost', yscale='log',
-              title=f'each episode: median (solid), max (dotted); {UNSAFE} x start dashed')
+    right.set(xlabel='episodes', ylabel='episode cost / start cost (log scale)', yscale='log',
+              title=f'each episode: median (solid), max (dotted), {UNSAFE} x start (dashed)')
+    for axis in (right.yaxis.set_major_formatter, right.yaxis.set_minor_formatter):
+        axis(FormatStrFormatter('%.3g'))
+    left.title.set_fontsize(10)
+    right.title.set_fontsize(10)
     left.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
