@@ -41,6 +41,8 @@ COMMANDS = {
     'bench ros': ('tools.bench_ros', 'the same short tuning through ROS (lockstep) and offline'),
     'bench faults': ('tools.bench_faults', 'a short tuning through ROS (lockstep) with faults '
                                            'injected from outside'),
+    'bench peers': ('tools.bench_peers', 'the hybrid against CMA-ES and Bayesian optimisation '
+                                         'on the same budget of episodes'),
     'paper': (None, "the published paper's experiments besides its main one (`reproduce`)"),
     'paper study': ('paper.study',
                     "the scenario's experiment for each choice the paper leaves unstated"),
