@@ -70,7 +70,6 @@ core/model/rotorpy_plant.py, and the health reporting ros/simulator_health.py.
 
 from __future__ import annotations
 
-import array
 import math
 import sys
 import time
@@ -91,7 +90,7 @@ from hybrid_mpc_ros.core.config import ConfigError, flatten, load_node_params
 from hybrid_mpc_ros.core.model.frames import state_to_odometry_arrays
 from hybrid_mpc_ros.core.model.quadcopter import INTEGRATORS, NX
 from hybrid_mpc_ros.core.param_schema import boolean, flat_specs, floating, ParameterFile, text
-from hybrid_mpc_ros.core.scenario.load import simulator_section
+from hybrid_mpc_ros.core.scenario.load import nested_values, simulator_section
 from hybrid_mpc_ros.core.scenario.schema import SHARED, SIMULATOR
 from hybrid_mpc_ros.ros.msgs import parse_rotor_command, state_to_odometry
 from hybrid_mpc_ros.ros.node_runtime import declare_parameters, run_node
@@ -281,19 +280,9 @@ class SimulatorNode(Node):
         kind = self._values.get('kind') or 'quadcopter'
         wanted = ('kind', 'layout', 'command_rotors') + (
             ('rotorpy.',) if kind == 'rotorpy' else ('integrator', 'substeps', 'plant.'))
-        nested: dict = {}
-        for name, value in self._values.items():
-            if value is None or not name.startswith(wanted) or name not in SIMULATOR_NAMES:
-                continue
-            if hasattr(value, 'tolist'):
-                value = value.tolist()
-            elif isinstance(value, (tuple, array.array)):
-                value = list(value)
-            group = nested
-            *parents, leaf = name.split('.')
-            for parent in parents:
-                group = group.setdefault(parent, {})
-            group[leaf] = value
+        nested = nested_values({name: value for name, value in self._values.items()
+                                if value is not None and name.startswith(wanted)
+                                and name in SIMULATOR_NAMES})
         file = ParameterFile(self.get_fully_qualified_name(), 'node')
         return simulator_section(file, file.read(NODE_NAME, nested, SIMULATOR))
 

@@ -66,7 +66,7 @@ def node_scenario(node: str, values: Mapping[str, Any], source: str) -> Scenario
     """
     if node not in NODE_SECTIONS:
         raise ValueError(f'unknown node {node!r}; scenario sections: {NODE_SECTIONS}')
-    nested = _nested({name: value for name, value in values.items() if value is not None})
+    nested = nested_values({name: value for name, value in values.items() if value is not None})
     file = ParameterFile(source, 'node', unknown_key_hint)
     shared = {key: nested[key] for key in SHARED if key in nested}
     own = {key: value for key, value in nested.items() if key not in SHARED}
@@ -102,7 +102,7 @@ def node_parameters(node: str) -> dict[str, tuple[Any, Spec]]:
     return {name: (defaults.get(name), spec) for name, (spec, _) in specs.items()}
 
 
-def _nested(values: Mapping[str, Any]) -> dict:
+def nested_values(values: Mapping[str, Any]) -> dict:
     """``{'a.b': v}`` -> ``{'a': {'b': v}}``; arrays (rclpy's array.array) become lists."""
     out: dict = {}
     for name, value in values.items():
