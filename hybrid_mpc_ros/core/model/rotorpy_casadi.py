@@ -17,6 +17,8 @@ from __future__ import annotations
 import casadi as ca
 import numpy as np
 
+from hybrid_mpc_ros.core.model.quadcopter import rk4_step
+
 
 def rotorpy_dynamics(vehicle, s, command):
     """Symbolic ``ds/dt`` (20,) of RotorPy's state ``s`` (20,) for rotor commands (4,).
@@ -82,11 +84,7 @@ def rk4_period(vehicle, period_s: float, steps: int) -> ca.Function:
     h = period_s / steps
     state = s
     for _ in range(steps):
-        k1 = f(state, held)
-        k2 = f(state + 0.5 * h * k1, held)
-        k3 = f(state + 0.5 * h * k2, held)
-        k4 = f(state + h * k3, held)
-        state = state + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        state = rk4_step(f, state, held, h, 1)       # the package's RK4, one step of h
         quat = state[6:10] / ca.norm_2(state[6:10])
         state = ca.vertcat(state[0:6], quat, state[10:16],
                            ca.fmin(ca.fmax(state[16:20], low), high))
