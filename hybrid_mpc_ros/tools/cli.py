@@ -41,6 +41,9 @@ COMMANDS = {
     'bench ros': ('tools.bench_ros', 'the same short tuning through ROS (lockstep) and offline'),
     'bench faults': ('tools.bench_faults', 'a short tuning through ROS (lockstep) with faults '
                                            'injected from outside'),
+    'bench vehicles': ('tools.bench_vehicles',
+                       "the default tuning on RotorPy's multirotors, from their identified "
+                       'models'),
     'paper': (None, "the published paper's experiments besides its main one (`reproduce`)"),
     'paper study': ('paper.study',
                     "the scenario's experiment for each choice the paper leaves unstated"),
