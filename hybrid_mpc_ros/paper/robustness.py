@@ -136,9 +136,9 @@ def _command_check(u: np.ndarray, u_min: float, u_max: float) -> tuple[int, int]
 class _Watched:
     """An episode runner that records every episode's cost and checks its commands.
 
-    Also counts the solver failures (``solver_failures``) and, among them, those whose
-    applied command (the policy's fallback) was non-finite or outside ``[u_min, u_max]``
-    (``unhandled_failures``): a failure the fallback did not cover.
+    Also counts the steps whose solve failed (``solver_failures``) and, among them, those
+    whose applied command (the policy's fallback) had an entry non-finite or outside
+    ``[u_min, u_max]`` (``unhandled_failures``): a failure the fallback did not cover.
     """
 
     def __init__(self, episodes, cost, u_min: float, u_max: float):
@@ -156,7 +156,9 @@ class _Watched:
         self.out_of_bounds += outside
         failed = np.asarray(record.status) != 0
         self.solver_failures += int(np.count_nonzero(failed))
-        self.unhandled_failures += sum(_command_check(record.u[failed], self.u_min, self.u_max))
+        commands = record.u[failed]
+        bad = ~np.isfinite(commands) | (commands < self.u_min) | (commands > self.u_max)
+        self.unhandled_failures += int(np.count_nonzero(bad.any(axis=1)))
         return record
 
 
