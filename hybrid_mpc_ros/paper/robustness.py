@@ -95,20 +95,20 @@ class Job:
         return f'{self.name}/{self.method}_s{self.seed}'
 
 
-def family_paths(names: list[str] | None = None) -> list[str]:
-    """Scenario files of the family (shipped ``config/scenarios/robustness``), sorted.
+def family_paths(names: list[str] | None = None, family: str = FAMILY) -> list[str]:
+    """Scenario files of a family (shipped ``config/scenarios/<family>``), sorted.
 
     ``names`` picks some of them (file names without ``.yaml``); ConfigError lists the
     family when one is unknown.
     """
     for folder in paths.config_dirs():
-        folder = os.path.join(folder, SCENARIO_DIR, FAMILY)
+        folder = os.path.join(folder, SCENARIO_DIR, family)
         if os.path.isdir(folder):
             found = {name[:-5]: os.path.join(folder, name) for name in os.listdir(folder)
                      if name.endswith('.yaml')}
             break
     else:
-        raise ConfigError(f'no config/{SCENARIO_DIR}/{FAMILY} directory in '
+        raise ConfigError(f'no config/{SCENARIO_DIR}/{family} directory in '
                           + ', '.join(paths.config_dirs()))
     if names is None:
         return [found[name] for name in sorted(found)]
@@ -134,13 +134,19 @@ def _command_check(u: np.ndarray, u_min: float, u_max: float) -> tuple[int, int]
 
 
 class _Watched:
-    """An episode runner that records every episode's cost and checks its commands."""
+    """An episode runner that records every episode's cost and checks its commands.
+
+    Also counts the steps whose solve failed (``solver_failures``) and, among them, those
+    whose applied command (the policy's fallback) had an entry non-finite or outside
+    ``[u_min, u_max]`` (``unhandled_failures``): a failure the fallback did not cover.
+    """
 
     def __init__(self, episodes, cost, u_min: float, u_max: float):
         self.episodes, self.cost = episodes, cost
         self.u_min, self.u_max = u_min, u_max
         self.costs: list[float] = []
         self.non_finite = self.out_of_bounds = 0
+        self.solver_failures = self.unhandled_failures = 0
 
     def __call__(self, theta: np.ndarray, sensitivities: bool):
         record = self.episodes(theta, sensitivities)
@@ -148,6 +154,11 @@ class _Watched:
         non_finite, outside = _command_check(record.u, self.u_min, self.u_max)
         self.non_finite += non_finite
         self.out_of_bounds += outside
+        failed = np.asarray(record.status) != 0
+        self.solver_failures += int(np.count_nonzero(failed))
+        commands = record.u[failed]
+        bad = ~np.isfinite(commands) | (commands < self.u_min) | (commands > self.u_max)
+        self.unhandled_failures += int(np.count_nonzero(bad.any(axis=1)))
         return record
 
 
@@ -224,9 +235,12 @@ def stored_result(out: str, key: str, signature: str) -> dict | None:
     return result if result.get('signature') == signature else None
 
 
-def _worker(job: Job, settings: Settings, out: str) -> dict:
-    """Run ``job`` and store its result atomically under ``out``; return it."""
-    result = run_job(job, settings)
+def _worker(job: Job, settings: Settings, out: str, run=None) -> dict:
+    """Run ``job`` and store its result atomically under ``out``; return it.
+
+    ``run(job, settings)`` runs it (default :func:`run_job`).
+    """
+    result = (run or run_job)(job, settings)
     result['signature'] = _signature(job, settings)
     store_result(out, job.key, result)
     return result
@@ -235,6 +249,21 @@ def _worker(job: Job, settings: Settings, out: str) -> dict:
 def _stored(job: Job, settings: Settings, out: str) -> dict | None:
     """Return the stored result of ``job`` if made with these very inputs, else None."""
     return stored_result(out, job.key, _signature(job, settings))
+
+
+def run_pool(pending: list[Job], settings: Settings, out: str, workers: int, run=None):
+    """Run the ``pending`` jobs in a pool of ``workers`` processes; yield each result.
+
+    In the order they finish, each stored under ``out`` first (see :func:`_worker`);
+    ``run(job, settings)`` (a module-level function: the workers import it) runs one job
+    (default :func:`run_job`). The workers' stdout goes to stderr.
+    """
+    context = multiprocessing.get_context('spawn')
+    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                     initializer=stdout_to_stderr) as pool:
+        running = [pool.submit(_worker, job, settings, out, run) for job in pending]
+        for done in futures.as_completed(running):
+            yield done.result()
 
 
 def jobs_for(paths_: list[str], seeds: int, compare_eta: bool = False) -> list[Job]:
@@ -381,15 +410,10 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
               'summed over runs')
         print(json.dumps(summary))
         return 0
-    context = multiprocessing.get_context('spawn')
-    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                     initializer=stdout_to_stderr) as pool:
-        running = {pool.submit(_worker, job, settings, out): job for job in pending}
-        for done in futures.as_completed(running):
-            result = done.result()
-            results.append(result)
-            print(_progress_line(len(results), len(jobs), time.perf_counter() - start,
-                                 result, False), file=sys.stderr, flush=True)
+    for result in run_pool(pending, settings, out, workers):
+        results.append(result)
+        print(_progress_line(len(results), len(jobs), time.perf_counter() - start,
+                             result, False), file=sys.stderr, flush=True)
     wall = time.perf_counter() - start
     summary = summarise(results)
     print(tables(results, summary))

@@ -43,6 +43,9 @@ COMMANDS = {
                                            'injected from outside'),
     'bench peers': ('tools.bench_peers', 'the hybrid against CMA-ES and Bayesian optimisation '
                                          'on the same budget of episodes'),
+    'bench vehicles': ('tools.bench_vehicles',
+                       "the default tuning on RotorPy's multirotors, from their identified "
+                       'models'),
     'paper': (None, "the published paper's experiments besides its main one (`reproduce`)"),
     'paper study': ('paper.study',
                     "the scenario's experiment for each choice the paper leaves unstated"),
