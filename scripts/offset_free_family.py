@@ -1,0 +1,53 @@
+"""Offset-free tracking on the shipped vehicles with other constants than their model.
+
+For ``mismatch_example`` and every vehicle of ``config/scenarios/robustness``: fly the
+scenario's episode (x0 to x_ref, 200 steps of 0.1 s) at its start theta with the plain
+MPC and with the offset-free MPC (observer gains 0.2, 0.5 and 1.0), print the final
+distance from the target and the median control step (solve and sensitivities) of each.
+Run: ``python scripts/offset_free_family.py``.
+"""
+
+import glob
+import os
+import time
+
+import numpy as np
+
+from hybrid_mpc_ros.core.learning.episode import rollout
+from hybrid_mpc_ros.core.mpc.offset_free import OffsetFreePolicy
+from hybrid_mpc_ros.core.mpc.policy import MPCPolicy
+from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path
+
+GAINS = (0.2, 0.5, 1.0)
+
+
+def _fly(scenario, policy):
+    started = time.perf_counter()
+    record = rollout(scenario.plant(), policy, scenario.x0, 200)
+    step_ms = 1e3 * (time.perf_counter() - started) / 200
+    return float(np.linalg.norm(record.x[-1, 0:3] - scenario.x_ref[0:3])), step_ms
+
+
+def main() -> None:
+    family = os.path.dirname(resolve_scenario_path('robustness/light_climb'))
+    names = ['mismatch_example'] + sorted(
+        'robustness/' + os.path.basename(path)[:-5]
+        for path in glob.glob(os.path.join(family, '*.yaml')))
+    print(f'{"vehicle":34s} {"plain [m]":>10s} ' + ' '.join(
+        f'{"gain " + str(g) + " [m]":>13s}' for g in GAINS) + '   step ms plain / offset-free')
+    for name in names:
+        scenario = load_scenario(resolve_scenario_path(name))
+        args = (scenario.nominal_model(), scenario.mpc_config, scenario.initial_theta(),
+                scenario.x_ref, scenario.u_ref)
+        plain, plain_ms = _fly(scenario, MPCPolicy(*args))
+        errors, offset_ms = [], []
+        for gain in GAINS:
+            error, step_ms = _fly(scenario, OffsetFreePolicy(*args, gain))
+            errors.append(error)
+            offset_ms.append(step_ms)
+        print(f'{name:34s} {plain:10.4f} ' + ' '.join(f'{e:13.4f}' for e in errors)
+              + f'   {plain_ms:.2f} / {np.median(offset_ms):.2f}')
+
+
+if __name__ == '__main__':
+    main()
