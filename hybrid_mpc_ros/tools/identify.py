@@ -139,6 +139,10 @@ def main(scenario: str | None = None, out: str | None = None, seed: int | None =
                               warnings=report['warnings'])))
         return 0
     flights = isinstance(setup.identification, FlightSettings)
+    if flights and trajectories is not None:
+        raise ConfigError('--trajectories belongs to system_identification method lqr; this '
+                          "scenario's method is flights (set flights.rounds and "
+                          'flights.duration_s in its file)')
     if specs_only:
         if not flights or setup.identification.specs is None:
             raise ConfigError('--specs-only writes the model of system_identification.specs; '
@@ -167,7 +171,11 @@ def main(scenario: str | None = None, out: str | None = None, seed: int | None =
                   f"{flight['cost']:.2f}, {flight['final_position_error_m']:.4f} m from x_ref "
                   'after the episode, '
                   f"{flight['solver_failures']} solver failures")
-        print(f"written: the {model.header['chosen']} model")
+        chosen = model.header['chosen']
+        last = f"flight {len(model.header['rounds'])}"
+        print(f'written: the {chosen} model'
+              + ('' if chosen == last else f" (the report above is of the {last} fit, not of "
+                 'the model written; the header keeps every flight\'s report)'))
     else:
         for key, value in errors.items():
             print(f'{key:32s} {value:.3e}')
@@ -187,14 +195,18 @@ def main(scenario: str | None = None, out: str | None = None, seed: int | None =
 def add_arguments(parser) -> None:
     """Add the options of ``hybrid-mpc identify`` to ``parser``."""
     parser.description = (
-        'Collect seeded, excited closed-loop trajectories near the target on the '
-        "scenario's simulated plant, fit x+ = A x + B u + c (or A x + B u when its "
-        'system_identification says affine: false) by least squares, report held-out '
-        'prediction errors and write the model the scenario names (NPZ with a YAML '
-        'header). With --from, the model is fitted from a recorded flight instead (MCAP, '
-        'nav_msgs/Odometry and the rotor commands; see docs/identification.md) and the '
-        'fit report printed. A model file identified for another scenario is not '
-        'overwritten unless --out names it.')
+        "Identify the scenario's nominal model x+ = A x + B u + c (or A x + B u when its "
+        'system_identification says affine: false) by least squares and write the file the '
+        'scenario names (NPZ with a YAML header). Method lqr: seeded, excited trajectories '
+        "near the target under a hover LQR on the scenario's simulated plant (needs the "
+        "plant's equations). Method flights: the scenario's MPC flies its plant (any kind) "
+        'near the target with input excitation, each flight is fitted and the next flown '
+        'with the fit, the first from the rough specifications; every candidate then flies '
+        "the scenario's episode and the cheapest is written. With --from, the model is "
+        'fitted from a recorded flight instead (MCAP, nav_msgs/Odometry and the rotor '
+        'commands). See docs/identification.md. Without --out the model replaces the one '
+        'in config/ that tune, reproduce and the benches use; a model file identified for '
+        'another scenario is not overwritten unless --out names it.')
     add_scenario_argument(parser)
     parser.add_argument('--out', default=None,
                         help="output file (default: the scenario's nominal_model_file, in "
@@ -202,7 +214,8 @@ def add_arguments(parser) -> None:
     parser.add_argument('--seed', type=int, default=None,
                         help="random seed (default: the scenario's)")
     parser.add_argument('--trajectories', type=positive_int, default=None,
-                        help="training trajectories (default: the scenario's)")
+                        help="system_identification method lqr: training trajectories "
+                             "(default: the scenario's)")
     parser.add_argument('--from', dest='recording', metavar='FLIGHT', default=None,
                         help='fit from this recorded flight (a rosbag2 MCAP directory, as '
                              '`hybrid-mpc record` or `ros2 bag record -s mcap` writes it) '

@@ -35,7 +35,7 @@ from hybrid_mpc_ros.core.model.flight_log import (DEFAULT_COMMAND_TOPIC, DEFAULT
                                                   FlightRecord, read_flight, segments,
                                                   write_flight)
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel, linearised_model
-from hybrid_mpc_ros.core.model.quadcopter import NU, NX, Quadcopter, QuadParams
+from hybrid_mpc_ros.core.model.quadcopter import NU, NX, Quadcopter, QuadParams, STATE_NAMES
 
 COMMAND_DELAY_NS = 1000     # offline: a command is logged 1 us after its odometry
 
@@ -197,6 +197,7 @@ class FlightRound:
     report: FitReport
     modes: dict
     recording: str | None
+    extent: dict
 
 
 MAX_FLIGHT_DISTANCE_M = 5.0      # an identification flight farther from its hover point
@@ -219,13 +220,37 @@ def _check_held(record: FlightRecord, x_hover: np.ndarray, modes: dict, index: i
             f'away (at most {MAX_FLIGHT_DISTANCE_M:g}) and {unsolved} of its {steps} steps '
             f'were flown without an MPC solve ({modes}); a fit of that flight would '
             f'describe a crash. Fly with a smaller excitation than '
-            f'{excitation.config.describe()}, or better rough specifications')
+            f'{excitation.config.describe()} (system_identification.flights.'
+            f'amplitude_rad_s, or kind gaussian), or better rough specifications; '
+            f'`hybrid-mpc identify --specs-only` writes the specifications\' model alone')
+
+
+def flight_extent(record: FlightRecord, x_hover: np.ndarray,
+                  state_box: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """How far a flight went: from the hover point [m], speed [m/s], tilt and rates.
+
+    With ``state_box`` (lb (12,), ub (12,)) also the states that left it (names of the
+    entries, empty when none did): an identification flight should stay inside the
+    constraint set the MPC is meant to keep.
+    """
+    states = record.states
+    extent = {
+        'max_distance_m': float(np.max(np.linalg.norm(states[:, 0:3] - x_hover[0:3], axis=1))),
+        'max_speed_m_s': float(np.max(np.linalg.norm(states[:, 3:6], axis=1))),
+        'max_tilt_rad': float(np.max(np.abs(states[:, 6:8]))),
+        'max_rate_rad_s': float(np.max(np.abs(states[:, 9:12])))}
+    if state_box is not None:
+        low, high = state_box
+        outside = np.any((states < low) | (states > high), axis=0)
+        extent['left_state_box'] = [STATE_NAMES[i] for i in np.flatnonzero(outside)]
+    return extent
 
 
 def identify_by_flying(plant, controller_for: Callable, start: AffineModel,
                        settings: FlightSettings, x_hover: np.ndarray, u_ref: np.ndarray,
                        u_bounds: tuple[float, float], recordings: str | None = None,
-                       progress: Callable[[str], None] | None = None
+                       progress: Callable[[str], None] | None = None,
+                       state_box: tuple[np.ndarray, np.ndarray] | None = None
                        ) -> tuple[AffineModel, list[FlightRound]]:
     """Fly ``plant`` with excitation, fit, fly again with the fitted model (``settings.rounds``).
 
@@ -238,7 +263,9 @@ def identify_by_flying(plant, controller_for: Callable, start: AffineModel,
     are the rotor bounds the excitation is clipped to. With ``recordings`` (a directory)
     each flight is also written there as ``round_<k>`` (MCAP), for ``hybrid-mpc identify
     --from`` or a ROS tool. Returns the last model (header: the rounds' reports) and the
-    rounds. An unusable flight raises :class:`IdentificationError` with its round.
+    rounds. An unusable flight raises :class:`IdentificationError` with its round. Each
+    flight's extent (:func:`flight_extent`, with ``state_box`` the states that left it) is
+    reported and kept in the header.
     """
     from hybrid_mpc_ros.core.control.excitation import Excitation, ExcitationConfig
     model, rounds = start, []
@@ -255,13 +282,24 @@ def identify_by_flying(plant, controller_for: Callable, start: AffineModel,
         record = record_flight(plant, lambda x: controller.step(x, sensitivities=False).u,
                                x_hover, steps, path)
         _check_held(record, x_hover, dict(controller.counters.modes), index, excitation)
+        extent = flight_extent(record, x_hover, state_box)
+        if progress:
+            progress(f'flight {index + 1} went at most {extent["max_distance_m"]:.2f} m from '
+                     f'the hover point, {extent["max_speed_m_s"]:.2f} m/s, tilt '
+                     f'{extent["max_tilt_rad"]:.2f} rad, rates {extent["max_rate_rad_s"]:.2f} '
+                     'rad/s')
+            if extent.get('left_state_box'):
+                progress(f'WARNING: flight {index + 1} left the state box X in '
+                         f'{", ".join(extent["left_state_box"])}: fly with a smaller '
+                         'excitation (a vehicle should stay inside the constraints while it '
+                         'is identified)')
         try:
             model, report = fit_recording(record, plant.dt, x_hover, u_ref,
                                           settings.fit_settings())
         except IdentificationError as exc:
             raise IdentificationError(f'flight {index + 1}: {exc}') from None
         rounds.append(FlightRound(index, model, report, dict(controller.counters.modes),
-                                  path))
+                                  path, extent))
         if progress:
             errors = report.errors
             progress(f'flight {index + 1}: fitted; held-out one-step position error '
@@ -277,6 +315,7 @@ def identify_by_flying(plant, controller_for: Callable, start: AffineModel,
         'held_out_errors': rounds[-1].report.errors,
         'report': rounds[-1].report.as_dict(),
         'rounds': [{'round': r.index, 'modes': r.modes, 'recording': r.recording,
+                    'extent': r.extent,
                     'held_out_errors': r.report.errors,
                     'hover_input_rad_s': list(r.report.hover_input_rad_s),
                     'warnings': list(r.report.warnings)} for r in rounds],

@@ -138,7 +138,8 @@ class Scenario:
             model, rounds = identify_by_flying(
                 self.plant(), lambda model, excitation: self.safe_controller(model, excitation),
                 start, settings, x_hover, np.array(self.u_ref),
-                (self.shared.u_min, self.shared.u_max), recordings, progress)
+                (self.shared.u_min, self.shared.u_max), recordings, progress,
+                self.shared.state_box())
             model = self._validated([('start', start)] + [
                 (f'flight {r.index + 1}', r.model) for r in rounds], model, progress)
             model.header.update(plant=self.simulator.describe(), dt=self.period_s)
