@@ -121,7 +121,8 @@ class FitReport:
     Sample counts; ``errors`` the held-out RMS errors (``one_step_rmse_<group>``,
     ``<horizon>_step_rmse_<group>``); ``input_std_rad_s`` (4), ``excitation_ratio`` (4),
     ``state_std`` (group -> 3 values); ``condition_number``; ``hover_input_rad_s`` (4)
-    with ``hover_residual`` and ``u_ref`` (4); ``input_error_correlation``; ``warnings``;
+    with ``hover_residual`` and ``u_ref`` (4); ``input_error_correlation`` and the
+    ``correlation_limit`` its warning used; ``warnings``;
     ``alignment``: how a recording was cut (empty for other data).
     """
 
@@ -140,6 +141,7 @@ class FitReport:
     input_error_correlation: float
     warnings: list = field(default_factory=list)
     alignment: dict = field(default_factory=dict)
+    correlation_limit: float | None = None
 
     def as_dict(self) -> dict:
         """Plain types (for the model header and JSON)."""
@@ -165,7 +167,10 @@ class FitReport:
         out.append('hover input implied [rad/s]: ' + _numbers(self.hover_input_rad_s, '.2f')
                    + f' (residual {self.hover_residual:.2e}); u_ref: '
                    + _numbers(self.u_ref, '.2f'))
-        out.append(f'largest |corr(input, held-out error)|: {self.input_error_correlation:.3f}')
+        out.append(f'largest |corr(input, held-out error)|: {self.input_error_correlation:.3f}'
+                   + ('' if self.correlation_limit is None else
+                      f' (warning above {self.correlation_limit:.3f}: the larger of the '
+                      f'setting and 4/sqrt({self.held_out_samples}) held-out samples)'))
         out += [f'WARNING: {warning}' for warning in self.warnings]
         return out
 
@@ -320,5 +325,5 @@ def fit_with_report(data: list[tuple[np.ndarray, np.ndarray]], dt: float,
         condition_number=condition, hover_input_rad_s=[float(v) for v in u_hover],
         hover_residual=hover_residual,
         u_ref=[float(v) for v in np.asarray(u_ref, dtype=float).reshape(NU)],
-        input_error_correlation=correlation, warnings=warnings)
+        input_error_correlation=correlation, warnings=warnings, correlation_limit=limit)
     return model, report
