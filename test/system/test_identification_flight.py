@@ -41,16 +41,21 @@ def test_a_recorded_lockstep_flight_with_excitation_is_identified(tmp_path, ros_
                       output=str(out))
     sim = controller = None
     try:
-        # the recorder hears the simulator before the controller starts the flight (the
-        # lockstep simulator waits for a first command)
+        # the recorder hears the controller before the flight can start: the controller
+        # sends nothing before the simulator's first odometry, and the lockstep simulator
+        # waits for a command after each (re-publishing while it waits), so once the
+        # recorder matched both, it misses no command of the flight
+        controller = _start('ros.mpc_controller_node', tmp_path, 'controller',
+                            use_sim_time=True,
+                            **{'excitation.amplitude_rad_s': 5.0, 'excitation.seed': 1})
+        assert ros_node.spin_until(
+            lambda: 'rotor_speeds_cmd: 1 publisher(s) matched' in recorder.log_text(),
+            60.0), recorder.log_text()
         sim = _start('ros.simulator_node', tmp_path, 'simulator', clock_mode='lockstep',
                      use_sim_time=True)
         assert ros_node.spin_until(
             lambda: 'odom: 1 publisher(s) matched' in recorder.log_text(), 60.0), \
             recorder.log_text()
-        controller = _start('ros.mpc_controller_node', tmp_path, 'controller',
-                            use_sim_time=True,
-                            **{'excitation.amplitude_rad_s': 5.0, 'excitation.seed': 1})
         assert ros_node.spin_until(lambda: len(commands) >= STEPS, 120.0), (
             sim.log_text()[-2000:] + controller.log_text()[-2000:])
         assert sim.stop() == 0
