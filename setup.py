@@ -33,6 +33,7 @@ setup(
             'lqr_controller_node = hybrid_mpc_ros.ros.lqr_controller_node:main',
             'mpc_controller_node = hybrid_mpc_ros.ros.mpc_controller_node:main',
             'tuner_node = hybrid_mpc_ros.ros.tuner_node:main',
+            'flight_recorder_node = hybrid_mpc_ros.ros.flight_recorder_node:main',
             'hybrid-mpc = hybrid_mpc_ros.tools.cli:main',
         ],
     },

@@ -8,7 +8,6 @@ scenario file, so no test restates a scenario value. Scenarios are read once per
 import functools
 import os
 
-from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.scenario import load_scenario
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,12 +54,8 @@ def offline_run(iterations, steps, name=TEST_SCENARIO, observe=None):
 
 def offline_tuning(config, name=TEST_SCENARIO, observe=None):
     """:func:`offline_run` with a whole tuning configuration of scenario ``name``."""
-    chosen = scenario(name)
-    policy, plant = chosen.policy(), chosen.plant()
     thetas = []
-    tuner = Tuner(config, simulated_episodes(plant.step, policy, chosen.x0,
-                                             config.episode_steps, observe=observe),
-                  chosen.nominal_model().jacobians, chosen.cost(), policy.theta.copy(),
-                  progress=lambda row: thetas.append(tuner.state.theta.copy()),
-                  **chosen.tuner_rules(config, policy.theta))
+    tuner = scenario(name).offline_tuner(
+        config=config, observe=observe,
+        progress=lambda row: thetas.append(tuner.state.theta.copy()))
     return tuner.run().history, thetas

@@ -327,7 +327,8 @@ class ParameterFile:
         """Check ``data`` against ``schema``; return the checked values (nested dicts).
 
         ``schema`` maps each key to a check (a function returning the checked value or
-        raising :class:`Problem`), an :class:`Optional` check, or a nested schema (a group).
+        raising :class:`Problem`), an :class:`Optional` check, or a nested schema (a group;
+        one whose keys are all optional may be left out).
         """
         if not isinstance(data, dict):
             raise self.error(section, prefix.rstrip('.'),
@@ -339,8 +340,9 @@ class ParameterFile:
         for key, spec in schema.items():
             name = prefix + key
             if key not in data:
-                if isinstance(spec, Optional):
-                    continue
+                if isinstance(spec, Optional) or (isinstance(spec, dict) and all(
+                        optional for _, optional in flat_specs(spec).values())):
+                    continue            # an optional key, or a group of optional keys only
                 raise self.error(section, name, 'missing')
             if isinstance(spec, dict):
                 out[key] = self.read(section, data[key], spec, name + '.')

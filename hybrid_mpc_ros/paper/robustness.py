@@ -162,7 +162,7 @@ def run_job(job: Job, settings: Settings) -> dict:
         method=method,
         iterations=settings.iterations, episode_steps=steps, seed=job.seed)
     box = scenario.mpc_config
-    watched = _Watched(simulated_episodes(plant.step, policy, scenario.x0, steps), cost,
+    watched = _Watched(simulated_episodes(plant, policy, scenario.x0, steps), cost,
                        box.u_min, box.u_max)
     theta0 = policy.theta.copy()
     if job.method == 'optimum':
@@ -194,37 +194,47 @@ def run_job(job: Job, settings: Settings) -> dict:
             **detail}
 
 
-def _stdout_to_stderr() -> None:
+def stdout_to_stderr() -> None:
     """Send a worker's stdout (fd 1) to stderr, where the solver's C code prints.
 
-    The bench's stdout is for the table and the JSON line only.
+    The bench's stdout is for the table and the JSON line only (a pool's initializer).
     """
     sys.stdout.flush()
     os.dup2(2, 1)
+
+
+def store_result(out: str, key: str, result: dict) -> None:
+    """Write ``result`` atomically to ``<out>/<key>.json`` (a bench's result file)."""
+    path = os.path.join(out, key + '.json')
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
+    with os.fdopen(fd, 'w') as stream:
+        json.dump(result, stream)
+    os.replace(tmp, path)
+
+
+def stored_result(out: str, key: str, signature: str) -> dict | None:
+    """Return the result stored in ``<out>/<key>.json`` if its signature is ``signature``."""
+    path = os.path.join(out, key + '.json')
+    try:
+        with open(path) as stream:
+            result = json.load(stream)
+    except (OSError, ValueError):
+        return None
+    return result if result.get('signature') == signature else None
 
 
 def _worker(job: Job, settings: Settings, out: str) -> dict:
     """Run ``job`` and store its result atomically under ``out``; return it."""
     result = run_job(job, settings)
     result['signature'] = _signature(job, settings)
-    path = os.path.join(out, job.key + '.json')
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
-    with os.fdopen(fd, 'w') as stream:
-        json.dump(result, stream)
-    os.replace(tmp, path)
+    store_result(out, job.key, result)
     return result
 
 
 def _stored(job: Job, settings: Settings, out: str) -> dict | None:
     """Return the stored result of ``job`` if made with these very inputs, else None."""
-    path = os.path.join(out, job.key + '.json')
-    try:
-        with open(path) as stream:
-            result = json.load(stream)
-    except (OSError, ValueError):
-        return None
-    return result if result.get('signature') == _signature(job, settings) else None
+    return stored_result(out, job.key, _signature(job, settings))
 
 
 def jobs_for(paths_: list[str], seeds: int, compare_eta: bool = False) -> list[Job]:
@@ -373,7 +383,7 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
         return 0
     context = multiprocessing.get_context('spawn')
     with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                     initializer=_stdout_to_stderr) as pool:
+                                     initializer=stdout_to_stderr) as pool:
         running = {pool.submit(_worker, job, settings, out): job for job in pending}
         for done in futures.as_completed(running):
             result = done.result()

@@ -114,7 +114,7 @@ def main(scenario: str | None = None, iterations: int = 10) -> int:
     config = setup.tuning_config('hybrid', iterations=iterations)
     policy = TimedPolicy(setup.policy())
     plant, model = setup.plant(), setup.nominal_model()
-    episodes = simulated_episodes(plant.step, policy, setup.x0, config.episode_steps)
+    episodes = simulated_episodes(plant, policy, setup.x0, config.episode_steps)
 
     cpu_marks = []
 

@@ -74,6 +74,12 @@ the diagnostics (``envelope_aborts``; ``safe_theta`` says whether a tuner set it
 re-armed by the next theta set or ``~/reset``.
 The ``theta.*`` parameters keep the candidate's values meanwhile (setting them from inside
 would re-arm the abort): the revision says which theta flies.
+
+Input excitation for identification flights (parameters ``excitation.amplitude_rad_s``,
+``excitation.kind``, ``excitation.seed``; amplitude 0, the default, turns it off; they may
+change live): a bounded, seeded perturbation added to every command but the failsafe's,
+then clipped to the rotor bounds (:mod:`hybrid_mpc_ros.core.control.excitation`). The
+diagnostics say when it is on (key ``excitation`` and the status message).
 """
 
 from __future__ import annotations
@@ -97,6 +103,8 @@ from std_srvs.srv import SetBool, Trigger
 from hybrid_mpc_ros.core import paths, scenario
 from hybrid_mpc_ros.core.config import ConfigError, flatten, load_node_params
 from hybrid_mpc_ros.core.control.controller_loop import ControllerLoop
+from hybrid_mpc_ros.core.control.excitation import (Excitation, ExcitationConfig, KINDS,
+                                                    MAX_AMPLITUDE_RAD_S)
 from hybrid_mpc_ros.core.learning.samples import Stamp
 from hybrid_mpc_ros.core.model.frames import euler_to_quaternion
 from hybrid_mpc_ros.core.model.quadcopter import NX
@@ -142,6 +150,21 @@ RUNTIME.update({f'envelope.{name}': floating(0.0, description=(
     f'envelope abort: {what}; the first step beyond it ends the tuner\'s episode and flies '
     'the safe theta (safe_theta.*) until the next theta; inf: no limit; may change live'))
     for name, what in ENVELOPE_PARAMETERS})
+# the input excitation of identification flights (ExcitationConfig's fields), as excitation.*
+EXCITATION = {
+    'excitation.amplitude_rad_s': floating(0.0, maximum=MAX_AMPLITUDE_RAD_S, description=(
+        'identification flights: largest perturbation added to each rotor command after '
+        'the MPC, then clipped to the rotor bounds [rad/s]; 0: off (the default); may '
+        'change live')),
+    'excitation.kind': text(KINDS, description=(
+        "identification flights: 'prbs' (+-amplitude with a random sign per rotor and step) "
+        "or 'gaussian' (standard deviation amplitude/3, cut at +-amplitude); may change "
+        'live')),
+    'excitation.seed': integer(0, 2 ** 31 - 1, description=(
+        'identification flights: seed of the excitation\'s draws (a new seed restarts '
+        'them); may change live')),
+}
+RUNTIME.update(EXCITATION)
 # theta, as the tuner sets it; default: the paper's start for the node's nominal model
 THETA = {name: floats(part.stop - part.start, description=(
     f'MPC cost parameters {group}: {what}; may change live (sizes, finiteness and '
@@ -171,8 +194,10 @@ class MPCControllerNode(Node):
         theta = th.from_parameters({name: values[name] for name in th.PARAMETER_NAMES})
         safety = SafetyConfig(*(values[name] for name in SAFETY_PARAMETERS))
         config = self._settings.mpc_config
+        self._excitation = Excitation(self._excitation_config(values), config.u_min,
+                                      config.u_max)
         self._controller = SafeController(self._settings.policy(theta=theta), safety, config.u_min,
-                                          config.u_max, self._envelope(values))
+                                          config.u_max, self._envelope(values), self._excitation)
         # the safe theta an envelope abort flies: safe_theta.*, by default the start theta
         self._controller.set_safe_theta(th.from_parameters(th.unprefix_safe(values)))
         self._period_s = config.dt
@@ -184,7 +209,9 @@ class MPCControllerNode(Node):
         # the protocol: when to step, the revision, hold and reset (times: time.monotonic())
         self._loop = ControllerLoop(self._controller, self._trigger,
                                     sim_time=bool(values['use_sim_time']))
-        self._encoder = SensitivityEncoder()
+        # an offset-free controller sends version 2, with its disturbance estimate
+        self._encoder = SensitivityEncoder(
+            offset_free=self._settings.controller.disturbance_observer_gain is not None)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
@@ -256,7 +283,7 @@ class MPCControllerNode(Node):
         runtime = {name: float(value) if name.startswith('envelope.') else value
                    for name, value in runtime.items()}
         values.update(declare_parameters(self, RUNTIME, runtime, writable=(
-            SAFETY_PARAMETERS + self._envelope_names())))
+            SAFETY_PARAMETERS + self._envelope_names() + tuple(EXCITATION))))
         values['use_sim_time'] = self.get_parameter('use_sim_time').value
         if values['trigger'] not in TRIGGERS:
             raise ConfigError(f'trigger must be one of {TRIGGERS}, got {values["trigger"]!r}')
@@ -282,6 +309,15 @@ class MPCControllerNode(Node):
         """Build the :class:`Envelope` of the ``envelope.*`` values (ConfigError when not > 0)."""
         return Envelope(**{name: values[f'envelope.{name}'] for name, _ in ENVELOPE_PARAMETERS})
 
+    @staticmethod
+    def _excitation_config(values: dict) -> ExcitationConfig:
+        """Build the :class:`ExcitationConfig` of the ``excitation.*`` values (ConfigError)."""
+        return ExcitationConfig(**{name.partition('.')[2]: values[name] for name in EXCITATION})
+
+    def _excitation_values(self) -> dict:
+        config = self._excitation.config
+        return {name: getattr(config, name.partition('.')[2]) for name in EXCITATION}
+
     def _validate_parameters(self, params) -> SetParametersResult:
         """Accept or refuse a whole set of parameters, with a reason; applies nothing."""
         updates = {param.name: param.value for param in params}
@@ -301,6 +337,12 @@ class MPCControllerNode(Node):
         if not reason and envelope:
             try:
                 self._envelope(dict(self._envelope_values(), **envelope))
+            except ConfigError as exc:
+                reason = str(exc)
+        excitation = {name: updates[name] for name in EXCITATION if name in updates}
+        if not reason and excitation:
+            try:
+                self._excitation_config(dict(self._excitation_values(), **excitation))
             except ConfigError as exc:
                 reason = str(exc)
         return SetParametersResult(successful=not reason, reason=reason)
@@ -329,6 +371,11 @@ class MPCControllerNode(Node):
         if envelope:
             self._controller.envelope = self._envelope(dict(self._envelope_values(),
                                                             **envelope))
+        excitation = {name: updates[name] for name in EXCITATION if name in updates}
+        if excitation:
+            self._excitation.configure(self._excitation_config(
+                dict(self._excitation_values(), **excitation)))
+            self.get_logger().info(f'excitation: {self._excitation.config.describe()}')
 
     # -- odometry and the control step ---------------------------------------------------
 
@@ -445,8 +492,14 @@ class MPCControllerNode(Node):
                      f'last theta set {now - self._last_theta_set:.0f} s ago')
             status.level = DiagnosticStatus.OK
             status.message = f'running: flying revision {loop.revision}, {since}'
+        excitation = self._excitation.config.describe()
+        if self._excitation.enabled:
+            # commands are not the MPC's own: whoever reads the diagnostics must know
+            status.message += f'; input excitation on: {excitation}'
         values = {
             'trigger': self._trigger,
+            'excitation': excitation,
+            'excited_steps': str(self._excitation.steps),
             'theta_revision': str(loop.revision),
             'steps': str(counters.steps),
             'mpc_steps': str(counters.modes['mpc']),

@@ -1,14 +1,21 @@
 """ROS 2 node ``quadcopter_simulator``: the true plant, standing in for a real vehicle.
 
-A thin shell over :class:`hybrid_mpc_ros.core.model.quadcopter.Quadcopter`.
+A thin shell over a :class:`hybrid_mpc_ros.core.model.plant.Plant`: the package's
+:class:`~hybrid_mpc_ros.core.model.quadcopter.Quadcopter` (``kind`` ``quadcopter``, the
+default) or RotorPy's multirotor
+(:class:`~hybrid_mpc_ros.core.model.rotorpy_plant.RotorPyPlant`, ``kind`` ``rotorpy``),
+built from the parameters exactly as the offline commands build it from a scenario
+(:func:`hybrid_mpc_ros.core.scenario.load.simulator_section`); only the chosen kind's
+parameters are read.
 
 Interfaces (relative names, so the node can be namespaced and remapped):
 
 * subscribes ``rotor_speeds_cmd`` (``std_msgs/Float64MultiArray``, 4 rotor speeds
   [rad/s]); each command is held for one period. Malformed ones (wrong length, NaN/Inf)
   are rejected, logged (throttled) and counted, and the last valid command is kept;
-  speeds outside ``[plant.omega_min, plant.omega_max]`` are clamped and counted. Until
-  the first command arrives the hover input is held.
+  speeds outside the vehicle's rotor limits (``plant.omega_min``, ``plant.omega_max``,
+  or the RotorPy vehicle's) are clamped and counted. Until the first command arrives the
+  hover input is held.
 * publishes ``odom`` (``nav_msgs/Odometry``) after every step: pose in
   ``frame_prefix + world_frame_id`` (ENU), twist in ``frame_prefix + body_frame_id``
   (FLU); see :mod:`hybrid_mpc_ros.core.model.frames`. ``frame_prefix`` defaults to the
@@ -24,7 +31,9 @@ Interfaces (relative names, so the node can be namespaced and remapped):
   ``DIAGNOSTIC_WINDOW_S`` seconds, or, in realtime mode, when no command came for
   ``command_timeout_s``; OK otherwise. The message says which.
 * serves ``~/reset`` (``std_srvs/Trigger``): back to ``initial_state``, hover command
-  held, the reset state published at once.
+  held, the plant's hidden states put back (:meth:`Plant.reset`: a RotorPy vehicle's
+  rotor speeds at hover speed, its wind at the configured constant), the reset state
+  published at once.
 
 Time stamps follow the clock the other nodes use:
 
@@ -55,13 +64,13 @@ Parameters that may change at runtime: ``initial_state`` (used by the next ``~/r
 ``command_timeout_s`` and rclpy's ``use_sim_time``; every other one is read-only.
 
 Why about 430 lines: the node's parameters and their checks, its two clock modes, its
-diagnostics and the command checks; the plant is core/model/quadcopter.py and the health
-reporting ros/simulator_health.py.
+diagnostics and the command checks; the plants are core/model/quadcopter.py and
+core/model/rotorpy_plant.py, and the health reporting ros/simulator_health.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+import array
 import math
 import sys
 import time
@@ -80,9 +89,10 @@ from std_srvs.srv import Trigger
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import ConfigError, flatten, load_node_params
 from hybrid_mpc_ros.core.model.frames import state_to_odometry_arrays
-from hybrid_mpc_ros.core.model.quadcopter import INTEGRATORS, NX, Quadcopter, QuadParams
-from hybrid_mpc_ros.core.param_schema import boolean, floating, text
-from hybrid_mpc_ros.core.scenario.schema import PLANT, SHARED, SIMULATOR
+from hybrid_mpc_ros.core.model.quadcopter import INTEGRATORS, NX
+from hybrid_mpc_ros.core.param_schema import boolean, flat_specs, floating, ParameterFile, text
+from hybrid_mpc_ros.core.scenario.load import simulator_section
+from hybrid_mpc_ros.core.scenario.schema import SHARED, SIMULATOR
 from hybrid_mpc_ros.ros.msgs import parse_rotor_command, state_to_odometry
 from hybrid_mpc_ros.ros.node_runtime import declare_parameters, run_node
 from hybrid_mpc_ros.ros.simulator_health import CommandHealth
@@ -154,12 +164,13 @@ _VALIDATORS = {
 # descriptions and ranges; this node keeps its own stricter ranges and defaults
 SCENARIO = {
     'period_s': SHARED['period_s'].within(high=1.0, constraints='0 < period_s <= 1'),
-    'integrator': SIMULATOR['integrator'],
-    'substeps': SIMULATOR['substeps'].within(high=100),
     'initial_state': SHARED['initial_state'].within(
         constraints=f'{NX} finite values, |pitch| < pi/2'),
 }
-SCENARIO.update({f'plant.{name}': spec for name, spec in PLANT.items()})
+# every key of the simulator section; the optional ones (both kinds' but the defaults of
+# config/simulator.yaml) are declared only when given
+SCENARIO.update({name: spec for name, (spec, _) in flat_specs(SIMULATOR).items()})
+SCENARIO['substeps'] = SCENARIO['substeps'].within(high=100)
 # the node's runtime settings
 RUNTIME = {
     'clock_mode': text(CLOCK_MODES, description=(
@@ -188,6 +199,7 @@ RUNTIME = {
 # the defaults of both groups: the shipped config/simulator.yaml (the paper's plant, RK4
 # with 4 substeps, realtime), read when a node starts
 RUNTIME_FILE = 'simulator.yaml'
+SIMULATOR_NAMES = frozenset(flat_specs(SIMULATOR))
 
 
 class SimulatorNode(Node):
@@ -201,11 +213,9 @@ class SimulatorNode(Node):
         period = param('period_s').value
         if not period > 0.0:
             raise ConfigError(f'period_s must be > 0, got {period}')
-        plant = QuadParams.from_mapping({
-            item.name: param(f'plant.{item.name}').value for item in fields(QuadParams)})
-        self._plant = Quadcopter(plant, dt=period, substeps=param('substeps').value,
-                                 integrator=param('integrator').value)
-        self._omega_min, self._omega_max = plant.omega_min, plant.omega_max
+        self._simulator = self._plant_settings()
+        self._plant = plant = self._simulator.build(period)
+        self._omega_min, self._omega_max = plant.u_min, plant.u_max
         self._clock_mode = param('clock_mode').value
         self._publish_clock = param('publish_clock').value
         self._initial_state = np.array(param('initial_state').value, dtype=float)
@@ -216,6 +226,7 @@ class SimulatorNode(Node):
 
         self._period_ns = round(period * 1e9)
         self._state = self._initial_state.copy()
+        plant.reset(self._state)
         self._command = plant.hover_input
         self._steps = 0
         self._sim_time_ns = 0
@@ -224,7 +235,7 @@ class SimulatorNode(Node):
         self._health = CommandHealth(
             self._last_activity_wall, param('command_timeout_s').value,
             realtime=self._clock_mode == 'realtime',
-            rotor_limits=(plant.omega_min, plant.omega_max))
+            rotor_limits=(plant.u_min, plant.u_max))
 
         # messages refilled in place each step: the lockstep round trip is the hot path
         self._odom_msg = Odometry()
@@ -255,16 +266,49 @@ class SimulatorNode(Node):
         stamps = ('simulation time, published on /clock' if self._publish_clock
                   else "this node's clock (no /clock published)")
         self.get_logger().info(
-            f'simulating {plant.mass} kg quadcopter, {self._clock_mode} mode, period '
-            f'{period} s ({self._plant.integrator}, {self._plant.substeps} substeps), hover '
-            f'{plant.hover_speed:.1f} rad/s; odom {world_frame} -> {body_frame} stamped with '
-            f'{stamps}')
+            f'simulating {self._describe_plant()}, {self._clock_mode} mode, period {period} '
+            f's, hover {plant.hover_input[0]:.1f} rad/s; odom {world_frame} -> {body_frame} '
+            f'stamped with {stamps}')
         if self._clock_mode == 'lockstep':
             self.get_logger().info(
                 f'lockstep: waiting for rotor commands on {self._command_sub.topic_name}, '
                 'each advances the simulation one period')
 
     # -- parameters ---------------------------------------------------------------------
+
+    def _plant_settings(self):
+        """Check the plant parameters of the chosen kind as a scenario file's; build them."""
+        kind = self._values.get('kind') or 'quadcopter'
+        wanted = ('kind', 'layout', 'command_rotors') + (
+            ('rotorpy.',) if kind == 'rotorpy' else ('integrator', 'substeps', 'plant.'))
+        nested: dict = {}
+        for name, value in self._values.items():
+            if value is None or not name.startswith(wanted) or name not in SIMULATOR_NAMES:
+                continue
+            if hasattr(value, 'tolist'):
+                value = value.tolist()
+            elif isinstance(value, (tuple, array.array)):
+                value = list(value)
+            group = nested
+            *parents, leaf = name.split('.')
+            for parent in parents:
+                group = group.setdefault(parent, {})
+            group[leaf] = value
+        file = ParameterFile(self.get_fully_qualified_name(), 'node')
+        return simulator_section(file, file.read(NODE_NAME, nested, SIMULATOR))
+
+    def _describe_plant(self) -> str:
+        simulator = self._simulator
+        if simulator.kind == 'rotorpy':
+            settings = simulator.rotorpy
+            wind = ('no wind' if settings.wind is None
+                    else f'wind {list(settings.wind)} m/s')
+            return (f'RotorPy {settings.vehicle} (aerodynamics '
+                    f'{"on" if settings.aero else "off"}, {wind}, {settings.integration} '
+                    f'integration, inner step {self._plant.inner_step_s} s, layout '
+                    f'{simulator.layout!r})')
+        return (f'{simulator.plant.mass} kg quadcopter ({simulator.integrator}, '
+                f'{simulator.substeps} substeps, layout {simulator.layout!r})')
 
     def _declare_parameters(self) -> None:
         declare_parameters(self, {'clock_mode': RUNTIME['clock_mode']},
@@ -273,7 +317,8 @@ class SimulatorNode(Node):
         shipped = flatten(load_node_params(paths.config_file(RUNTIME_FILE), NODE_NAME))
         defaults = dict(shipped, publish_clock=lockstep,
                         frame_prefix=default_frame_prefix(self.get_namespace()))
-        declare_parameters(self, SCENARIO, defaults, writable=('initial_state',))
+        self._values = declare_parameters(self, SCENARIO, defaults,
+                                          writable=('initial_state',))
         declare_parameters(self, {name: spec for name, spec in RUNTIME.items()
                                   if name != 'clock_mode'},
                            defaults, writable=('command_timeout_s',))
@@ -382,7 +427,8 @@ class SimulatorNode(Node):
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response):
         self._state = self._initial_state.copy()
-        self._command = self._plant.params.hover_input
+        self._plant.reset(self._state)
+        self._command = self._plant.hover_input
         self._diverged_at_step = None
         self._last_activity_wall = time.monotonic()
         self._update_stamp()

@@ -32,9 +32,10 @@ from hybrid_mpc_ros.tools.demo import ClosedLoop, DemoError, run_ros_command
 
 
 def core_steps_per_s(scenario: Scenario, steps: int) -> float:
-    """Rate of the scenario's :meth:`Quadcopter.step` at hover input, steps per wall second."""
+    """Rate of the scenario's plant step at hover input, steps per wall second."""
     quad = scenario.plant()
-    x, u = quad.hover_state(), quad.params.hover_input
+    x, u = np.zeros(len(scenario.x0)), quad.hover_input
+    quad.reset(x)
     quad.step(x, u)
     start = time.perf_counter()
     for _ in range(steps):
@@ -222,6 +223,7 @@ def control_step_breakdown(scenario: Scenario, steps: int = 600) -> dict:
         if t % 200 == 0:
             controller.reset()
             x = scenario.x0.copy()
+            plant.reset(x)
         msg = state_to_odometry(x, Time(sec=t), 'odom', 'base_link')
         t0 = time.perf_counter()
         state = odometry_to_state(msg)

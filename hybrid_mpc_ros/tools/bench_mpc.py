@@ -69,6 +69,7 @@ def main(scenario: str | None = None, steps: int = 100000, fd_steps: int = 50,
     fd_times, ref_times, errors, skipped = [], [], [], 0
     x = x0.copy()
     stride = max(1, episode_steps // fd_steps)
+    plant.reset(x)
     for t in range(episode_steps):
         sol = checked.solve(x)
         if t % stride == 0 and len(fd_times) < fd_steps and sol.ok:
@@ -101,6 +102,7 @@ def main(scenario: str | None = None, steps: int = 100000, fd_steps: int = 50,
             rss_start = rss_mb()
         if k % episode_steps == 0:
             x = x0.copy()
+            plant.reset(x)
         t0 = time.perf_counter()
         sol = policy.solve(x)
         t1 = time.perf_counter()

@@ -42,7 +42,7 @@ from hybrid_mpc_ros.tools.tune import run_tuning, TuneError
 def offline(scenario, config) -> tuple[float, list]:
     """Run the tuning offline, seeing the state as the nodes do; return wall time [s], history."""
     policy, plant = scenario.policy(), scenario.plant()
-    runner = simulated_episodes(plant.step, policy, scenario.x0, config.episode_steps,
+    runner = simulated_episodes(plant, policy, scenario.x0, config.episode_steps,
                                 observe=measured_state)
     runner(policy.theta.copy(), True)                 # warm up: solver, caches, imports
     tuner = Tuner(config, runner, scenario.nominal_model().jacobians, scenario.cost(),

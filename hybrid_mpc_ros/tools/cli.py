@@ -28,6 +28,8 @@ COMMANDS = {
     'tune': ('tools.tune', 'the simulated tuning through ROS 2 nodes (the main job)'),
     'demo': ('tools.demo', 'fly the quadcopter simulator with the MPC controller (ROS 2 nodes)'),
     'identify': ('tools.identify', "fit a scenario's nominal model from closed-loop plant data"),
+    'record': ('tools.record', 'record odometry and rotor commands to MCAP (ROS topics, or an '
+                               'offline flight with excitation)'),
     'reproduce': ('tools.reproduce',
                   "run a scenario's tuning experiment (all its runs), with figures"),
     'bench': (None, 'speed benchmarks; prints a JSON object as the last line'),
@@ -39,6 +41,8 @@ COMMANDS = {
     'bench ros': ('tools.bench_ros', 'the same short tuning through ROS (lockstep) and offline'),
     'bench faults': ('tools.bench_faults', 'a short tuning through ROS (lockstep) with faults '
                                            'injected from outside'),
+    'bench peers': ('tools.bench_peers', 'the hybrid against CMA-ES and Bayesian optimisation '
+                                         'on the same budget of episodes'),
     'paper': (None, "the published paper's experiments besides its main one (`reproduce`)"),
     'paper study': ('paper.study',
                     "the scenario's experiment for each choice the paper leaves unstated"),

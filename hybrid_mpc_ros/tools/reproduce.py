@@ -129,7 +129,7 @@ def run_one(scenario_path: str, name: str, out: str, iterations: int | None = No
                   f'({time.perf_counter() - start:.1f} s in all)', file=sys.stderr,
                   flush=True)
 
-    episodes = simulated_episodes(plant.step, policy, scenario.x0, config.episode_steps)
+    episodes = simulated_episodes(plant, policy, scenario.x0, config.episode_steps)
     theta0 = policy.theta.copy()
     tuner = resumable_tuner(config, episodes, jacobians, cost, theta0, checkpoint, progress,
                             scenario.tuner_rules(config, theta0))
@@ -317,7 +317,7 @@ def initial_trajectory(scenario: Scenario, steps: int | None = None) -> np.ndarr
 
     ``steps`` is T (default the scenario's episode length).
     """
-    record = rollout(scenario.plant().step, scenario.policy(), scenario.x0,
+    record = rollout(scenario.plant(), scenario.policy(), scenario.x0,
                      steps or scenario.tuning.episode_steps, False)
     return record.x
 

@@ -250,7 +250,7 @@ def test_rollout_through_the_builder_is_bit_identical_to_the_plain_loop():
     # a starved QP solver fails at most steps: the failure path is compared too
     starved = replace(chosen.mpc_config, qp_iter_max=10)
     for policy in (chosen.policy(), chosen.policy(config=starved)):
-        built = rollout(plant.step, policy, chosen.x0, 40)
+        built = rollout(plant, policy, chosen.x0, 40)
         plain = _plain_rollout(plant.step, policy, chosen.x0, 40)
         assert 0 <= built.failures < 40
         for name in ('x', 'u', 'du_dx', 'du_dtheta', 'status', 'theta'):
@@ -290,7 +290,7 @@ def test_sample_checks_its_structure():
 def test_rollout_abort_if_ends_the_episode_where_the_envelope_is_left():
     chosen = scenario()
     plant, policy = chosen.plant(), chosen.policy()
-    full = rollout(plant.step, policy, chosen.x0, 30)
+    full = rollout(plant, policy, chosen.x0, 30)
     # an envelope on the distance flown: the target is 7 m away, so the vehicle leaves it
     leaves = int(np.argmax(np.linalg.norm(full.x[:, :3], axis=1) > 0.5))
     assert 0 < leaves < 30
@@ -299,7 +299,7 @@ def test_rollout_abort_if_ends_the_episode_where_the_envelope_is_left():
         distance = float(np.linalg.norm(x[:3]))
         return f'{distance:.3f} m from the start' if distance > 0.5 else ''
 
-    aborted = rollout(plant.step, policy, chosen.x0, 30, abort_if=envelope)
+    aborted = rollout(plant, policy, chosen.x0, 30, abort_if=envelope)
     assert aborted.aborted and aborted.abort_reason.startswith(f'step {leaves}: ')
     assert aborted.steps == leaves
     assert np.array_equal(aborted.x, full.x[:leaves + 1])       # the same flight, cut short
@@ -310,7 +310,7 @@ def test_rollout_abort_if_ends_the_episode_where_the_envelope_is_left():
 def test_rollout_observe_shows_the_policy_and_the_record_the_observed_state():
     chosen = scenario()
     plant, policy = chosen.plant(), chosen.policy()
-    seen = rollout(plant.step, policy, chosen.x0, 30, observe=measured_state)
+    seen = rollout(plant, policy, chosen.x0, 30, observe=measured_state)
     # the plant integrated its exact state from the inputs applied
     exact = [np.array(chosen.x0, dtype=float)]
     for u in seen.u:

@@ -56,8 +56,8 @@ def test_matrix_terminal_weight_and_its_gradient():
 
 def test_rollout_reruns_bit_for_bit(setup):
     _, policy, plant, _ = setup
-    first = rollout(plant.step, policy, scenario().x0, STEPS)
-    again = rollout(plant.step, policy, scenario().x0, STEPS)
+    first = rollout(plant, policy, scenario().x0, STEPS)
+    again = rollout(plant, policy, scenario().x0, STEPS)
     first.validate()
     assert np.array_equal(first.x, again.x) and np.array_equal(first.du_dtheta, again.du_dtheta)
 
@@ -68,13 +68,13 @@ def test_model_based_gradient_with_the_exact_model_matches_finite_differences(se
     _, policy, plant, cost = setup
     theta0 = policy.theta.copy()
     x0 = scenario().x0
-    record = rollout(plant.step, policy, x0, STEPS)
+    record = rollout(plant, policy, x0, STEPS)
     assert record.failures == 0
     exact = model_based_gradient(record, cost, plant.jacobians)
 
     def closed_loop_cost(theta):
         policy.set_theta(theta)
-        return cost(rollout(plant.step, policy, x0, STEPS, sensitivities=False))
+        return cost(rollout(plant, policy, x0, STEPS, sensitivities=False))
 
     fd = np.empty(th.N_THETA)
     try:
@@ -92,7 +92,7 @@ def test_model_based_gradient_with_the_exact_model_matches_finite_differences(se
 
 def test_nominal_model_gradient_is_close_but_not_exact(setup):
     model, policy, plant, cost = setup
-    record = rollout(plant.step, policy, scenario().x0, STEPS)
+    record = rollout(plant, policy, scenario().x0, STEPS)
     exact = model_based_gradient(record, cost, plant.jacobians)
     nominal = model_based_gradient(record, cost, model.jacobians)
     rel = np.linalg.norm(nominal - exact) / np.linalg.norm(exact)

@@ -429,7 +429,7 @@ def test_an_envelope_abort_ends_the_episode_as_a_failed_one_and_the_run_goes_on(
     # offline: the same controller check ends the rollout at the same state
     offline_policy = chosen.policy()
     check = SafeController(offline_policy, SafetyConfig(1e9, 3, 0.9), 0.0, 630.0, envelope)
-    rollout = simulated_episodes(plant.step, offline_policy, chosen.x0, steps,
+    rollout = simulated_episodes(plant, offline_policy, chosen.x0, steps,
                                  abort_if=check.envelope_abort)
 
     def episodes(theta, sensitivities):

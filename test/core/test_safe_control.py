@@ -274,7 +274,7 @@ def test_an_envelope_abort_is_a_failed_episode_for_the_tuner(policy):
     start_tilt = np.max(np.abs(_flight(policy, plant, chosen.x0, theta0, steps)[:, 6:8]))
     ctrl = SafeController(policy, SAFETY, U_MIN, U_MAX,
                           Envelope(max_tilt_rad=1.05 * start_tilt))
-    base = tuning.simulated_episodes(plant.step, policy, chosen.x0, steps,
+    base = tuning.simulated_episodes(plant, policy, chosen.x0, steps,
                                      abort_if=ctrl.envelope_abort)
     restored = []
 

@@ -15,7 +15,7 @@ STEPS = 12
 @pytest.fixture(scope='module')
 def setup():
     model, policy, plant, cost = tuning_setup()
-    episodes = tuning.simulated_episodes(plant.step, policy, plant.hover_state(), STEPS)
+    episodes = tuning.simulated_episodes(plant, policy, plant.hover_state(), STEPS)
     return model, policy.theta.copy(), episodes, cost
 
 
@@ -128,7 +128,7 @@ def test_records_of_another_episode_are_refused(setup):
 
 def _episode_parts(setup):
     chosen = scenario()
-    return chosen.plant().step, chosen.policy(), chosen.x0
+    return chosen.plant(), chosen.policy(), chosen.x0
 
 
 def test_checkpoint_after_each_completed_iteration_only(setup, tmp_path):

@@ -246,7 +246,7 @@ def paper():
 def test_a_huge_step_on_the_real_mpc_is_rolled_back_to_the_best_theta(paper):
     """alpha = 1 moves theta by ~70: a 6.6x costlier flight, refused; then halving steps."""
     model, policy, plant, cost, theta0 = paper
-    episodes = tuning.simulated_episodes(plant.step, policy, plant.hover_state(), STEPS)
+    episodes = tuning.simulated_episodes(plant, policy, plant.hover_state(), STEPS)
     config = scenario().tuning_config(method='model_based', iterations=6)
     tuner = tuning.Tuner(config, episodes, model.jacobians, cost, theta0,
                          step_rule=ScheduleSteps(constant(1.0)),
@@ -275,7 +275,7 @@ def test_an_envelope_abort_on_the_real_mpc_rolls_back(paper):
         tilt = float(np.max(np.abs(x[6:8])))
         return f'tilt {tilt:.2f} rad beyond 0.45' if tilt > 0.45 else ''
 
-    episodes = tuning.simulated_episodes(plant.step, policy, plant.hover_state(), STEPS,
+    episodes = tuning.simulated_episodes(plant, policy, plant.hover_state(), STEPS,
                                          abort_if=envelope)
     config = scenario().tuning_config(method='model_based', iterations=3)
     tuner = tuning.Tuner(config, episodes, model.jacobians, cost, theta0,
@@ -293,7 +293,7 @@ def test_an_envelope_abort_on_the_real_mpc_rolls_back(paper):
 
 def test_exact_resume_with_scale_free_steps_on_the_real_mpc(paper, tmp_path):
     model, policy, plant, cost, theta0 = paper
-    episodes = tuning.simulated_episodes(plant.step, policy, plant.hover_state(), STEPS)
+    episodes = tuning.simulated_episodes(plant, policy, plant.hover_state(), STEPS)
 
     def tuner(iterations, checkpoint=None, state=None):
         config = scenario().tuning_config(method='hybrid', iterations=iterations, seed=2)

@@ -19,7 +19,7 @@ STEPS = 25
 @pytest.fixture(scope='module')
 def setup():
     model, policy, plant, cost = tuning_setup()
-    episodes = tuning.simulated_episodes(plant.step, policy, scenario().x0, STEPS)
+    episodes = tuning.simulated_episodes(plant, policy, scenario().x0, STEPS)
     return model, policy, episodes, cost
 
 

@@ -376,6 +376,41 @@ def test_only_a_lockstep_controller_may_be_held(rclpy_context, trigger, use_sim_
         assert 'wall time' in answer.message and 'never go without' in answer.message
 
 
+def test_an_offset_free_controller_reports_its_estimate_as_the_rollout(tmp_path, ros_node):
+    """disturbance_observer_gain on: version 2 messages whose d and du/dd are the rollout's."""
+    from hybrid_mpc_ros.core.learning.episode import rollout
+    from hybrid_mpc_ros.core.mpc.offset_free import OffsetFreePolicy
+    samples = []
+    subscription = ros_node.node.create_subscription(
+        Float64MultiArray, f'{CONTROLLER}/sensitivity',
+        lambda msg: samples.append(parse_sensitivity_message(msg)), DEEP)
+    controller = _start('ros.mpc_controller_node', tmp_path, 'controller', use_sim_time=True,
+                        disturbance_observer_gain=0.5)
+    sim = None
+    try:
+        _wait(ros_node, lambda: subscription.get_publisher_count() > 0, 30.0, controller)
+        sim = _start('ros.simulator_node', tmp_path, 'simulator', clock_mode='lockstep',
+                     use_sim_time=True)
+        steps = 30
+        _wait(ros_node, lambda: len(samples) >= steps, 60.0, sim, controller)
+        _alive(sim, controller)
+        chosen = scenario()
+        policy = OffsetFreePolicy(chosen.nominal_model(), chosen.mpc_config,
+                                  chosen.initial_theta(), chosen.x_ref, chosen.u_ref, 0.5)
+        record = rollout(chosen.plant().step, policy, chosen.x0, steps)
+        assert np.max(np.abs(record.d[-1])) > 1e-4         # the arXiv model is not the plant
+        for t, sample in enumerate(samples[:steps]):
+            assert sample.offset_free and sample.status == 0, t
+            np.testing.assert_allclose(sample.x, record.x[t], rtol=0, atol=1e-9)
+            np.testing.assert_allclose(sample.u, record.u[t], rtol=0, atol=1e-8)
+            np.testing.assert_allclose(sample.d, record.d[t], rtol=0, atol=1e-9)
+            np.testing.assert_allclose(sample.du_dd, record.du_dd[t], rtol=0, atol=1e-8)
+    finally:
+        for node in (sim, controller):
+            if node is not None:
+                node.stop()
+
+
 def test_a_jump_of_simulated_time_is_logged(ros_node, tmp_path):
     """/clock going back, or forward by more than a second, is said in the log; not time's start.
 

@@ -151,3 +151,64 @@ def test_docstring_table_is_the_layout():
         (label, size) for label, size, _ in codec.LAYOUT]
     offsets = [int(offset) for *_, offset in rows[1:]]
     assert offsets == [part.start for part in codec.SLICES.values()]
+
+
+def _offset_free_sample(seed=0, status=0):
+    rng = np.random.default_rng(seed + 100)
+    return _sample(seed, status, d=rng.normal(size=12) * 0.01, du_dd=rng.normal(size=(4, 12)),
+                   observer_gain=0.3)
+
+
+def test_version_2_carries_the_disturbance_estimate_exactly():
+    sample = _offset_free_sample()
+    msg = codec.sensitivity_message(sample)
+    assert msg.layout.dim[0].label == codec.FORMAT_LABEL_V2
+    assert len(msg.data) == codec.SIZE_V2 == 508
+    wire = deserialize_message(serialize_message(msg), Float64MultiArray)
+    decoded = codec.parse_sensitivity_message(wire)
+    _assert_same(decoded, sample)
+    assert np.array_equal(decoded.d, sample.d) and np.array_equal(decoded.du_dd, sample.du_dd)
+    assert decoded.observer_gain == 0.3
+    # a controller without an estimate still sends version 1, which decodes without one
+    plain = codec.parse_sensitivity_message(codec.sensitivity_message(_sample()))
+    assert plain.d is None and plain.du_dd is None
+
+
+def test_version_2_encoder_is_reused_and_refuses_a_sample_of_the_other_kind():
+    encoder = codec.SensitivityEncoder(offset_free=True)
+    first = encoder.encode_sample(_offset_free_sample(1))
+    again = encoder.encode_sample(_offset_free_sample(2))
+    assert first is again
+    _assert_same(codec.parse_sensitivity_message(again), _offset_free_sample(2))
+    with pytest.raises(ValueError, match='offset-free encoder'):
+        encoder.encode_sample(_sample())
+    with pytest.raises(ValueError, match='offset-free encoder'):
+        codec.SensitivityEncoder().encode_sample(_offset_free_sample())
+
+
+def test_version_2_refuses_a_non_finite_estimate_but_not_missing_sensitivities():
+    sample = _offset_free_sample(status=4)
+    msg = codec.sensitivity_message(replace_arrays(sample, du_dd=np.full((4, 12), np.nan)))
+    assert np.isnan(codec.parse_sensitivity_message(msg).du_dd).all()
+    bad = copy.deepcopy(codec.sensitivity_message(sample))
+    bad.data[codec.SLICES_V2['d'].start] = float('nan')
+    with pytest.raises(ValueError, match='d has 1 non-finite'):
+        codec.parse_sensitivity_message(bad)
+    bad = copy.deepcopy(codec.sensitivity_message(sample))
+    bad.data[codec.SLICES_V2['observer_gain'].start] = 0.0
+    with pytest.raises(ValueError, match=r'observer_gain must lie in \(0, 1\], got 0.0'):
+        codec.parse_sensitivity_message(bad)
+
+
+def replace_arrays(sample, **arrays):
+    fields = {name: getattr(sample, name) for name in sample.__dataclass_fields__}
+    fields.update(arrays)
+    return SensitivitySample(**fields)
+
+
+def test_docstring_table_of_version_2_is_its_layout():
+    rows = re.findall(r'^``(\w+)``\s+``(.+?)``\s+(\d+)\s+(\d+)', codec.__doc__, re.MULTILINE)
+    assert [(label, int(size)) for _, label, size, _ in rows] == [
+        (label, size) for label, size, _ in codec.LAYOUT_V2[-3:]]
+    assert [int(offset) for *_, offset in rows] == [
+        codec.SLICES_V2[name].start for name, *_ in rows]

@@ -521,6 +521,19 @@ def test_invalid_configuration_exits_with_a_clear_message(rclpy_context):
     assert 'Traceback' not in log
 
 
+def test_rotorpy_plant_that_does_not_fit_its_layout_exits_with_a_clear_message(rclpy_context):
+    params = {'kind': 'rotorpy', 'layout': '+', 'command_rotors': [1, 2, 3, 4],
+              'rotorpy': {'vehicle': 'hummingbird', 'aero': False}}
+    with processes.start_node('ros.simulator_node', params=params) as sim:
+        deadline = time.monotonic() + START_TIMEOUT
+        while sim.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sim.returncode == 1
+    log = sim.log_text()
+    assert 'invalid configuration' in log and "fits layout 'x'" in log, log
+    assert 'Traceback' not in log
+
+
 # -- the pieces the node tests stand on, checked without a running graph -----------------
 
 def test_parameter_values_are_formatted_as_ros_yaml():
@@ -587,3 +600,38 @@ def test_one_default_clock_mode_in_node_config_and_launch_files():
                 defaults[name] = default[0]
     assert {'demo.launch.py', 'simulator.launch.py'} <= set(defaults), defaults
     assert set(defaults.values()) == {'realtime'}, defaults
+
+
+@pytest.mark.parametrize('integration', ['rotorpy', 'rk4'])
+def test_rotorpy_backend_through_the_node_equals_the_offline_plant(
+        simulator, ros_node, tmp_path, integration):
+    """Lockstep commands through the node: RotorPyPlant's states step for step, also after
+    ~/reset (which puts the rotor speeds and the wind back)."""
+    from hybrid_mpc_ros.core.model.rotorpy_plant import RotorPyPlant
+    section = {'kind': 'rotorpy', 'layout': 'x', 'command_rotors': [2, 3, 4, 1],
+               'rotorpy': {'vehicle': 'hummingbird', 'aero': True, 'wind': [1.0, -0.5, 0.0],
+                           'integration': integration}}
+    params_file = tmp_path / 'rotorpy_simulator.yaml'
+    params_file.write_text(yaml.safe_dump({'quadcopter_simulator': {
+        'ros__parameters': section}}))
+    x0 = np.array([0.5, -0.3, 2.0, 0.1, 0.0, -0.1, 0.05, -0.04, 0.3, 0.02, -0.01, 0.05])
+    sim = simulator(params_file=str(params_file),
+                    params={'clock_mode': 'lockstep', 'initial_state': x0.tolist()})
+    driver = Driver(ros_node, sim)
+    np.testing.assert_allclose(driver.wait_ready(), x0, atol=1e-12)
+    offline = RotorPyPlant('hummingbird', aero=True, wind=(1.0, -0.5, 0.0), layout='x',
+                           command_rotors=(2, 3, 4, 1), integration=integration)
+    commands = 469.2 + 25.0 * np.random.default_rng(4).normal(size=(12, 4))
+    offline.reset(x0)
+    expected = [x0]
+    for command in commands:
+        expected.append(offline.step(expected[-1], command))
+    for attempt in range(2):
+        for t, command in enumerate(commands):
+            state = odometry_to_state(driver.send(command.tolist()))
+            np.testing.assert_allclose(state, expected[t + 1], rtol=0.0, atol=1e-9,
+                                       err_msg=f'episode {attempt}, step {t + 1}')
+        before = len(driver.odoms)
+        assert ros_node.call(Trigger, '/quadcopter_simulator/reset', Trigger.Request()).success
+        assert ros_node.spin_until(lambda: len(driver.odoms) > before, 2.0)
+    assert 'RotorPy hummingbird' in sim.log_text()

@@ -242,7 +242,7 @@ def test_the_node_steps_guards_and_mixes_as_the_offline_tuning(graph, ros_node):
     settings = node_scenario('hybrid_tuner', values, 'offline')
     chosen = scenario('arxiv_v1')
     theta0 = settings.initial_theta()
-    offline = Tuner(settings.tuning, simulated_episodes(chosen.plant().step, chosen.policy(),
+    offline = Tuner(settings.tuning, simulated_episodes(chosen.plant(), chosen.policy(),
                                                         chosen.x0, STEPS),
                     settings.model.jacobians, settings.cost(), theta0,
                     **settings.tuner_rules(theta0=theta0)).run()

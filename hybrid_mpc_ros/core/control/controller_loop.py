@@ -55,7 +55,8 @@ HOLD_REFUSAL = ('hold is only available with the odometry trigger on simulated t
 # sensitivities that could not be computed (read-only: samples keep them without a copy)
 NO_DU_DX = np.full((NU, NX), np.nan)
 NO_DU_DTHETA = np.full((NU, th.N_THETA), np.nan)
-NO_DU_DX.flags.writeable = NO_DU_DTHETA.flags.writeable = False
+NO_DU_DD = np.full((NU, NX), np.nan)
+NO_DU_DX.flags.writeable = NO_DU_DTHETA.flags.writeable = NO_DU_DD.flags.writeable = False
 
 
 class ControllerLoop:
@@ -186,9 +187,13 @@ class ControllerLoop:
         # an envelope abort: this step's sample ends the episode of this revision (its
         # status says so); the safe theta flying from here gets a revision of its own
         status = ENVELOPE_ABORT_STATUS if result.abort_reason else result.status
+        # an offset-free controller's estimate and its sensitivity (NaN: not computed)
+        estimate = {} if result.d is None else dict(
+            d=result.d, du_dd=result.du_dd if result.sensitivities_ok else NO_DU_DD,
+            observer_gain=self.controller.policy.observer.gain)
         sample = SensitivitySample(clock(), Stamp.from_nanoseconds(self.odom_stamp_ns),
                                    self.revision, status, result.solve_ms, self.x, result.u,
-                                   du_dx, du_dtheta)
+                                   du_dx, du_dtheta, **estimate)
         if result.abort_reason:
             self.revision += 1
         return result, sample

@@ -35,6 +35,11 @@ class EpisodeRecord:
     ``T`` is then the number of steps flown and ``x[T]`` the state that triggered the
     abort. The tuner counts an aborted episode as failed: it rolls back to its best theta
     and never uses the record for a gradient.
+
+    An offset-free controller (:mod:`~hybrid_mpc_ros.core.mpc.offset_free`) adds ``d``
+    (T, 12), the disturbance estimate each step used, and ``du_dd`` (T, 4, 12), the policy's
+    sensitivity to it (zero where the solve failed), and ``observer_gain`` the gain of the
+    observer that made ``d``; all None otherwise.
     """
 
     x: np.ndarray
@@ -45,6 +50,14 @@ class EpisodeRecord:
     theta: np.ndarray
     aborted: bool = False
     abort_reason: str = ''
+    d: np.ndarray | None = None
+    du_dd: np.ndarray | None = None
+    observer_gain: float | None = None
+
+    @property
+    def offset_free(self) -> bool:
+        """Whether the controller estimated a disturbance (``d`` and ``du_dd`` are set)."""
+        return self.d is not None
 
     @property
     def steps(self) -> int:
@@ -62,6 +75,10 @@ class EpisodeRecord:
         expected = {'x': (steps + 1, NX), 'u': (steps, NU), 'du_dx': (steps, NU, NX),
                     'du_dtheta': (steps, NU, th.N_THETA), 'status': (steps,),
                     'theta': (th.N_THETA,)}
+        if not (self.d is None) == (self.du_dd is None) == (self.observer_gain is None):
+            raise ValueError('episode d, du_dd and observer_gain come together (all or none)')
+        if self.offset_free:
+            expected.update(d=(steps, NX), du_dd=(steps, NU, NX))
         for name, shape in expected.items():
             value = getattr(self, name)
             if value.shape != shape:
@@ -77,12 +94,13 @@ class EpisodeRejected(ValueError):
 
     Kinds: ``wrong_revision``, ``repeated_step``, ``reordered``, ``missing_step``,
     ``irregular_step`` (odometry advanced by neither one nor a whole number of periods),
-    ``too_many_steps``, ``non_finite``, ``too_few_steps`` (a finish before T steps) and
-    ``finished`` (anything after the finish).
+    ``too_many_steps``, ``non_finite``, ``too_few_steps`` (a finish before T steps),
+    ``finished`` (anything after the finish) and ``mixed_estimate`` (samples with and
+    without a disturbance estimate in one episode).
     """
 
     KINDS = ('wrong_revision', 'repeated_step', 'reordered', 'missing_step', 'irregular_step',
-             'too_many_steps', 'non_finite', 'too_few_steps', 'finished')
+             'too_many_steps', 'non_finite', 'too_few_steps', 'finished', 'mixed_estimate')
 
     def __init__(self, kind: str, reason: str):
         if kind not in self.KINDS:
@@ -130,6 +148,10 @@ class EpisodeBuilder:
         self._du_dx = np.zeros((self.steps, NU, NX))
         self._du_dtheta = np.zeros((self.steps, NU, th.N_THETA))
         self._status = np.zeros(self.steps, dtype=int)
+        self._d = np.zeros((self.steps, NX))
+        self._du_dd = np.zeros((self.steps, NU, NX))
+        self._offset_free = None           # set by the first sample: does it carry d?
+        self._observer_gain = None
         self._count = 0
         self._last_ns = None
         self._finished = False
@@ -184,15 +206,29 @@ class EpisodeBuilder:
             raise EpisodeRejected('too_many_steps', f'sample for step {t} of an episode of '
                                                     f'{self.steps} steps')
         self._check_advance(sample.odom_stamp, f'step {t}')
+        if t and sample.offset_free != self._offset_free:
+            has = 'carries' if sample.offset_free else 'lacks'
+            raise EpisodeRejected('mixed_estimate', f'step {t} {has} a disturbance estimate, '
+                                                    'unlike the steps before it')
+        if t and sample.observer_gain != self._observer_gain:
+            raise EpisodeRejected('mixed_estimate', f'step {t} has observer gain '
+                                                    f'{sample.observer_gain}, the steps '
+                                                    f'before it {self._observer_gain}')
         problem = sample.non_finite()
         if problem:
             raise EpisodeRejected('non_finite', f'step {t}: {problem}')
         self._x[t] = sample.x
         self._u[t] = sample.u
         self._status[t] = sample.status
+        self._offset_free = sample.offset_free
+        self._observer_gain = sample.observer_gain
+        if sample.offset_free:
+            self._d[t] = sample.d
         if sample.ok:
             self._du_dx[t] = sample.du_dx
             self._du_dtheta[t] = sample.du_dtheta
+            if sample.offset_free:
+                self._du_dd[t] = sample.du_dd
         self._count = t + 1
         self._last_ns = sample.odom_stamp.nanoseconds
 
@@ -215,8 +251,10 @@ class EpisodeBuilder:
             raise EpisodeRejected('non_finite', f'the final state is not finite: {x_final}')
         self._x[self.steps] = x_final
         self._finished = True
+        estimate = (self._d, self._du_dd) if self._offset_free else (None, None)
         return EpisodeRecord(self._x, self._u, self._du_dx, self._du_dtheta, self._status,
-                             self.theta.copy())
+                             self.theta.copy(), d=estimate[0], du_dd=estimate[1],
+                             observer_gain=self._observer_gain)
 
     def abort(self, reason: str, x_final: np.ndarray, odom_stamp) -> EpisodeRecord:
         """Close an episode ended early for safety after :attr:`count` steps; return it.
@@ -240,20 +278,42 @@ class EpisodeBuilder:
         x = self._x[:t + 1].copy()
         x[t] = x_final
         self._finished = True
+        estimate = ((self._d[:t].copy(), self._du_dd[:t].copy()) if self._offset_free
+                    else (None, None))
         return EpisodeRecord(x, self._u[:t].copy(), self._du_dx[:t].copy(),
                              self._du_dtheta[:t].copy(), self._status[:t].copy(),
-                             self.theta.copy(), aborted=True, abort_reason=reason)
+                             self.theta.copy(), aborted=True, abort_reason=reason,
+                             d=estimate[0], du_dd=estimate[1],
+                             observer_gain=self._observer_gain)
 
 
-def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
-            x0: np.ndarray, steps: int, sensitivities: bool = True,
+def plant_parts(plant) -> tuple[Callable, Callable | None]:
+    """Return ``(step, reset)`` of a plant object or of a bare step callable.
+
+    A :class:`~hybrid_mpc_ros.core.model.plant.Plant` gives its ``step`` and ``reset``; a
+    bare ``step(x, u) -> x+`` callable gives itself and None (a stateless plant).
+    """
+    step = getattr(plant, 'step', None)
+    if callable(step):
+        return step, getattr(plant, 'reset', None)
+    if callable(plant):
+        return plant, None
+    raise TypeError(f'a plant is an object with step(x, u) and reset(x0), or a step '
+                    f'callable; got {plant!r}')
+
+
+def rollout(plant, policy, x0: np.ndarray, steps: int, sensitivities: bool = True,
             period_s: float | None = None,
             abort_if: Callable[[np.ndarray], str] | None = None,
             observe: Callable[[np.ndarray], np.ndarray] | None = None) -> EpisodeRecord:
-    """Run ``policy`` on the true system ``plant_step(x, u) -> x+`` for ``steps`` steps.
+    """Run ``policy`` on the true system ``plant`` for ``steps`` steps.
 
-    ``policy`` has the :class:`~hybrid_mpc_ros.core.mpc.policy.MPCPolicy` interface; it is reset
-    first so an episode depends only on (theta, x0) and reruns bit for bit. Each step goes
+    ``plant`` is a :class:`~hybrid_mpc_ros.core.model.plant.Plant` (``step(x, u) -> x+``
+    and ``reset(x0)``, called first so that its hidden states, such as rotor speeds or
+    wind, start the same in every episode) or a bare ``step(x, u) -> x+`` callable of a
+    plant without hidden states. ``policy`` has the
+    :class:`~hybrid_mpc_ros.core.mpc.policy.MPCPolicy` interface; it is reset first too,
+    so an episode depends only on (theta, x0) and reruns bit for bit. Each step goes
     through the :class:`EpisodeBuilder` the ROS tuner uses, as a sample stamped
     ``t * period_s`` (default: the policy's ``config.dt``) with revision 0; the record's
     ``x`` (T+1, 12), ``u`` (T, 4), ``du_dx`` (T, 4, 12), ``du_dtheta`` (T, 4, 94) and
@@ -271,8 +331,17 @@ def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
     (:func:`~hybrid_mpc_ros.core.learning.live_session.measured_state`), which changes its
     last bits; with that as ``observe`` the rollout is the lockstep ROS episode's to the
     last digit.
+
+    An offset-free policy (one with ``disturbance_sensitivity``, :mod:`~hybrid_mpc_ros.core.
+    mpc.offset_free`) adds its estimate ``d`` and ``du_dd`` to every sample and the record.
     """
+    plant_step, plant_reset = plant_parts(plant)
     x = np.array(x0, dtype=float)
+    if plant_reset is not None:
+        plant_reset(x)
+    offset_free = hasattr(policy, 'disturbance_sensitivity')
+    no_du_dd = np.zeros((NU, NX))
+    no_du_dd.flags.writeable = False
     policy.reset()
     builder = EpisodeBuilder(policy.theta, 0, steps,
                              policy.config.dt if period_s is None else period_s)
@@ -289,9 +358,14 @@ def rollout(plant_step: Callable[[np.ndarray, np.ndarray], np.ndarray], policy,
             du_dx, du_dtheta = policy.sensitivities()
         else:
             du_dx, du_dtheta = no_du_dx, no_du_dtheta
+        estimate = {}
+        if offset_free:
+            estimate = dict(d=policy.disturbance.copy(), du_dd=(
+                policy.disturbance_sensitivity() if sol.ok and sensitivities else no_du_dd),
+                observer_gain=policy.observer.gain)
         stamp = Stamp.from_nanoseconds(t * builder.period_ns)
         builder.add(SensitivitySample(stamp, stamp, 0, sol.status, sol.solve_ms, seen, sol.u,
-                                      du_dx, du_dtheta))
+                                      du_dx, du_dtheta, **estimate))
         x = plant_step(x, sol.u)
         if not np.all(np.isfinite(x)):
             raise FloatingPointError(f'plant state became non-finite at step {t + 1}')

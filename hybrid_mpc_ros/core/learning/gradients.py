@@ -15,12 +15,13 @@ import numpy as np
 
 from hybrid_mpc_ros.core.learning.episode import EpisodeRecord
 from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
+from hybrid_mpc_ros.core.mpc.offset_free import DisturbanceObserver
 
 Jacobians = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def model_based_gradient(record: EpisodeRecord, cost: ClosedLoopCost,
-                         jacobians: Jacobians) -> np.ndarray:
+                         jacobians: Jacobians, observer_model=None) -> np.ndarray:
     """``J_C`` (94,): dC/dtheta chained through ``jacobians(x, u) -> (G_x, G_u)``.
 
     Recursion (``S_t`` = dx_t/dtheta, 12 x 94)::
@@ -31,7 +32,19 @@ def model_based_gradient(record: EpisodeRecord, cost: ClosedLoopCost,
         J_C = sum_t dc/dx_t S_t + dc/du_t dU_t  (+ terminal and violation terms)
 
     With the plant's own Jacobians this is the exact gradient of C along the episode.
+
+    An offset-free episode (``record.offset_free``) needs ``observer_model``, the nominal
+    model (:class:`~hybrid_mpc_ros.core.model.nominal_model.AffineModel`) the controller's
+    observer predicts with; its gain is the record's. The closed-loop state is then
+    ``(x, d)``: see :func:`offset_free_gradient`.
     """
+    if record.offset_free:
+        if observer_model is None:
+            raise ValueError('an offset-free episode needs the nominal model of the '
+                             'controller\'s disturbance observer for its model-based '
+                             'gradient')
+        observer = DisturbanceObserver(observer_model, record.observer_gain)
+        return offset_free_gradient(record, cost, jacobians, observer)
     gx, gu = cost.gradients(record.x, record.u)
     sens = np.zeros((record.x.shape[1], record.du_dtheta.shape[2]))
     grad = np.zeros(record.du_dtheta.shape[2])
@@ -39,6 +52,45 @@ def model_based_gradient(record: EpisodeRecord, cost: ClosedLoopCost,
         d_u = record.du_dx[t] @ sens + record.du_dtheta[t]
         grad += gx[t] @ sens + gu[t] @ d_u
         g_x, g_u = jacobians(record.x[t], record.u[t])
+        sens = g_x @ sens + g_u @ d_u
+    grad += gx[-1] @ sens
+    return grad
+
+
+def offset_free_gradient(record: EpisodeRecord, cost: ClosedLoopCost, jacobians: Jacobians,
+                         observer) -> np.ndarray:
+    """``J_C`` (94,) of an offset-free episode: the state is ``(x_t, d_t)``.
+
+    ``observer`` is a :class:`~hybrid_mpc_ros.core.mpc.offset_free.DisturbanceObserver`.
+    ``d_t`` is the estimate step t used; the observer made it from the step before,
+    ``d_t = F d_{t-1} + L_x x_t + L_p x_{t-1} + L_u u_{t-1} + const`` for t >= 1 and
+    ``d_0`` the reset value (``observer.jacobians() -> (F, L_x, L_p, L_u)``). Recursion
+    (``S_t`` = dx_t/dtheta 12 x 94, ``D_t`` = dd_t/dtheta 12 x 94)::
+
+        S_0 = 0, D_0 = 0
+        D_t = F D_{t-1} + L_x S_t + L_p S_{t-1} + L_u dU_{t-1}        (t >= 1)
+        dU_t = K_x[t] S_t + K_d[t] D_t + K_theta[t]
+        S_{t+1} = G_x(x_t, u_t) S_t + G_u(x_t, u_t) dU_t
+
+    with ``K_d = record.du_dd``; the cost terms as in :func:`model_based_gradient`. The
+    observer's Jacobians are exact (it is the controller's own law); only ``(G_x, G_u)``
+    are a model's. It assumes the estimate was updated at every step after the first, as
+    in :func:`~hybrid_mpc_ros.core.learning.episode.rollout`.
+    """
+    f_d, l_x, l_p, l_u = observer.jacobians()
+    gx, gu = cost.gradients(record.x, record.u)
+    n_theta = record.du_dtheta.shape[2]
+    sens = np.zeros((record.x.shape[1], n_theta))
+    sens_d = np.zeros((f_d.shape[0], n_theta))
+    grad = np.zeros(n_theta)
+    prev = None                                 # (S_{t-1}, dU_{t-1})
+    for t in range(record.steps):
+        if prev is not None:
+            sens_d = f_d @ sens_d + l_x @ sens + l_p @ prev[0] + l_u @ prev[1]
+        d_u = record.du_dx[t] @ sens + record.du_dd[t] @ sens_d + record.du_dtheta[t]
+        grad += gx[t] @ sens + gu[t] @ d_u
+        g_x, g_u = jacobians(record.x[t], record.u[t])
+        prev = sens, d_u
         sens = g_x @ sens + g_u @ d_u
     grad += gx[-1] @ sens
     return grad

@@ -190,7 +190,7 @@ def optimum_reference(scenario, steps: int | None = None,
     steps = steps or scenario.tuning.episode_steps
     plant, cost = scenario.plant(), scenario.cost()
     if episodes is None:
-        episodes = simulated_episodes(plant.step, scenario.policy(), scenario.x0, steps)
+        episodes = simulated_episodes(plant, scenario.policy(), scenario.x0, steps)
     theta0 = scenario.initial_theta()                 # the policy's start, the tuner's too
     config = scenario.tuning
     floor = scenario.rules.floor if scenario.rules.floor is not None else 1.0

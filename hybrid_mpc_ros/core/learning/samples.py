@@ -96,7 +96,12 @@ class SensitivitySample:
     solve time [ms]. ``x`` (12,) the state the step started from; ``u`` (4,) the applied
     rotor speeds [rad/s];
     ``du_dx`` (4, 12) and ``du_dtheta`` (4, 94) the MPC's sensitivities, which may be NaN
-    ("not computed") when ``status != 0``.
+    ("not computed") when ``status != 0``. With an offset-free controller
+    (:mod:`~hybrid_mpc_ros.core.mpc.offset_free`) ``d`` (12,) is the disturbance estimate
+    the step used (state units per period), ``du_dd`` (4, 12) the sensitivity to it
+    (NaN like the others) and ``observer_gain`` the gain of the observer that made it
+    (the tuner's gradient chains through that observer); all None for a controller
+    without one.
 
     Construction checks structure (shapes, integer fields, stamp ranges) and raises
     ValueError; the finiteness rules are in :meth:`non_finite`, because a sample reports
@@ -114,6 +119,9 @@ class SensitivitySample:
     u: np.ndarray
     du_dx: np.ndarray
     du_dtheta: np.ndarray
+    d: np.ndarray | None = None
+    du_dd: np.ndarray | None = None
+    observer_gain: float | None = None
 
     def __post_init__(self):
         set_field = object.__setattr__       # frozen: fields are fixed here, once
@@ -132,6 +140,20 @@ class SensitivitySample:
         for name, shape in (('x', (NX,)), ('u', (NU,)), ('du_dx', (NU, NX)),
                             ('du_dtheta', (NU, th.N_THETA))):
             set_field(self, name, _frozen_array(name, getattr(self, name), shape))
+        if not (self.d is None) == (self.du_dd is None) == (self.observer_gain is None):
+            raise ValueError('sample d, du_dd and observer_gain come together (all or none)')
+        if self.d is not None:
+            gain = float(self.observer_gain)
+            if not 0.0 < gain <= 1.0:            # also refuses NaN
+                raise ValueError(f'sample observer_gain must lie in (0, 1], got {gain}')
+            set_field(self, 'observer_gain', gain)
+            set_field(self, 'd', _frozen_array('d', self.d, (NX,)))
+            set_field(self, 'du_dd', _frozen_array('du_dd', self.du_dd, (NU, NX)))
+
+    @property
+    def offset_free(self) -> bool:
+        """Whether the sample carries a disturbance estimate (``d``, ``du_dd``)."""
+        return self.d is not None
 
     @property
     def ok(self) -> bool:
@@ -141,19 +163,23 @@ class SensitivitySample:
     def non_finite(self) -> str:
         """Name what is non-finite where it may not be (``''`` if nothing is).
 
-        ``x``, ``u`` and ``solve_ms`` must always be finite, the sensitivities whenever
-        the solve succeeded.
+        ``x``, ``u``, ``d`` and ``solve_ms`` must always be finite, the sensitivities
+        whenever the solve succeeded.
         """
         if not math.isfinite(self.solve_ms) or self.solve_ms < 0.0:
             return f'solve time {self.solve_ms} ms is not a finite non-negative number'
         blocks = [('x', self.x), ('u', self.u)]
+        if self.offset_free:
+            blocks.append(('d', self.d))
         if self.ok:
             blocks += [('du_dx', self.du_dx), ('du_dtheta', self.du_dtheta)]
+            if self.offset_free:
+                blocks.append(('du_dd', self.du_dd))
         for name, value in blocks:
             if np.isfinite(value).all():
                 continue
             bad = np.flatnonzero(~np.isfinite(value))
-            where = 'always' if name in ('x', 'u') else 'after a successful solve'
+            where = 'always' if name in ('x', 'u', 'd') else 'after a successful solve'
             return (f'{name} has {bad.size} non-finite entries (first at flat index '
                     f'{bad[0]}: {value.flat[bad[0]]}); it must be finite {where}')
         return ''

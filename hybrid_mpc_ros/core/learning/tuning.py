@@ -154,7 +154,9 @@ class Tuner:
     the module docstring). The tuner works on copies of the rules (``self.step_rule``,
     ``self.eta_rule``), so the objects passed in are never changed; with ``state`` (a
     resume) their state comes from it, and rules of another kind or settings than the
-    checkpoint's are refused with ValueError.
+    checkpoint's are refused with ValueError. ``observer_model``: the nominal model an
+    offset-free controller's disturbance observer predicts with, which the model-based
+    gradient of its episodes needs (their records carry the observer's gain).
 
     History rows (one per iteration): ``cost``, ``tracking``, ``violation`` of the base
     episode (of the part flown, if it was aborted); ``grad_model_norm``, ``grad_zo_norm``
@@ -169,8 +171,10 @@ class Tuner:
     def __init__(self, config: TuningConfig, run_episode: EpisodeRunner | None,
                  jacobians: Jacobians, cost: ClosedLoopCost, theta0: np.ndarray,
                  checkpoint: str | None = None, progress=None, state: TuningState | None = None,
-                 *, step_rule=None, eta_rule=None, guard: SafetyGuard | None = None):
+                 *, step_rule=None, eta_rule=None, guard: SafetyGuard | None = None,
+                 observer_model=None):
         self.config = config
+        self.observer_model = observer_model
         self.run_episode = run_episode
         self.jacobians = jacobians
         self.cost = cost
@@ -274,7 +278,8 @@ class Tuner:
             if refusal:
                 return self._rollback(pending, f'guard: {refusal}')
             if pending.needs_model:
-                pending.base['j_c'] = model_based_gradient(record, self.cost, self.jacobians)
+                pending.base['j_c'] = model_based_gradient(
+                    record, self.cost, self.jacobians, self.observer_model)
             if pending.needs_zeroth:
                 pending.direction = sample_unit_sphere(self.rng, th.N_THETA)
                 pending.request = EpisodeRequest(
@@ -379,16 +384,18 @@ class Tuner:
         return self.state
 
 
-def simulated_episodes(plant_step, policy, x0: np.ndarray, steps: int,
+def simulated_episodes(plant, policy, x0: np.ndarray, steps: int,
                        abort_if=None, observe=None) -> EpisodeRunner:
     """Build an episode runner on the simulated plant: set theta, reset, roll out.
 
+    ``plant`` is a :class:`~hybrid_mpc_ros.core.model.plant.Plant` (reset at the start of
+    every episode) or a bare ``step(x, u) -> x+`` callable (see :func:`rollout`).
     ``abort_if(x) -> reason`` (12,), if given, ends an episode early; ``observe(x) ->
     x_seen`` (12,), if given, is the state the policy and the record see (see
     :func:`rollout`).
     """
     def run(theta: np.ndarray, sensitivities: bool) -> EpisodeRecord:
         policy.set_theta(theta)
-        return rollout(plant_step, policy, x0, steps, sensitivities, abort_if=abort_if,
+        return rollout(plant, policy, x0, steps, sensitivities, abort_if=abort_if,
                        observe=observe)
     return run

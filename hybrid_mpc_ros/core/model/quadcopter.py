@@ -13,13 +13,18 @@ State ``x`` (12, SI units)::
     6-8   phi, theta, psi        roll, pitch, yaw [rad]
     9-11  p, q, r                body angular rates about body x, y, z [rad/s]
 
-Input ``u`` (4): rotor speeds ``omega_1..omega_4`` [rad/s], '+' configuration: rotor 1
-on the body +x arm (front), 2 on -y (right), 3 on -x (back), 4 on +y (left).
-Thrust of rotor i is ``k omega_i^2`` along body z. Torques::
+Input ``u`` (4): rotor speeds ``omega_1..omega_4`` [rad/s]. By default the '+'
+configuration with command i driving rotor i: rotor 1 on the body +x arm (front), 2 on
+-y (right), 3 on -x (back), 4 on +y (left). Thrust of rotor i is ``k omega_i^2`` along
+body z. Torques::
 
     tau_phi   = l k (omega_4^2 - omega_2^2)
     tau_theta = l k (omega_3^2 - omega_1^2)
     tau_psi   = b (omega_1^2 - omega_2^2 + omega_3^2 - omega_4^2)
+
+The 'x' layout (the '+' vehicle turned by +45 deg: rotor 1 front-left, numbered
+clockwise) and another command-to-rotor map are options of :class:`Quadcopter` (see
+:mod:`.plant`, which writes the torques of both layouts); the defaults are the paper's.
 
 Dynamics::
 
@@ -42,6 +47,8 @@ import casadi as ca
 import numpy as np
 
 from hybrid_mpc_ros.core.config import ConfigError, load_node_params
+from hybrid_mpc_ros.core.model.plant import (check_layout, IDENTITY_ROTORS, rotor_order,
+                                             rotor_torques)
 
 NX = 12
 NU = 4
@@ -142,19 +149,24 @@ def rotation_world_from_body(phi, theta, psi, xp=np):
     return ca.vertcat(*[ca.horzcat(*row) for row in rows])
 
 
-def continuous_dynamics(x, u, params: QuadParams):
-    """Symbolic ``dx/dt = f(x, u)`` for CasADi ``x`` (12) and ``u`` (4); returns an SX/MX (12)."""
+def continuous_dynamics(x, u, params: QuadParams, layout: str = '+',
+                        command_rotors=IDENTITY_ROTORS):
+    """Symbolic ``dx/dt = f(x, u)`` for CasADi ``x`` (12) and ``u`` (4); returns an SX/MX (12).
+
+    ``layout`` ('+' or 'x') places the rotors, ``command_rotors`` says which rotor each
+    command entry drives (see :mod:`.plant`).
+    """
     m, g, k, b, arm = (params.mass, params.gravity, params.thrust_coeff,
                        params.drag_torque_coeff, params.arm_length)
     ixx, iyy, izz = params.inertia_xx, params.inertia_yy, params.inertia_zz
     vel = x[3:6]
     phi, theta, psi = x[6], x[7], x[8]
     p, q, r = x[9], x[10], x[11]
+    if tuple(command_rotors) != IDENTITY_ROTORS:
+        u = ca.vertcat(*[u[index] for index in rotor_order(command_rotors)])
     w_sq = u * u
     thrust = k * (w_sq[0] + w_sq[1] + w_sq[2] + w_sq[3])
-    tau_phi = arm * k * (w_sq[3] - w_sq[1])
-    tau_theta = arm * k * (w_sq[2] - w_sq[0])
-    tau_psi = b * (w_sq[0] - w_sq[1] + w_sq[2] - w_sq[3])
+    tau_phi, tau_theta, tau_psi = rotor_torques(w_sq, layout, arm, k, b)
     omega_gyro = u[0] - u[1] + u[2] - u[3]
     rot = rotation_world_from_body(phi, theta, psi, xp=ca)
     acc = rot[:, 2] * (thrust / m) - ca.vertcat(0, 0, g) - (params.translational_drag / m) * vel
@@ -200,13 +212,17 @@ class Quadcopter:
     """The discrete-time plant ``x[t+1] = F(x[t], u[t])`` (``u`` held for ``dt``).
 
     ``integrator`` is ``'rk4'`` (classic Runge-Kutta, ``substeps`` stages per period) or
-    ``'euler'`` (forward Euler, ``substeps`` steps per period). ``step`` and ``jacobians``
-    take and return numpy arrays. Building compiles nothing; CasADi evaluates the
-    expression graph (about 20-40 us per call).
+    ``'euler'`` (forward Euler, ``substeps`` steps per period). ``layout`` ('+' or 'x')
+    and ``command_rotors`` (entry i: the rotor command i drives) fix the command's meaning
+    (see :mod:`.plant`; default: '+', command i drives rotor i, the paper's plant).
+    ``step`` and ``jacobians`` take and return numpy arrays. Building compiles nothing;
+    CasADi evaluates the expression graph (about 20-40 us per call). It implements
+    :class:`~.plant.Plant`; it hides no state, so :meth:`reset` does nothing.
     """
 
     def __init__(self, params: QuadParams | None = None, dt: float = 0.1, substeps: int = 4,
-                 integrator: str = 'rk4'):
+                 integrator: str = 'rk4', layout: str = '+',
+                 command_rotors=IDENTITY_ROTORS):
         if not (math.isfinite(dt) and dt > 0.0):
             raise ConfigError(f'sampling period must be > 0 s, got {dt}')
         if int(substeps) != substeps or substeps < 1:
@@ -217,9 +233,10 @@ class Quadcopter:
         self.dt = float(dt)
         self.substeps = int(substeps)
         self.integrator = integrator
+        self.layout, self.command_rotors = check_layout(layout, command_rotors)
         x = ca.SX.sym('x', NX)
         u = ca.SX.sym('u', NU)
-        f_expr = continuous_dynamics(x, u, self.params)
+        f_expr = continuous_dynamics(x, u, self.params, self.layout, self.command_rotors)
         self._f = ca.Function('f', [x, u], [f_expr])
         integrate = rk4_step if integrator == 'rk4' else euler_step
         x_next = integrate(self._f, x, u, self.dt, self.substeps)
@@ -251,3 +268,21 @@ class Quadcopter:
     def clip_input(self, u: np.ndarray) -> np.ndarray:
         """Rotor speeds clipped to ``[omega_min, omega_max]`` (copy), shape (4,)."""
         return np.clip(u, self.params.omega_min, self.params.omega_max)
+
+    @property
+    def u_min(self) -> float:
+        """Lowest rotor speed [rad/s] (``params.omega_min``)."""
+        return self.params.omega_min
+
+    @property
+    def u_max(self) -> float:
+        """Highest rotor speed [rad/s] (``params.omega_max``)."""
+        return self.params.omega_max
+
+    @property
+    def hover_input(self) -> np.ndarray:
+        """Hover command (4,) [rad/s]: every rotor at ``params.hover_speed``."""
+        return self.params.hover_input
+
+    def reset(self, x0: np.ndarray) -> None:
+        """Start an episode at ``x0`` (12,): nothing to put back (the state is ``x``)."""

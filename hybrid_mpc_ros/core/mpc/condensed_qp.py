@@ -135,6 +135,7 @@ class CondensedQP:
         qbar_gam[:-1] = q_mat @ self.gam3[:-1]
         qbar_gam[-1] = p_mat @ self.gam3[-1]
         qbar_gam = qbar_gam.reshape(self.n_states, -1)
+        self.qbar_gam = qbar_gam                  # Qbar Gamma, (N*nx x N*nu)
         self.hess_theta = 2.0 * (self.gam.T @ qbar_gam)
         self.hess_theta[np.diag_indices_from(self.hess_theta)] += 2.0 * np.tile(
             np.diag(r_mat), self.horizon)
@@ -158,12 +159,17 @@ class CondensedQP:
         bound = np.concatenate([self.x_ub[viol_up], self.x_lb[viol_lo]])
         return ActiveSet(fixed, violated, sign, bound, kinks)
 
-    def sensitivities(self, x0, u_stack, x_ref, u_ref, active: ActiveSet):
+    def sensitivities(self, x0, u_stack, x_ref, u_ref, active: ActiveSet, offsets=None):
         """``(du_0/dx_0 (nu x nx), du_0/dtheta (nu x 94))`` at the solution U (N*nu,).
 
         ``x_ref`` (nx,) and ``u_ref`` (nu,) are the cost references. Raises
         ``numpy.linalg.LinAlgError`` if the reduced KKT matrix is singular (too many
         constraints held active, e.g. an inconsistent active set).
+
+        ``offsets``: for m further parameters p that shift the predicted states and the
+        references, ``(dX/dp (N*nx x m) at fixed U, dX_ref/dp (N*nx x m), dU_ref/dp
+        (N*nu x m))``; then ``du_0/dp`` (nu x m) is returned as a third array (the
+        offset-free MPC's disturbance, :mod:`offset_free`).
         """
         nu, nx = self.nu, self.nx
         free = ~active.fixed_inputs
@@ -181,8 +187,9 @@ class CondensedQP:
         sel = free_idx[free_idx < nu]                 # free entries of u_0
         out_x = np.zeros((nu, nx))
         out_t = np.zeros((nu, th.N_THETA))
+        out_p = None if offsets is None else np.zeros((nu, offsets[0].shape[1]))
         if sel.size == 0 or n_kink >= n_free:         # u_0 pinned by bounds / constraints
-            return out_x, out_t
+            return (out_x, out_t) if out_p is None else (out_x, out_t, out_p)
         kkt = np.zeros((n_free + n_kink, n_free + n_kink))
         kkt[:n_free, :n_free] = hess[np.ix_(free_idx, free_idx)]
         kkt[n_free:, :n_free] = g_kink
@@ -203,7 +210,23 @@ class CondensedQP:
         du_dtheta = self._theta_terms(x0, u_stack, x_ref, u_ref, y_u)
         out_x[sel] = -du_dx
         out_t[sel] = -du_dtheta
-        return out_x, out_t
+        if out_p is None:
+            return out_x, out_t
+        out_p[sel] = -self._offset_terms(offsets, active, kinks, y_u, y_lam)
+        return out_x, out_t, out_p
+
+    def _offset_terms(self, offsets, active: ActiveSet, kinks, y_u, y_lam):
+        """``Y^T d(KKT rhs)/dp`` (k x m) for the ``offsets`` of :meth:`sensitivities`."""
+        d_states, d_xref, d_uref = offsets
+        # stationarity: 2 Gamma^T Qbar (X - X_ref) + 2 Rbar (U - U_ref) + slack terms
+        grad_p = 2.0 * (self.qbar_gam.T @ (d_states - d_xref))
+        grad_p -= 2.0 * np.tile(np.diag(self.r_mat), self.horizon)[:, None] * d_uref
+        if active.violated.size:
+            grad_p += 2.0 * self.rho2 * self.gam[active.violated].T @ d_states[active.violated]
+        out = y_u.T @ grad_p
+        if kinks.size:
+            out += y_lam.T @ d_states[kinks]          # a held state moves with p at fixed U
+        return out
 
     def _theta_terms(self, x0, u_stack, x_ref, u_ref, y_u):
         """``Y_U^T d(gradient)/dtheta`` (k x 94) for Y_U (N*nu x k), via Z = Gamma Y_U."""

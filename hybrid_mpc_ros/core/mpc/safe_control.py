@@ -26,6 +26,10 @@ speeds make no roll, pitch or yaw torque, so the vehicle keeps its attitude and,
 fraction below 1, descends slowly. It is the least harmful thing to do without a state
 estimate or a plan; a real vehicle's flight controller should take over from there.
 
+For an identification flight an optional input excitation
+(:mod:`hybrid_mpc_ros.core.control.excitation`) is added to the MPC's and the shifted
+plan's commands, then clipped to the rotor bounds; the failsafe input is never excited.
+
 The controller recovers by itself: the next step whose odometry is fresh and whose solve
 succeeds is a normal MPC step again. :attr:`SafeController.counters` counts what
 happened, for diagnostics.
@@ -56,6 +60,7 @@ import math
 import numpy as np
 
 from hybrid_mpc_ros.core.config import ConfigError
+from hybrid_mpc_ros.core.control.excitation import Excitation
 from hybrid_mpc_ros.core.model.quadcopter import NU, NX
 from hybrid_mpc_ros.core.mpc import theta as th
 
@@ -146,7 +151,9 @@ class StepResult:
     :meth:`SafeController.add_sensitivities` has yet to compute. ``abort_reason``: why
     this step aborted the episode (the state left the envelope; the step already flies
     the safe theta), '' otherwise. The arrays belong to the caller: the controller never
-    changes them afterwards.
+    changes them afterwards. With an offset-free policy (:mod:`offset_free`), ``d`` (12,)
+    is the disturbance estimate the step used and ``du_dd`` (4x12) its sensitivity (zeros
+    like the others when not computed); both None otherwise.
     """
 
     u: np.ndarray
@@ -159,6 +166,8 @@ class StepResult:
     reason: str = ''
     sensitivities_pending: bool = False
     abort_reason: str = ''
+    d: np.ndarray | None = None
+    du_dd: np.ndarray | None = None
 
 
 @dataclass
@@ -183,11 +192,14 @@ class SafeController:
     ``policy`` has the MPC policy interface; ``safety`` is a :class:`SafetyConfig`;
     ``u_min``/``u_max`` [rad/s] are the rotor bounds every command is kept in;
     ``envelope`` the optional :class:`Envelope` (None: no abort). The safe theta starts as
-    the policy's theta.
+    the policy's theta. ``excitation``: the optional
+    :class:`~hybrid_mpc_ros.core.control.excitation.Excitation` of an identification
+    flight, added to every command but the failsafe's and clipped to the bounds (None or
+    amplitude 0: commands as the policy computes them).
     """
 
     def __init__(self, policy, safety: SafetyConfig, u_min: float, u_max: float,
-                 envelope: Envelope | None = None):
+                 envelope: Envelope | None = None, excitation: Excitation | None = None):
         if not u_max > u_min:
             raise ConfigError(f'rotor bounds need u_min < u_max, got [{u_min}, {u_max}]')
         horizon = policy.config.horizon
@@ -201,9 +213,13 @@ class SafeController:
         self._plan = None                # (N, 4) of the last successful solve
         self._zero_dx = np.zeros((NU, NX))
         self._zero_dtheta = np.zeros((NU, th.N_THETA))
+        self._zero_dd = np.zeros((NU, NX))
         self.envelope = envelope
         self.safe_theta = np.array(policy.theta, dtype=float)
         self.abort_reason = ''
+        self.excitation = excitation
+        # an offset-free policy estimates from the commands sent: tell it each one
+        self._applied = getattr(policy, 'applied', None)
 
     def set_safe_theta(self, theta: np.ndarray) -> None:
         """Make theta (94,) the one an envelope abort restores (a copy is kept)."""
@@ -260,16 +276,32 @@ class SafeController:
         """
         if not odom_age_s <= self.safety.odom_timeout_s:     # also catches NaN
             self.counters.stale_odometry_steps += 1
-            return self._failsafe(f'odometry is {odom_age_s:.3f} s old (timeout '
-                                  f'{self.safety.odom_timeout_s:g} s)', -1, 0.0)
+            return self._unsolved(self._failsafe(f'odometry is {odom_age_s:.3f} s old '
+                                                 f'(timeout {self.safety.odom_timeout_s:g} '
+                                                 's)', -1, 0.0))
         x = np.asarray(x, dtype=float)
         if x.shape != (NX,) or not np.all(np.isfinite(x)):
             # no plan step can be trusted to fit a state nobody knows
-            return self._failsafe('state is malformed or non-finite', -1, 0.0)
+            return self._unsolved(self._failsafe('state is malformed or non-finite', -1, 0.0))
         aborted = self.envelope_abort(x)        # before the solve: this step flies safe theta
         result = self._solved_step(x, sensitivities)
+        if self.excitation is not None and result.mode != 'failsafe':
+            # after the MPC and clipped again: an excited command never leaves the bounds
+            result.u = self.excitation.apply(result.u)
         if aborted:
             result.abort_reason = aborted
+        if self._applied is not None:
+            self._applied(result.u)
+            result.d = self.policy.disturbance.copy()
+            result.du_dd = self._zero_dd.copy() if result.du_dd is None else result.du_dd
+        return result
+
+    def _unsolved(self, result: StepResult) -> StepResult:
+        """Finish a step without a solve: an offset-free policy skips its next update."""
+        if self._applied is not None:
+            self._applied(None)
+            result.d = self.policy.disturbance.copy()
+            result.du_dd = self._zero_dd.copy()
         return result
 
     def _solved_step(self, x: np.ndarray, sensitivities: bool) -> StepResult:
@@ -307,6 +339,14 @@ class SafeController:
             sens_ok = bool(np.all(np.isfinite(du_dx)) and np.all(np.isfinite(du_dtheta)))
         except (np.linalg.LinAlgError, RuntimeError, ValueError):
             sens_ok = False
+        if sens_ok and self._applied is not None:
+            try:
+                du_dd = self.policy.disturbance_sensitivity()
+                sens_ok = bool(np.all(np.isfinite(du_dd)))
+            except (np.linalg.LinAlgError, RuntimeError, ValueError):
+                sens_ok = False
+            if sens_ok:
+                result = replace(result, du_dd=du_dd.copy())
         if sens_ok:
             return replace(result, du_dx=du_dx.copy(), du_dtheta=du_dtheta.copy(),
                            sensitivities_ok=True, sensitivities_pending=False)

@@ -9,7 +9,11 @@ ignored by ROS (rclpy ignores overrides of parameters a node does not declare)::
     /**:                    period_s, initial_state (12), x_ref (12), u_ref (4),
                             constraints: {x_lb (9), x_ub (9), u_min, u_max},
                             cost_weights: {qc (12), rc (4)}, nominal_model_file
-    quadcopter_simulator:   integrator, substeps, plant: {mass, ..., omega_max} (the true system)
+    quadcopter_simulator:   the true system: kind ('quadcopter' or 'rotorpy'), layout,
+                            command_rotors; quadcopter: integrator, substeps, plant:
+                            {mass, ..., omega_max}; rotorpy: rotorpy: {vehicle, aero,
+                            wind, integration, inner_step_s, noise_seed, parameters:
+                            {mass, ...}}
     mpc_controller:         horizon, slack_quadratic, slack_linear
     hybrid_tuner:           method, gamma, delta, iterations, episode_steps, seed,
                             alpha: {kind, scale, offset, power, first_k}, eta: {first_k},
@@ -32,14 +36,19 @@ Every key is required (the keys marked optional above may be left out), except t
 belong to one choice only: ``pc`` to ``terminal_weight: diagonal``; ``radius``, ``floor``,
 ``warmup``, ``cap`` to ``step_rule.kind: scale_free``; ``cost_margin`` to ``guard.enabled:
 true`` (and ``violation_limit``, optional there); ``beta`` and ``prior`` to
-``eta_rule.kind: agreement``. A key of the other choice is refused (it would do nothing).
+``eta_rule.kind: agreement``; the simulator's ``integrator``, ``substeps`` and ``plant``
+to ``kind: quadcopter`` (the default), its ``rotorpy`` group (``vehicle`` and ``aero``
+required), ``layout`` and ``command_rotors`` (required) to ``kind: rotorpy``. A key of
+the other choice is refused (it would do nothing).
 The shipped files
 comment each value with its unit and source. :func:`load_scenario` checks the whole file
 before anything is built and raises :class:`ConfigError` naming the file, the key and the
 problem: an unknown key (a typo never passes silently), a missing key, a wrong type (as
 ROS would type the value: ``1`` is an integer, ``1e-5`` a string, ``1.0e-5`` a double), a
 wrong length, a non-finite number, a value out of range, an empty state box, a vehicle that
-cannot hover within its rotor limits, a nominal model whose sampling time is not the
+cannot hover within its rotor limits, a RotorPy vehicle whose rotors are not where
+``layout`` and ``command_rotors`` say, an MPC input box beyond the plant's rotor limits
+(the plant the scenario uses), a nominal model whose sampling time is not the
 scenario's. The :class:`Scenario` it returns builds the parts of a run: the plant, the
 nominal model, the MPC policy, the closed-loop cost and the tuning configuration.
 

@@ -11,6 +11,7 @@ where the default scenario leaves an optional key out: the node declares it unse
 from __future__ import annotations
 
 import array
+from dataclasses import fields
 import math
 import os
 from typing import Any, Mapping
@@ -22,19 +23,24 @@ from hybrid_mpc_ros.core.config import ConfigError, flatten, load_yaml
 from hybrid_mpc_ros.core.learning.schedules import Schedule
 from hybrid_mpc_ros.core.learning.step_rules import SafetyGuard
 from hybrid_mpc_ros.core.learning.run import TuningConfig
+from hybrid_mpc_ros.core.model.flight_identification import FlightSettings, VehicleSpecs
 from hybrid_mpc_ros.core.model.identification import IdentificationSettings
 from hybrid_mpc_ros.core.model.nominal_model import AffineModel
+from hybrid_mpc_ros.core.model.plant import check_layout, IDENTITY_ROTORS
 from hybrid_mpc_ros.core.model.quadcopter import QuadParams
 from hybrid_mpc_ros.core.mpc.policy import SOFT_IDX
 from hybrid_mpc_ros.core.param_schema import flat_specs, ParameterFile, Spec
 from hybrid_mpc_ros.core.scenario.files import default_scenario_path
 from hybrid_mpc_ros.core.scenario.model import Scenario
-from hybrid_mpc_ros.core.scenario.schema import (NODE_SECTIONS, OPTIONAL_SECTIONS,
-                                                 RULE_CHOICES, SCHEMA, SHARED,
+from hybrid_mpc_ros.core.scenario.schema import (IDENTIFICATION_METHOD_KEYS, NODE_SECTIONS,
+                                                 OPTIONAL_SECTIONS, PLANT_KIND_KEYS,
+                                                 REQUIRED_SPECS, RULE_CHOICES, SCHEMA,
+                                                 SHARED, SIMULATOR, SPEC_KEYS,
                                                  unknown_key_hint)
 from hybrid_mpc_ros.core.scenario.sections import (AblationSettings, Controller, frozen,
-                                                   PaperNumbers, Reproduction, Run, run_name,
-                                                   Shared, Simulator, Tuner, TunerRules)
+                                                   PaperNumbers, Reproduction, RotorPySettings,
+                                                   Run, run_name, Shared, Simulator, Tuner,
+                                                   TunerRules)
 
 
 def load_scenario(path: str | os.PathLike, load_model: bool = True) -> Scenario:
@@ -128,18 +134,64 @@ def _build(file: ParameterFile, sections: dict, name: str, load_model: bool) -> 
                     else None)
     ablation = _ablation(file, values, reproduction.runs) if 'ablation' in values else None
     ident = values.get('system_identification')
-    if ident is not None and ident['prediction_horizon'] > ident['steps']:
-        raise file.error('system_identification', 'prediction_horizon',
-                         f'must not exceed steps ({ident["steps"]}), got '
-                         f'{ident["prediction_horizon"]}')
+    identification = _identification(file, shared, ident) if ident is not None else None
     model_path, model = _load_model(file, shared, load_model)
     paper = values.get('paper')
     return Scenario(
         path=file.path, name=name, shared=shared, simulator=simulator, controller=controller,
-        tuner=tuner, identification=IdentificationSettings(**ident) if ident else None,
+        tuner=tuner, identification=identification,
         reproduction=reproduction, ablation=ablation,
         paper=PaperNumbers(**paper) if paper is not None else None,
         nominal_model_path=model_path, model=model)
+
+
+def _identification(file: ParameterFile, shared: Shared, ident: dict):
+    """Check ``system_identification`` by method; its settings (lqr or flights).
+
+    The chosen method's keys (``IDENTIFICATION_METHOD_KEYS``) must be there and the other
+    method's are refused; rough specifications, when given, need every key of
+    ``REQUIRED_SPECS``.
+    """
+    section = 'system_identification'
+    method = ident.get('method', 'lqr')
+    needs, allows = IDENTIFICATION_METHOD_KEYS[method]
+    every = {key for keys in IDENTIFICATION_METHOD_KEYS.values() for part in keys
+             for key in part}
+    given = [f'flights.{key}' for key in ident.get('flights') or {}]
+    given += ['specs'] if ident.get('specs') else []
+    given += [key for key in ident if key in every]
+    for name in given:
+        if name not in needs + allows:
+            raise file.error(section, name, f'given, but method {method} does not use it')
+    for name in needs:
+        if name not in given:
+            raise file.error(section, name, f'missing (method {method})')
+    if method == 'lqr':
+        if ident['prediction_horizon'] > ident['steps']:
+            raise file.error(section, 'prediction_horizon',
+                             f'must not exceed steps ({ident["steps"]}), got '
+                             f'{ident["prediction_horizon"]}')
+        return IdentificationSettings(**{item.name: ident[item.name]
+                                         for item in fields(IdentificationSettings)})
+    flights, specs = ident['flights'], ident.get('specs') or None
+    if specs is not None:
+        missing = [key for key in REQUIRED_SPECS if key not in specs]
+        if missing:
+            raise file.error(section, f'specs.{missing[0]}',
+                             'missing (rough specifications need mass, arm_length, '
+                             'thrust_coeff, drag_torque_coeff, the inertia and the layout)')
+        try:
+            layout, rotors = check_layout(specs['layout'],
+                                          specs.get('command_rotors', IDENTITY_ROTORS))
+            params = QuadParams.from_mapping(dict(
+                {key: specs.get(key, 0.0) for key in SPEC_KEYS},
+                omega_min=shared.u_min, omega_max=shared.u_max))
+        except ConfigError as exc:
+            raise file.error(section, 'specs', str(exc)) from None
+        specs = VehicleSpecs(params, layout, rotors)
+    return FlightSettings(flights['rounds'], flights['duration_s'], flights['amplitude_rad_s'],
+                          flights.get('kind', 'prbs'), ident['seed'],
+                          ident['prediction_horizon'], ident['affine'], specs)
 
 
 def _shared(file: ParameterFile, shared: dict) -> Shared:
@@ -165,32 +217,90 @@ def _shared(file: ParameterFile, shared: dict) -> Shared:
                   shared['nominal_model_file'])
 
 
-def _simulator(file: ParameterFile, shared: Shared, sim: dict) -> Simulator:
+def simulator_section(file: ParameterFile, sim: dict) -> Simulator:
+    """Check the simulator section's checked values ``sim`` by plant kind; build it.
+
+    The chosen kind's keys (``PLANT_KIND_KEYS``) must be there, the other kind's are
+    refused; the layout and command map are checked, and a RotorPy vehicle against its
+    rotor geometry; the vehicle must hover within its rotor limits. Errors name ``file``
+    (a scenario file or a node) and the key. Nothing is checked of a plant the section
+    does not use.
+    """
+    section = 'quadcopter_simulator'
+    kind = sim.get('kind', 'quadcopter')
+    needs, allows = PLANT_KIND_KEYS[kind]
+    given = []
+    for key, value in sim.items():
+        if key in ('plant', 'rotorpy'):
+            given += [f'{key}.{sub}' for sub in value]
+        elif key != 'kind':
+            given.append(key)
+    for name in given:
+        if name not in needs + allows and name.split('.')[0] not in needs + allows:
+            raise file.error(section, name, f'given, but kind {kind} does not use it')
+    for name in needs:
+        if name == 'plant':
+            missing = [key for key in SIMULATOR['plant'] if key not in sim.get('plant', {})]
+            if missing:
+                raise file.error(section, f'plant.{missing[0]}', f'missing (kind {kind})')
+        elif name not in given:
+            raise file.error(section, name, f'missing (kind {kind})')
+    try:
+        layout, rotors = check_layout(sim.get('layout', '+'),
+                                      sim.get('command_rotors', IDENTITY_ROTORS))
+    except ConfigError as exc:
+        raise file.error(section, 'command_rotors', str(exc)) from None
+    if kind == 'rotorpy':
+        values = sim['rotorpy']
+        wind = values.get('wind')
+        settings = RotorPySettings(
+            values['vehicle'], values['aero'],
+            tuple(float(item) for item in wind) if wind is not None else None,
+            values.get('integration', 'rotorpy'), values.get('inner_step_s'),
+            values.get('noise_seed', 0),
+            tuple(sorted(values.get('parameters', {}).items())))
+        return Simulator(None, None, None, kind, layout, rotors, settings)
     try:
         params = QuadParams.from_mapping(sim['plant'])
     except ConfigError as exc:
-        raise file.error('quadcopter_simulator', 'plant', str(exc)) from None
+        raise file.error(section, 'plant', str(exc)) from None
     hover = params.hover_speed
     if not params.omega_min <= hover <= params.omega_max:
-        raise file.error('quadcopter_simulator', 'plant',
+        raise file.error(section, 'plant',
                          f'this vehicle cannot hover within its rotor limits: hover speed '
                          f'sqrt(m g / (4 k)) = sqrt({params.mass:g} * {params.gravity:g} / '
                          f'(4 * {params.thrust_coeff:g})) = {hover:.1f} rad/s is outside '
                          f'[omega_min, omega_max] = [{params.omega_min:g}, '
                          f'{params.omega_max:g}] rad/s')
-    if shared.u_min < params.omega_min or shared.u_max > params.omega_max:
-        raise file.error('/**', 'constraints.u_max' if shared.u_max > params.omega_max
+    return Simulator(sim['integrator'], sim['substeps'], params, kind, layout, rotors)
+
+
+def _simulator(file: ParameterFile, shared: Shared, sim: dict) -> Simulator:
+    """Build the simulator section; check the MPC input box against its vehicle."""
+    simulator = simulator_section(file, sim)
+    if simulator.kind == 'rotorpy':
+        try:
+            plant = simulator.build(shared.period_s)
+        except ConfigError as exc:
+            raise file.error('quadcopter_simulator', 'rotorpy', str(exc)) from None
+        low, high, hover = plant.u_min, plant.u_max, plant.hover_speed
+        vehicle = f'the RotorPy {simulator.rotorpy.vehicle}'
+    else:
+        params = simulator.plant
+        low, high, hover = params.omega_min, params.omega_max, params.hover_speed
+        vehicle = 'quadcopter_simulator.plant'
+    if shared.u_min < low or shared.u_max > high:
+        raise file.error('/**', 'constraints.u_max' if shared.u_max > high
                          else 'constraints.u_min',
                          f'the MPC input box [{shared.u_min:g}, {shared.u_max:g}] rad/s '
-                         f'leaves the rotor limits [{params.omega_min:g}, '
-                         f'{params.omega_max:g}] of quadcopter_simulator.plant (the vehicle '
-                         'would clamp the commands)')
+                         f'leaves the rotor limits [{low:g}, {high:g}] of {vehicle} (the '
+                         'vehicle would clamp the commands)')
     if not shared.u_min <= hover <= shared.u_max:
         raise file.error('/**', 'constraints',
                          f'the MPC input box [{shared.u_min:g}, {shared.u_max:g}] rad/s '
                          f'excludes the hover speed {hover:.1f} rad/s: the MPC could not '
                          'hold altitude')
-    return Simulator(sim['integrator'], sim['substeps'], params)
+    return simulator
 
 
 def _tuner(file: ParameterFile, tuner: dict) -> Tuner:

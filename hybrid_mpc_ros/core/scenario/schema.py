@@ -14,8 +14,12 @@ from dataclasses import fields
 from hybrid_mpc_ros.core.learning.mixing import AgreementEta
 from hybrid_mpc_ros.core.learning.schedules import KINDS
 from hybrid_mpc_ros.core.learning.run import METHODS
+from hybrid_mpc_ros.core.model.plant import LAYOUTS
 from hybrid_mpc_ros.core.model.quadcopter import (INTEGRATORS, NU, NX, PARAM_DESCRIPTIONS,
                                                   QuadParams)
+from hybrid_mpc_ros.core.model.rotorpy_plant import (INTEGRATIONS,
+                                                     PARAMETERS as ROTORPY_DESCRIPTIONS,
+                                                     PRESETS)
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.policy import SOFT_IDX
 from hybrid_mpc_ros.core.param_schema import (boolean, distinct_floats, distinct_integers,
@@ -23,6 +27,7 @@ from hybrid_mpc_ros.core.param_schema import (boolean, distinct_floats, distinct
                                               Optional, text, texts)
 
 TERMINAL_WEIGHTS = ('diagonal', 'dare')
+PLANT_KINDS = ('quadcopter', 'rotorpy')
 STEP_RULES = ('schedule', 'scale_free')
 ETA_RULES = ('schedule', 'agreement')
 N_SOFT = len(SOFT_IDX)
@@ -31,6 +36,33 @@ _STATE = ('position [m] (odom, ENU), velocity [m/s] (world), roll pitch yaw [rad
 
 PLANT = {item.name: floating(0.0, description=f'true plant: {PARAM_DESCRIPTIONS[item.name]}')
          for item in fields(QuadParams)}
+ROTORPY_PARAMETERS = {
+    name: Optional(floating(0.0, description=(
+        f'rotorpy: replaces the preset\'s {name}: {text_}')))
+    for name, text_ in ROTORPY_DESCRIPTIONS.items()}
+ROTORPY = {
+    'vehicle': Optional(text(PRESETS, description=(
+        "rotorpy: RotorPy's vehicle preset ('hummingbird', 'crazyflie', "
+        "'crazyfliebrushless' or 'px4_sihsim_quadx')"))),
+    'aero': Optional(boolean(description=(
+        "rotorpy: RotorPy's aerodynamics (parasitic drag, rotor drag, induced inflow, "
+        'translational lift); the motor lag stays either way'))),
+    'wind': Optional(floats(3, description=(
+        'rotorpy: constant wind velocity in the world frame (ENU) [m/s]; unset: no wind'))),
+    'integration': Optional(text(INTEGRATIONS, description=(
+        "rotorpy: 'rotorpy' (RotorPy's own steps: scipy's RK45 per inner step, as "
+        "Multirotor.step) or 'rk4' (RotorPy's equations in CasADi, classic RK4 inner "
+        "steps, one compiled call per period: some 30-50 times cheaper and closer to the "
+        "exact solution); unset: 'rotorpy'"))),
+    'inner_step_s': Optional(floating(0.0, strict=True, description=(
+        'rotorpy: the inner step inside each period, the command held [s]; must divide '
+        "period_s (unset: 0.01, RotorPy's 100 Hz, with integration 'rotorpy'; 0.001 with "
+        "'rk4')"))),
+    'noise_seed': Optional(integer(0, description=(
+        'rotorpy: seed of the motor noise (parameters.motor_noise_std), drawn again from '
+        'the seed at every episode reset (unset: 0)'))),
+    'parameters': ROTORPY_PARAMETERS,
+}
 SHARED = {
     'period_s': floating(0.0, strict=True, description=(
         'sampling time of the plant, the MPC, the nominal model and the tuner [s]')),
@@ -62,12 +94,35 @@ SHARED = {
         'is looked up in config/')),
 }
 SIMULATOR = {
-    'integrator': text(INTEGRATORS, description=(
-        "integration of the true plant over one period: 'rk4' (classic Runge-Kutta) or "
-        "'euler' (forward Euler), `substeps` steps of period_s / substeps each")),
-    'substeps': integer(1, description=(
-        'integrator steps per period (RK4 stages or Euler steps)')),
-    'plant': PLANT,
+    'kind': Optional(text(PLANT_KINDS, description=(
+        "the true plant: 'quadcopter' (the package's equations: integrator, substeps, "
+        "plant) or 'rotorpy' (RotorPy's multirotor: the rotorpy group); unset: "
+        "'quadcopter'"))),
+    'layout': Optional(text(LAYOUTS, description=(
+        "rotor layout the commands refer to: '+' (rotor 1 front, 2 right, 3 back, 4 left) "
+        "or 'x' (rotor 1 front-left, then clockwise); rotors 1 and 3 spin alike. Unset: "
+        "'+' (quadcopter only; a rotorpy plant states it)"))),
+    'command_rotors': Optional(distinct_integers(1, description=(
+        'the rotor each command entry drives, numbered as the layout numbers them (entry '
+        'i: the rotor command i drives), 1, 2, 3, 4 in some order. A RotorPy vehicle\'s '
+        'own rotors are found at the layout\'s places by their arm directions and spins. '
+        'Unset: [1, 2, 3, 4] (quadcopter only)')).within(
+            constraints='a permutation of 1, 2, 3, 4')),
+    'integrator': Optional(text(INTEGRATORS, description=(
+        "quadcopter: integration of the true plant over one period: 'rk4' (classic "
+        "Runge-Kutta) or 'euler' (forward Euler), `substeps` steps of period_s / substeps "
+        'each'))),
+    'substeps': Optional(integer(1, description=(
+        'quadcopter: integrator steps per period (RK4 stages or Euler steps)'))),
+    'plant': {name: Optional(spec) for name, spec in PLANT.items()},
+    'rotorpy': ROTORPY,
+}
+# the keys each plant kind needs ('plant': all of its keys) and may have
+PLANT_KIND_KEYS = {
+    'quadcopter': (('integrator', 'substeps', 'plant'), ('layout', 'command_rotors')),
+    'rotorpy': (('layout', 'command_rotors', 'rotorpy.vehicle', 'rotorpy.aero'),
+                ('rotorpy.wind', 'rotorpy.integration', 'rotorpy.inner_step_s',
+                 'rotorpy.noise_seed', 'rotorpy.parameters')),
 }
 CONTROLLER = {
     'horizon': integer(1, description='prediction horizon N of the MPC [steps]'),
@@ -77,6 +132,9 @@ CONTROLLER = {
     'slack_linear': floating(0.0, description=(
         'linear penalty rho1 on the slacks s of the soft state bounds (per state and stage, '
         'in the state\'s units)')),
+    'disturbance_observer_gain': Optional(floating(0.0, strict=True, maximum=1.0, description=(
+        'offset-free tracking: gain in (0, 1] of the observer of a constant input disturbance '
+        '(per step, dimensionless); left out: off, the plain MPC'))),
 }
 TUNER = {
     'method': text(METHODS, description=(
@@ -155,20 +213,70 @@ TUNER = {
             'weight of the constraint penalty dist_1(x, X) in the closed-loop cost [cost '
             'units per unit of violation]'))},
 }
+IDENTIFICATION_METHODS = ('lqr', 'flights')
+EXCITATION_KINDS = ('prbs', 'gaussian')
+SPEC_KEYS = ('mass', 'arm_length', 'thrust_coeff', 'drag_torque_coeff', 'inertia_xx',
+             'inertia_yy', 'inertia_zz', 'translational_drag', 'rotor_inertia')
 IDENTIFICATION = {
-    'trajectories': integer(1, description='training trajectories'),
-    'held_out': integer(1, description='test trajectories for the reported errors'),
-    'steps': integer(1, description='steps per trajectory'),
+    'method': Optional(text(IDENTIFICATION_METHODS, description=(
+        "how `hybrid-mpc identify --scenario` collects its data: 'lqr' (trajectories from "
+        "spread starts under a hover LQR linearised from the plant's equations: a "
+        "quadcopter plant only) or 'flights' (the scenario's own MPC flies the plant near "
+        "the target with input excitation, the flight is recorded and fitted, and again "
+        "with the fitted model: any plant kind); unset: 'lqr'"))),
+    'trajectories': Optional(integer(1, description='lqr: training trajectories')),
+    'held_out': Optional(integer(1, description='lqr: test trajectories for the reported '
+                                                'errors')),
+    'steps': Optional(integer(1, description='lqr: steps per trajectory')),
     'seed': integer(0, description='seed of the starts and the excitation'),
-    'input_noise_std': floating(0.0, description='excitation on every rotor [rad/s]'),
-    'position_spread': floating(0.0, description='uniform start offsets: position [m]'),
-    'velocity_spread': floating(0.0, description='uniform start offsets: velocity [m/s]'),
-    'attitude_spread': floating(0.0, description='uniform start offsets: attitude [rad]'),
-    'rate_spread': floating(0.0, description='uniform start offsets: body rates [rad/s]'),
+    'input_noise_std': Optional(floating(0.0, description=(
+        'lqr: excitation on every rotor [rad/s]'))),
+    'position_spread': Optional(floating(0.0, description=(
+        'lqr: uniform start offsets: position [m]'))),
+    'velocity_spread': Optional(floating(0.0, description=(
+        'lqr: uniform start offsets: velocity [m/s]'))),
+    'attitude_spread': Optional(floating(0.0, description=(
+        'lqr: uniform start offsets: attitude [rad]'))),
+    'rate_spread': Optional(floating(0.0, description=(
+        'lqr: uniform start offsets: body rates [rad/s]'))),
     'prediction_horizon': integer(1, description=(
-        'steps of the reported open-loop error (at most steps)')),
+        'steps of the reported open-loop error (lqr: at most steps)')),
     'affine': boolean(description='fit x+ = A x + B u + c (else c = 0)'),
+    'flights': {
+        'rounds': Optional(integer(1, description=(
+            'flights: identification flights, each flown with the model the one before '
+            'fitted (the first with the specs\' model)'))),
+        'duration_s': Optional(floating(0.0, strict=True, description=(
+            'flights: length of each flight [s], from hover at x_ref'))),
+        'amplitude_rad_s': Optional(floating(0.0, strict=True, description=(
+            'flights: input excitation added to every rotor command [rad/s] (clipped to '
+            'the input box)'))),
+        'kind': Optional(text(EXCITATION_KINDS, description=(
+            "flights: 'prbs' (+-amplitude, random sign each step) or 'gaussian' (std "
+            "amplitude / 3, cut at the amplitude); unset: 'prbs'")))},
+    'specs': dict(
+        {name: Optional(floating(0.0, description=(
+            f'rough specifications of the vehicle, for the first model: '
+            f'{PARAM_DESCRIPTIONS[name]}'
+            + ('; unset: 0' if name in ('translational_drag', 'rotor_inertia') else ''))))
+         for name in SPEC_KEYS},
+        layout=Optional(text(LAYOUTS, description=(
+            "rough specifications: the vehicle's rotor layout ('+' or 'x', as "
+            'quadcopter_simulator.layout)'))),
+        command_rotors=Optional(distinct_integers(1, description=(
+            'rough specifications: the rotor each command entry drives, in the layout\'s '
+            'numbering (unset: [1, 2, 3, 4])')).within(
+                constraints='a permutation of 1, 2, 3, 4'))),
 }
+# the keys each identification method needs, and may have
+IDENTIFICATION_METHOD_KEYS = {
+    'lqr': (('trajectories', 'held_out', 'steps', 'input_noise_std', 'position_spread',
+             'velocity_spread', 'attitude_spread', 'rate_spread'), ()),
+    'flights': (('flights.rounds', 'flights.duration_s', 'flights.amplitude_rad_s'),
+                ('flights.kind', 'specs')),
+}
+REQUIRED_SPECS = ('mass', 'arm_length', 'thrust_coeff', 'drag_torque_coeff', 'inertia_xx',
+                  'inertia_yy', 'inertia_zz', 'layout')
 REPRODUCTION = {
     'methods': texts(METHODS, description='the methods `hybrid-mpc reproduce` runs'),
     'gammas': Optional(distinct_floats(0.0, description=(

@@ -11,14 +11,16 @@ the scenario).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from hybrid_mpc_ros.core.learning.mixing import AgreementEta, ScheduleEta
 from hybrid_mpc_ros.core.learning.step_rules import SafetyGuard, ScaleFreeSteps, ScheduleSteps
 from hybrid_mpc_ros.core.learning.run import TuningConfig
-from hybrid_mpc_ros.core.model.quadcopter import NX, QuadParams
+from hybrid_mpc_ros.core.model.plant import IDENTITY_ROTORS, Plant
+from hybrid_mpc_ros.core.model.quadcopter import NX, Quadcopter, QuadParams
+from hybrid_mpc_ros.core.model.rotorpy_plant import RotorPyPlant
 from hybrid_mpc_ros.core.mpc.policy import MPCConfig, SOFT_IDX
 
 
@@ -60,21 +62,80 @@ class Shared:
 
 
 @dataclass(frozen=True)
-class Simulator:
-    """The ``quadcopter_simulator`` section: the true plant and its integration."""
+class RotorPySettings:
+    """The ``rotorpy`` group of the simulator section (kind ``rotorpy``).
 
-    integrator: str
-    substeps: int
-    plant: QuadParams
+    ``vehicle`` RotorPy's preset; ``aero`` its aerodynamics on or off; ``wind`` (3,) a
+    constant world-frame wind [m/s] or None; ``integration`` ``'rotorpy'`` or ``'rk4'``
+    and ``inner_step_s`` [s] (None: the integration's default) the integration inside
+    each period; ``noise_seed`` the motor noise's seed; ``parameters`` the preset's
+    constants replaced, as ``(name, value)`` pairs.
+    """
+
+    vehicle: str
+    aero: bool
+    wind: tuple[float, float, float] | None = None
+    integration: str = 'rotorpy'
+    inner_step_s: float | None = None
+    noise_seed: int = 0
+    parameters: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Simulator:
+    """The ``quadcopter_simulator`` section: the true plant and its integration.
+
+    ``kind`` ``'quadcopter'`` (the package's equations: ``plant`` integrated with
+    ``integrator`` in ``substeps`` steps; ``rotorpy`` None) or ``'rotorpy'`` (``rotorpy``
+    set; ``integrator``, ``substeps`` and ``plant`` None); ``layout`` and
+    ``command_rotors`` the command's meaning (see :mod:`~hybrid_mpc_ros.core.model.plant`).
+    """
+
+    integrator: str | None
+    substeps: int | None
+    plant: QuadParams | None
+    kind: str = 'quadcopter'
+    layout: str = '+'
+    command_rotors: tuple[int, ...] = IDENTITY_ROTORS
+    rotorpy: RotorPySettings | None = None
+
+    def build(self, period_s: float) -> Plant:
+        """Return the true plant stepped every ``period_s`` [s] (a new one per call)."""
+        if self.kind == 'rotorpy':
+            settings = self.rotorpy
+            return RotorPyPlant(settings.vehicle, dict(settings.parameters), settings.aero,
+                                settings.wind or (0.0, 0.0, 0.0), period_s,
+                                settings.inner_step_s, self.layout, self.command_rotors,
+                                settings.noise_seed, integration=settings.integration)
+        return Quadcopter(self.plant, period_s, self.substeps, self.integrator, self.layout,
+                          self.command_rotors)
+
+    def describe(self) -> dict:
+        """Return the plant as plain types (for model headers): kind, layout, its settings."""
+        out = {'kind': self.kind, 'layout': self.layout,
+               'command_rotors': list(self.command_rotors)}
+        if self.kind == 'rotorpy':
+            out['rotorpy'] = {name: (dict(value) if name == 'parameters' else
+                                     list(value) if isinstance(value, tuple) else value)
+                              for name, value in asdict(self.rotorpy).items()}
+        else:
+            out.update(plant=self.plant.as_dict(), integrator=self.integrator,
+                       substeps=self.substeps)
+        return out
 
 
 @dataclass(frozen=True)
 class Controller:
-    """The ``mpc_controller`` section: the horizon [steps] and the slack penalties."""
+    """The ``mpc_controller`` section: the horizon [steps] and the slack penalties.
+
+    ``disturbance_observer_gain``: None (the plain MPC) or the gain in (0, 1] of the
+    offset-free MPC's disturbance observer (:mod:`~hybrid_mpc_ros.core.mpc.offset_free`).
+    """
 
     horizon: int
     slack_quadratic: float
     slack_linear: float
+    disturbance_observer_gain: float | None = None
 
     def mpc_config(self, shared: Shared) -> MPCConfig:
         """Return the MPC's configuration with the shared period, boxes and input offset."""
