@@ -275,7 +275,7 @@ def main(scenario: str | None = None, iterations: int = 4, steps: int = 25,
         bench.close()
     print('bench faults: the wall-time half (realtime simulator, timer-triggered controller, '
           'fly_to_start tuner)', file=sys.stderr, flush=True)
-    vehicle = vehicle_faults.VehicleBench(setup, path, folder, iterations, steps)
+    vehicle = vehicle_faults.VehicleBench(folder, iterations)
     try:
         vehicle.run()
     finally:
