@@ -1,6 +1,7 @@
 """The wall-time half of ``hybrid-mpc bench faults``: a vehicle's graph, faults from the ground.
 
-A realtime simulator (no ``/clock``), the MPC controller on its wall-clock timer
+On the scenario :data:`SCENARIO` with offset-free tracking, a realtime simulator (no
+``/clock``), the MPC controller on its wall-clock timer
 (``use_sim_time`` false) and a tuner flying its episodes back to x0 (``start_mode:
 fly_to_start``, model-based: one episode per iteration), as on a vehicle, on a private
 domain. What the controller guarantees is read from its own step stamps (the stamps of
@@ -19,9 +20,12 @@ in order:
   the 5th step of the restarted tuner's first episode: no command gap over
   :data:`WATCH_S`; started again, it goes on with the run (from its checkpoint when it
   has one);
-* ``controller_killed_fly_to_start``: the controller SIGKILLed at the 5th step of the
-  next tuner's first episode and started again: the tuner says it restarted, settles
-  the vehicle again and finishes;
+* ``controller_killed_fly_to_start``: the controller SIGKILLed as the vehicle comes back
+  to x0 after the next tuner's first episode (its first sample within the settle
+  tolerances) and started again: the tuner says it restarted, settles the vehicle again
+  and finishes. (Killed mid-transfer, the vehicle flies the last command for the seconds
+  a restart takes and the restarted MPC does not recover it: a crash, which nothing on
+  the ground can prevent.)
 * ``tuner_exit_vehicle``: the tuner's normal exit at the end: no command gap over
   :data:`WATCH_S`.
 """
