@@ -15,14 +15,31 @@ by episode (an episode is counted when its first step from x0 goes by):
   the restart and push theta again ("the controller restarted");
 * the episode after that: odometry with NaN, Inf, a zero and a non-unit quaternion and a
   stamp going backwards published on ``odom``; the (new) controller must refuse all of
-  them (its ``rejected_odometry`` diagnostic).
+  them (its ``rejected_odometry`` diagnostic);
+* episodes 6 and 7: simulated time jumps, ``/clock`` published from here 1000 s ahead
+  of the simulator's, then 10 s behind it (the simulator's next ``/clock`` jumps it
+  back each time): the controller must say so in its log ("jumped forward", "jumped
+  back") and go on (the run finishes, nothing lost). The controller's ``/clock``
+  subscription keeps one message, so the simulator's next ``/clock`` may replace the
+  injected one before it is taken (a jump the clock never made): the jump is published
+  again every 50 ms until the controller's log says it (``clock_publications``: how
+  many times). The graph's tuner runs on wall time (no ``use_sim_time``), so its clock
+  does not jump and nothing of its run depends on ``/clock``.
+
+Then the wall-time half (:mod:`~hybrid_mpc_ros.tools.vehicle_faults`): a realtime
+simulator, the controller on its timer and a ``fly_to_start`` tuner, with a storm from the
+ground, ``~/hold`` asked on wall time, the tuner interrupted (SIGINT), SIGKILLed and
+exiting normally (commands must never stop for a period or more: ``command_gaps_s``, from
+the controller's own step stamps), and the controller SIGKILLed and restarted under
+``fly_to_start``.
 
 The JSON last line has ``faults_injected``, ``faults_survived`` (a fault is survived
 when its expected reaction was observed and the run finished), ``bad_commands_emitted``
 (commands on ``rotor_speeds_cmd`` not finite or outside the rotor bounds),
 ``iterations_lost`` and ``iterations_duplicated`` (of the history CSV, every iteration
 must be there once; ``theta.csv`` is counted into them too), the reruns by kind, the
-wall time and where the logs are. It measures and prints; it asserts nothing.
+wall time and where the logs are; faults, lost and duplicated iterations and bad
+commands count both halves. It measures and prints; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -36,12 +53,16 @@ import time
 
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, run_name
 from hybrid_mpc_ros.tools import fault_injection as fi
-from hybrid_mpc_ros.tools import processes
+from hybrid_mpc_ros.tools import processes, vehicle_faults
 from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_int
 from hybrid_mpc_ros.tools.graph import TuningGraph
 
 TUNER_KILL_EPISODE, CONTROLLER_KILL_EPISODE, KILL_STEP = 8, 11, 10
 ODOMETRY_STEP = 5
+# episode -> (fault, /clock relative to the newest odometry stamp [s]), at CLOCK_STEP
+CLOCK_JUMPS = {6: ('clock_jump_forward', 1000.0), 7: ('clock_jump_backward', -10.0)}
+CLOCK_STEP = 5
+CLOCK_REPEAT_S, CLOCK_REPEATS = 0.05, 40
 TUNER_SETTINGS = {'message_timeout_s': 2.0, 'service_timeout_s': 2.0,
                   'max_episode_retries': 8, 'resume': True}
 
@@ -75,6 +96,12 @@ class _Bench:
         config = setup.mpc_config
         self.commands = fi.CommandWatch(self.node, config.u_min, config.u_max)
         self.odom_pub = self.node.create_publisher(Odometry, 'odom', 10)
+        from rosgraph_msgs.msg import Clock
+        self.clock_pub = self.node.create_publisher(Clock, '/clock', 10)
+        self.clock_jumps = []                # (fault, controller start, tuner start)
+        self.pending_jump = None             # (fault, last published [s], times published)
+        self.log_offset = 0                  # the controller's log before the pending jump
+        self.jump_publications = {}          # fault -> (times published, the log says so)
         self.newest_odom_ns = 0
         self.node.create_subscription(Odometry, 'odom', self._on_odom, 10)
         self.rejected_odometry = {}          # controller start -> newest diagnostic count
@@ -107,12 +134,51 @@ class _Bench:
             os.kill(self.nodes[name].pid, signal.SIGKILL)
             self.events.append((episode, f'{name}_killed'))
             self.restart.append(name)
+        elif step == CLOCK_STEP and episode in CLOCK_JUMPS and \
+                CLOCK_JUMPS[episode][0] not in [fault for fault, *_ in self.clock_jumps]:
+            from builtin_interfaces.msg import Time
+            from rosgraph_msgs.msg import Clock
+            fault, offset_s = CLOCK_JUMPS[episode]
+            sec, nanosec = divmod(max(self.newest_odom_ns + round(offset_s * 1e9), 0),
+                                  1_000_000_000)
+            self.clock_pub.publish(Clock(clock=Time(sec=sec, nanosec=nanosec)))
+            self.clock_jumps.append((fault, self.starts.get('controller', 1),
+                                     self.starts.get('tuner', 1)))
+            self.pending_jump = (fault, time.monotonic(), 1)
+            self.log_offset = len(self.nodes['controller'].log_text())
         elif (step == ODOMETRY_STEP and episode > CONTROLLER_KILL_EPISODE
               and self.odometry_episode is None and self.starts.get('controller') == 2):
             self.odometry_episode = episode
             for kind, msg in fi.bad_odometry(self.setup.x0, self.newest_odom_ns):
                 self.odom_pub.publish(msg)
                 self.odometry_faults.append(kind)
+
+    def _repeat_jump(self):
+        """Publish the pending jump again until the controller's log says it saw it.
+
+        The controller's /clock subscription keeps one message (rclpy's), so in lockstep
+        the simulator's next /clock can replace the injected one before it is taken: a
+        jump the clock never made. Published again every :data:`CLOCK_REPEAT_S`, at most
+        :data:`CLOCK_REPEATS` times.
+        """
+        if self.pending_jump is None:
+            return
+        fault, last, count = self.pending_jump
+        said = 'jumped forward' if fault.endswith('forward') else 'jumped back'
+        controller = self.nodes['controller']
+        seen = said in controller.log_text()[self.log_offset:]
+        if seen or count >= CLOCK_REPEATS:
+            self.pending_jump = None
+            self.jump_publications[fault] = (count, seen)
+            return
+        if time.monotonic() - last >= CLOCK_REPEAT_S:
+            from builtin_interfaces.msg import Time
+            from rosgraph_msgs.msg import Clock
+            offset_s = dict(CLOCK_JUMPS.values())[fault]
+            sec, nanosec = divmod(max(self.newest_odom_ns + round(offset_s * 1e9), 0),
+                                  1_000_000_000)
+            self.clock_pub.publish(Clock(clock=Time(sec=sec, nanosec=nanosec)))
+            self.pending_jump = (fault, time.monotonic(), count + 1)
 
     def spin(self, seconds):
         deadline = time.monotonic() + seconds
@@ -124,6 +190,7 @@ class _Bench:
         started = time.monotonic()
         while True:
             self.executor.spin_once(timeout_sec=0.02)
+            self._repeat_jump()
             while self.restart:
                 name = self.restart.pop(0)
                 process = self.nodes[name]
@@ -148,9 +215,12 @@ class _Bench:
         self.context.try_shutdown()
 
     def tuner_logs(self):
+        return self.role_logs('tuner')
+
+    def role_logs(self, role):
         texts = []
-        for count in range(1, self.starts.get('tuner', 0) + 1):
-            with open(self.graph.log_path('tuner', count), errors='replace') as f:
+        for count in range(1, self.starts.get(role, 0) + 1):
+            with open(self.graph.log_path(role, count), errors='replace') as f:
                 texts.append(f.read())
         return texts
 
@@ -179,6 +249,8 @@ def evaluate(bench, iterations, config) -> dict:
     rejected = bench.rejected_odometry.get(2, 0)
     for index, kind in enumerate(bench.odometry_faults):
         survived[f'odometry_{kind}'] = index < rejected
+    for fault, _, _ in bench.clock_jumps:
+        survived[fault] = bench.jump_publications.get(fault, (0, False))[1]
     injected = len(survived)
     return {
         'faults_injected': injected,
@@ -190,9 +262,36 @@ def evaluate(bench, iterations, config) -> dict:
         'faults': {key: bool(ok and finished) for key, ok in survived.items()},
         'commands_seen': bench.commands.count,
         'reruns_logged': len(re.findall(r'discarded \(', joined)),
+        'clock_publications': {fault: count for fault, (count, _)
+                               in bench.jump_publications.items()},
         'rejected_odometry': rejected,
         'iterations': iterations,
     }
+
+
+def add_vehicle(result: dict, vehicle, iterations: int) -> dict:
+    """Count the wall-time half's faults into ``result`` (same keys; its details apart)."""
+    out = vehicle.params['output_dir']
+    counts = [fi.iteration_rows(os.path.join(out, f'model_based.{suffix}'), iterations)
+              for suffix in ('csv', 'theta.csv')]
+    lost = max(count['lost'] for count in counts)
+    duplicated = max(count['duplicated'] for count in counts)
+    faults = dict(result['faults'])
+    for name in vehicle_faults.FAULTS:
+        faults[name] = bool(vehicle.survived.get(name, False) and not lost and not duplicated)
+    result.update({
+        'faults_injected': len(faults),
+        'faults_survived': sum(faults.values()),
+        'bad_commands_emitted': result['bad_commands_emitted'] + len(vehicle.commands.bad),
+        'iterations_lost': result['iterations_lost'] + lost,
+        'iterations_duplicated': result['iterations_duplicated'] + duplicated,
+        'faults': faults,
+        'finished': result['finished'] and vehicle.notes.get('tuner_exit_status') == 0,
+        'vehicle': {'command_gaps_s': vehicle.gaps, 'commands_seen': vehicle.commands.count,
+                    'iterations_lost': lost, 'iterations_duplicated': duplicated,
+                    **vehicle.notes},
+    })
+    return result
 
 
 def main(scenario: str | None = None, iterations: int = 4, steps: int = 25,
@@ -206,13 +305,23 @@ def main(scenario: str | None = None, iterations: int = 4, steps: int = 25,
           f'in lockstep, faults from outside; logs in {folder}/logs', file=sys.stderr,
           flush=True)
     bench = _Bench(setup, path, folder, iterations, steps)
+    started = time.monotonic()
     try:
-        wall = bench.run(timeout_s)
+        bench.run(timeout_s)
         result = evaluate(bench, iterations, config)
     finally:
         bench.close()
-    result.update({'wall_s': round(wall, 2), 'domain_id': bench.domain_id,
-                   'logs': bench.log_dir})
+    print('bench faults: the wall-time half (realtime simulator, timer-triggered controller, '
+          'fly_to_start tuner)', file=sys.stderr, flush=True)
+    vehicle = vehicle_faults.VehicleBench(folder, iterations)
+    try:
+        vehicle.run()
+    finally:
+        vehicle.close()
+    result = add_vehicle(result, vehicle, iterations)
+    result.update({'wall_s': round(time.monotonic() - started, 2),
+                   'domain_id': bench.domain_id, 'logs': bench.log_dir,
+                   'vehicle_logs': vehicle.log_dir})
     for key, ok in result['faults'].items():
         print(f'bench faults: {key}: {"survived" if ok else "NOT survived"}', file=sys.stderr)
     print(json.dumps(result))
@@ -225,8 +334,11 @@ def add_arguments(parser) -> None:
         'Run the three node processes of hybrid-mpc tune in lockstep and inject faults '
         'from outside: broken sensitivity messages (dropped, duplicated, swapped, stale '
         'revision, corrupted), the tuner and the controller SIGKILLed mid-episode and '
-        'restarted, invalid odometry. Report faults_injected, faults_survived, '
-        'bad_commands_emitted, iterations_lost and iterations_duplicated.')
+        'restarted, invalid odometry, simulated time jumping; then on wall time (realtime '
+        'simulator, fly_to_start tuner): a storm from the ground, ~/hold, the tuner '
+        'interrupted, killed and exiting, the controller killed and restarted. Report '
+        'faults_injected, faults_survived, bad_commands_emitted, iterations_lost and '
+        'iterations_duplicated.')
     add_scenario_argument(parser)
     parser.add_argument('--iterations', type=positive_int, default=4,
                         help='iterations (default: %(default)s; the faults need at least 4)')

@@ -382,10 +382,12 @@ class FlyToStart(StartProcedure):
         if stamp_ns - attempt.settled_since < self.settle_ns:
             return []
         # the revision the controller flies now: the samples of the settled window (their
-        # odometry came after the go_to_start answer); wait for one if none came yet
+        # odometry came after the go_to_start answer)
         revision = session.seen.revision_since(attempt.settled_since)
         if revision is None:
-            return []
+            # none in the window (seen on wall time, cause not found): the newest ever, as
+            # before, which misses a restarted controller until its revisions catch up
+            revision = session.seen.revision
         actions = []
         if self.flown_revision is not None and revision < self.flown_revision:
             actions.append(Log('warn', f'the controller restarted (its theta revision is '
