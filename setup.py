@@ -16,9 +16,11 @@ setup(
         ('share/' + PACKAGE, ['package.xml']),
         (os.path.join('share', PACKAGE, 'launch'), glob('launch/*.launch.py')),
         (os.path.join('share', PACKAGE, 'config'), glob('config/*.yaml') + glob('config/*.npz')),
-        (os.path.join('share', PACKAGE, 'config', 'scenarios'), glob('config/scenarios/*.yaml')),
-        (os.path.join('share', PACKAGE, 'config', 'scenarios', 'robustness'),
-         glob('config/scenarios/robustness/*.yaml')),
+    ] + [
+        # every scenario folder: config/scenarios and its families (robustness/, rotorpy/)
+        (os.path.join('share', PACKAGE, folder), glob(os.path.join(folder, '*.yaml')))
+        for folder in sorted({os.path.dirname(path) for path in
+                              glob('config/scenarios/**/*.yaml', recursive=True)})
     ],
     install_requires=['setuptools'],
     zip_safe=True,

@@ -17,13 +17,12 @@ PATH="$venv/bin:$PATH" "$venv/bin/colcon" build --event-handlers console_direct-
 prefix="$ws/install/hybrid_mpc_ros"
 fail=0
 need() { if [ -e "$1" ]; then echo "ok       ${1#$ws/}"; else echo "MISSING  ${1#$ws/}"; fail=1; fi; }
-for exe in simulator_node lqr_controller_node mpc_controller_node tuner_node hybrid-mpc; do need "$prefix/lib/hybrid_mpc_ros/$exe"; done
+for exe in simulator_node lqr_controller_node mpc_controller_node tuner_node flight_recorder_node hybrid-mpc; do need "$prefix/lib/hybrid_mpc_ros/$exe"; done
 need "$prefix/share/ament_index/resource_index/packages/hybrid_mpc_ros"
 need "$prefix/share/hybrid_mpc_ros/package.xml"
 for f in "$here"/launch/*.launch.py; do need "$prefix/share/hybrid_mpc_ros/launch/$(basename "$f")"; done
 for f in "$here"/config/*.yaml "$here"/config/*.npz; do need "$prefix/share/hybrid_mpc_ros/config/$(basename "$f")"; done
-for f in "$here"/config/scenarios/*.yaml; do need "$prefix/share/hybrid_mpc_ros/config/scenarios/$(basename "$f")"; done
-for f in "$here"/config/scenarios/robustness/*.yaml; do need "$prefix/share/hybrid_mpc_ros/config/scenarios/robustness/$(basename "$f")"; done
+for f in $(cd "$here" && find config/scenarios -name '*.yaml' | sort); do need "$prefix/share/hybrid_mpc_ros/$f"; done
 # what `ros2 run hybrid_mpc_ros hybrid-mpc --help` would execute, with the workspace sourced
 ( set +u; . "$ws/install/setup.sh"; "$prefix/lib/hybrid_mpc_ros/hybrid-mpc" --help > "$ws/help.txt" ) \
   && echo "ok       lib/hybrid_mpc_ros/hybrid-mpc --help runs from the colcon install" \
@@ -34,6 +33,11 @@ for f in "$here"/config/scenarios/robustness/*.yaml; do need "$prefix/share/hybr
     --steps 20 --fd-steps 1 > "$ws/bench.txt" 2>&1 ) \
   && echo "ok       lib/hybrid_mpc_ros/hybrid-mpc bench mpc runs from the colcon install" \
   || { echo "FAILED   hybrid-mpc bench mpc from the colcon install"; tail -20 "$ws/bench.txt"; fail=1; }
+# a scenario of a family folder (rotorpy/) is found in the install too
+( set +u; . "$ws/install/setup.sh"; cd "$ws"; "$prefix/lib/hybrid_mpc_ros/hybrid-mpc" identify \
+    --scenario rotorpy/hummingbird --specs-only --out "$ws/hummingbird_specs.npz" > "$ws/identify.txt" 2>&1 ) \
+  && echo "ok       lib/hybrid_mpc_ros/hybrid-mpc identify --scenario rotorpy/hummingbird from the colcon install" \
+  || { echo "FAILED   hybrid-mpc identify --scenario rotorpy/hummingbird from the colcon install"; tail -20 "$ws/identify.txt"; fail=1; }
 ( set +u; . "$ws/install/setup.sh"; "$venv/bin/python" -c "from ament_index_python.packages import get_package_share_directory as g; print(g('hybrid_mpc_ros'))" ) \
   || { echo "FAILED   ament index lookup"; fail=1; }
 exit $fail
