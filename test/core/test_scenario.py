@@ -5,6 +5,7 @@ the file and the key. The ROS test checks that rcl, which parses the same file f
 nodes, reads every value with the same type the loader checked.
 """
 
+import glob
 import math
 import os
 
@@ -452,16 +453,23 @@ def test_ros_reads_every_value_as_the_loader_checked_it(name):
         rclpy.try_shutdown(context=context)
 
 
-def test_setup_installs_the_scenarios():
+def test_setup_installs_the_scenarios(monkeypatch):
+    """setup.py's data files hold every scenario file, families included, where it belongs."""
+    import runpy
+    import setuptools
     root = os.path.dirname(paths.source_config_dir())
-    with open(os.path.join(root, 'setup.py')) as stream:
-        text = stream.read()
-        assert "glob('config/scenarios/*.yaml')" in text
-        assert "glob('config/scenarios/robustness/*.yaml')" in text
+    captured = {}
+    monkeypatch.setattr(setuptools, 'setup', lambda **kwargs: captured.update(kwargs))
+    monkeypatch.chdir(root)
+    runpy.run_path(os.path.join(root, 'setup.py'))
+    installed = {os.path.join(folder, os.path.basename(name))
+                 for folder, names in captured['data_files'] for name in names}
+    scenarios = glob.glob('config/scenarios/**/*.yaml', recursive=True)
+    assert any(os.sep + 'rotorpy' + os.sep in name for name in scenarios)
+    for name in scenarios:
+        assert os.path.join('share', 'hybrid_mpc_ros', name) in installed, name
     with open(os.path.join(root, 'scripts', 'colcon_check.sh')) as stream:
-        text = stream.read()
-        assert 'config/scenarios/*.yaml' in text
-        assert 'config/scenarios/robustness/*.yaml' in text
+        assert "find config/scenarios -name '*.yaml'" in stream.read()
 
 
 def test_loading_a_scenario_imports_no_ros():
