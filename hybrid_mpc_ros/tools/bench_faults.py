@@ -16,7 +16,9 @@ by episode (an episode is counted when its first step from x0 goes by):
 * the episode after that: odometry with NaN, Inf, a zero and a non-unit quaternion and a
   stamp going backwards published on ``odom``; the (new) controller must refuse all of
   them (its ``rejected_odometry`` diagnostic);
-* episodes 6 and 7: simulated time jumps, ``/clock`` published from here 1000 s ahead
+* from episodes 6 and 7 on, one after the other (the second only once the first is
+  settled, so it never replaces a jump the controller has not taken yet): simulated
+  time jumps, ``/clock`` published from here 1000 s ahead
   of the simulator's, then 10 s behind it (the simulator's next ``/clock`` jumps it
   back each time): the controller must say so in its log ("jumped forward", "jumped
   back") and go on (the run finishes, nothing lost). The controller's ``/clock``
@@ -59,7 +61,8 @@ from hybrid_mpc_ros.tools.graph import TuningGraph
 
 TUNER_KILL_EPISODE, CONTROLLER_KILL_EPISODE, KILL_STEP = 8, 11, 10
 ODOMETRY_STEP = 5
-# episode -> (fault, /clock relative to the newest odometry stamp [s]), at CLOCK_STEP
+# first episode -> (fault, /clock relative to the newest odometry stamp [s]), injected at
+# CLOCK_STEP or later of that episode or a later one, once the jump before is settled
 CLOCK_JUMPS = {6: ('clock_jump_forward', 1000.0), 7: ('clock_jump_backward', -10.0)}
 CLOCK_STEP = 5
 CLOCK_REPEAT_S, CLOCK_REPEATS = 0.05, 40
@@ -134,11 +137,11 @@ class _Bench:
             os.kill(self.nodes[name].pid, signal.SIGKILL)
             self.events.append((episode, f'{name}_killed'))
             self.restart.append(name)
-        elif step == CLOCK_STEP and episode in CLOCK_JUMPS and \
-                CLOCK_JUMPS[episode][0] not in [fault for fault, *_ in self.clock_jumps]:
+        elif step >= CLOCK_STEP and self.pending_jump is None and \
+                self._next_jump(episode) is not None:
             from builtin_interfaces.msg import Time
             from rosgraph_msgs.msg import Clock
-            fault, offset_s = CLOCK_JUMPS[episode]
+            fault, offset_s = self._next_jump(episode)
             sec, nanosec = divmod(max(self.newest_odom_ns + round(offset_s * 1e9), 0),
                                   1_000_000_000)
             self.clock_pub.publish(Clock(clock=Time(sec=sec, nanosec=nanosec)))
@@ -152,6 +155,19 @@ class _Bench:
             for kind, msg in fi.bad_odometry(self.setup.x0, self.newest_odom_ns):
                 self.odom_pub.publish(msg)
                 self.odometry_faults.append(kind)
+
+    def _next_jump(self, episode):
+        """Return the next clock jump ``(fault, offset [s])`` due by ``episode``, or None.
+
+        The jumps are injected in order, one at a time: the next only once the last one's
+        repetitions are over (so a later jump never replaces one the controller has not
+        taken yet), from its episode on.
+        """
+        injected = [fault for fault, *_ in self.clock_jumps]
+        for first_episode, (fault, offset_s) in sorted(CLOCK_JUMPS.items()):
+            if fault not in injected:
+                return (fault, offset_s) if episode >= first_episode else None
+        return None
 
     def _repeat_jump(self):
         """Publish the pending jump again until the controller's log says it saw it.
