@@ -70,6 +70,10 @@ class CommandHealth:
         """Seconds since the last command (since the start when none came yet)."""
         return now - (self.started if self.last_command is None else self.last_command)
 
+    def lost(self, now: float) -> bool:
+        """Whether the controller counts as lost at ``now``: realtime, silent past the timeout."""
+        return self.realtime and 0.0 < self.command_timeout_s < self.silence(now)
+
     def command_received(self, now: float) -> float | None:
         """Record a command at ``now``; return the silence it ended if that was reported."""
         ended = None
@@ -127,7 +131,7 @@ class CommandHealth:
                                    f'clamped to [{low:g}, {high:g}] rad/s in the last '
                                    f'{window:.0f} s'))
         silence = self.silence(now)
-        if self.realtime and 0.0 < self.command_timeout_s < silence:
+        if self.lost(now):
             problems.append((WARN, f'no rotor command for {silence:.1f} s (timeout '
                                    f'{self.command_timeout_s:g} s)'))
         return problems

@@ -60,6 +60,14 @@ Clock modes (parameter ``clock_mode``; ``realtime`` is the default everywhere: t
   controller that subscribed late still receives a first state. Waiting for commands is
   normal here (a tuner between episodes), so silence is not a warning.
 
+What a vehicle does when the controller falls silent in realtime mode is
+``command_loss_action``: ``hold_command`` (the default) integrates the last command, as a
+bare airframe would; ``hover_in_place`` stands in for a vehicle's own autopilot taking
+over (PX4 does when offboard setpoints stop), idealised: from ``command_timeout_s`` of
+silence on, the vehicle hovers level and still where it was until commands resume. A
+controller that is restarted takes seconds to command again; holding its last command
+that long, a hovering vehicle may tip over, depending on that command.
+
 Parameters that may change at runtime: ``initial_state`` (used by the next ``~/reset``),
 ``command_timeout_s`` and rclpy's ``use_sim_time``; every other one is read-only.
 
@@ -87,6 +95,7 @@ from std_srvs.srv import Trigger
 
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import ConfigError, flatten, load_node_params
+from hybrid_mpc_ros.core.learning.live_session import hover_reference
 from hybrid_mpc_ros.core.model.frames import state_to_odometry_arrays
 from hybrid_mpc_ros.core.model.quadcopter import INTEGRATORS, NX
 from hybrid_mpc_ros.core.param_schema import boolean, flat_specs, floating, ParameterFile, text
@@ -98,6 +107,7 @@ from hybrid_mpc_ros.ros.simulator_health import CommandHealth
 
 NODE_NAME = 'quadcopter_simulator'
 CLOCK_MODES = ('lockstep', 'realtime')
+COMMAND_LOSS_ACTIONS = ('hold_command', 'hover_in_place')
 DEFAULT_CLOCK_MODE = 'realtime'
 # the profile rclcpp::ClockQoS uses: best effort, keep last 1
 CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -191,6 +201,11 @@ RUNTIME = {
         'realtime mode: report a missing controller after this long without a rotor '
         'command [s] (wall): WARN diagnostics, and a warning log after 1x, 2x, 4x... this '
         'silence. The last command stays held. 0 disables both')),
+    'command_loss_action': text(COMMAND_LOSS_ACTIONS, description=(
+        "realtime mode, after command_timeout_s without a rotor command: 'hold_command' "
+        "integrates the last command (what a bare airframe does); 'hover_in_place' stands "
+        "in for a vehicle's autopilot taking over (as PX4 does when offboard setpoints "
+        'stop): the vehicle hovers, level and still, where it was until commands resume')),
     'lockstep_republish_s': floating(0.0, maximum=60.0, description=(
         'lockstep mode: re-publish the current odom and clock, without advancing, when no '
         'command came for this long [s] (wall). 0 disables')),
@@ -230,6 +245,8 @@ class SimulatorNode(Node):
         self._steps = 0
         self._sim_time_ns = 0
         self._diverged_at_step = None
+        self._hover_on_loss = param('command_loss_action').value == 'hover_in_place'
+        self._hovering = False      # hovering in place for a lost controller
         self._last_activity_wall = time.monotonic()
         self._health = CommandHealth(
             self._last_activity_wall, param('command_timeout_s').value,
@@ -354,6 +371,7 @@ class SimulatorNode(Node):
                 command = np.clip(command, self._omega_min, self._omega_max)
             self._command = command
         ended = health.command_received(now)
+        self._hovering = False
         if ended is not None:
             self.get_logger().info(f'rotor commands resumed on {self._command_sub.topic_name} '
                                    f'after {ended:.1f} s without')
@@ -362,15 +380,42 @@ class SimulatorNode(Node):
             self._advance()
 
     def _on_realtime_tick(self) -> None:
-        silence = self._health.silence_to_report(time.monotonic())
+        now = time.monotonic()
+        silence = self._health.silence_to_report(now)
         if silence is not None:
             held = ('the hover input' if self._health.last_command is None
                     else 'the last command')
+            doing = ('hovering in place (command_loss_action hover_in_place)'
+                     if self._hover_on_loss else f'integrating {held}')
             self.get_logger().warning(
                 f'no rotor command on {self._command_sub.topic_name} for {silence:.1f} s: '
-                f'is a controller running? Integrating {held}; next reminder after '
+                f'is a controller running? {doing.capitalize()}; next reminder after '
                 f'{self._health.next_report_s:.0f} s of silence')
-        self._advance()
+        if self._hover_on_loss and self._health.lost(now):
+            self._hover_in_place()
+        else:
+            self._advance()
+
+    def _hover_in_place(self) -> None:
+        """One period of a lost controller with command_loss_action hover_in_place.
+
+        The vehicle's autopilot, idealised: from the first such period on, the vehicle
+        hovers level and still where it was (position and yaw kept), the plant's hidden
+        states at hover (:meth:`Plant.reset`), the hover input held; time goes on.
+        """
+        if not self._hovering:
+            self._hovering = True
+            self._state = hover_reference(self._state)
+            self._plant.reset(self._state)
+            self._command = self._plant.hover_input
+            x, y, z = self._state[0:3]
+            self.get_logger().warning(
+                f'controller lost: hovering in place at ({x:.2f}, {y:.2f}, {z:.2f}) m until '
+                'rotor commands resume')
+        self._steps += 1
+        self._sim_time_ns += self._period_ns
+        self._update_stamp()
+        self._publish_state()
 
     def _on_republish_tick(self) -> None:
         now = time.monotonic()
@@ -419,6 +464,7 @@ class SimulatorNode(Node):
         self._plant.reset(self._state)
         self._command = self._plant.hover_input
         self._diverged_at_step = None
+        self._hovering = False      # still lost: the next period hovers at the reset state
         self._last_activity_wall = time.monotonic()
         self._update_stamp()
         self._publish_state()

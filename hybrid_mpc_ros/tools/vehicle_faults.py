@@ -23,9 +23,11 @@ in order:
 * ``controller_killed_fly_to_start``: the controller SIGKILLed as the vehicle comes back
   to x0 after the next tuner's first episode (its first sample within the settle
   tolerances) and started again: the tuner says it restarted, settles the vehicle again
-  and finishes. (Killed mid-transfer, the vehicle flies the last command for the seconds
-  a restart takes and the restarted MPC does not recover it: a crash, which nothing on
-  the ground can prevent.)
+  and finishes. The simulator stands in for a vehicle whose autopilot hovers in place
+  while the controller is gone (``command_loss_action: hover_in_place``): a restart takes
+  2 to 3 s here, and a vehicle holding the last command that long tipped over in one
+  run of four beside a CPU hog (2026-12-07), after which the restarted MPC, planning
+  with a linear model, could not recover it.
 * ``tuner_exit_vehicle``: the tuner's normal exit at the end: no command gap over
   :data:`WATCH_S`.
 """
@@ -51,7 +53,7 @@ EPISODE_STEPS = 10
 EPISODE_SET = re.compile(r'revision (\d+): (.*) applied')
 # the roles' parameters on wall time, over the lockstep graph's (at every start). The
 # controller hovers at x0 until the tuner moves it, and episodes are short
-OVERRIDES = {'simulator': {'clock_mode': 'realtime'},
+OVERRIDES = {'simulator': {'clock_mode': 'realtime', 'command_loss_action': 'hover_in_place'},
              'controller': {'use_sim_time': False, 'trigger': 'timer'}}
 # the wall-time graph's scenario: mismatch_example with the offset-free MPC on (observer
 # gain OBSERVER_GAIN, written to a copy), which flies its transfer both ways in real time
@@ -159,8 +161,23 @@ class VehicleBench:
         while not done():
             if time.monotonic() > deadline:
                 raise TimeoutError(f'vehicle bench: no {what} within {timeout_s:g} s (logs in '
-                                   f'{self.log_dir})')
+                                   f'{self.log_dir}); the nodes\' last lines:\n'
+                                   + self.log_tails())
             self.executor.spin_once(timeout_sec=0.02)
+
+    def log_tails(self, lines: int = 12) -> str:
+        """Return the last ``lines`` lines of each node's current log, and whether it runs.
+
+        A failed run's logs are gone with its temporary folder (a test's, CI's): the error
+        carries what they said.
+        """
+        parts = []
+        for role, node in self.graph.nodes.items():
+            state = 'running' if node.alive() else f'exited with {node.returncode}'
+            tail = node.log_text().splitlines()[-lines:]
+            parts.append(f'--- {role} ({state}), {node.log_path}:\n'
+                         + '\n'.join(line[:300] for line in tail))
+        return '\n'.join(parts)
 
     def spin(self, seconds: float) -> None:
         """Spin for ``seconds`` of wall time."""
@@ -250,8 +267,7 @@ class VehicleBench:
         self.start('tuner')
         self._stop_tuner(signal.SIGINT, 'tuner_interrupted_vehicle')
         self._stop_tuner(signal.SIGKILL, 'tuner_killed_vehicle')
-        # killed mid-transfer the vehicle flies the last command for the restart's seconds
-        # (a crash nothing on the ground prevents): killed while it settles back at x0
+        # killed while it settles back at x0: the tuner's next start must notice the restart
         self.spin_until(self._settling(self._newest_revision()), 120.0,
                         'the vehicle settling at x0 before the controller kill')
         controller = self.graph.nodes['controller']

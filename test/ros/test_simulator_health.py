@@ -37,6 +37,15 @@ def test_no_silence_reports_in_lockstep_or_with_a_zero_timeout():
     assert CommandHealth(0.0, 0.5, realtime=False).problems(100.0) == []
 
 
+def test_the_controller_is_lost_past_the_timeout_in_realtime_only():
+    health = CommandHealth(started=10.0, command_timeout_s=0.5, realtime=True)
+    assert not health.lost(10.4) and health.lost(10.6)
+    health.command_received(10.6)
+    assert not health.lost(11.0) and health.lost(11.2)
+    assert not CommandHealth(0.0, 0.5, realtime=False).lost(100.0)
+    assert not CommandHealth(0.0, 0.0, realtime=True).lost(100.0)
+
+
 def test_levels_follow_the_counters_within_the_window():
     health = CommandHealth(0.0, 0.5, realtime=True, rotor_limits=(0.0, 630.0))
     health.command_received(0.9)

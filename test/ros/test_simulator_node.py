@@ -410,6 +410,33 @@ def test_missing_controller_is_reported_with_backoff_not_flooded(simulator, ros_
     assert status.message == 'running'
 
 
+def test_a_lost_controller_leaves_the_vehicle_hovering_in_place_when_asked(simulator,
+                                                                           ros_node):
+    """command_loss_action hover_in_place: level and still where it was, until commands."""
+    moving = X0.copy()                      # flying 0.2 m/s, tilted, turning
+    sim = simulator(params={'clock_mode': 'realtime', 'period_s': 0.02,
+                            'command_timeout_s': 0.2, 'initial_state': moving.tolist(),
+                            'command_loss_action': 'hover_in_place'})
+    driver = Driver(ros_node, sim)
+    driver.wait_ready()
+    assert ros_node.spin_until(lambda: 'controller lost: hovering in place' in sim.log_text(),
+                               5.0), sim.log_text()
+    count = len(driver.odoms)
+    assert ros_node.spin_until(lambda: len(driver.odoms) > count + 10, 3.0)
+    held = [odometry_to_state(msg) for msg in driver.odoms[count:]]
+    for x in held:
+        np.testing.assert_allclose(x, held[0], atol=1e-12)      # not integrated
+    # level, still, its yaw kept; where the silence found it (it flew 0.2 s at most)
+    np.testing.assert_allclose(held[0][3:8], 0.0, atol=1e-12)
+    np.testing.assert_allclose(held[0][9:12], 0.0, atol=1e-12)
+    assert abs(held[0][8] - moving[8]) < 0.05 and np.linalg.norm(held[0][0:3] - X0[0:3]) < 0.1
+    # a command ends it: the vehicle flies the command again (all rotors slow: it sinks)
+    for _ in range(10):
+        after = odometry_to_state(driver.send([300.0] * 4))
+    assert after[5] < -0.1, after
+    assert 'rotor commands resumed' in sim.log_text()
+
+
 def test_changing_command_timeout_after_a_warning_keeps_the_node_alive(simulator, ros_node):
     """Regression: rclpy raised in the timer when the warning's throttle period changed."""
     sim = simulator(params={'clock_mode': 'realtime', 'period_s': 0.02,

@@ -243,7 +243,7 @@ def test_bench_faults_survives_every_fault_it_injects(tmp_path):
     done = subprocess.run([sys.executable, '-m', 'hybrid_mpc_ros.tools.cli', 'bench', 'faults',
                            '--out', str(tmp_path)], capture_output=True, text=True,
                           timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-8000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result['faults_injected'] == 20 and result['faults_survived'] == 20, result
     assert result['bad_commands_emitted'] == 0 and result['rejected_odometry'] == 5
