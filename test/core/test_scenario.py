@@ -377,9 +377,20 @@ def test_tuner_rules_from_the_file(tmp_path):
      ('must be below 1',)),
     ('eta_rule', {'kind': 'agreement', 'beta': 0.9, 'prior': 2.0}, 'eta_rule.prior',
      ('must be <= 1',)),
+    ('zeroth_order', {'directions': 3, 'antithetic': True}, 'zeroth_order.directions',
+     ('must be even',)),
+    ('zeroth_order', {'directions': 0}, 'zeroth_order.directions', ('must be >= 1',)),
 ])
 def test_bad_tuner_rules(tmp_path, group, values, key, phrases):
     _expect(_rules_edit(tmp_path, group, values), f'hybrid_tuner.{key}', *phrases)
+
+
+def test_zeroth_order_directions_reach_the_tuning_configuration(tmp_path):
+    assert (scenario().tuning_config().zo_directions, scenario().tuning_config().zo_antithetic) \
+        == (1, False)
+    config = load_scenario(_rules_edit(tmp_path, 'zeroth_order', {
+        'directions': 4, 'antithetic': True})).tuning_config()
+    assert (config.zo_directions, config.zo_antithetic) == (4, True)
 
 
 def test_missing_tuner_rule_groups(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from hybrid_mpc_ros.core.learning import run, tuning
+from hybrid_mpc_ros.core.learning.gradients import averaged_zeroth_order_gradient
 from scenario_setup import scenario, tuning_setup
 
 STEPS = 12
@@ -74,6 +75,31 @@ def test_perturbed_request_is_theta_plus_delta_v(setup):
     assert perturbed.role == 'perturbed' and perturbed.iteration == 1
     step = perturbed.theta - base.theta
     assert np.linalg.norm(step) == pytest.approx(tuner.config.delta, rel=1e-6)
+
+
+@pytest.mark.parametrize('antithetic', [False, True])
+def test_m_directions_ask_m_perturbed_episodes_and_average_their_estimates(setup, antithetic):
+    model, theta0, episodes, cost = setup
+    config = dataclasses.replace(
+        scenario().tuning_config(method='zeroth_order', iterations=2, seed=11),
+        zo_directions=4, zo_antithetic=antithetic)
+    tuner = tuning.Tuner(config, None, model.jacobians, cost, theta0)
+    requests = []
+    rows = _drive(tuner, episodes, requests)
+    assert [(r.iteration, r.role) for r in requests] == [
+        (k, role) for k in (1, 2) for role in ['base'] + ['perturbed'] * 4]
+    base, perturbed = requests[0], requests[1:5]
+    steps = np.array([r.theta - base.theta for r in perturbed]) / config.delta
+    np.testing.assert_allclose(np.linalg.norm(steps, axis=1), 1.0, rtol=1e-6)
+    if antithetic:
+        np.testing.assert_allclose(steps[1], -steps[0], atol=1e-9)
+        np.testing.assert_allclose(steps[3], -steps[2], atol=1e-9)
+    # the estimate of iteration 1, rebuilt from the episodes the tuner asked for
+    costs = [cost(episodes(r.theta, False)) for r in perturbed]
+    g_zo = averaged_zeroth_order_gradient(costs, rows[0]['cost'], steps, config.delta)
+    assert rows[0]['grad_zo_norm'] == pytest.approx(np.linalg.norm(g_zo), rel=1e-6)
+    with pytest.raises(ValueError, match='even'):
+        dataclasses.replace(config, zo_directions=3, zo_antithetic=True)
 
 
 def _record(setup, theta, sensitivities=True):

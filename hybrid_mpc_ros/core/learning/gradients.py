@@ -3,7 +3,8 @@
 * :func:`model_based_gradient`: forward sensitivity recursion over the *measured*
   trajectory through a nominal model's Jacobians ``(G_x, G_u)``.
 * :func:`zeroth_order_gradient`: one-direction forward-difference estimate with a
-  direction uniform on the unit sphere.
+  direction uniform on the unit sphere; :func:`averaged_zeroth_order_gradient` the mean
+  of M of them (directions from :func:`zeroth_order_directions`, antithetic or not).
 * :func:`hybrid_direction`: their mix ``(1 - eta) G_zo + eta J_C``.
 """
 
@@ -106,6 +107,49 @@ def zeroth_order_gradient(cost_perturbed: float, cost_base: float, direction: np
                           delta: float) -> np.ndarray:
     """``G_zo = (n / delta) (C(theta + delta v) - C(theta)) v`` for v (n,) on the sphere."""
     return (direction.size / delta) * (cost_perturbed - cost_base) * direction
+
+
+def zeroth_order_directions(rng: np.random.Generator, dim: int, count: int,
+                            antithetic: bool = False) -> np.ndarray:
+    """Draw ``count`` directions (count, dim) for the zeroth-order estimate.
+
+    Independent and uniform on the sphere, or with ``antithetic`` in pairs ``v, -v``
+    (``count`` even; ``count / 2`` draws). One direction is exactly one
+    :func:`sample_unit_sphere` draw, so a run with one direction draws what it always did.
+    """
+    if count < 1 or (antithetic and count % 2):
+        raise ValueError(f'the zeroth-order estimate needs at least one direction, and an even '
+                         f'number when antithetic; got {count} (antithetic {antithetic})')
+    if not antithetic:
+        return np.array([sample_unit_sphere(rng, dim) for _ in range(count)])
+    halves = [sample_unit_sphere(rng, dim) for _ in range(count // 2)]
+    return np.array([v * sign for v in halves for sign in (1.0, -1.0)])
+
+
+def averaged_zeroth_order_gradient(costs_perturbed, cost_base: float, directions: np.ndarray,
+                                   delta: float) -> np.ndarray:
+    """Mean of :func:`zeroth_order_gradient` over the rows of ``directions`` (M, n).
+
+    ``costs_perturbed[i] = C(theta + delta v_i)``. Each term's expectation over v uniform
+    on the sphere is the gradient of the delta-smoothed cost ``C_delta(theta) = E_u
+    C(theta + delta u)`` (u uniform in the ball); so is their mean, whether the v_i are
+    independent or antithetic pairs (each row is still uniform on the sphere): the
+    estimate stays unbiased for the same target, which is what the method's convergence
+    conditions ask of it, and its variance (the second moment they bound) does not grow.
+    M independent directions divide the variance of the estimate by M. An antithetic
+    pair ``v, -v`` makes the term ``(n / (2 delta)) (C(theta + delta v) - C(theta -
+    delta v)) v``, a central difference: the base cost cancels (its noise with it) and the
+    curvature's bias of the forward difference, of order delta, goes to order delta^2.
+    With one direction this is :func:`zeroth_order_gradient` to the last bit.
+    """
+    directions = np.atleast_2d(np.asarray(directions, dtype=float))
+    costs = np.atleast_1d(np.asarray(costs_perturbed, dtype=float))
+    if costs.shape != (directions.shape[0],):
+        raise ValueError(f'{costs.size} perturbed costs for {directions.shape[0]} directions')
+    total = zeroth_order_gradient(costs[0], cost_base, directions[0], delta)
+    for cost, direction in zip(costs[1:], directions[1:]):
+        total = total + zeroth_order_gradient(cost, cost_base, direction, delta)
+    return total / len(costs)
 
 
 def hybrid_direction(g_zo: np.ndarray | None, j_c: np.ndarray | None,

@@ -36,7 +36,10 @@ class TuningConfig:
     exponent of the hybrid's mixing ``eta_k = 1/(k+1)^gamma`` with ``k`` counted from
     ``eta_first_k``; ``delta`` the zeroth-order smoothing radius; ``alpha`` the step-size
     schedule; ``episode_steps`` the episode length T; ``box_scale`` and ``box_abs_min`` the
-    Theta box around the start (:func:`theta.default_box`).
+    Theta box around the start (:func:`theta.default_box`). ``zo_directions`` (M, default
+    1: the paper's) perturbed episodes make each zeroth-order estimate, their mean; with
+    ``zo_antithetic`` they come in pairs ``v, -v`` (M even):
+    :func:`~hybrid_mpc_ros.core.learning.gradients.averaged_zeroth_order_gradient`.
     """
 
     method: str
@@ -49,12 +52,17 @@ class TuningConfig:
     seed: int
     box_scale: float
     box_abs_min: float
+    zo_directions: int = 1
+    zo_antithetic: bool = False
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f'method must be one of {METHODS}, got {self.method!r}')
         if self.iterations < 1 or self.episode_steps < 1 or not self.delta > 0:
             raise ValueError('iterations and episode_steps must be >= 1 and delta > 0')
+        if self.zo_directions < 1 or (self.zo_antithetic and self.zo_directions % 2):
+            raise ValueError(f'zo_directions must be >= 1, and even with zo_antithetic; got '
+                             f'{self.zo_directions} (antithetic {self.zo_antithetic})')
 
     def eta(self) -> Schedule:
         """Return the mixing schedule of this method."""

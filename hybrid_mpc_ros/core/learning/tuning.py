@@ -4,7 +4,8 @@ One iteration k::
 
     episode at theta_k             -> C(theta_k), J_C (model-based gradient)
     [guard: refuse -> theta_{k+1} = best theta, shorter steps, next iteration]
-    episode at theta_k + delta v   -> G_zo            (skipped unless the eta rule needs it)
+    episode at theta_k + delta v   -> G_zo            (skipped unless the eta rule needs it;
+                                                       M such episodes with M directions)
     d_k = (1 - eta_k) G_zo + eta_k J_C
     (step_k, alpha_k) = step_rule(k, d_k)             (the paper: step_k = alpha_k d_k)
     theta_{k+1} = Proj_Theta(theta_k - step_k)
@@ -20,7 +21,7 @@ the committed numbers to the last digit):
 
 **Rollbacks.** An iteration is *refused* when its base episode was aborted (the record's
 ``aborted``: an envelope abort on the vehicle), when the guard's verdict on the base
-episode's cost and violation is not empty, or when the perturbed episode was aborted.
+episode's cost and violation is not empty, or when a perturbed episode was aborted.
 A refused iteration makes no update and uses no gradient: theta goes back to the best
 theta, the step rule shrinks (``step_rule.shrink()``), ``state.guard_rollbacks`` counts
 it and its history row has ``rollback`` True and ``rollback_reason``. The next iteration
@@ -50,8 +51,9 @@ iteration's history row. The ROS tuner node calls them from its callbacks; offli
 sensitivities) -> EpisodeRecord`` (:func:`simulated_episodes`), so both are one
 implementation.
 
-The random direction v of iteration k is drawn when the base episode is told (and
-accepted: a refused iteration draws nothing), as the only draw of that iteration, so the
+The random direction v of iteration k (or its M directions, ``config.zo_directions``,
+asked for one perturbed episode after the other) is drawn when the base episode is told
+(and accepted: a refused iteration draws nothing), as the only draw of that iteration, so the
 sequence of draws (and every number of a run) does not depend on how long episodes take
 or where they come from. Checkpoints are written only after complete iterations; a run
 stopped between the base and the perturbed episode resumes by rerunning that iteration's
@@ -73,8 +75,8 @@ import numpy as np
 from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.learning.episode import EpisodeRecord, rollout
 from hybrid_mpc_ros.core.learning.gradients import (
-    hybrid_direction, Jacobians, model_based_gradient, sample_unit_sphere,
-    zeroth_order_gradient)
+    averaged_zeroth_order_gradient, hybrid_direction, Jacobians, model_based_gradient,
+    zeroth_order_directions)
 from hybrid_mpc_ros.core.learning.mixing import ScheduleEta
 from hybrid_mpc_ros.core.learning.objective import ClosedLoopCost
 from hybrid_mpc_ros.core.learning.run import (rule_record, save_checkpoint, TuningConfig,
@@ -91,7 +93,7 @@ class EpisodeRequest:
     ``theta`` (94,, read-only) is what the controller must run; ``sensitivities`` whether
     the record must carry the MPC's sensitivities (the model-based gradient needs them);
     ``role`` is ``'base'`` (at theta_k) or ``'perturbed'`` (at theta_k + delta v, which may
-    lie outside the Theta box by up to delta).
+    lie outside the Theta box by up to delta; M of them in turn with M directions).
     """
 
     iteration: int
@@ -116,7 +118,8 @@ class _Iteration:
     start: float
     request: EpisodeRequest
     base: dict | None = None        # cost parts, gradient and failures of the base episode
-    direction: np.ndarray | None = None
+    directions: np.ndarray | None = None    # (M, n) of the zeroth-order estimate
+    perturbed_costs: list | None = None     # C(theta + delta v_i) told so far
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -281,19 +284,28 @@ class Tuner:
                 pending.base['j_c'] = model_based_gradient(
                     record, self.cost, self.jacobians, self.observer_model)
             if pending.needs_zeroth:
-                pending.direction = sample_unit_sphere(self.rng, th.N_THETA)
-                pending.request = EpisodeRequest(
-                    pending.k, 'perturbed',
-                    _read_only(pending.theta + cfg.delta * pending.direction), False)
+                pending.directions = zeroth_order_directions(
+                    self.rng, th.N_THETA, cfg.zo_directions, cfg.zo_antithetic)
+                pending.perturbed_costs = []
+                pending.request = self._perturbed_request(pending)
                 return None
             return self._update(pending, None, None)
         if record.aborted:
             return self._rollback(pending, f'perturbed episode aborted: '
                                            f'{record.abort_reason}')
-        cost_perturbed = self.cost(record)
-        g_zo = zeroth_order_gradient(cost_perturbed, pending.base['cost'],
-                                     pending.direction, cfg.delta)
-        return self._update(pending, g_zo, cost_perturbed)
+        pending.perturbed_costs.append(self.cost(record))
+        if len(pending.perturbed_costs) < len(pending.directions):
+            pending.request = self._perturbed_request(pending)
+            return None
+        g_zo = averaged_zeroth_order_gradient(pending.perturbed_costs, pending.base['cost'],
+                                              pending.directions, cfg.delta)
+        return self._update(pending, g_zo, pending.perturbed_costs[0])
+
+    def _perturbed_request(self, pending: _Iteration) -> EpisodeRequest:
+        """The next perturbed episode: theta_k + delta v_i for the next direction i."""
+        direction = pending.directions[len(pending.perturbed_costs)]
+        return EpisodeRequest(pending.k, 'perturbed',
+                              _read_only(pending.theta + self.config.delta * direction), False)
 
     def _row(self, pending: _Iteration, new_theta: np.ndarray, **values) -> dict:
         """History row of iteration ``pending.k``; ``values`` fill the update's columns."""
@@ -328,8 +340,9 @@ class Tuner:
         slopes = {}
         if g_zo is not None and j_c is not None:
             # one scalar test of the model per iteration: measured vs predicted C' along v
+            # (the first direction's)
             slopes = {'slope_measured': (cost_perturbed - base['cost']) / self.config.delta,
-                      'slope_model': float(j_c @ pending.direction)}
+                      'slope_model': float(j_c @ pending.directions[0])}
             self.eta_rule.observe(pending.k, slopes['slope_measured'], slopes['slope_model'])
         if base['cost'] < state.best_cost:
             state.best_cost, state.best_theta = base['cost'], theta.copy()

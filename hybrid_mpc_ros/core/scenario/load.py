@@ -324,9 +324,21 @@ def _tuner(file: ParameterFile, tuner: dict) -> Tuner:
         method=tuner['method'], iterations=tuner['iterations'], gamma=tuner['gamma'],
         delta=tuner['delta'], alpha=alpha, eta_first_k=tuner['eta']['first_k'],
         episode_steps=tuner['episode_steps'], seed=tuner['seed'],
-        box_scale=tuner['theta_box']['scale'], box_abs_min=tuner['theta_box']['abs_min'])
+        box_scale=tuner['theta_box']['scale'], box_abs_min=tuner['theta_box']['abs_min'],
+        **_zeroth_order(file, tuner.get('zeroth_order', {})))
     return Tuner(tuning, rules, cost['terminal_weight'],
                  frozen(cost['pc']) if 'pc' in cost else None, cost['violation_weight'])
+
+
+def _zeroth_order(file: ParameterFile, values: dict) -> dict:
+    """The zeroth-order estimate's keys of :class:`TuningConfig` (unset: one direction)."""
+    directions = values.get('directions', 1)
+    antithetic = bool(values.get('antithetic', False))
+    if antithetic and directions % 2:
+        raise file.error('hybrid_tuner', 'zeroth_order.directions',
+                         f'must be even with zeroth_order.antithetic (pairs v, -v), got '
+                         f'{directions}')
+    return {'zo_directions': directions, 'zo_antithetic': antithetic}
 
 
 def _rules(file: ParameterFile, tuner: dict) -> TunerRules:

@@ -161,6 +161,14 @@ TUNER = {
         'power': floating(0.0, description='decay exponent of alpha_k'),
         'first_k': integer(0, description='k of the first iteration in alpha_k')},
     'eta': {'first_k': integer(0, description='k of the first iteration in eta_k')},
+    'zeroth_order': {
+        'directions': Optional(integer(1, description=(
+            'perturbed episodes per zeroth-order estimate M (their mean; unset: 1, the '
+            "paper's); an iteration that needs the estimate flies 1 + M episodes")).within(
+                high=1000)),
+        'antithetic': Optional(boolean(description=(
+            'the M directions come in pairs v, -v (central differences; M even); unset: '
+            'independent')))},
     'step_rule': {
         'kind': text(STEP_RULES, description=(
             "how a direction becomes a step: 'schedule' (the paper's alpha_k, in the cost's "
