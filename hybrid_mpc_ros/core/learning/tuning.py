@@ -302,7 +302,7 @@ class Tuner:
         return self._update(pending, g_zo, pending.perturbed_costs[0])
 
     def _perturbed_request(self, pending: _Iteration) -> EpisodeRequest:
-        """The next perturbed episode: theta_k + delta v_i for the next direction i."""
+        """Return the next perturbed episode: theta_k + delta v_i for the next direction i."""
         direction = pending.directions[len(pending.perturbed_costs)]
         return EpisodeRequest(pending.k, 'perturbed',
                               _read_only(pending.theta + self.config.delta * direction), False)

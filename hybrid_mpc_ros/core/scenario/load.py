@@ -331,7 +331,7 @@ def _tuner(file: ParameterFile, tuner: dict) -> Tuner:
 
 
 def _zeroth_order(file: ParameterFile, values: dict) -> dict:
-    """The zeroth-order estimate's keys of :class:`TuningConfig` (unset: one direction)."""
+    """Return the zeroth-order estimate's keys of :class:`TuningConfig` (unset: one)."""
     directions = values.get('directions', 1)
     antithetic = bool(values.get('antithetic', False))
     if antithetic and directions % 2:
