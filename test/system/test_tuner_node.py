@@ -212,25 +212,27 @@ def test_fly_to_start_waits_for_the_vehicle_to_settle(graph):
 
 
 def test_the_node_steps_guards_and_mixes_as_the_offline_tuning(graph, ros_node):
-    """Scale-free steps with a radius so large and a guard so tight that iteration 3 is refused.
+    """Scale-free steps with a radius so large and a guard so tight that iteration 5 is refused.
 
-    The offline run with the same values (known from it: iteration 3's episode costs more
-    than 1.01 x the best) is the reference: the same costs, the rollback, the same theta.
+    The zeroth-order estimates average two directions (three episodes an iteration). The
+    offline run with the same values (known from it: iteration 5's episode costs more than
+    1.01 x the best) is the reference: the same costs, the rollback, the same theta.
     """
     # the keys of a chosen kind are all given (a node has no values for them otherwise);
     # floor, warmup, cap, beta and prior are the settings for a new vehicle
     rules = {'step_rule': {'kind': 'scale_free', 'radius': 1.0, 'floor': 0.1, 'warmup': 10,
                            'cap': 1.0},
              'guard': {'enabled': True, 'cost_margin': 0.01},
-             'eta_rule': {'kind': 'agreement', 'beta': 0.9, 'prior': 1.0}}
-    iterations = 4
+             'eta_rule': {'kind': 'agreement', 'beta': 0.9, 'prior': 1.0},
+             'zeroth_order': {'directions': 2}}
+    iterations = 5
     run = graph(iterations=iterations, episode_steps=STEPS, **rules)
     run.wait_for_tuner(240.0)
     history = run.rows('csv')
-    assert [row['rollback'] for row in history] == ['False', 'False', 'True', 'False']
-    assert 'exceeds 1.01 x the best' in history[2]['rollback_reason']
-    assert [p['rollbacks'] for p in run.progress] == [0, 0, 1, 1]
-    assert 'ROLLBACK' in run.progress[2]['message']
+    assert [row['rollback'] for row in history] == ['False'] * 4 + ['True']
+    assert 'exceeds 1.01 x the best' in history[4]['rollback_reason']
+    assert [p['rollbacks'] for p in run.progress] == [0, 0, 0, 0, 1]
+    assert 'ROLLBACK' in run.progress[4]['message']
     assert 'ROLLBACK' in run.nodes['tuner'].log_text()
 
     values = node_defaults('hybrid_tuner', scenario_path('arxiv_v1'))
@@ -238,7 +240,8 @@ def test_the_node_steps_guards_and_mixes_as_the_offline_tuning(graph, ros_node):
                    'step_rule.kind': 'scale_free', 'step_rule.radius': 1.0,
                    'step_rule.floor': 0.1, 'step_rule.warmup': 10, 'step_rule.cap': 1.0,
                    'guard.enabled': True, 'guard.cost_margin': 0.01,
-                   'eta_rule.kind': 'agreement', 'eta_rule.beta': 0.9, 'eta_rule.prior': 1.0})
+                   'eta_rule.kind': 'agreement', 'eta_rule.beta': 0.9, 'eta_rule.prior': 1.0,
+                   'zeroth_order.directions': 2})
     settings = node_scenario('hybrid_tuner', values, 'offline')
     chosen = scenario('arxiv_v1')
     theta0 = settings.initial_theta()
@@ -249,6 +252,10 @@ def test_the_node_steps_guards_and_mixes_as_the_offline_tuning(graph, ros_node):
     for row, expected in zip(history, offline.history):
         assert abs(float(row['cost']) - expected['cost']) <= 1e-6 * expected['cost']
         assert float(row['eta']) == pytest.approx(expected['eta'], rel=1e-9)
+    assert settings.tuning.zo_directions == 2
+    episodes = run.rows('episodes.csv')
+    assert sum(row['role'] == 'perturbed' for row in episodes) == 2 * sum(
+        expected['grad_zo_norm'] is not None for expected in offline.history)
     _, state = load_checkpoint(run.out('checkpoint.json'))
     assert state.guard_rollbacks == offline.guard_rollbacks == 1
     np.testing.assert_allclose(state.theta, offline.theta, rtol=1e-6, atol=1e-9)
