@@ -245,7 +245,11 @@ def test_bench_faults_survives_every_fault_it_injects(tmp_path):
                           timeout=600)
     assert done.returncode == 0, done.stderr[-8000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result['faults_injected'] == 20 and result['faults_survived'] == 20, result
+    missed = [fault for fault, ok in result['faults'].items() if not ok]
+    assert result['faults_injected'] == 20 and not missed, (
+        f'not survived: {missed}; vehicle: {result["vehicle"]}; logs: '
+        f'{done.stderr[-4000:]}')
+    assert result['faults_survived'] == 20, result
     assert result['bad_commands_emitted'] == 0 and result['rejected_odometry'] == 5
     assert result['iterations_lost'] == 0 and result['iterations_duplicated'] == 0
     assert result['finished'], result
