@@ -7,11 +7,15 @@ to a rosbag2 MCAP directory (:class:`~hybrid_mpc_ros.core.model.flight_log.Fligh
 what ``ros2 bag record -s mcap`` would write for these two topics, so ``hybrid-mpc
 identify --from`` reads either.
 
-A message's log time is the wall clock (``time.time_ns()``) when its callback ran, even
-with ``use_sim_time``: :func:`~hybrid_mpc_ros.core.model.flight_log.segments` attributes a
-command to the odometry logged before it, and a lockstep simulator's ``/clock`` can reach
-the recorder after the odometry it stamps, which would tie them. The odometry's own stamp
-(simulated or vehicle time) is in its header.
+A message's log time is when its publisher sent it (the middleware's source timestamp,
+the publishing machine's wall clock; the recorder's wall clock when the middleware gives
+none), even with ``use_sim_time``:
+:func:`~hybrid_mpc_ros.core.model.flight_log.segments` attributes a command to the
+odometry logged before it, so the log times must order the two topics as they were sent
+(the recorder's own callback times do not when it runs short of CPU, and a lockstep
+simulator's ``/clock`` can reach the recorder after the odometry it stamps). The
+odometry's own stamp (simulated or vehicle time) is in its header. (``ros2 bag record``
+logs the receive time; its recordings are read the same way.)
 
 Parameters (read-only): ``output`` (the new directory; default ``flight_<date>_<time>``
 in the working directory), ``duration_s`` (stop after that many wall seconds; 0: until
@@ -78,11 +82,11 @@ class FlightRecorderNode(Node):
             self.get_logger().info(f'{topic}: {info.current_count} publisher(s) matched')
         return SubscriptionEventCallbacks(matched=log)
 
-    def _on_odometry(self, data: bytes) -> None:
-        self._writer.write_odometry_cdr(time.time_ns(), data)
+    def _on_odometry(self, data: bytes, info) -> None:
+        self._writer.write_odometry_cdr(sent_ns(info), data)
 
-    def _on_command(self, data: bytes) -> None:
-        self._writer.write_command_cdr(time.time_ns(), data)
+    def _on_command(self, data: bytes, info) -> None:
+        self._writer.write_command_cdr(sent_ns(info), data)
 
     def _finish(self) -> None:
         self.exit_status = 0
@@ -96,9 +100,22 @@ class FlightRecorderNode(Node):
         super().destroy_node()
 
 
+def sent_ns(info) -> int:
+    """Return when a message was sent [ns]: its source timestamp, else now (the recorder's clock).
+
+    The publisher's send time orders the two topics as they were sent, whatever the
+    recorder's lag: a recorder short of CPU takes the odometry and command queues in
+    turns, so its own callback times can put a command several steps away from the
+    odometry it answered (seen in lockstep beside a CPU hog: 3 commands of 1170 steps).
+    """
+    stamp = info.get('source_timestamp', 0) if info else 0
+    return int(stamp) if stamp > 0 else time.time_ns()
+
+
 def main(args=None) -> int:
     """Run the node until SIGINT/SIGTERM or its duration (console script)."""
-    return run_node(FlightRecorderNode, NODE_NAME, args)
+    # the single-threaded executor: this rclpy's EventsExecutor cannot pass message info
+    return run_node(FlightRecorderNode, NODE_NAME, args, events=False)
 
 
 if __name__ == '__main__':

@@ -156,7 +156,8 @@ class _CallbackErrors:
 
 def run_node(make_node, name: str, args: list[str] | None = None,
              max_callback_errors: int = MAX_CALLBACK_ERRORS,
-             callback_error_window_s: float = CALLBACK_ERROR_WINDOW_S) -> int:
+             callback_error_window_s: float = CALLBACK_ERROR_WINDOW_S,
+             events: bool = True) -> int:
     """Run the node ``make_node()`` builds until SIGINT or SIGTERM; return an exit status.
 
     0 after a clean stop, 1 after an invalid configuration, an internal error while
@@ -167,7 +168,9 @@ def run_node(make_node, name: str, args: list[str] | None = None,
     while a callback may still be publishing, which under load ends in ``RCLError:
     publisher's context is invalid`` tracebacks. Here a signal only sets a flag, the
     executor finishes its current callback (spinning with a 0.1 s timeout) and the node is
-    destroyed before rclpy shuts down.
+    destroyed before rclpy shuts down. ``events`` False: rclpy's single-threaded executor
+    whatever :func:`make_executor` would choose (a node whose callbacks take the message
+    info, which this rclpy's EventsExecutor cannot deliver).
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -200,7 +203,7 @@ def run_node(make_node, name: str, args: list[str] | None = None,
             print(f'{name}: internal error while starting (a bug, please report it):\n'
                   f'{traceback.format_exc()}', file=sys.stderr)
             return 1
-        executor = make_executor(SingleThreadedExecutor)
+        executor = make_executor(SingleThreadedExecutor) if events else SingleThreadedExecutor()
         executor.add_node(node)
         errors = _CallbackErrors(max_callback_errors, callback_error_window_s)
         while not stop_requested and rclpy.ok():

@@ -280,8 +280,10 @@ def segments(record: FlightRecord, period_s: float,
        *logged* after odometry k was logged and before odometry k+1 was (commands have no
        stamp; the controller answers the newest odometry, so this is the command sent
        for k, or under a timer trigger the one in force when step k ended). Log times
-       come from one clock, the recorder's, whatever the vehicle's clock is. A recorder
-       serving two topics may log them out of order (seen in lockstep, both ways): a
+       must come from one clock: the ``flight_recorder`` node's are the send times (the
+       publishers' clock), ``ros2 bag record``'s the receive times (the recorder's). A
+       recorder serving two topics may log them out of order (seen in lockstep, both
+       ways, with receive times): a
        step without a command next to a step with two takes the one of those that
        belongs to it, the first of the next step's or the second of the previous
        step's (counted as ``reordered_commands``).
