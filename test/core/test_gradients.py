@@ -101,6 +101,19 @@ def test_nominal_model_gradient_is_close_but_not_exact(setup):
     assert nominal @ exact > 0
 
 
+def _random_quadratic(rng, n):
+    """A convex quadratic C on R^n drawn from ``rng``, a point theta and grad C(theta)."""
+    root = rng.normal(size=(n, n)) / np.sqrt(n)
+    hess = root @ root.T + np.eye(n)
+    lin = rng.normal(size=n)
+
+    def quadratic(theta):
+        return 0.5 * theta @ hess @ theta + lin @ theta
+
+    theta = rng.normal(size=n)
+    return quadratic, theta, hess @ theta + lin
+
+
 def test_zeroth_order_estimate_is_unbiased_on_a_quadratic():
     """E[G_zo] = grad C for quadratic C (sphere smoothing leaves its gradient unchanged).
 
@@ -110,15 +123,7 @@ def test_zeroth_order_estimate_is_unbiased_on_a_quadratic():
     """
     rng = np.random.default_rng(5)
     n = th.N_THETA
-    root = rng.normal(size=(n, n)) / np.sqrt(n)
-    hess = root @ root.T + np.eye(n)
-    lin = rng.normal(size=n)
-
-    def quadratic(theta):
-        return 0.5 * theta @ hess @ theta + lin @ theta
-
-    theta = rng.normal(size=n)
-    grad = hess @ theta + lin
+    quadratic, theta, grad = _random_quadratic(rng, n)
     delta, draws = 1e-2, 20000
     base = quadratic(theta)
     samples = np.empty((draws, n))
@@ -180,15 +185,7 @@ def test_averaging_m_directions_keeps_the_mean_and_divides_the_variance_by_m():
     """
     rng = np.random.default_rng(6)
     n = 20
-    root = rng.normal(size=(n, n)) / np.sqrt(n)
-    hess = root @ root.T + np.eye(n)
-    lin = rng.normal(size=n)
-
-    def quadratic(theta):
-        return 0.5 * theta @ hess @ theta + lin @ theta
-
-    theta = rng.normal(size=n)
-    grad = hess @ theta + lin
+    quadratic, theta, grad = _random_quadratic(rng, n)
     delta, draws = 1e-2, 4000
     variances = {}
     for noise in (0.0, 0.05):
