@@ -1,9 +1,11 @@
 """Session-wide test setup: an isolated ROS domain on loopback, and a test-side node.
 
 Before any test runs, this process's environment gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=
-LOCALHOST`` and its own ``ROS_DOMAIN_ID`` (``HYBRID_MPC_TEST_DOMAIN_ID`` overrides the
-random pick), so DDS traffic stays on loopback and concurrent test runs do not mix. Nodes
-started with :func:`hybrid_mpc_ros.tools.processes.start_node` inherit both.
+LOCALHOST``, its own ``ROS_DOMAIN_ID`` (``HYBRID_MPC_TEST_DOMAIN_ID`` overrides the
+random pick) and ``FASTDDS_BUILTIN_TRANSPORTS=UDPv4``, so DDS traffic stays on loopback,
+concurrent test runs do not mix, and no test inherits the shared-memory state a node
+SIGKILLed by an earlier test left in ``/dev/shm``. Nodes started with
+:func:`hybrid_mpc_ros.tools.processes.start_node` inherit all three.
 
 Fixtures: ``rclpy_context`` (rclpy initialised once per session, on first use) and
 ``ros_node`` (a :class:`ProbeNode`: a test-side node with helpers that spin its own

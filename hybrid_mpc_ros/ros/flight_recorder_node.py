@@ -67,6 +67,7 @@ class FlightRecorderNode(Node):
             Float64MultiArray, values['command_topic'], self._on_command, QOS, raw=True,
             event_callbacks=self._matched(values['command_topic']))
         self._writer = FlightWriter(values['output'], odometry.topic_name, command.topic_name)
+        self._odometry_topic, self._command_topic = odometry.topic_name, command.topic_name
         self.output = values['output']
         self.exit_status = None
         if values['duration_s'] > 0.0:
@@ -84,9 +85,16 @@ class FlightRecorderNode(Node):
 
     def _on_odometry(self, data: bytes, info) -> None:
         self._writer.write_odometry_cdr(sent_ns(info), data)
+        self._first('odometry', self._odometry_topic)
 
     def _on_command(self, data: bytes, info) -> None:
         self._writer.write_command_cdr(sent_ns(info), data)
+        self._first('commands', self._command_topic)
+
+    def _first(self, kind: str, topic: str) -> None:
+        # a publisher matched is not data arriving: say when the first message did
+        if self._writer.counts[kind] == 1:
+            self.get_logger().info(f'{topic}: first message recorded')
 
     def _finish(self) -> None:
         self.exit_status = 0

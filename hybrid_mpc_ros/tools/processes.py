@@ -2,8 +2,9 @@
 
 Each node runs as ``python -m hybrid_mpc_ros.<module> --ros-args ...``, exactly what
 ``ros2 run`` would start, with its output in a log file. Every environment made here keeps
-DDS discovery on the loopback interface (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) and
-can pin a ``ROS_DOMAIN_ID`` so concurrent runs on one machine do not see each other.
+DDS discovery on the loopback interface (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``),
+carries DDS traffic over UDP only (see :func:`ros_env`), and can pin a ``ROS_DOMAIN_ID`` so
+concurrent runs on one machine do not see each other.
 """
 
 from __future__ import annotations
@@ -26,15 +27,24 @@ PACKAGE = 'hybrid_mpc_ros'
 _LIVE = weakref.WeakSet()
 
 
+FASTDDS_TRANSPORTS = 'FASTDDS_BUILTIN_TRANSPORTS'
+
+
 def ros_env(domain_id: int | None = None, base: dict | None = None) -> dict:
     """Return a copy of ``base`` (default ``os.environ``) set up for a local-only ROS process.
 
     Sets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, ``PYTHONUNBUFFERED=1`` and, when
-    ``domain_id`` is given, ``ROS_DOMAIN_ID``.
+    ``domain_id`` is given, ``ROS_DOMAIN_ID``; ``FASTDDS_BUILTIN_TRANSPORTS=UDPv4`` unless
+    ``base`` names a transport already (``DEFAULT`` brings shared memory back). Fast DDS's
+    shared-memory transport keeps its ports and segments in ``/dev/shm`` across processes;
+    a process SIGKILLed mid-write (which the tests and ``bench faults`` do on purpose, and
+    a crash does) can leave them in a state a later participant of the same port inherits.
+    UDP on loopback has no such state, at a cost measured in docs/benchmarks.md.
     """
     env = dict(os.environ if base is None else base)
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     env['PYTHONUNBUFFERED'] = '1'
+    env.setdefault(FASTDDS_TRANSPORTS, 'UDPv4')
     if domain_id is not None:
         if not 0 <= int(domain_id) <= 232:
             raise ValueError(f'ROS_DOMAIN_ID must be in 0..232, got {domain_id}')

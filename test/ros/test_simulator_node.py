@@ -585,7 +585,11 @@ def test_node_command_and_environment():
                            '-r', 'odom:=/quad/odom']
     env = processes.ros_env(42, base={'PATH': '/bin'})
     assert env == {'PATH': '/bin', 'ROS_DOMAIN_ID': '42', 'PYTHONUNBUFFERED': '1',
-                   'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
+                   'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
+                   'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4'}
+    # a transport the caller chose is kept
+    chosen = processes.ros_env(base={'FASTDDS_BUILTIN_TRANSPORTS': 'DEFAULT'})
+    assert chosen['FASTDDS_BUILTIN_TRANSPORTS'] == 'DEFAULT'
     assert all(1 <= processes.free_domain_id() <= 100 for _ in range(50))
 
 

@@ -82,7 +82,9 @@ def test_a_recorded_lockstep_flight_with_excitation_is_identified(tmp_path, ros_
     chosen = scenario('arxiv_v1')
     record = read_flight(out)
     config = chosen.mpc_config
-    assert len(record.commands) >= STEPS - 5
+    # both topics recorded (the recorder's log says what it heard and wrote)
+    assert len(record.commands) >= STEPS - 5, recorder.log_text()
+    assert len(record.states) >= STEPS - 5, recorder.log_text()
     # excited, and never beyond the rotor bounds
     assert np.all((record.commands >= config.u_min) & (record.commands <= config.u_max))
     started = time.monotonic()
