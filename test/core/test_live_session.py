@@ -274,6 +274,25 @@ def test_wall_clock_trigger_starts_after_the_reset_odometry():
     assert not world.hold_calls
 
 
+def test_a_vehicle_that_never_settles_is_reported_with_where_it_was():
+    # a tolerance no flight meets: the wait ends in vain and says how far the vehicle was
+    world = World(scenario())
+    chosen = scenario()
+    tuner = Tuner(config(iterations=1, episode_steps=40), None,
+                  chosen.nominal_model().jacobians, chosen.cost(), chosen.initial_theta())
+    session = ls.LiveSession(tuner, settings(start_mode='fly_to_start',
+                                             settle_position_tol_m=1e-9,
+                                             settle_velocity_tol_m_s=1e-9,
+                                             settle_timeout_s=1.0, max_episode_retries=0),
+                             chosen.period_s, chosen.x0, chosen.x_ref, clock=world.clock)
+    world.run(session)
+    failed = world.of_type(ls.Failed)
+    assert failed and not world.of_type(ls.Finished)
+    reason = failed[0].reason
+    assert 'waited in vain for the vehicle to settle at x0: last seen ' in reason, reason
+    assert 'm from x0 at ' in reason and '(tolerance 1e-09 m, 1e-09 m/s)' in reason, reason
+
+
 def test_fly_to_start_waits_for_the_vehicle_to_settle():
     tolerance = 0.05
     world = World(scenario())

@@ -183,7 +183,8 @@ class LiveSession:
                                               f'{self.settings.service_timeout_s:g} s')
         what = self.calls.waited_in_vain(now)
         if what is not None:
-            return self._guard(self._timeout, f'waited in vain for {what}')
+            detail = self._start.waiting_detail() if self._start is not None else ''
+            return self._guard(self._timeout, f'waited in vain for {what}{detail}')
         return []
 
     # ------------------------------------------------------------------ for the starts

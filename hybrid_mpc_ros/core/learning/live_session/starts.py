@@ -124,6 +124,10 @@ class StartProcedure:
         """Note that the controller answered a hold (only procedures that hold it)."""
         raise RuntimeError('this start procedure does not hold the controller')
 
+    def waiting_detail(self) -> str:
+        """Say where the wait in vain stands, for its message (empty: nothing to add)."""
+        return ''
+
     def discard(self) -> None:
         """Forget what the discarded attempt may have left behind."""
 
@@ -362,6 +366,18 @@ class FlyToStart(StartProcedure):
             raise Retry('start', f'the first step starts {position:.3g} m from x0 at '
                                  f'{speed:.3g} m/s, outside the settle tolerance')
         return True
+
+    def waiting_detail(self) -> str:
+        """Where the newest odometry puts the vehicle against the settle tolerance."""
+        seen, settings = self.session.seen, self.session.settings
+        if self.session.phase != Phase.SETTLE:
+            return ''
+        if seen.odom_ns is None:
+            return ': no odometry'
+        position, speed = start_errors(seen.states[seen.odom_ns], self.session.x0)
+        return (f': last seen {position:.3g} m from x0 at {speed:.3g} m/s (tolerance '
+                f'{settings.settle_position_tol_m:g} m, {settings.settle_velocity_tol_m_s:g} '
+                'm/s)')
 
     def _within_tolerance(self, x: np.ndarray) -> bool:
         settings = self.session.settings
