@@ -316,7 +316,8 @@ def summarise(results: list[dict]) -> dict:
     return summary
 
 
-def _fmt(value, spec: str) -> str:
+def fmt_or_dash(value, spec: str) -> str:
+    """Format ``value`` with ``spec`` for a table cell; ``-`` for a figure not there (None)."""
     return '-' if value is None else format(value, spec)
 
 
@@ -328,7 +329,7 @@ def tables(results: list[dict], summary: dict) -> str:
     for method, row in summary.items():
         label = method + (' (deterministic: 1 run)' if row['deterministic'] else '')
         lines.append(f'| {label} | {row["runs"]} | {row["improved_fraction"]:.2f} | '
-                     f'{_fmt(row["median_gain_vs_optimum"], ".2f")} | '
+                     f'{fmt_or_dash(row["median_gain_vs_optimum"], ".2f")} | '
                      f'{row["worst_excursion"]:.3f} | {row["guard_rollbacks"]} | '
                      f'{row["non_finite_commands"]} / {row["out_of_bounds_commands"]} |')
     methods = list(summary)
@@ -340,7 +341,7 @@ def tables(results: list[dict], summary: dict) -> str:
         cells = []
         for method in methods:
             finals = [r['final_cost'] for r in runs if r['method'] == method]
-            cells.append(_fmt(statistics.median(finals) if finals else None, '.1f'))
+            cells.append(fmt_or_dash(statistics.median(finals) if finals else None, '.1f'))
         lines.append(f'| {name} | {runs[0]["initial_cost"]:.1f} | ' + ' | '.join(cells)
                      + ' |')
     lines.append('')

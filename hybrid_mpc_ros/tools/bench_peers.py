@@ -62,7 +62,7 @@ from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.scenario import load_scenario
 from hybrid_mpc_ros.core.scenario.files import resolve_scenario_path
 from hybrid_mpc_ros.paper import robustness
-from hybrid_mpc_ros.paper.robustness import Job
+from hybrid_mpc_ros.paper.robustness import fmt_or_dash, Job
 from hybrid_mpc_ros.tools.cli import positive_int
 
 PEERS = {'cma_es': peers.cma_es_on_budget, 'bayes_opt': peers.bayes_opt_on_budget}
@@ -211,10 +211,6 @@ def summarise(results: list[dict]) -> dict:
     return summary
 
 
-def _fmt(value, spec: str) -> str:
-    return '-' if value is None else format(value, spec)
-
-
 def tables(results: list[dict], summary: dict) -> str:
     """Markdown tables: per method (the judged figures), per scenario (medians over seeds)."""
     lines = ['| method | runs | episodes to 90 % (median) | reached 90 % | final / start '
@@ -222,10 +218,10 @@ def tables(results: list[dict], summary: dict) -> str:
              f'{UNSAFE} x start |', '|---|---:|---:|---:|---:|---:|---:|---:|']
     for method, row in summary.items():
         lines.append(f'| {method} | {row["runs"]} | '
-                     f'{_fmt(row["episodes_to_90pct_median"], "g")} | '
+                     f'{fmt_or_dash(row["episodes_to_90pct_median"], "g")} | '
                      f'{row["reached_90pct"]} of {row["runs"]} | '
-                     f'{_fmt(row["final_over_start_median"], ".4f")} | '
-                     f'{_fmt(row["best_over_start_median"], ".4f")} | '
+                     f'{fmt_or_dash(row["final_over_start_median"], ".4f")} | '
+                     f'{fmt_or_dash(row["best_over_start_median"], ".4f")} | '
                      f'{row["worst_excursion"]:.3f} | {row["unsafe_episodes"]} |')
     to_90 = episodes_to_90pct(results)
     lines += ['', '| scenario (start cost) | ' + ' | '.join(
@@ -238,9 +234,9 @@ def tables(results: list[dict], summary: dict) -> str:
             mine = [r for r in runs if r['method'] == method]
             reached = [to_90[(name, method, r['seed'])] for r in mine]
             cells.append(
-                f'{_fmt(_median([r["best_cost"] for r in mine]), ".2f")}, '
-                f'{_fmt(_median([r["final_cost"] for r in mine]), ".2f")}, '
-                + _fmt(_median([math.inf if n is None else n for n in reached]), 'g'))
+                f'{fmt_or_dash(_median([r["best_cost"] for r in mine]), ".2f")}, '
+                f'{fmt_or_dash(_median([r["final_cost"] for r in mine]), ".2f")}, '
+                + fmt_or_dash(_median([math.inf if n is None else n for n in reached]), 'g'))
         lines.append(f'| {name} ({runs[0]["start_cost"]:.2f}) | ' + ' | '.join(cells) + ' |')
     lines += ['', 'Per scenario: medians over the seeds; "-" for episodes to 90 %: not '
               'reached (in the median run).']

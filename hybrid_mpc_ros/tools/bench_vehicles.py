@@ -49,7 +49,7 @@ import numpy as np
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.scenario import default_scenario_path, load_scenario
 from hybrid_mpc_ros.paper import robustness
-from hybrid_mpc_ros.paper.robustness import Job, Settings
+from hybrid_mpc_ros.paper.robustness import fmt_or_dash, Job, Settings
 from hybrid_mpc_ros.tools.cli import positive_int
 
 FAMILY = 'rotorpy'                      # config/scenarios/rotorpy/*.yaml
@@ -167,10 +167,6 @@ def summarise(results: list[dict]) -> dict:
     return summary
 
 
-def _fmt(value, spec: str) -> str:
-    return '-' if value is None else format(value, spec)
-
-
 def tables(results: list[dict], summary: dict) -> str:
     """Markdown: the figures per vehicle and method, then where each model came from."""
     lines = ['| vehicle | method | runs | error start [m] | error tuned [m] | cost gain '
@@ -181,10 +177,11 @@ def tables(results: list[dict], summary: dict) -> str:
             label = method + (' (deterministic: 1 run)' if row['deterministic'] else '')
             lines.append(
                 f'| {name} | {label} | {row["runs"]} | '
-                f'{_fmt(row["position_error_start_m"], ".4f")} | '
-                f'{_fmt(row["position_error_tuned_m"], ".4f")} | '
-                f'{_fmt(row["cost_gain"], ".3f")} / {_fmt(row["min_cost_gain"], ".3f")} | '
-                f'{_fmt(row["worst_excursion"], ".3f")} | {row["solver_failures"]} '
+                f'{fmt_or_dash(row["position_error_start_m"], ".4f")} | '
+                f'{fmt_or_dash(row["position_error_tuned_m"], ".4f")} | '
+                f'{fmt_or_dash(row["cost_gain"], ".3f")} / '
+                f'{fmt_or_dash(row["min_cost_gain"], ".3f")} | '
+                f'{fmt_or_dash(row["worst_excursion"], ".3f")} | {row["solver_failures"]} '
                 f'({row["unhandled_solver_failures"]}) | {row["bad_commands"]} |')
     lines += ['', 'Errors and the gain are medians over the seeds; the worst gain and '
               'excursion the worst seed; failures and bad commands totals over the seeds.',
