@@ -61,6 +61,7 @@ from hybrid_mpc_ros.core.learning.optimum import LINE_SEARCH, optimum_reference
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.scenario import load_scenario, SCENARIO_DIR
 from hybrid_mpc_ros.tools.cli import positive_int
+from hybrid_mpc_ros.tools.pool import stdout_to_stderr
 
 FAMILY = 'robustness'                   # config/scenarios/robustness/*.yaml
 METHODS = ('hybrid', 'zeroth_order', 'model_based', 'optimum', 'hybrid_agreement')
@@ -203,15 +204,6 @@ def run_job(job: Job, settings: Settings) -> dict:
             'out_of_bounds_commands': watched.out_of_bounds, 'costs': base_costs,
             'wall_s': time.perf_counter() - start, 'cpu_s': time.process_time() - cpu_start,
             **detail}
-
-
-def stdout_to_stderr() -> None:
-    """Send a worker's stdout (fd 1) to stderr, where the solver's C code prints.
-
-    The bench's stdout is for the table and the JSON line only (a pool's initializer).
-    """
-    sys.stdout.flush()
-    os.dup2(2, 1)
 
 
 def store_result(out: str, key: str, result: dict) -> None:

@@ -64,6 +64,7 @@ from hybrid_mpc_ros.core.scenario.files import resolve_scenario_path
 from hybrid_mpc_ros.paper import robustness
 from hybrid_mpc_ros.paper.robustness import fmt_or_dash, Job
 from hybrid_mpc_ros.tools.cli import positive_int
+from hybrid_mpc_ros.tools.pool import stdout_to_stderr
 
 PEERS = {'cma_es': peers.cma_es_on_budget, 'bayes_opt': peers.bayes_opt_on_budget}
 DIAGONAL = '_diagonal'                  # the suffix of a peer run on Q's and R's diagonals
@@ -332,7 +333,7 @@ def main(out: str | None = None, seeds: int = 3, budget: int = 100,
         load_scenario(paths[0]).policy()          # build the shared solver once
         context = multiprocessing.get_context('spawn')
         with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                         initializer=robustness.stdout_to_stderr) as pool:
+                                         initializer=stdout_to_stderr) as pool:
             running = [pool.submit(_worker, job, settings, out) for job in pending]
             for done in futures.as_completed(running):
                 results.append(done.result())
