@@ -22,6 +22,7 @@ import time
 
 from hybrid_mpc_ros.core.config import ConfigError
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, Scenario
+from hybrid_mpc_ros.tools import pool
 from hybrid_mpc_ros.tools.reproduce import add_experiment_arguments, Job, run_jobs, run_one
 
 KINDS = ('delta', 'seeds')
@@ -104,13 +105,13 @@ def _summary(kind: str, setup: Scenario, done: dict, out: str, iterations: int) 
 
 def main(kinds: list[str], scenario: str | None = None, out: str = 'results/ablation',
          iterations: int | None = None, workers: int | None = None,
-         steps: int | None = None) -> int:
+         steps: int | None = None, engine=None) -> int:
     """Run the ablations ``kinds`` ('delta', 'seeds' or both, in one pool); tables, JSON last.
 
     ``iterations`` and ``steps`` (episode length) override the scenario's ablation and
     episode settings, for short checks; with fewer iterations than ``best_of_last`` an
     entry is the best over all of them. The last line is one JSON object with a summary
-    per ablation.
+    per ablation. ``engine`` as in :func:`~hybrid_mpc_ros.tools.reproduce.run_jobs`.
     """
     unknown = [kind for kind in kinds if kind not in KINDS]
     if unknown or not kinds:
@@ -134,7 +135,7 @@ def main(kinds: list[str], scenario: str | None = None, out: str = 'results/abla
           f'{settings.alpha_scale:g}; output in {out} (resumes from its checkpoints)',
           file=sys.stderr, flush=True)
     start = time.perf_counter()
-    done = run_jobs(jobs, workers)
+    done = run_jobs(jobs, workers, engine)
     summaries = {}
     for kind in kinds:
         summary = _summary(kind, setup, done, out, iterations)
@@ -166,4 +167,4 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """Run ``hybrid-mpc paper ablation`` with the parsed ``args``; the exit status."""
     return main(args.kinds, scenario=args.scenario, out=args.out, iterations=args.iterations,
-                workers=args.workers, steps=args.steps)
+                workers=args.workers, steps=args.steps, engine=pool.engine_from(args))

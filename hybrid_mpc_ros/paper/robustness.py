@@ -42,10 +42,8 @@ and the table and JSON summary are one command's.
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 from dataclasses import dataclass, replace
 import json
-import multiprocessing
 import os
 import statistics
 import sys
@@ -61,7 +59,8 @@ from hybrid_mpc_ros.core.learning.optimum import LINE_SEARCH, optimum_reference
 from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.scenario import load_scenario, SCENARIO_DIR
 from hybrid_mpc_ros.tools.cli import positive_int
-from hybrid_mpc_ros.tools.pool import stdout_to_stderr
+from hybrid_mpc_ros.tools import pool
+from hybrid_mpc_ros.tools.pool import Engine, run_tasks, Task
 
 FAMILY = 'robustness'                   # config/scenarios/robustness/*.yaml
 METHODS = ('hybrid', 'zeroth_order', 'model_based', 'optimum', 'hybrid_agreement')
@@ -243,19 +242,21 @@ def _stored(job: Job, settings: Settings, out: str) -> dict | None:
     return stored_result(out, job.key, _signature(job, settings))
 
 
-def run_pool(pending: list[Job], settings: Settings, out: str, workers: int, run=None):
-    """Run the ``pending`` jobs in a pool of ``workers`` processes; yield each result.
+def run_pool(pending: list[Job], settings: Settings, out: str, workers: int, run=None,
+             engine: Engine | None = None, worker=None):
+    """Run the ``pending`` jobs on ``workers`` processes of ``engine``; yield each result.
 
-    In the order they finish, each stored under ``out`` first (see :func:`_worker`);
-    ``run(job, settings)`` (a module-level function: the workers import it) runs one job
-    (default :func:`run_job`). The workers' stdout goes to stderr.
+    In the order they finish, each stored under ``out`` first by ``worker(job, settings,
+    out)`` (default :func:`_worker`, which runs ``run(job, settings)``: a module-level
+    function, the workers import it; default :func:`run_job`). ``engine``: see
+    :mod:`~hybrid_mpc_ros.tools.pool` (default: a local process pool).
     """
-    context = multiprocessing.get_context('spawn')
-    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                     initializer=stdout_to_stderr) as pool:
-        running = [pool.submit(_worker, job, settings, out, run) for job in pending]
-        for done in futures.as_completed(running):
-            yield done.result()
+    if worker is None:
+        tasks = [Task(_worker, (job, settings, out, run)) for job in pending]
+    else:
+        tasks = [Task(worker, (job, settings, out)) for job in pending]
+    for _, result in run_tasks(tasks, workers, engine):
+        yield result
 
 
 def jobs_for(paths_: list[str], seeds: int, compare_eta: bool = False) -> list[Job]:
@@ -354,12 +355,14 @@ def _progress_line(done: int, total: int, elapsed: float, result: dict, reused: 
 def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
          workers: int | None = None, quick: bool = False,
          scenarios: list[str] | None = None, optimum_iterations: int = 200,
-         stored_only: bool = False, compare_eta: bool = False) -> int:
+         stored_only: bool = False, compare_eta: bool = False,
+         engine: Engine | None = None) -> int:
     """Run the bench (see the module docstring); print the tables and the JSON last line.
 
     With ``stored_only`` nothing runs: the figures of the runs stored under ``out`` so far
     (partial while a bench is still running: read them as such). ``compare_eta`` adds the
-    ``hybrid_agreement`` runs (see :data:`COMPARE_ETA`).
+    ``hybrid_agreement`` runs (see :data:`COMPARE_ETA`). ``engine``: where the runs go
+    (:mod:`~hybrid_mpc_ros.tools.pool`; default a local process pool).
     """
     if quick:
         scenarios = scenarios or list(QUICK_SCENARIOS)
@@ -378,7 +381,8 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     print(f'paper robustness: {len(family)} scenarios, {len(jobs)} runs ({seeds} seeds for '
           f'hybrid and zeroth_order; model_based and optimum once), {iterations} iterations, '
-          f'{workers} processes; results in {out}', file=sys.stderr, flush=True)
+          f'{(engine or Engine()).describe(workers)}; results in {out}', file=sys.stderr,
+          flush=True)
     start = time.perf_counter()
     results, pending = [], []
     for job in jobs:
@@ -403,7 +407,7 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
               'summed over runs')
         print(json.dumps(summary))
         return 0
-    for result in run_pool(pending, settings, out, workers):
+    for result in run_pool(pending, settings, out, workers, engine=engine):
         results.append(result)
         print(_progress_line(len(results), len(jobs), time.perf_counter() - start,
                              result, False), file=sys.stderr, flush=True)
@@ -438,8 +442,7 @@ def add_arguments(parser) -> None:
     parser.add_argument('--optimum-iterations', type=positive_int, default=200,
                         help="cap on the optimum reference's iterations (default: "
                              '%(default)s)')
-    parser.add_argument('--workers', type=positive_int, default=None,
-                        help='parallel processes (default: number of cores)')
+    pool.add_arguments(parser)
     parser.add_argument('--scenarios', nargs='+', default=None,
                         help='some of the family (file names without .yaml; default: all)')
     parser.add_argument('--quick', action='store_true',
@@ -458,4 +461,4 @@ def run(args) -> int:
     return main(out=args.out, seeds=args.seeds, iterations=args.iterations,
                 workers=args.workers, quick=args.quick, scenarios=args.scenarios,
                 optimum_iterations=args.optimum_iterations, stored_only=args.stored_only,
-                compare_eta=args.compare_eta)
+                compare_eta=args.compare_eta, engine=pool.engine_from(args))

@@ -46,6 +46,7 @@ import yaml
 
 from hybrid_mpc_ros.core.config import load_yaml
 from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path
+from hybrid_mpc_ros.tools import pool
 from hybrid_mpc_ros.tools.reproduce import (add_experiment_arguments, experiment_jobs, finish,
                                             run_jobs)
 
@@ -168,11 +169,13 @@ def tables(rows: dict) -> str:
 
 def main(scenario: str | None = None, out: str = 'results/study',
          combinations: list[str] | None = None, iterations: int | None = None,
-         steps: int | None = None, workers: int | None = None, optimum: bool = True) -> int:
+         steps: int | None = None, workers: int | None = None, optimum: bool = True,
+         engine=None) -> int:
     """Run the study (all combinations, or ``combinations``); tables, JSON last.
 
     ``iterations`` and ``steps`` override every run's (for short checks). ``optimum`` as
-    in :func:`hybrid_mpc_ros.tools.reproduce.main`.
+    in :func:`hybrid_mpc_ros.tools.reproduce.main`; ``engine`` as in
+    :func:`~hybrid_mpc_ros.tools.reproduce.run_jobs`.
     """
     base = resolve_scenario_path(scenario)
     chosen = combinations or list(COMBINATIONS)
@@ -192,7 +195,7 @@ def main(scenario: str | None = None, out: str = 'results/study',
     print(f'study of {base}: {len(chosen)} combinations, {len(jobs)} runs; output in {out} '
           '(resumes from its checkpoints)', file=sys.stderr, flush=True)
     start = time.perf_counter()
-    done = run_jobs(jobs, workers)
+    done = run_jobs(jobs, workers, engine)
     rows = {}
     for combination, (path, folder, names) in paths.items():
         setup = load_scenario(path)
@@ -246,4 +249,4 @@ def run(args) -> int:
     """Run ``hybrid-mpc paper study`` with the parsed ``args``; the exit status."""
     return main(scenario=args.scenario, out=args.out, combinations=args.combinations,
                 iterations=args.iterations, steps=args.steps, workers=args.workers,
-                optimum=not args.no_optimum)
+                optimum=not args.no_optimum, engine=pool.engine_from(args))

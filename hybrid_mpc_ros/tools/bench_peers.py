@@ -33,7 +33,8 @@ It prints a table to stdout, writes a plot of cost against episodes (``peers.png
 over scenarios and seeds) and ends with a JSON object keyed by method as the last line.
 
 Jobs (one per scenario, method and seed) run in a process pool (``--workers``, default one
-per core); the acados solver is built once before the pool starts, and the workers load it
+per core) or on a Dask cluster (``--engine dask``, :mod:`~hybrid_mpc_ros.tools.pool`); the
+acados solver is built once before the pool starts, and the workers load it
 from the cache. Results are stored and resumed as ``hybrid-mpc paper robustness`` does it
 (one signed JSON file per job under ``--out``, ``<scenario>/<method>_s<seed>.json``), so
 the hybrid's files serve both a plain and a ``--diagonal`` bench in the same ``--out``.
@@ -43,11 +44,9 @@ checks the machinery, not the numbers. Progress goes to stderr.
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 from dataclasses import dataclass
 import json
 import math
-import multiprocessing
 import os
 import statistics
 import sys
@@ -64,7 +63,8 @@ from hybrid_mpc_ros.core.scenario.files import resolve_scenario_path
 from hybrid_mpc_ros.paper import robustness
 from hybrid_mpc_ros.paper.robustness import fmt_or_dash, Job
 from hybrid_mpc_ros.tools.cli import positive_int
-from hybrid_mpc_ros.tools.pool import stdout_to_stderr
+from hybrid_mpc_ros.tools import pool
+from hybrid_mpc_ros.tools.pool import Engine
 
 PEERS = {'cma_es': peers.cma_es_on_budget, 'bayes_opt': peers.bayes_opt_on_budget}
 DIAGONAL = '_diagonal'                  # the suffix of a peer run on Q's and R's diagonals
@@ -301,8 +301,12 @@ def scenario_paths(files: list[str] | None, names: list[str] | None) -> list[str
 def main(out: str | None = None, seeds: int = 3, budget: int = 100,
          workers: int | None = None, quick: bool = False, files: list[str] | None = None,
          names: list[str] | None = None, diagonal: bool = False,
-         only: list[str] | None = None) -> int:
-    """Run the bench (see the module docstring); print the tables and the JSON last line."""
+         only: list[str] | None = None, engine: Engine | None = None) -> int:
+    """Run the bench (see the module docstring); print the tables and the JSON last line.
+
+    ``engine``: where the runs go (:mod:`~hybrid_mpc_ros.tools.pool`; default a local
+    process pool).
+    """
     if quick:
         names = names or (None if files else list(robustness.QUICK_SCENARIOS))
         seeds, settings = 1, Settings(min(budget, QUICK_BUDGET), QUICK_STEPS)
@@ -317,7 +321,8 @@ def main(out: str | None = None, seeds: int = 3, budget: int = 100,
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     chosen = ', '.join(dict.fromkeys(job.method for job in jobs))
     print(f'bench peers: {len(paths)} scenarios x {seeds} seeds x {chosen}'
-          f' ({len(jobs)} runs), {settings.budget} episodes each, {workers} processes; '
+          f' ({len(jobs)} runs), {settings.budget} episodes each, '
+          f'{(engine or Engine()).describe(workers)}; '
           f'results in {out}', file=sys.stderr, flush=True)
     start = time.perf_counter()
     results, pending = [], []
@@ -331,14 +336,11 @@ def main(out: str | None = None, seeds: int = 3, budget: int = 100,
                   file=sys.stderr, flush=True)
     if pending:
         load_scenario(paths[0]).policy()          # build the shared solver once
-        context = multiprocessing.get_context('spawn')
-        with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                         initializer=stdout_to_stderr) as pool:
-            running = [pool.submit(_worker, job, settings, out) for job in pending]
-            for done in futures.as_completed(running):
-                results.append(done.result())
-                print(_progress_line(len(results), len(jobs), time.perf_counter() - start,
-                                     results[-1], False), file=sys.stderr, flush=True)
+        for result in robustness.run_pool(pending, settings, out, workers, engine=engine,
+                                          worker=_worker):
+            results.append(result)
+            print(_progress_line(len(results), len(jobs), time.perf_counter() - start,
+                                 result, False), file=sys.stderr, flush=True)
     order = {job.key: i for i, job in enumerate(jobs)}
     results.sort(key=lambda r: order[f'{r["scenario"]}/{r["method"]}_s{r["seed"]}'])
     summary = summarise(results)
@@ -369,8 +371,7 @@ def add_arguments(parser) -> None:
                         help='seeds per scenario and method (default: %(default)s)')
     parser.add_argument('--budget', type=positive_int, default=100,
                         help='episodes per run (default: %(default)s)')
-    parser.add_argument('--workers', type=positive_int, default=None,
-                        help='parallel processes (default: number of cores)')
+    pool.add_arguments(parser)
     parser.add_argument('--scenario', dest='files', action='append', default=None,
                         help='a scenario file or the name of one in config/scenarios '
                              '(repeatable; default: the robustness family)')
@@ -391,4 +392,4 @@ def run(args) -> int:
     """Run ``hybrid-mpc bench peers`` with the parsed ``args``; the exit status."""
     return main(out=args.out, seeds=args.seeds, budget=args.budget, workers=args.workers,
                 quick=args.quick, files=args.files, names=args.scenarios,
-                diagonal=args.diagonal, only=args.methods)
+                diagonal=args.diagonal, only=args.methods, engine=pool.engine_from(args))

@@ -50,7 +50,9 @@ from hybrid_mpc_ros.core.learning.tuning import simulated_episodes, Tuner
 from hybrid_mpc_ros.core.scenario import default_scenario_path, load_scenario
 from hybrid_mpc_ros.paper import robustness
 from hybrid_mpc_ros.paper.robustness import fmt_or_dash, Job, Settings
+from hybrid_mpc_ros.tools import pool
 from hybrid_mpc_ros.tools.cli import positive_int
+from hybrid_mpc_ros.tools.pool import Engine
 
 FAMILY = 'rotorpy'                      # config/scenarios/rotorpy/*.yaml
 METHODS = ('hybrid', 'zeroth_order', 'model_based')
@@ -283,8 +285,12 @@ def _print_profile(report: dict) -> None:
 def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
          workers: int | None = None, quick: bool = False,
          scenarios: list[str] | None = None, stored_only: bool = False,
-         profile_only: bool = False) -> int:
-    """Run the bench (see the module docstring); print the table and the JSON last line."""
+         profile_only: bool = False, engine: Engine | None = None) -> int:
+    """Run the bench (see the module docstring); print the table and the JSON last line.
+
+    ``engine``: where the runs go (:mod:`~hybrid_mpc_ros.tools.pool`; default a local
+    process pool).
+    """
     if quick:
         scenarios = scenarios or list(QUICK_SCENARIOS)
         seeds, iterations = 1, 3
@@ -307,7 +313,7 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     print(f'bench vehicles: {len(family)} vehicles, {len(jobs)} runs ({seeds} seeds for '
           f'hybrid and zeroth_order; model_based once: it draws no random direction), '
-          f'{iterations} iterations, {workers} processes; results in {out}',
+          f'{iterations} iterations, {(engine or Engine()).describe(workers)}; results in {out}',
           file=sys.stderr, flush=True)
     start = time.perf_counter()
     results, pending = [], []
@@ -325,7 +331,8 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
             return 1
         pending_text = f'stored only: {len(pending)} not run'
     else:
-        for result in robustness.run_pool(pending, settings, out, workers, run_job):
+        for result in robustness.run_pool(pending, settings, out, workers, run_job,
+                                          engine=engine):
             results.append(result)
             print(_progress_line(len(results), len(jobs), time.perf_counter() - start,
                                  result, False), file=sys.stderr, flush=True)
@@ -356,8 +363,7 @@ def add_arguments(parser) -> None:
                              '%(default)s)')
     parser.add_argument('--iterations', type=positive_int, default=100,
                         help='tuning iterations per run (default: %(default)s)')
-    parser.add_argument('--workers', type=positive_int, default=None,
-                        help='parallel processes (default: number of cores)')
+    pool.add_arguments(parser)
     parser.add_argument('--scenarios', nargs='+', default=None,
                         help='some of the vehicles (file names without .yaml; default: all)')
     parser.add_argument('--quick', action='store_true',
@@ -376,4 +382,5 @@ def run(args) -> int:
     """Run ``hybrid-mpc bench vehicles`` with the parsed ``args``; the exit status."""
     return main(out=args.out, seeds=args.seeds, iterations=args.iterations,
                 workers=args.workers, quick=args.quick, scenarios=args.scenarios,
-                stored_only=args.stored_only, profile_only=args.profile)
+                stored_only=args.stored_only, profile_only=args.profile,
+                engine=pool.engine_from(args))

@@ -33,10 +33,8 @@ themselves are tools/claims.py and tools/reproduce_figures.py.
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 from dataclasses import dataclass, field, replace
 import json
-import multiprocessing
 import os
 import sys
 import time
@@ -54,6 +52,8 @@ from hybrid_mpc_ros.core.scenario import load_scenario, resolve_scenario_path, S
 from hybrid_mpc_ros.tools import claims, reproduce_figures as figures
 from hybrid_mpc_ros.tools.cli import add_scenario_argument, positive_int
 from hybrid_mpc_ros.tools.optimum_hook import run_optimum
+from hybrid_mpc_ros.tools import pool
+from hybrid_mpc_ros.tools.pool import Engine, run_tasks, Task
 
 iters_to_fraction = claims.iters_to_fraction
 
@@ -161,32 +161,30 @@ class Job:
     kwargs: dict = field(default_factory=dict)
 
 
-def run_jobs(jobs: list[Job], workers: int | None = None) -> dict:
+def run_jobs(jobs: list[Job], workers: int | None = None, engine: Engine | None = None) -> dict:
     """Run ``jobs`` on ``workers`` processes (default: the cores); results by ``key``.
 
-    Processes are spawned (no inherited solver state); each job prints its own progress
-    to stderr and a line when it is done. An exception in a job ends the whole call.
+    On ``engine`` (default: a local pool of spawned processes, no inherited solver state;
+    see :mod:`~hybrid_mpc_ros.tools.pool`); each job prints its own progress to stderr
+    and a line when it is done. An exception in a job ends the whole call.
     """
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     results = {}
-    context = multiprocessing.get_context('spawn')
-    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending = {pool.submit(job.function, *job.args, **job.kwargs): job for job in jobs}
-        for done in futures.as_completed(pending):
-            job = pending[done]
-            result = done.result()
-            results[job.key] = result
-            label = '/'.join(str(part) for part in job.key)
-            if 'final_cost' in result:
-                print(f'[{label}] done: final cost {result["final_cost"]:.2f} '
-                      f'({result["wall_s"]:.0f} s); {len(results)}/{len(jobs)} jobs',
-                      file=sys.stderr, flush=True)
-            elif 'cost' in result:
-                print(f'[{label}] done: cost {result["cost"]:.2f} ({result["wall_s"]:.0f} s); '
-                      f'{len(results)}/{len(jobs)} jobs', file=sys.stderr, flush=True)
-            else:
-                print(f'[{label}] done; {len(results)}/{len(jobs)} jobs', file=sys.stderr,
-                      flush=True)
+    tasks = [Task(job.function, job.args, job.kwargs) for job in jobs]
+    for index, result in run_tasks(tasks, workers, engine):
+        job = jobs[index]
+        results[job.key] = result
+        label = '/'.join(str(part) for part in job.key)
+        if 'final_cost' in result:
+            print(f'[{label}] done: final cost {result["final_cost"]:.2f} '
+                  f'({result["wall_s"]:.0f} s); {len(results)}/{len(jobs)} jobs',
+                  file=sys.stderr, flush=True)
+        elif 'cost' in result:
+            print(f'[{label}] done: cost {result["cost"]:.2f} ({result["wall_s"]:.0f} s); '
+                  f'{len(results)}/{len(jobs)} jobs', file=sys.stderr, flush=True)
+        else:
+            print(f'[{label}] done; {len(results)}/{len(jobs)} jobs', file=sys.stderr,
+                  flush=True)
     return results
 
 
@@ -350,12 +348,13 @@ def finish(scenario: Scenario, out: str, results: dict, optimum: dict | None,
 def main(scenario: str | None = None, out: str = 'results/reproduce',
          iterations: int | None = None, steps: int | None = None, seed: int | None = None,
          runs: list[str] | None = None, workers: int | None = None,
-         optimum: bool = True) -> int:
+         optimum: bool = True, engine: Engine | None = None) -> int:
     """Run the scenario's experiment; print progress, a table and the JSON summary last.
 
     ``scenario`` is a file or a shipped scenario's name (default: the default scenario);
     ``iterations``, ``steps`` and ``seed`` override its values; ``runs`` picks some of its
-    runs (default: all). ``optimum`` False skips the optimum reference.
+    runs (default: all). ``optimum`` False skips the optimum reference. ``engine``: where
+    the runs go (:mod:`~hybrid_mpc_ros.tools.pool`; default a local process pool).
     """
     path = resolve_scenario_path(scenario)
     setup = load_scenario(path)
@@ -369,10 +368,10 @@ def main(scenario: str | None = None, out: str = 'results/reproduce',
                            seed=seed)
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     print(f'scenario {path}: {len(names)} tuning runs x {config.iterations} iterations '
-          f'on {workers} processes; output in {out}; optimum reference: '
+          f'on {(engine or Engine()).describe(workers)}; output in {out}; optimum reference: '
           f'{"one more job" if optimum else "skipped"}', file=sys.stderr, flush=True)
     start = time.perf_counter()
-    done = run_jobs(jobs, workers)
+    done = run_jobs(jobs, workers, engine)
     results = {name: done[(out, name)] for name in names}
     summary, text = finish(setup, out, results, done.get((out, 'optimum')),
                            time.perf_counter() - start)
@@ -389,7 +388,7 @@ def add_experiment_arguments(parser, out: str, iterations_default: str = "the sc
 
     ``--scenario``, ``--out`` (default ``out``), ``--iterations`` (its default described
     by ``iterations_default``), ``--steps``, ``--workers`` and, with ``optimum``,
-    ``--no-optimum``.
+    ``--no-optimum``, and where the jobs run (``--engine``, ``--scheduler``).
     """
     add_scenario_argument(parser)
     parser.add_argument('--out', default=out, help='output directory (default: %(default)s)')
@@ -397,8 +396,7 @@ def add_experiment_arguments(parser, out: str, iterations_default: str = "the sc
                         help=f'iterations per run (default: {iterations_default})')
     parser.add_argument('--steps', type=positive_int, default=None,
                         help="closed-loop steps per episode, T (default: the scenario's)")
-    parser.add_argument('--workers', type=positive_int, default=None,
-                        help='parallel processes (default: number of cores)')
+    pool.add_arguments(parser)
     if optimum:
         parser.add_argument('--no-optimum', action='store_true',
                             help='skip the optimum reference (L-BFGS-B on the exact gradient)')
@@ -423,4 +421,4 @@ def run(args) -> int:
     """Run ``hybrid-mpc reproduce`` with the parsed ``args``; the exit status."""
     return main(scenario=args.scenario, out=args.out, iterations=args.iterations,
                 steps=args.steps, seed=args.seed, runs=args.runs, workers=args.workers,
-                optimum=not args.no_optimum)
+                optimum=not args.no_optimum, engine=pool.engine_from(args))

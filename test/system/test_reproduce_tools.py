@@ -230,6 +230,34 @@ def test_ablation_command_runs_both_tables_once_each_and_resumes(tmp_path):
     assert again.returncode == 0 and 'iteration    1/2' not in again.stderr
 
 
+def test_a_sweep_on_a_dask_cluster_computes_what_the_process_pool_does(tmp_path):
+    path = _small_scenario(tmp_path, ['hybrid'], [0.5], deltas=[1.0e-4, 1.0e-5],
+                           seeds=[0, 1])
+    reports = {}
+    for engine in ('process', 'dask'):
+        out = tmp_path / engine
+        result = _cli('paper', 'ablation', 'delta', '--scenario', path, '--out', str(out),
+                      '--iterations', '2', '--steps', '10', '--workers', '2',
+                      '--engine', engine)
+        assert result.returncode == 0, result.stderr[-2000:]
+        reports[engine] = json.loads(result.stdout.strip().splitlines()[-1])
+        assert result.stderr.count('done: final cost') == 2
+    # (all but the wall time each run took)
+    rows = {engine: [{key: value for key, value in row.items() if key != 'wall_s'}
+                     for row in report['ablations']['delta']['rows']]
+            for engine, report in reports.items()}
+    # the same runs, the same numbers to the last bit
+    assert [row['run'] for row in rows['dask']] == ['delta0.0001_seed0', 'delta1e-05_seed0']
+    assert rows['dask'] == rows['process']
+    assert all(math.isfinite(row['best_of_last']) for row in rows['dask'])
+    # a scheduler address without the dask engine is refused before anything runs
+    refused = _cli('paper', 'ablation', 'delta', '--scenario', path, '--out',
+                   str(tmp_path / 'x'), '--scheduler', 'tcp://127.0.0.1:8786')
+    assert refused.returncode != 0
+    assert 'a scheduler address needs the dask engine' in refused.stderr
+    assert not (tmp_path / 'x').exists()
+
+
 def test_ablation_helpers():
     assert ablation.best_of_last([9.0, 3.0, 5.0, 4.0, 1.0], 2) == 4.0   # final left out
     assert ablation.spread_pct([99.0, 101.0]) == pytest.approx(2.0)
