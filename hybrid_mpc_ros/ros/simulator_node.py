@@ -95,9 +95,8 @@ from std_srvs.srv import Trigger
 
 from hybrid_mpc_ros.core import paths
 from hybrid_mpc_ros.core.config import ConfigError, flatten, load_node_params
-from hybrid_mpc_ros.core.learning.live_session import hover_reference
 from hybrid_mpc_ros.core.model.frames import state_to_odometry_arrays
-from hybrid_mpc_ros.core.model.quadcopter import INTEGRATORS, NX
+from hybrid_mpc_ros.core.model.quadcopter import hover_reference, INTEGRATORS, NX
 from hybrid_mpc_ros.core.param_schema import boolean, flat_specs, floating, ParameterFile, text
 from hybrid_mpc_ros.core.scenario.load import nested_values, simulator_section
 from hybrid_mpc_ros.core.scenario.schema import SHARED, SIMULATOR

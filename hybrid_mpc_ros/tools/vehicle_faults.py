@@ -122,7 +122,7 @@ class VehicleBench:
                                       start_parameter_services=False)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        from hybrid_mpc_ros.core.learning.live_session import hover_reference
+        from hybrid_mpc_ros.core.model.quadcopter import hover_reference
         self.overrides = dict(OVERRIDES)
         self.overrides['controller'] = dict(OVERRIDES['controller'], x_ref=[
             float(v) for v in hover_reference(setup.x0)])

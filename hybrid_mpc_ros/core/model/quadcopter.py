@@ -136,6 +136,14 @@ PARAM_DESCRIPTIONS = {
 }
 
 
+def hover_reference(x: np.ndarray) -> np.ndarray:
+    """x_ref (12,) that hovers at ``x``'s position and yaw: zero speeds, level attitude."""
+    ref = np.zeros_like(np.asarray(x, dtype=float))
+    ref[0:3] = x[0:3]
+    ref[8] = x[8]
+    return ref
+
+
 def rotation_world_from_body(phi, theta, psi, xp=np):
     """Rotation matrix ``Rz(psi) Ry(theta) Rx(phi)`` (3x3), for numpy or CasADi symbols."""
     cph, sph = xp.cos(phi), xp.sin(phi)

@@ -77,9 +77,8 @@ from hybrid_mpc_ros.core.learning.live_session.session import (BACKOFF_FIRST_S,
                                                                LiveSession)
 from hybrid_mpc_ros.core.learning.live_session.settings import (HOLD_MODES, Phase,
                                                                 SessionSettings, START_MODES)
-from hybrid_mpc_ros.core.learning.live_session.starts import (FlyToStart, hover_reference,
-                                                              measured_state, ResetStart,
-                                                              ResetWithHoldStart,
+from hybrid_mpc_ros.core.learning.live_session.starts import (FlyToStart, measured_state,
+                                                              ResetStart, ResetWithHoldStart,
                                                               StartProcedure)
 
 __all__ = [
@@ -87,5 +86,5 @@ __all__ = [
     'EPISODE_FIELDS', 'EpisodeDone', 'Failed', 'Finished', 'FlyToStart', 'HOLD_MODES',
     'IterationDone', 'LiveSession', 'Log', 'ODOMETRY_KEPT', 'Phase', 'ResetStart',
     'ResetWithHoldStart', 'SERVICES', 'SessionSettings', 'SetParameters', 'START_MODES',
-    'StartProcedure', 'hover_reference', 'measured_state',
+    'StartProcedure', 'measured_state',
 ]

@@ -59,6 +59,7 @@ from hybrid_mpc_ros.core.learning.live_session.attempt import Attempt, Retry
 from hybrid_mpc_ros.core.learning.live_session.settings import Phase
 from hybrid_mpc_ros.core.learning.samples import NANOS_PER_SECOND, SensitivitySample, Stamp
 from hybrid_mpc_ros.core.model.frames import odometry_arrays_to_state, state_to_odometry_arrays
+from hybrid_mpc_ros.core.model.quadcopter import hover_reference
 
 # the phases a start procedure handles events in
 STARTING = frozenset({Phase.SET_THETA, Phase.HOLD, Phase.TOKEN, Phase.SIMULATOR_RESET,
@@ -72,14 +73,6 @@ def measured_state(x: np.ndarray) -> np.ndarray:
     of some entries; the first sample of a reset episode must carry exactly this.
     """
     return odometry_arrays_to_state(*state_to_odometry_arrays(x))
-
-
-def hover_reference(x: np.ndarray) -> np.ndarray:
-    """x_ref (12,) that hovers at ``x``'s position and yaw: zero speeds, level attitude."""
-    ref = np.zeros_like(np.asarray(x, dtype=float))
-    ref[0:3] = x[0:3]
-    ref[8] = x[8]
-    return ref
 
 
 def start_errors(x: np.ndarray, x0: np.ndarray) -> tuple[float, float]:
