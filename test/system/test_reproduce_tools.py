@@ -8,6 +8,7 @@ answer is known.
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 
@@ -256,6 +257,37 @@ def test_a_sweep_on_a_dask_cluster_computes_what_the_process_pool_does(tmp_path)
     assert refused.returncode != 0
     assert 'a scheduler address needs the dask engine' in refused.stderr
     assert not (tmp_path / 'x').exists()
+
+
+def test_a_sweep_goes_to_an_existing_dask_cluster(tmp_path):
+    # a scheduler and a worker process started apart, as on a lab's machines
+    from dask.distributed import Client
+    path = _small_scenario(tmp_path, ['hybrid'], [0.5], deltas=[1.0e-4], seeds=[0])
+    with socket.socket() as probe:          # a free port for the scheduler
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    address = f'tcp://127.0.0.1:{port}'
+    bin_dir = os.path.dirname(sys.executable)
+    started = [subprocess.Popen([os.path.join(bin_dir, 'dask'), 'scheduler', '--host',
+                                 '127.0.0.1', '--port', str(port), '--no-dashboard'],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        started.append(subprocess.Popen([os.path.join(bin_dir, 'dask'), 'worker', address,
+                                         '--nthreads', '1', '--no-dashboard'],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(1, timeout=60)
+        result = _cli('paper', 'ablation', 'delta', '--scenario', path, '--out',
+                      str(tmp_path / 'out'), '--iterations', '2', '--steps', '10',
+                      '--engine', 'dask', '--scheduler', address)
+        assert result.returncode == 0, result.stderr[-2000:]
+        rows = json.loads(result.stdout.strip().splitlines()[-1])['ablations']['delta']['rows']
+        assert [row['run'] for row in rows] == ['delta0.0001_seed0']
+        assert math.isfinite(rows[0]['best_of_last'])
+    finally:
+        for process in started:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def test_ablation_helpers():
