@@ -39,7 +39,7 @@ def ros_env(domain_id: int | None = None, base: dict | None = None) -> dict:
     shared-memory transport keeps its ports and segments in ``/dev/shm`` across processes;
     a process SIGKILLed mid-write (which the tests and ``bench faults`` do on purpose, and
     a crash does) can leave them in a state a later participant of the same port inherits.
-    UDP on loopback has no such state, at a cost measured in docs/benchmarks.md.
+    UDP on loopback has no such state, and measured no slower here (docs/benchmarks.md).
     """
     env = dict(os.environ if base is None else base)
     env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
