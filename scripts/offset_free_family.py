@@ -5,9 +5,12 @@ scenario's episode (x0 to x_ref, 200 steps of 0.1 s) at its start theta with the
 MPC and with the offset-free MPC (observer gains 0.2, 0.5 and 1.0), print the final
 distance from the target and the median control step (the policy's solve and
 sensitivities, without the plant) [ms].
-Run: ``python scripts/offset_free_family.py``.
+Run: ``python scripts/offset_free_family.py``; other scenarios, gains or episode lengths:
+``python scripts/offset_free_family.py --scenarios l4dc2026 --gains 0.02 0.1 0.5 --steps
+600``.
 """
 
+import argparse
 import glob
 import os
 import time
@@ -44,29 +47,36 @@ class _Timed:
         return out
 
 
-def _fly(scenario, policy):
+def _fly(scenario, policy, steps=200):
     timed = _Timed(policy)
-    record = rollout(scenario.plant(), timed, scenario.x0, 200)
+    record = rollout(scenario.plant(), timed, scenario.x0, steps)
     step_ms = 1e3 * float(np.median(timed.times))
     return float(np.linalg.norm(record.x[-1, 0:3] - scenario.x_ref[0:3])), step_ms
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--scenarios', nargs='+', default=None,
+                        help='scenario names (default: mismatch_example and the robustness '
+                             'family)')
+    parser.add_argument('--gains', nargs='+', type=float, default=list(GAINS))
+    parser.add_argument('--steps', type=int, default=200, help='episode steps (default 200)')
+    args = parser.parse_args()
     family = os.path.dirname(resolve_scenario_path('robustness/light_climb'))
-    names = ['mismatch_example'] + sorted(
+    names = args.scenarios or ['mismatch_example'] + sorted(
         'robustness/' + os.path.basename(path)[:-5]
         for path in glob.glob(os.path.join(family, '*.yaml')))
     print(f'{"vehicle":34s} {"plain [m]":>10s} ' + ' '.join(
-        f'{"gain " + str(g) + " [m]":>13s}' for g in GAINS)
+        f'{"gain " + str(g) + " [m]":>13s}' for g in args.gains)
         + '   median step [ms] plain / offset-free')
     for name in names:
         scenario = load_scenario(resolve_scenario_path(name))
-        args = (scenario.nominal_model(), scenario.mpc_config, scenario.initial_theta(),
-                scenario.x_ref, scenario.u_ref)
-        plain, plain_ms = _fly(scenario, MPCPolicy(*args))
+        policy_args = (scenario.nominal_model(), scenario.mpc_config, scenario.initial_theta(),
+                       scenario.x_ref, scenario.u_ref)
+        plain, plain_ms = _fly(scenario, MPCPolicy(*policy_args), args.steps)
         errors, offset_ms = [], []
-        for gain in GAINS:
-            error, step_ms = _fly(scenario, OffsetFreePolicy(*args, gain))
+        for gain in args.gains:
+            error, step_ms = _fly(scenario, OffsetFreePolicy(*policy_args, gain), args.steps)
             errors.append(error)
             offset_ms.append(step_ms)
         print(f'{name:34s} {plain:10.4f} ' + ' '.join(f'{e:13.4f}' for e in errors)

@@ -59,9 +59,10 @@ OVERRIDES = {'simulator': {'clock_mode': 'realtime', 'command_loss_action': 'hov
 # gain OBSERVER_GAIN, written to a copy), which flies its transfer both ways in real time
 # and settles within 0.01 m of x0. Without offset-free tracking a vehicle does not settle
 # at x0: flown back from the default scenario's target by the plain MPC (its model is
-# linear without c) the vehicle sagged 2.8 m and stayed 0.27 m off x0 for minutes; the
-# default scenario with the observer gain 0.5 still hovers 1.8 m below x0, and RotorPy's
-# Hummingbird's QPs fail on the way back from its target (all measured 2026-12-07)
+# linear without c) the vehicle sagged 2.8 m and stayed 0.27 m off x0 for minutes; on the
+# default scenario the observer with gain 0.5 is unstable (it hovered 1.8 m below x0 here;
+# offline it diverges: docs/offset_free.md), and RotorPy's Hummingbird's QPs fail on the
+# way back from its target (all measured 2026-12-07)
 SCENARIO = 'mismatch_example'
 OBSERVER_GAIN = 0.5
 TUNER = {'start_mode': 'fly_to_start', 'method': 'model_based', 'message_timeout_s': 2.0,
