@@ -19,6 +19,7 @@
 
 from collections import Counter
 import os
+import re
 import time
 
 import numpy as np
@@ -148,7 +149,14 @@ def test_a_controller_restarted_during_fly_to_start_gets_theta_after_settling_ag
     graph.wait_tuner(240.0)
 
     log = graph.nodes['tuner'].log_text()
-    assert 'the controller restarted (its theta revision is 1, after 4)' in log, log[-3000:]
+    # the tuner sees the new process's lower revision; which one depends on how many of
+    # its sets the new process took before the first settled window (1 after 4 when the
+    # first rerun's set reaches it; 3 after 5, seen beside a CPU hog, when it comes up
+    # during a rerun)
+    restarted = re.findall(r'the controller restarted \(its theta revision is (\d+), after '
+                           r'(\d+)\)', log)
+    assert restarted, log[-3000:]
+    assert all(int(now) < int(before) for now, before in restarted), restarted
     summary = graph.summary()
     assert summary['status'] == 'finished' and summary['iterations'] == iterations, summary
     for suffix in ('csv', 'theta.csv'):
