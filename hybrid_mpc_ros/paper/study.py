@@ -185,6 +185,8 @@ def main(scenario: str | None = None, out: str = 'results/study',
     paths, jobs = {}, []
     for combination in chosen:
         folder = os.path.join(out, combination)
+        # here, before any job: the first to write there may be the optimum reference
+        os.makedirs(folder, exist_ok=True)
         path = write_variant(base, combination, folder)
         _ensure_model(path)
         setup = load_scenario(path)

@@ -70,6 +70,7 @@ def run_optimum(scenario_path: str, out: str, steps: int | None = None,
     scenario = load_scenario(scenario_path)
     steps = steps or scenario.tuning.episode_steps
     cap = iterations or optimum.MAX_ITERATIONS
+    os.makedirs(out, exist_ok=True)
     expected = signature(scenario_path, steps, cap)
     saved = _stored(out, expected)
     if saved is not None:

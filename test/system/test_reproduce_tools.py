@@ -100,6 +100,16 @@ def test_reproduce_runs_the_optimum_reference_on_the_runs_episode_length(tmp_pat
     np.testing.assert_array_equal(saved['theta'], stored['theta'])
 
 
+def test_the_optimum_reference_makes_its_folder(tmp_path):
+    # in a sweep it may be the first job to write there (paper study's default combination
+    # failed so beside a CPU hog when the reference finished before any run had started)
+    out = tmp_path / 'not' / 'there'
+    summary = optimum_hook.run_optimum(scenario_path('l4dc2026'), str(out), steps=12,
+                                       iterations=1)
+    assert summary['iterations'] == 1
+    assert (out / 'optimum.json').exists() and (out / 'optimum.final.npz').exists()
+
+
 def test_the_optimum_reference_resumes_only_the_same_experiment(tmp_path, capsys):
     path = scenario_path('l4dc2026')
     out = str(tmp_path)
