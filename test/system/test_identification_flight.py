@@ -9,6 +9,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterType, Paramet
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import SetBool
 
 from hybrid_mpc_ros.core.model.fit_report import FitSettings
 from hybrid_mpc_ros.core.model.flight_identification import fit_from_recording
@@ -26,6 +27,11 @@ def _start(module, log_dir, name, params_file=True, **params):
                                 log_path=str(log_dir / f'{name}.log'))
 
 
+def _hold(ros_node, hold):
+    return ros_node.call(SetBool, '/mpc_controller/hold', SetBool.Request(data=hold),
+                         timeout=60.0)
+
+
 def _set(ros_node, name, kind, field, value):
     param = ParameterMsg(name=name, value=ParameterValue(type=kind, **{field: value}))
     return ros_node.call(SetParameters, '/mpc_controller/set_parameters',
@@ -41,21 +47,25 @@ def test_a_recorded_lockstep_flight_with_excitation_is_identified(tmp_path, ros_
                       output=str(out))
     sim = controller = None
     try:
-        # the recorder hears the controller before the flight can start: the controller
-        # sends nothing before the simulator's first odometry, and the lockstep simulator
-        # waits for a command after each (re-publishing while it waits), so once the
-        # recorder matched both, it misses no command of the flight
+        # the flight must not start before the recorder hears both topics: a lockstep
+        # flight of 700 steps takes 2 to 3 s, discovering a new participant up to 3.6 s
+        # here (a recording of 1037 commands and no odometry: the recorder matched the
+        # simulator after the flight). So the controller is held (it keeps the odometry
+        # without answering, and the lockstep simulator waits, re-publishing it) until the
+        # recorder has heard the controller and recorded the simulator's odometry
         controller = _start('ros.mpc_controller_node', tmp_path, 'controller',
                             use_sim_time=True,
                             **{'excitation.amplitude_rad_s': 5.0, 'excitation.seed': 1})
+        assert _hold(ros_node, True).success, controller.log_text()
         assert ros_node.spin_until(
             lambda: 'rotor_speeds_cmd: 1 publisher(s) matched' in recorder.log_text(),
             60.0), recorder.log_text()
         sim = _start('ros.simulator_node', tmp_path, 'simulator', clock_mode='lockstep',
                      use_sim_time=True)
         assert ros_node.spin_until(
-            lambda: 'odom: 1 publisher(s) matched' in recorder.log_text(), 60.0), \
+            lambda: '/odom: first message recorded' in recorder.log_text(), 60.0), \
             recorder.log_text()
+        assert _hold(ros_node, False).success, controller.log_text()
         assert ros_node.spin_until(lambda: len(commands) >= STEPS, 120.0), (
             sim.log_text()[-2000:] + controller.log_text()[-2000:])
         assert sim.stop() == 0
