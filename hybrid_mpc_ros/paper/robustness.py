@@ -356,7 +356,7 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
          workers: int | None = None, quick: bool = False,
          scenarios: list[str] | None = None, optimum_iterations: int = 200,
          stored_only: bool = False, compare_eta: bool = False,
-         engine: Engine | None = None) -> int:
+         engine: Engine = Engine()) -> int:
     """Run the bench (see the module docstring); print the tables and the JSON last line.
 
     With ``stored_only`` nothing runs: the figures of the runs stored under ``out`` so far
@@ -381,7 +381,7 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     print(f'paper robustness: {len(family)} scenarios, {len(jobs)} runs ({seeds} seeds for '
           f'hybrid and zeroth_order; model_based and optimum once), {iterations} iterations, '
-          f'{(engine or Engine()).describe(workers)}; results in {out}', file=sys.stderr,
+          f'{engine.describe(workers)}; results in {out}', file=sys.stderr,
           flush=True)
     start = time.perf_counter()
     results, pending = [], []

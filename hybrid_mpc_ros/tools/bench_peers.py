@@ -301,7 +301,7 @@ def scenario_paths(files: list[str] | None, names: list[str] | None) -> list[str
 def main(out: str | None = None, seeds: int = 3, budget: int = 100,
          workers: int | None = None, quick: bool = False, files: list[str] | None = None,
          names: list[str] | None = None, diagonal: bool = False,
-         only: list[str] | None = None, engine: Engine | None = None) -> int:
+         only: list[str] | None = None, engine: Engine = Engine()) -> int:
     """Run the bench (see the module docstring); print the tables and the JSON last line.
 
     ``engine``: where the runs go (:mod:`~hybrid_mpc_ros.tools.pool`; default a local
@@ -322,7 +322,7 @@ def main(out: str | None = None, seeds: int = 3, budget: int = 100,
     chosen = ', '.join(dict.fromkeys(job.method for job in jobs))
     print(f'bench peers: {len(paths)} scenarios x {seeds} seeds x {chosen}'
           f' ({len(jobs)} runs), {settings.budget} episodes each, '
-          f'{(engine or Engine()).describe(workers)}; '
+          f'{engine.describe(workers)}; '
           f'results in {out}', file=sys.stderr, flush=True)
     start = time.perf_counter()
     results, pending = [], []

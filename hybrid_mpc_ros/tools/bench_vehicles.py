@@ -285,7 +285,7 @@ def _print_profile(report: dict) -> None:
 def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
          workers: int | None = None, quick: bool = False,
          scenarios: list[str] | None = None, stored_only: bool = False,
-         profile_only: bool = False, engine: Engine | None = None) -> int:
+         profile_only: bool = False, engine: Engine = Engine()) -> int:
     """Run the bench (see the module docstring); print the table and the JSON last line.
 
     ``engine``: where the runs go (:mod:`~hybrid_mpc_ros.tools.pool`; default a local
@@ -313,7 +313,7 @@ def main(out: str | None = None, seeds: int = 3, iterations: int = 100,
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     print(f'bench vehicles: {len(family)} vehicles, {len(jobs)} runs ({seeds} seeds for '
           f'hybrid and zeroth_order; model_based once: it draws no random direction), '
-          f'{iterations} iterations, {(engine or Engine()).describe(workers)}; results in {out}',
+          f'{iterations} iterations, {engine.describe(workers)}; results in {out}',
           file=sys.stderr, flush=True)
     start = time.perf_counter()
     results, pending = [], []

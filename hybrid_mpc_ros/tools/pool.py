@@ -64,6 +64,10 @@ class Task:
     args: tuple = ()
     kwargs: dict | None = None
 
+    def __call__(self):
+        """Run the job; return what it returns."""
+        return self.function(*self.args, **(self.kwargs or {}))
+
 
 def stdout_to_stderr() -> None:
     """Send a worker's stdout (fd 1) to stderr, where the solver's C code prints.
@@ -76,7 +80,7 @@ def stdout_to_stderr() -> None:
 
 def _in_worker(task: Task):
     stdout_to_stderr()
-    return task.function(*task.args, **(task.kwargs or {}))
+    return task()
 
 
 def run_tasks(tasks: list[Task], workers: int, engine: Engine | None = None
@@ -96,8 +100,7 @@ def run_tasks(tasks: list[Task], workers: int, engine: Engine | None = None
     context = multiprocessing.get_context('spawn')
     with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                      initializer=stdout_to_stderr) as pool:
-        running = {pool.submit(task.function, *task.args, **(task.kwargs or {})): index
-                   for index, task in enumerate(tasks)}
+        running = {pool.submit(task): index for index, task in enumerate(tasks)}
         for done in futures.as_completed(running):
             yield running[done], done.result()
 

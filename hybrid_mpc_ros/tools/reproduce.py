@@ -348,7 +348,7 @@ def finish(scenario: Scenario, out: str, results: dict, optimum: dict | None,
 def main(scenario: str | None = None, out: str = 'results/reproduce',
          iterations: int | None = None, steps: int | None = None, seed: int | None = None,
          runs: list[str] | None = None, workers: int | None = None,
-         optimum: bool = True, engine: Engine | None = None) -> int:
+         optimum: bool = True, engine: Engine = Engine()) -> int:
     """Run the scenario's experiment; print progress, a table and the JSON summary last.
 
     ``scenario`` is a file or a shipped scenario's name (default: the default scenario);
@@ -368,7 +368,7 @@ def main(scenario: str | None = None, out: str = 'results/reproduce',
                            seed=seed)
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     print(f'scenario {path}: {len(names)} tuning runs x {config.iterations} iterations '
-          f'on {(engine or Engine()).describe(workers)}; output in {out}; optimum reference: '
+          f'on {engine.describe(workers)}; output in {out}; optimum reference: '
           f'{"one more job" if optimum else "skipped"}', file=sys.stderr, flush=True)
     start = time.perf_counter()
     done = run_jobs(jobs, workers, engine)
