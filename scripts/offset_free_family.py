@@ -7,7 +7,9 @@ distance from the target and the median control step (the policy's solve and
 sensitivities, without the plant) [ms].
 Run: ``python scripts/offset_free_family.py``; other scenarios, gains or episode lengths:
 ``python scripts/offset_free_family.py --scenarios l4dc2026 --gains 0.02 0.1 0.5 --steps
-600``.
+600``. ``--input-delay``: the plant gets each command one period late (the hover input
+first), as a vehicle does whose controller's timer ticks just before its odometry's
+next sample, when odometry comes at the control rate.
 """
 
 import argparse
@@ -47,9 +49,26 @@ class _Timed:
         return out
 
 
-def _fly(scenario, policy, steps=200):
+class _Late:
+    """``plant`` receiving each command one period late (the hover input ``u_ref`` first)."""
+
+    def __init__(self, plant, u_ref):
+        self.plant, self.u_ref, self.held = plant, np.array(u_ref, dtype=float), None
+
+    def reset(self, x0):
+        self.plant.reset(x0)
+        self.held = self.u_ref.copy()
+
+    def step(self, x, u):
+        x_next = self.plant.step(x, self.held)
+        self.held = np.array(u, dtype=float)
+        return x_next
+
+
+def _fly(scenario, policy, steps=200, input_delay=False):
     timed = _Timed(policy)
-    record = rollout(scenario.plant(), timed, scenario.x0, steps)
+    plant = _Late(scenario.plant(), scenario.u_ref) if input_delay else scenario.plant()
+    record = rollout(plant, timed, scenario.x0, steps)
     step_ms = 1e3 * float(np.median(timed.times))
     return float(np.linalg.norm(record.x[-1, 0:3] - scenario.x_ref[0:3])), step_ms
 
@@ -61,6 +80,8 @@ def main() -> None:
                              'family)')
     parser.add_argument('--gains', nargs='+', type=float, default=list(GAINS))
     parser.add_argument('--steps', type=int, default=200, help='episode steps (default 200)')
+    parser.add_argument('--input-delay', action='store_true',
+                        help='the plant gets each command one period late')
     args = parser.parse_args()
     family = os.path.dirname(resolve_scenario_path('robustness/light_climb'))
     names = args.scenarios or ['mismatch_example'] + sorted(
@@ -73,10 +94,11 @@ def main() -> None:
         scenario = load_scenario(resolve_scenario_path(name))
         policy_args = (scenario.nominal_model(), scenario.mpc_config, scenario.initial_theta(),
                        scenario.x_ref, scenario.u_ref)
-        plain, plain_ms = _fly(scenario, MPCPolicy(*policy_args), args.steps)
+        plain, plain_ms = _fly(scenario, MPCPolicy(*policy_args), args.steps, args.input_delay)
         errors, offset_ms = [], []
         for gain in args.gains:
-            error, step_ms = _fly(scenario, OffsetFreePolicy(*policy_args, gain), args.steps)
+            error, step_ms = _fly(scenario, OffsetFreePolicy(*policy_args, gain), args.steps,
+                                  args.input_delay)
             errors.append(error)
             offset_ms.append(step_ms)
         print(f'{name:34s} {plain:10.4f} ' + ' '.join(f'{e:13.4f}' for e in errors)

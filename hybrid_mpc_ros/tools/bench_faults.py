@@ -29,7 +29,8 @@ by episode (an episode is counted when its first step from x0 goes by):
   does not jump and nothing of its run depends on ``/clock``.
 
 Then the wall-time half (:mod:`~hybrid_mpc_ros.tools.vehicle_faults`): a realtime
-simulator, the controller on its timer and a ``fly_to_start`` tuner, with a storm from the
+simulator, the controller on wall time stepping on each odometry and a ``fly_to_start``
+tuner, with a storm from the
 ground, ``~/hold`` asked on wall time, the tuner interrupted (SIGINT), SIGKILLed and
 exiting normally (commands must never stop for a period or more: ``command_gaps_s``, from
 the controller's own step stamps), and the controller SIGKILLed and restarted under
@@ -327,8 +328,8 @@ def main(scenario: str | None = None, iterations: int = 4, steps: int = 25,
         result = evaluate(bench, iterations, config)
     finally:
         bench.close()
-    print('bench faults: the wall-time half (realtime simulator, timer-triggered controller, '
-          'fly_to_start tuner)', file=sys.stderr, flush=True)
+    print('bench faults: the wall-time half (realtime simulator, controller on wall time '
+          'stepping on each odometry, fly_to_start tuner)', file=sys.stderr, flush=True)
     vehicle = vehicle_faults.VehicleBench(folder, iterations)
     try:
         vehicle.run()

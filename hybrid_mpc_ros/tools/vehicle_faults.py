@@ -1,11 +1,20 @@
 """The wall-time half of ``hybrid-mpc bench faults``: a vehicle's graph, faults from the ground.
 
 On the scenario :data:`SCENARIO` with offset-free tracking, a realtime simulator (no
-``/clock``), the MPC controller on its wall-clock timer
-(``use_sim_time`` false) and a tuner flying its episodes back to x0 (``start_mode:
+``/clock``), the MPC controller on wall time (``use_sim_time`` false) stepping on each new
+odometry (``trigger: odometry``, what the docs advise when odometry comes at the control
+rate, as this simulator's does) and a tuner flying its episodes back to x0 (``start_mode:
 fly_to_start``, model-based: one episode per iteration), as on a vehicle, on a private
-domain. What the controller guarantees is read from its own step stamps (the stamps of
-its ``~/sensitivity`` messages, wall time): a command goes out every period whatever the
+domain. Why not the timer trigger: beside odometry at the control rate, the phase
+between the controller's timer and the simulator's decides the loop. A tick just before
+the simulator's sends its command too late for that period, every period: the vehicle
+gets each command one period late, and with that delay the offset-free MPC of this
+scenario diverges at observer gains 0.5 and 1.0 (``python scripts/offset_free_family.py
+--scenarios mismatch_example --input-delay``): three test runs of 2026-12-07 failed
+because the vehicle flew off at about 21 m/s.
+
+What the controller guarantees is read from its own step stamps (the stamps of its
+``~/sensitivity`` messages, wall time): a command goes out every period whatever the
 ground does. The longest interval between two steps around a fault, less one period, is
 how long commands stopped (:func:`command_gap`); it must stay below one period. Faults,
 in order:
@@ -54,7 +63,7 @@ EPISODE_SET = re.compile(r'revision (\d+): (.*) applied')
 # the roles' parameters on wall time, over the lockstep graph's (at every start). The
 # controller hovers at x0 until the tuner moves it, and episodes are short
 OVERRIDES = {'simulator': {'clock_mode': 'realtime', 'command_loss_action': 'hover_in_place'},
-             'controller': {'use_sim_time': False, 'trigger': 'timer'}}
+             'controller': {'use_sim_time': False, 'trigger': 'odometry'}}
 # the wall-time graph's scenario: mismatch_example with the offset-free MPC on (observer
 # gain OBSERVER_GAIN, written to a copy), which flies its transfer both ways in real time
 # and settles within 0.01 m of x0. Without offset-free tracking a vehicle does not settle

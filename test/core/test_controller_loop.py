@@ -6,6 +6,7 @@ tested in test_safe_control.py and through the node in test_mpc_controller_node.
 """
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ class Policy:
     def __init__(self):
         self.theta = np.arange(th.N_THETA, dtype=float)
         self.x_ref = np.zeros(12)
+        self.config = SimpleNamespace(dt=PERIOD_NS * 1e-9)
 
     def set_theta(self, theta):
         self.theta = np.array(theta)
@@ -41,8 +43,8 @@ class Controller:
         self.sensitivities_ok = True
         self.safe_theta = self.policy.theta.copy()
 
-    def step(self, x, odom_age_s, sensitivities=True):
-        self.calls.append(('step', x.copy(), odom_age_s, sensitivities))
+    def step(self, x, odom_age_s, sensitivities=True, consecutive=True):
+        self.calls.append(('step', x.copy(), odom_age_s, sensitivities, consecutive))
         return StepResult(np.full(4, 400.0), 'mpc', 0, 1.5, np.zeros((4, 12)),
                           np.zeros((4, th.N_THETA)), False, sensitivities_pending=True,
                           abort_reason=self.abort_reason)
@@ -97,6 +99,20 @@ def test_the_timer_trigger_steps_on_the_timer_from_the_first_odometry_with_its_a
     ctl.command(now=1.25)
     assert ctl.controller.calls[-1][2] == 0.25               # the odometry's wall age
     assert ctl.controller.calls[-1][3] is False              # command first
+
+
+def test_a_step_is_consecutive_only_one_period_after_the_last_one():
+    # a timer tick on the odometry of the last step, or after one was skipped, is not: an
+    # offset-free controller then skips its estimate's update (test_offset_free.py)
+    ctl = loop('timer')
+    consecutive = []
+    for stamp_ns in (0, PERIOD_NS, PERIOD_NS, 2 * PERIOD_NS, 4 * PERIOD_NS,
+                     5 * PERIOD_NS + PERIOD_NS // 5, 6 * PERIOD_NS + PERIOD_NS // 2):
+        ctl.odometry(stamp_ns, state(stamp_ns), received=1.0)
+        ctl.command(now=1.0)
+        consecutive.append(ctl.controller.calls[-1][4])
+    # the first has no step before it; a fifth of a period late still counts, half does not
+    assert consecutive == [False, True, False, True, False, True, False]
 
 
 def test_the_odometry_trigger_steps_with_age_zero():

@@ -234,6 +234,24 @@ def test_a_step_without_a_solve_skips_the_next_update(setup):
     np.testing.assert_allclose(controller.step(x).d, GAIN * model.B @ BIAS, atol=1e-12)
 
 
+def test_a_step_that_is_not_consecutive_skips_the_update(setup):
+    # the same odometry twice (a timer tick before the next one): the estimate must not
+    # take the period's motion it did not see for model error; it stays, then moves again
+    sc, model, _, policy = setup
+    cfg = policy.config
+    controller = SafeController(policy, SafetyConfig(0.2, 2, 0.9), cfg.u_min, cfg.u_max)
+    controller.reset()
+    x = np.array(sc.x0, dtype=float)
+    x = model.step(x, controller.step(x).u + BIAS)
+    first = controller.step(x)
+    assert np.abs(first.d).max() > 0
+    repeated = controller.step(x, consecutive=False)
+    np.testing.assert_array_equal(repeated.d, first.d)
+    x = model.step(x, repeated.u + BIAS)
+    moved = controller.step(x)
+    assert not np.array_equal(moved.d, first.d) and np.all(np.isfinite(moved.d))
+
+
 def test_the_setting_is_off_in_the_paper_scenarios_and_names_its_key(tmp_path):
     for name in ('arxiv_v1', 'l4dc2026'):
         assert scenario(name).controller.disturbance_observer_gain is None

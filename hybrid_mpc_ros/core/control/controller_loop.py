@@ -10,7 +10,10 @@ translates messages and services into these calls and publishes what comes back:
   simulator period must get exactly one command. Stamps older than the last accepted one
   are refused (ValueError) and counted with :meth:`~ControllerLoop.reject`.
 * :meth:`~ControllerLoop.timer`: with the ``timer`` trigger, whether to step now (from
-  the first odometry on).
+  the first odometry on). A tick can come before the next odometry (the same state
+  again) or after two (one skipped) when odometry arrives at the control rate; such a
+  step is not *consecutive*, and an offset-free controller does not update its
+  disturbance estimate from it (:meth:`SafeController.step`).
 * :meth:`~ControllerLoop.hold` (``~/hold``, ``odometry`` trigger on simulated time
   only): while held, odometry is kept but not answered; on release the newest odometry
   is answered at once. On wall time (the timer trigger, or the odometry trigger beside a
@@ -84,6 +87,9 @@ class ControllerLoop:
         self.answered_ns = -1                # odometry trigger: the stamp last answered
         self.rejected_odometry = 0
         self.last_rejection = ''
+        # the odometry stamp of the last step, and the period steps are one apart in
+        self._stepped_ns = -1
+        self._period_ns = round(controller.policy.config.dt * 1e9)
 
     # -- events ----------------------------------------------------------------------------
     def odometry(self, stamp_ns: int, x: np.ndarray, received: float) -> bool:
@@ -171,7 +177,10 @@ class ControllerLoop:
         first step of an episode into a failsafe step).
         """
         age = 0.0 if self.trigger == 'odometry' else now - self.odom_received
-        return self.controller.step(self.x, age, sensitivities=False)
+        consecutive = (self._stepped_ns >= 0 and abs(self.odom_stamp_ns - self._stepped_ns
+                                                     - self._period_ns) <= self._period_ns // 4)
+        self._stepped_ns = self.odom_stamp_ns
+        return self.controller.step(self.x, age, sensitivities=False, consecutive=consecutive)
 
     def report(self, result: StepResult,
                clock: Callable[[], Stamp]) -> tuple[StepResult, SensitivitySample]:

@@ -38,7 +38,8 @@ a first-order filter (``gain`` in (0, 1]) of what the model failed to predict. O
 that *is* the model plus a constant input bias ``b``, ``e_t = B b - d_{t-1}`` and
 ``d_t = (1 - (1 - gain)^t) B b`` exactly. ``u_{t-1}`` is the command that was applied
 (the controller reports it with :meth:`OffsetFreePolicy.applied`); a step without a solve
-(a failsafe step, a rejected state) skips the next update. An episode's start
+(a failsafe step, a rejected state, a state not measured one period after the last
+one) skips the next update. An episode's start
 (:meth:`OffsetFreePolicy.reset`) sets ``d = 0`` and forgets the previous step, so episodes
 rerun bit for bit and do not depend on the one before. Measurement noise goes into ``d``
 with the gain: a vehicle with noisy odometry wants a smaller one.

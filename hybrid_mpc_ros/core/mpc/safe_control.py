@@ -266,14 +266,19 @@ class SafeController:
         self.abort_reason = ''
 
     def step(self, x: np.ndarray, odom_age_s: float = 0.0,
-             sensitivities: bool = True) -> StepResult:
+             sensitivities: bool = True, consecutive: bool = True) -> StepResult:
         """Command for state x (12,) measured ``odom_age_s`` seconds ago; see the module doc.
 
         With ``sensitivities`` False an MPC step comes back without its sensitivities
         (``sensitivities_pending``): send the command, then call :meth:`add_sensitivities`
         before the next step, so the vehicle (or a lockstep simulator) can act on the
-        command while they are computed.
+        command while they are computed. ``consecutive``: whether x was measured one
+        period after the previous step's state; False (the same odometry again, or one
+        skipped) makes an offset-free policy skip its estimate's update, which would
+        otherwise take a period's motion it did not see for model error.
         """
+        if not consecutive and self._applied is not None:
+            self._applied(None)
         if not odom_age_s <= self.safety.odom_timeout_s:     # also catches NaN
             self.counters.stale_odometry_steps += 1
             return self._unsolved(self._failsafe(f'odometry is {odom_age_s:.3f} s old '
