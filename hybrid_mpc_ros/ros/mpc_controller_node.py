@@ -246,6 +246,10 @@ class MPCControllerNode(Node):
         self.create_timer(1.0, self._publish_diagnostics, clock=steady)
         self._last_tick = None
         self._tick_periods = deque(maxlen=TIMING_WINDOW)
+        self._watchdog_steps = 0
+        if self._trigger == 'odometry' and self._wall_time:
+            # odometry late or lost on wall time: step anyway (ControllerLoop.watchdog)
+            self.create_timer(self._period_s / 10, self._on_watchdog, clock=steady)
         if self._trigger == 'timer':
             self.create_timer(self._timer_period_s, self._on_timer, clock=steady)
             if abs(self._timer_period_s - self._period_s) > 1e-9:
@@ -404,6 +408,16 @@ class MPCControllerNode(Node):
         if self._loop.timer():
             self._control_step(now)
 
+    def _on_watchdog(self) -> None:
+        now = time.monotonic()
+        if self._loop.watchdog(now):
+            self._watchdog_steps += 1
+            self.get_logger().warning(
+                f'no new odometry for {now - self._loop.odom_received:.3f} s (odometry '
+                f'trigger on wall time): stepping on the last one ({self._watchdog_steps} '
+                'such steps so far)', throttle_duration_sec=LOG_THROTTLE_S)
+            self._control_step(now)
+
     def _control_step(self, started: float) -> None:
         result = self._loop.command(started)
         # the command first: the vehicle (in lockstep, the simulator and the next odometry)
@@ -480,7 +494,7 @@ class MPCControllerNode(Node):
         stale = age is not None and age > self._controller.safety.odom_timeout_s
         if loop.x is None:
             status.level, status.message = DiagnosticStatus.WARN, 'waiting for odometry'
-        elif 'failsafe' in recent or (stale and self._trigger == 'timer'):
+        elif 'failsafe' in recent or (stale and (self._trigger == 'timer' or self._wall_time)):
             status.level = DiagnosticStatus.ERROR
             status.message = f'failsafe: {counters.last_reason}'
         elif recent:
@@ -509,6 +523,7 @@ class MPCControllerNode(Node):
             'consecutive_failures': str(counters.consecutive_failures),
             'sensitivity_failures': str(counters.sensitivity_failures),
             'stale_odometry_steps': str(counters.stale_odometry_steps),
+            'watchdog_steps': str(self._watchdog_steps),
             'envelope_aborts': str(counters.envelope_aborts),
             'rejected_odometry': str(loop.rejected_odometry),
             'last_rejection': loop.last_rejection,

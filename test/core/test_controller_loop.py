@@ -115,6 +115,33 @@ def test_a_step_is_consecutive_only_one_period_after_the_last_one():
     assert consecutive == [False, True, False, True, False, True, False]
 
 
+def test_the_watchdog_steps_on_wall_time_when_odometry_is_late():
+    # odometry trigger on wall time: no step for 1.5 periods (odometry late or lost) is
+    # overdue; the step then goes out on the last odometry with its age
+    period_s = PERIOD_NS * 1e-9
+    ctl = ControllerLoop(Controller(), 'odometry', sim_time=False)
+    assert not ctl.watchdog(now=5.0)                           # no odometry yet
+    assert ctl.odometry(0, state(0), received=1.0)
+    assert not ctl.watchdog(now=1.0 + 1.4 * period_s)          # a first step is due
+    assert ctl.watchdog(now=1.0 + 1.51 * period_s)
+    ctl.command(now=1.0)                                       # answered at once
+    assert ctl.controller.calls[-1][2] == 0.0
+    assert not ctl.watchdog(now=1.0 + 1.4 * period_s)
+    late = 1.0 + 1.6 * period_s
+    assert ctl.watchdog(now=late)
+    ctl.command(now=late)
+    assert ctl.controller.calls[-1][2] == pytest.approx(1.6 * period_s)   # its age
+    assert ctl.controller.calls[-1][4] is False                # the same odometry again
+    assert not ctl.watchdog(now=late + 1.4 * period_s)         # counted from that step
+    assert ctl.watchdog(now=late + 1.51 * period_s)
+
+
+def test_no_watchdog_with_the_timer_trigger_or_on_simulated_time():
+    for ctl in (loop('timer'), loop('odometry')):
+        ctl.odometry(0, state(0), received=1.0)
+        assert not ctl.watchdog(now=100.0)
+
+
 def test_the_odometry_trigger_steps_with_age_zero():
     ctl = loop()
     ctl.odometry(0, state(0), received=1.0)

@@ -275,6 +275,41 @@ def test_safe_behaviour_on_bad_stale_and_unsolvable_odometry(wall_clock_controll
     _alive(controller)
 
 
+@pytest.mark.faults       # also part of the fault-injection suite
+def test_the_odometry_trigger_on_wall_time_keeps_commanding_when_odometry_stops(ros_node,
+                                                                                tmp_path):
+    # odometry at the control rate, answered at once; then none: the watchdog steps on
+    # the last odometry every 1.5 periods, the MPC while it is young, then the failsafe
+    source = OdometrySource(ros_node)
+    controller = _start('ros.mpc_controller_node', tmp_path, 'controller', use_sim_time=False,
+                        trigger='odometry', odom_timeout_s=0.3)
+    try:
+        _wait(ros_node, lambda: source.diagnostics, 20.0, controller)
+        x0 = scenario().x0.copy()
+        deadline = time.monotonic() + 20.0
+        while not source.samples:          # until the controller heard the odometry
+            assert time.monotonic() < deadline, controller.log_text()[-2000:]
+            source.publish(x0, 0.1, rate_hz=10.0)
+        source.publish(x0, 1.0, rate_hz=10.0)
+        assert source.samples[-1].status == 0
+        count = len(source.commands)
+        _wait(ros_node, lambda: int(source.values()[1]['watchdog_steps']) >= 3, 5.0,
+              controller)
+        ros_node.spin_for(0.5)
+        assert len(source.commands) >= count + 5
+        failsafe = np.full(4, math.sqrt(0.9) * np.mean(scenario().u_ref))
+        np.testing.assert_allclose(source.commands[-1], failsafe)
+        assert source.samples[-1].status == -1
+        # odometry again: answered at once by the MPC
+        source.publish(x0, 0.5, rate_hz=10.0)
+        assert source.samples[-1].status == 0
+        commands = np.array(source.commands)
+        assert np.all(np.isfinite(commands)) and commands.min() >= 0 and commands.max() <= 630
+        _alive(controller)
+    finally:
+        controller.stop()
+
+
 def test_leaving_the_envelope_aborts_the_revision_and_flies_the_safe_theta(ros_node, tmp_path):
     """The envelope abort in the node: status, revisions, safe theta, diagnostics, re-arming.
 

@@ -14,6 +14,12 @@ translates messages and services into these calls and publishes what comes back:
   again) or after two (one skipped) when odometry arrives at the control rate; such a
   step is not *consecutive*, and an offset-free controller does not update its
   disturbance estimate from it (:meth:`SafeController.step`).
+* :meth:`~ControllerLoop.watchdog`: with the ``odometry`` trigger on wall time (beside a
+  realtime simulator or a vehicle whose odometry comes at the control rate), whether a
+  step is overdue: no step for :data:`WATCHDOG_PERIODS` periods (odometry delayed or
+  lost). The node then steps on the newest odometry, whose age decides MPC or failsafe,
+  so commands never stop because odometry does; a step on odometry already answered is
+  not consecutive.
 * :meth:`~ControllerLoop.hold` (``~/hold``, ``odometry`` trigger on simulated time
   only): while held, odometry is kept but not answered; on release the newest odometry
   is answered at once. On wall time (the timer trigger, or the odometry trigger beside a
@@ -52,6 +58,8 @@ from hybrid_mpc_ros.core.mpc import theta as th
 from hybrid_mpc_ros.core.mpc.safe_control import SafeController, StepResult
 
 TRIGGERS = ('timer', 'odometry')
+# the odometry trigger on wall time steps anyway after this many periods without a step
+WATCHDOG_PERIODS = 1.5
 HOLD_REFUSAL = ('hold is only available with the odometry trigger on simulated time (lockstep '
                 'simulation): on wall time a held controller would send no commands, and a '
                 'vehicle or a realtime simulator must never go without them')
@@ -89,7 +97,9 @@ class ControllerLoop:
         self.last_rejection = ''
         # the odometry stamp of the last step, and the period steps are one apart in
         self._stepped_ns = -1
+        self._stepped_at: float | None = None     # wall time of the last step
         self._period_ns = round(controller.policy.config.dt * 1e9)
+        self._watchdog_s = WATCHDOG_PERIODS * controller.policy.config.dt
 
     # -- events ----------------------------------------------------------------------------
     def odometry(self, stamp_ns: int, x: np.ndarray, received: float) -> bool:
@@ -113,6 +123,19 @@ class ControllerLoop:
     def timer(self) -> bool:
         """Return whether a tick of the control timer steps (never before the first odometry)."""
         return self.x is not None
+
+    def watchdog(self, now: float) -> bool:
+        """Return whether a step is overdue at wall time ``now`` (odometry trigger, wall time).
+
+        True when no step ran for :data:`WATCHDOG_PERIODS` periods since the last one (or
+        since the first odometry): odometry is late or lost, and a vehicle must not go
+        without commands. Never with the timer trigger (its timer steps) nor on simulated
+        time (a lockstep simulation waits for each command; holding it is allowed).
+        """
+        if self.trigger != 'odometry' or self.sim_time or self.x is None:
+            return False
+        since = self.odom_received if self._stepped_at is None else self._stepped_at
+        return now - since >= self._watchdog_s
 
     def hold(self, held: bool) -> tuple[HoldAnswer | Refused, bool]:
         """Hold (True) or release (False); return the answer and whether to step now.
@@ -171,12 +194,15 @@ class ControllerLoop:
         """Compute the command for the latest odometry (call when an event said to step).
 
         The result's sensitivities are still pending: send ``result.u``, then call
-        :meth:`report`. With the ``odometry`` trigger the odometry's age is 0: the lockstep
-        simulation waits while a step is held, so the wall time the odometry waited says
-        nothing about the vehicle (with odom_timeout_s 0.2 s a loaded machine turned the
-        first step of an episode into a failsafe step).
+        :meth:`report`. With the ``odometry`` trigger on simulated time the odometry's age
+        is 0: the lockstep simulation waits while a step is held, so the wall time the
+        odometry waited says nothing about the vehicle (with odom_timeout_s 0.2 s a loaded
+        machine turned the first step of an episode into a failsafe step). On wall time it
+        is the time since the odometry arrived (0 when answered at once; a
+        :meth:`watchdog` step's is its lateness).
         """
-        age = 0.0 if self.trigger == 'odometry' else now - self.odom_received
+        age = 0.0 if self.trigger == 'odometry' and self.sim_time else now - self.odom_received
+        self._stepped_at = now
         consecutive = (self._stepped_ns >= 0 and abs(self.odom_stamp_ns - self._stepped_ns
                                                      - self._period_ns) <= self._period_ns // 4)
         self._stepped_ns = self.odom_stamp_ns
