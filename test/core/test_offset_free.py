@@ -218,13 +218,18 @@ def test_the_controller_loop_reports_what_the_rollout_records(setup):
         np.testing.assert_array_equal(getattr(record, name), getattr(reference, name))
 
 
-def test_a_step_without_a_solve_skips_the_next_update(setup):
+def _after_one_step(setup):
+    """A safe offset-free controller, its model and the state after one step from x0."""
     sc, model, _, policy = setup
     cfg = policy.config
     controller = SafeController(policy, SafetyConfig(0.2, 2, 0.9), cfg.u_min, cfg.u_max)
     controller.reset()
     x = np.array(sc.x0, dtype=float)
-    x = model.step(x, controller.step(x).u + BIAS)
+    return controller, model, model.step(x, controller.step(x).u + BIAS)
+
+
+def test_a_step_without_a_solve_skips_the_next_update(setup):
+    controller, model, x = _after_one_step(setup)
     stale = controller.step(x, odom_age_s=1.0)                  # failsafe: no solve
     assert stale.mode == 'failsafe' and np.array_equal(stale.d, np.zeros(NX))
     x = model.step(x, stale.u + BIAS)
@@ -237,12 +242,7 @@ def test_a_step_without_a_solve_skips_the_next_update(setup):
 def test_a_step_that_is_not_consecutive_skips_the_update(setup):
     # the same odometry twice (a timer tick before the next one): the estimate must not
     # take the period's motion it did not see for model error; it stays, then moves again
-    sc, model, _, policy = setup
-    cfg = policy.config
-    controller = SafeController(policy, SafetyConfig(0.2, 2, 0.9), cfg.u_min, cfg.u_max)
-    controller.reset()
-    x = np.array(sc.x0, dtype=float)
-    x = model.step(x, controller.step(x).u + BIAS)
+    controller, model, x = _after_one_step(setup)
     first = controller.step(x)
     assert np.abs(first.d).max() > 0
     repeated = controller.step(x, consecutive=False)
