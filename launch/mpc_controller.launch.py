@@ -12,12 +12,13 @@ its ``/**`` and ``mpc_controller`` sections: period, references, constraints, no
 model, horizon, slack weights) and then its runtime settings (``controller_params``,
 default ``config/mpc_controller.yaml``: trigger, timeouts, failsafe, envelope).
 ``trigger`` overrides the file's trigger when given: ``timer`` (a command every period on
-the latest odometry, failsafe on stale odometry: a vehicle), ``odometry`` (one step per new
-odometry: a lockstep simulator) or ``auto`` (``odometry`` with ``use_sim_time``, else
-``timer``). ``odom_topic`` and ``cmd_topic`` remap its ``odom`` input and
-``rotor_speeds_cmd`` output onto the vehicle's topics; ``~/sensitivity``,
-``~/predicted_path`` and the parameter services stay under the node's name. The other
-launch files that start a controller include this one.
+the latest odometry, failsafe on stale odometry: a vehicle whose odometry comes faster than
+the control rate), ``odometry`` (one step per new odometry: a lockstep simulator, or
+odometry at the control rate such as the realtime simulator's, with a watchdog on wall
+time) or ``auto`` (``odometry`` with ``use_sim_time``, else ``timer``). ``odom_topic`` and
+``cmd_topic`` remap its ``odom`` input and ``rotor_speeds_cmd`` output onto the vehicle's
+topics; ``~/sensitivity``, ``~/predicted_path`` and the parameter services stay under the
+node's name. The other launch files that start a controller include this one.
 """
 
 from launch import LaunchDescription

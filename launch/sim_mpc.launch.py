@@ -9,10 +9,13 @@ Usage::
 
 ``simulator.launch.py`` and ``mpc_controller.launch.py`` together, reading the same
 scenario file (the simulator its plant, period and initial state; the controller its MPC
-settings). ``clock_mode`` defaults to ``realtime``: the controller runs on its wall-clock
-timer. In ``lockstep`` the simulator advances one period per command and publishes
-``/clock``; the controller gets ``use_sim_time`` and answers each new odometry stamp once
-(its ``auto`` trigger), so the flight is deterministic and as fast as the two processes
+settings). The controller answers each new odometry stamp once (``trigger: odometry``), in
+both clock modes. ``clock_mode`` defaults to ``realtime``: the simulator publishes
+odometry at the control rate on wall time, and each command goes out as soon as its
+odometry arrives (a timer's phase against the odometry could make every command a period
+late); the controller's watchdog keeps commanding if odometry stops. In ``lockstep`` the
+simulator advances one period per command and publishes ``/clock``; the controller gets
+``use_sim_time``, so the flight is deterministic and as fast as the two processes
 exchange messages.
 """
 
@@ -54,8 +57,8 @@ def generate_launch_description():
     controller = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(
             PathJoinSubstitution([share, 'launch', 'mpc_controller.launch.py'])),
-        launch_arguments=dict(shared, use_sim_time=LaunchConfiguration('use_sim_time'))
-        .items())
+        launch_arguments=dict(shared, use_sim_time=LaunchConfiguration('use_sim_time'),
+                              trigger='odometry').items())
     # an included file sees its includer's configurations: every argument it declares that
     # this file declares too is passed explicitly (the simulator is the clock: no sim time)
     return LaunchDescription(arguments + [simulator, controller])

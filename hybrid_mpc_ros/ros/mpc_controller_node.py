@@ -29,13 +29,19 @@ messages, parameters and services into its calls.
 When a control step runs (parameter ``trigger``):
 
 * ``timer``: a wall-clock timer at ``1 / period_s`` computes a command from the latest
-  odometry. This is the mode for a vehicle (and the realtime simulator): the rate does
-  not depend on the odometry rate, and stale odometry is noticed (failsafe).
+  odometry. This is the mode for a vehicle whose odometry comes faster than the control
+  rate: the rate does not depend on the odometry rate, and stale odometry is noticed
+  (failsafe).
 * ``odometry``: one step per odometry message with a *new* stamp, computed at once. This
   is the mode for the lockstep simulator: its ``/clock`` only advances when a command
   arrives, so a timer on simulated time would never fire, and it re-publishes the same
   odometry while it waits for a first command; re-published stamps are ignored, so every
-  simulator period gets exactly one command, computed from that period's odometry.
+  simulator period gets exactly one command, computed from that period's odometry. It is
+  also the mode for odometry that comes *at* the control rate on wall time (the realtime
+  simulator): a timer's phase against the odometry could make every command a period
+  late, and the offset-free MPC diverges with that delay. On wall time a watchdog steps
+  on the newest odometry after 1.5 periods without a step (odometry late or lost), so
+  commands never stop; its steps check the odometry's age like the timer's.
 * ``auto`` (default): ``odometry`` when ``use_sim_time`` is true, else ``timer``.
 
 theta are the parameters ``theta.p_Q`` (12), ``theta.p_R`` (4) and ``theta.p_P`` (78),
@@ -123,9 +129,10 @@ SAFETY_PARAMETERS = ('odom_timeout_s', 'max_plan_steps', 'failsafe_thrust_fracti
 # the node's runtime settings (defaults: config/mpc_controller.yaml)
 RUNTIME = {
     'trigger': text(TRIGGERS, description=(
-        "when a control step runs: 'timer' (wall timer at 1/period_s: vehicles, realtime "
-        "simulator), 'odometry' (one step per new odometry stamp: lockstep simulator) or "
-        "'auto' (odometry if use_sim_time, else timer)")),
+        "when a control step runs: 'timer' (wall timer at 1/period_s: vehicles with "
+        "odometry faster than that), 'odometry' (one step per new odometry stamp: lockstep "
+        "simulator, or odometry at the control rate such as the realtime simulator's; on "
+        "wall time with a watchdog) or 'auto' (odometry if use_sim_time, else timer)")),
     'rate_hz': floating(0.0, maximum=1000.0, description=(
         'rate of the timer trigger [Hz]; 0: 1/period_s, the rate the MPC model is made '
         'for (another rate is for benchmarking only)')),
@@ -437,7 +444,9 @@ class MPCControllerNode(Node):
                 f'envelope abort at revision {sample.revision}: {result.abort_reason}; '
                 f'flying the safe theta as revision {self._loop.revision} ('
                 f'{self._safe_theta_source(time.monotonic())})')
-        self._step_s.append(time.monotonic() - started)
+        done = time.monotonic()
+        self._loop.step_done(done)
+        self._step_s.append(done - started)
         self._solve_ms.append(result.solve_ms)
         # one call site per severity: rclpy raises when one site changes its severity
         # (a shifted-plan warning, then a failsafe error, stopped the node in the
@@ -524,6 +533,10 @@ class MPCControllerNode(Node):
             'sensitivity_failures': str(counters.sensitivity_failures),
             'stale_odometry_steps': str(counters.stale_odometry_steps),
             'watchdog_steps': str(self._watchdog_steps),
+            # odometry not one period after the last step's: an offset-free controller
+            # skipped its estimate's update there (many: odometry at the control rate
+            # under the timer trigger, or stamps that do not advance)
+            'irregular_steps': str(loop.irregular_steps),
             'envelope_aborts': str(counters.envelope_aborts),
             'rejected_odometry': str(loop.rejected_odometry),
             'last_rejection': loop.last_rejection,

@@ -113,6 +113,7 @@ def test_a_step_is_consecutive_only_one_period_after_the_last_one():
         consecutive.append(ctl.controller.calls[-1][4])
     # the first has no step before it; a fifth of a period late still counts, half does not
     assert consecutive == [False, True, False, True, False, True, False]
+    assert ctl.irregular_steps == 4
 
 
 def test_the_watchdog_steps_on_wall_time_when_odometry_is_late():
@@ -134,6 +135,27 @@ def test_the_watchdog_steps_on_wall_time_when_odometry_is_late():
     assert ctl.controller.calls[-1][4] is False                # the same odometry again
     assert not ctl.watchdog(now=late + 1.4 * period_s)         # counted from that step
     assert ctl.watchdog(now=late + 1.51 * period_s)
+
+
+def test_the_watchdog_counts_from_the_end_of_a_slow_step():
+    period_s = PERIOD_NS * 1e-9
+    ctl = ControllerLoop(Controller(), 'odometry', sim_time=False)
+    ctl.odometry(0, state(0), received=1.0)
+    ctl.command(now=1.0)
+    ctl.step_done(1.0 + 2 * period_s)                          # it took two periods
+    assert not ctl.watchdog(now=1.0 + 2.1 * period_s)
+    assert ctl.watchdog(now=1.0 + 3.51 * period_s)
+
+
+def test_a_republished_stamp_keeps_its_first_arrival_and_takes_the_newest_state():
+    # the age of a source repeating a frozen state grows (the failsafe comes); the state
+    # is the newest (the lockstep simulator's reset publishes x0 at the same stamp)
+    ctl = loop('timer')
+    ctl.odometry(PERIOD_NS, state(1), received=1.0)
+    ctl.odometry(PERIOD_NS, state(7), received=3.0)
+    assert ctl.odom_received == 1.0 and ctl.x[0] == 7.0
+    ctl.command(now=3.0)
+    assert ctl.controller.calls[-1][2] == 2.0
 
 
 def test_no_watchdog_with_the_timer_trigger_or_on_simulated_time():

@@ -97,6 +97,7 @@ class ControllerLoop:
         self.last_rejection = ''
         # the odometry stamp of the last step, and the period steps are one apart in
         self._stepped_ns = -1
+        self.irregular_steps = 0        # steps not one period after the last (the first too)
         self._stepped_at: float | None = None     # wall time of the last step
         self._period_ns = round(controller.policy.config.dt * 1e9)
         self._watchdog_s = WATCHDOG_PERIODS * controller.policy.config.dt
@@ -111,7 +112,13 @@ class ControllerLoop:
         if stamp_ns < self.odom_stamp_ns:
             raise ValueError(f'stamp {stamp_ns * 1e-9:.9f} s is older than the last '
                              f'accepted one ({self.odom_stamp_ns * 1e-9:.9f} s)')
-        self.x, self.odom_stamp_ns, self.odom_received = x, stamp_ns, received
+        if stamp_ns > self.odom_stamp_ns:
+            # a re-published stamp is not news: its age runs from its first arrival, so a
+            # source that repeats a frozen state still ends in the failsafe
+            self.odom_received = received
+        # the state is the newest one even for the same stamp: the lockstep simulator's
+        # reset publishes x0 at the simulated time of the state it replaces
+        self.x, self.odom_stamp_ns = x, stamp_ns
         return self.trigger == 'odometry' and self._answer_new_odometry()
 
     def reject(self, reason: str) -> int:
@@ -124,13 +131,22 @@ class ControllerLoop:
         """Return whether a tick of the control timer steps (never before the first odometry)."""
         return self.x is not None
 
+    def step_done(self, now: float) -> None:
+        """Say the step of :meth:`command` was sent and reported at wall time ``now``.
+
+        The watchdog counts from here, so a step slower than its 1.5 periods is not
+        followed at once by another on the same odometry.
+        """
+        self._stepped_at = now
+
     def watchdog(self, now: float) -> bool:
         """Return whether a step is overdue at wall time ``now`` (odometry trigger, wall time).
 
-        True when no step ran for :data:`WATCHDOG_PERIODS` periods since the last one (or
-        since the first odometry): odometry is late or lost, and a vehicle must not go
-        without commands. Never with the timer trigger (its timer steps) nor on simulated
-        time (a lockstep simulation waits for each command; holding it is allowed).
+        True when no step ran for :data:`WATCHDOG_PERIODS` periods since the last one
+        ended (:meth:`step_done`; or since the first odometry): odometry is late or lost,
+        and a vehicle must not go without commands. Never with the timer trigger (its
+        timer steps) nor on simulated time (a lockstep simulation waits for each command;
+        holding it is allowed).
         """
         if self.trigger != 'odometry' or self.sim_time or self.x is None:
             return False
@@ -206,6 +222,7 @@ class ControllerLoop:
         consecutive = (self._stepped_ns >= 0 and abs(self.odom_stamp_ns - self._stepped_ns
                                                      - self._period_ns) <= self._period_ns // 4)
         self._stepped_ns = self.odom_stamp_ns
+        self.irregular_steps += not consecutive
         return self.controller.step(self.x, age, sensitivities=False, consecutive=consecutive)
 
     def report(self, result: StepResult,
